@@ -1,0 +1,173 @@
+import { randomUUID } from 'node:crypto'
+import type { IncomingMessage } from 'node:http'
+import cors from '@fastify/cors'
+import helmet from '@fastify/helmet'
+import rateLimit from '@fastify/rate-limit'
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
+import Fastify, { type FastifyInstance } from 'fastify'
+import { Redis } from 'ioredis'
+import pino, { type Logger } from 'pino'
+import type { Config } from './config.js'
+import { type BlobStore, createBlobStore } from './platform/blob/index.js'
+import { registerBlobRoutes } from './platform/blob/routes.js'
+import { type Cache, createCache } from './platform/cache/index.js'
+import { registerDaprAppSide } from './platform/dapr.js'
+import { type DatabaseHandle, openDatabase } from './platform/db/client.js'
+import { migrate } from './platform/db/migrate.js'
+import { createEventBus, type EventBus } from './platform/events/index.js'
+import { registerErrorHandling } from './platform/http/error-handler.js'
+import { registerHealthRoutes } from './platform/http/health.js'
+import { type Metrics, registerMetrics } from './platform/http/metrics.js'
+import { registerOpenApi } from './platform/http/openapi.js'
+import { registerValidation } from './platform/http/validation.js'
+import { loggerOptions } from './platform/logger.js'
+import { createVault, resolveVaultKeys, type Vault } from './platform/vault.js'
+
+/** The infrastructure every module is built from; one instance per app. */
+export interface Platform {
+  config: Readonly<Config>
+  log: Logger
+  database: DatabaseHandle
+  cache: Cache
+  blob: BlobStore
+  vault: Vault
+  events: EventBus
+  metrics: Metrics
+}
+
+/** Tests (and embedders) may hand in ready-made parts instead of having them built from config. */
+export interface AppOverrides {
+  logger?: Logger
+  database?: DatabaseHandle
+  cache?: Cache
+  blob?: BlobStore
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    platform: Platform
+  }
+  interface FastifyContextConfig {
+    /** Reachable without credentials (health, docs, metrics, login, JWKS, signed blob URLs). */
+    public?: boolean
+  }
+}
+
+const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/
+
+/** An incoming x-request-id is honoured when it is a sane token; anything else gets a fresh id. */
+function requestId(req: IncomingMessage): string {
+  const header = req.headers['x-request-id']
+  return typeof header === 'string' && REQUEST_ID.test(header) ? header : randomUUID()
+}
+
+export async function buildApp(
+  config: Readonly<Config>,
+  overrides: AppOverrides = {},
+): Promise<FastifyInstance> {
+  const log = overrides.logger ?? pino(loggerOptions(config.logLevel))
+  const app = Fastify({
+    loggerInstance: log,
+    genReqId: requestId,
+    bodyLimit: config.bodyLimitBytes,
+    trustProxy: config.trustProxy,
+    disableRequestLogging: false,
+    routerOptions: { ignoreTrailingSlash: true, maxParamLength: 256 },
+    return503OnClosing: true,
+    forceCloseConnections: 'idle',
+  }).withTypeProvider<TypeBoxTypeProvider>()
+
+  app.addHook('onSend', async (request, reply) => {
+    reply.header('x-request-id', request.id)
+  })
+  registerValidation(app)
+  registerErrorHandling(app)
+
+  // Parts first: a part that cannot start stops the process before it serves anything.
+  const owned: Array<() => Promise<unknown>> = []
+  const database =
+    overrides.database ??
+    (await openDatabase({ url: config.database.url, dataDir: config.dataDir, poolMax: config.database.poolMax, log }))
+  if (!overrides.database) owned.push(() => database.close())
+  if (config.database.migrateOnStart) await migrate(database)
+
+  const cache = overrides.cache ?? createCache({ url: config.redis.url, log })
+  if (!overrides.cache) owned.push(() => cache.close())
+
+  const vault = createVault(resolveVaultKeys(config.vaultKeys, config.dataDir, log))
+  const blob =
+    overrides.blob ??
+    (await createBlobStore({
+      s3: config.s3,
+      dataDir: config.dataDir,
+      publicUrl: config.publicUrl,
+      signingKey: vault.deriveKey('blob-url-signing'),
+      log,
+    }))
+  if (!overrides.blob) owned.push(() => blob.close())
+
+  const events = createEventBus({ database, dapr: config.dapr, enabled: config.parts.events === 'dapr', log })
+
+  // Ecosystem plugins.
+  await app.register(helmet, {
+    // JSON API: nothing to run or frame. Swagger UI sets its own CSP on /docs (staticCSP).
+    contentSecurityPolicy: { directives: { defaultSrc: ["'none'"], frameAncestors: ["'none'"] } },
+    crossOriginResourcePolicy: { policy: 'same-site' },
+  })
+  await app.register(cors, {
+    origin: config.corsOrigins,
+    credentials: true,
+    exposedHeaders: ['etag', 'x-request-id', 'retry-after', 'location'],
+    maxAge: 600,
+  })
+  let rateLimitRedis: Redis | undefined
+  if (config.rateLimit.max > 0) {
+    if (config.redis.url) {
+      rateLimitRedis = new Redis(config.redis.url, { connectionName: 'modelplane-ratelimit', maxRetriesPerRequest: 1 })
+      rateLimitRedis.on('error', (err) => log.warn({ err: { message: err.message } }, 'rate-limit redis error'))
+      owned.push(() => rateLimitRedis!.quit())
+    }
+    await app.register(rateLimit, {
+      global: true,
+      max: config.rateLimit.max,
+      timeWindow: config.rateLimit.windowSeconds * 1000,
+      redis: rateLimitRedis,
+      nameSpace: 'mp:rl:',
+      // A rate-limit store outage must not take the API down with it.
+      skipOnError: true,
+    })
+  }
+  await registerOpenApi(app, config)
+
+  const metrics = registerMetrics(app)
+  const platform: Platform = { config, log, database, cache, blob, vault, events, metrics }
+  app.decorate('platform', platform)
+
+  registerHealthRoutes(
+    app,
+    [
+      { name: 'database', check: () => database.ping() },
+      { name: 'cache', check: () => cache.ping() },
+      { name: 'blob', check: () => blob.ping() },
+    ],
+    metrics,
+  )
+  await registerDaprAppSide(app, { events, config })
+  if (blob.kind === 'filesystem') await registerBlobRoutes(app, blob, vault.deriveKey('blob-url-signing'))
+
+  app.addHook('onReady', async () => {
+    await events.start()
+  })
+  // Stop taking work first, then release parts in reverse order of creation.
+  app.addHook('onClose', async () => {
+    await events.stop()
+    for (const close of owned.reverse()) {
+      try {
+        await close()
+      } catch (err) {
+        log.warn({ err }, 'closing a part failed')
+      }
+    }
+  })
+  return app
+}

@@ -1,0 +1,239 @@
+import path from 'node:path'
+import Type, { type Static } from 'typebox'
+import Value from 'typebox/value'
+
+/**
+ * Every environment variable the process reads, in one schema. Parsed once at start;
+ * a bad value stops the process with a message that names the variable.
+ * `.env.sample` documents each one and must stay in step with this list.
+ */
+const Port = Type.Integer({ minimum: 1, maximum: 65535 })
+const Bool = Type.Union([Type.Literal('true'), Type.Literal('false'), Type.Literal('1'), Type.Literal('0')])
+
+const EnvSchema = Type.Object({
+  NODE_ENV: Type.Optional(Type.String({ maxLength: 32 })),
+  PORT: Type.Optional(Port),
+  HOST: Type.Optional(Type.String({ minLength: 1, maxLength: 255 })),
+  PUBLIC_URL: Type.Optional(Type.String({ pattern: '^https?://', maxLength: 2048 })),
+  LOG_LEVEL: Type.Optional(Type.String({ pattern: '^(fatal|error|warn|info|debug|trace|silent)$' })),
+  DATA_DIR: Type.Optional(Type.String({ minLength: 1, maxLength: 4096 })),
+  DATABASE_URL: Type.Optional(Type.String({ pattern: '^postgres(ql)?://', maxLength: 4096 })),
+  DATABASE_POOL_MAX: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000 })),
+  MIGRATE_ON_START: Type.Optional(Bool),
+  REDIS_URL: Type.Optional(Type.String({ pattern: '^rediss?://', maxLength: 4096 })),
+  S3_ENDPOINT: Type.Optional(Type.String({ pattern: '^https?://', maxLength: 2048 })),
+  S3_ACCESS_KEY: Type.Optional(Type.String({ minLength: 1, maxLength: 512 })),
+  S3_SECRET_KEY: Type.Optional(Type.String({ minLength: 1, maxLength: 512 })),
+  S3_BUCKET: Type.Optional(Type.String({ pattern: '^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$' })),
+  S3_REGION: Type.Optional(Type.String({ minLength: 1, maxLength: 64 })),
+  VAULT_KEYS: Type.Optional(Type.String({ minLength: 1, maxLength: 16384 })),
+  CORS_ORIGINS: Type.Optional(Type.String({ maxLength: 8192 })),
+  BODY_LIMIT_BYTES: Type.Optional(Type.Integer({ minimum: 1024, maximum: 1024 * 1024 * 1024 })),
+  RATE_LIMIT_MAX: Type.Optional(Type.Integer({ minimum: 0, maximum: 1_000_000 })),
+  RATE_LIMIT_WINDOW_SECONDS: Type.Optional(Type.Integer({ minimum: 1, maximum: 86_400 })),
+  TRUST_PROXY: Type.Optional(Bool),
+  DAPR_HTTP_PORT: Type.Optional(Port),
+  DAPR_GRPC_PORT: Type.Optional(Port),
+  DAPR_HOST: Type.Optional(Type.String({ minLength: 1, maxLength: 255 })),
+  APP_API_TOKEN: Type.Optional(Type.String({ minLength: 16, maxLength: 1024 })),
+  DAPR_API_TOKEN: Type.Optional(Type.String({ minLength: 16, maxLength: 1024 })),
+  DAPR_PUBSUB_NAME: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9_.-]{1,128}$' })),
+  SHUTDOWN_TIMEOUT_MS: Type.Optional(Type.Integer({ minimum: 0, maximum: 600_000 })),
+})
+
+/** Never echoed back in an error: they hold credentials. */
+const SECRET_VARS = new Set([
+  'DATABASE_URL',
+  'REDIS_URL',
+  'S3_ACCESS_KEY',
+  'S3_SECRET_KEY',
+  'VAULT_KEYS',
+  'APP_API_TOKEN',
+  'DAPR_API_TOKEN',
+])
+
+type Env = Static<typeof EnvSchema>
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`)
+    this.name = 'ConfigError'
+  }
+}
+
+export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'
+
+export interface VaultKey {
+  id: string
+  key: Buffer
+}
+
+export interface Config {
+  env: string
+  port: number
+  host: string
+  publicUrl: string
+  logLevel: LogLevel
+  dataDir: string
+  database: { url?: string; poolMax: number; migrateOnStart: boolean }
+  redis: { url?: string }
+  s3?: { endpoint: string; accessKey: string; secretKey: string; bucket: string; region: string }
+  /** Keys from VAULT_KEYS, newest first; empty when the embedded key file should be used. */
+  vaultKeys: VaultKey[]
+  corsOrigins: string[] | true | false
+  bodyLimitBytes: number
+  rateLimit: { max: number; windowSeconds: number }
+  trustProxy: boolean
+  dapr: {
+    httpPort?: number
+    grpcPort?: number
+    host: string
+    appApiToken?: string
+    apiToken?: string
+    pubsubName: string
+  }
+  shutdownTimeoutMs: number
+  /** Which side of each adapter pair runs; derived, never set directly. */
+  parts: {
+    database: 'pglite' | 'postgres'
+    cache: 'memory' | 'redis'
+    blob: 'filesystem' | 's3'
+    workflows: 'embedded' | 'dapr'
+    events: 'in-process' | 'dapr'
+  }
+}
+
+const VAULT_KEY_ID = /^[A-Za-z0-9_-]{1,32}$/
+
+function parseVaultKeys(raw: string | undefined, problems: string[]): VaultKey[] {
+  if (!raw) return []
+  const keys: VaultKey[] = []
+  for (const entry of raw.split(',').map((s) => s.trim()).filter(Boolean)) {
+    const sep = entry.indexOf(':')
+    const id = sep > 0 ? entry.slice(0, sep) : ''
+    const material = sep > 0 ? Buffer.from(entry.slice(sep + 1), 'base64') : Buffer.alloc(0)
+    if (!VAULT_KEY_ID.test(id) || material.length !== 32) {
+      problems.push('VAULT_KEYS: each entry must be "<id>:<base64 of 32 bytes>" (id of letters, digits, _ or -)')
+      return []
+    }
+    if (keys.some((k) => k.id === id)) {
+      problems.push(`VAULT_KEYS: key id "${id}" appears twice`)
+      return []
+    }
+    keys.push({ id, key: material })
+  }
+  return keys
+}
+
+function bool(v: string | undefined, fallback: boolean): boolean {
+  if (v === undefined) return fallback
+  return v === 'true' || v === '1'
+}
+
+/** Empty strings count as unset, so `FOO=` in an env file means "use the default". */
+function withoutEmpty(source: NodeJS.ProcessEnv): Record<string, string> {
+  const out: Record<string, string> = {}
+  for (const key of Object.keys(EnvSchema.properties)) {
+    const value = source[key]
+    if (value !== undefined && value.trim() !== '') out[key] = value.trim()
+  }
+  return out
+}
+
+export function loadConfig(source: NodeJS.ProcessEnv = process.env): Readonly<Config> {
+  const raw = withoutEmpty(source)
+  const converted = Value.Convert(EnvSchema, { ...raw }) as Record<string, unknown>
+  const problems: string[] = []
+  if (!Value.Check(EnvSchema, converted)) {
+    const seen = new Set<string>()
+    for (const error of Value.Errors(EnvSchema, converted)) {
+      const name = error.instancePath.replace(/^\//, '')
+      if (seen.has(name)) continue
+      seen.add(name)
+      const shown = SECRET_VARS.has(name) ? '(value hidden)' : `(got ${JSON.stringify(raw[name] ?? null)})`
+      problems.push(`${name}: ${error.message} ${shown}`)
+    }
+    throw new ConfigError(problems)
+  }
+  const env = converted as Env
+
+  const s3Fields = [env.S3_ENDPOINT, env.S3_ACCESS_KEY, env.S3_SECRET_KEY]
+  if (s3Fields.some(Boolean) && !s3Fields.every(Boolean)) {
+    problems.push('S3_ENDPOINT, S3_ACCESS_KEY and S3_SECRET_KEY must be set together')
+  }
+  const vaultKeys = parseVaultKeys(env.VAULT_KEYS, problems)
+  if (env.DATABASE_URL && vaultKeys.length === 0) {
+    problems.push(
+      'VAULT_KEYS: required when DATABASE_URL is set (secrets in a shared database need a managed key); ' +
+        'generate one with: node -e "console.log(\'k1:\'+require(\'crypto\').randomBytes(32).toString(\'base64\'))"',
+    )
+  }
+  if (problems.length > 0) throw new ConfigError(problems)
+
+  const port = env.PORT ?? 8080
+  const host = env.HOST ?? '0.0.0.0'
+  const corsRaw = env.CORS_ORIGINS?.trim()
+  const corsOrigins =
+    corsRaw === undefined
+      ? false
+      : corsRaw === '*'
+        ? true
+        : corsRaw
+            .split(',')
+            .map((o) => o.trim())
+            .filter(Boolean)
+
+  const config: Config = {
+    env: env.NODE_ENV ?? 'development',
+    port,
+    host,
+    publicUrl: (env.PUBLIC_URL ?? `http://localhost:${port}`).replace(/\/+$/, ''),
+    logLevel: (env.LOG_LEVEL as LogLevel | undefined) ?? 'info',
+    dataDir: path.resolve(env.DATA_DIR ?? './.data'),
+    database: {
+      url: env.DATABASE_URL,
+      poolMax: env.DATABASE_POOL_MAX ?? 20,
+      migrateOnStart: bool(env.MIGRATE_ON_START, true),
+    },
+    redis: { url: env.REDIS_URL },
+    s3: env.S3_ENDPOINT
+      ? {
+          endpoint: env.S3_ENDPOINT,
+          accessKey: env.S3_ACCESS_KEY!,
+          secretKey: env.S3_SECRET_KEY!,
+          bucket: env.S3_BUCKET ?? 'modelplane',
+          region: env.S3_REGION ?? 'us-east-1',
+        }
+      : undefined,
+    vaultKeys,
+    corsOrigins,
+    bodyLimitBytes: env.BODY_LIMIT_BYTES ?? 1024 * 1024,
+    rateLimit: { max: env.RATE_LIMIT_MAX ?? 600, windowSeconds: env.RATE_LIMIT_WINDOW_SECONDS ?? 60 },
+    trustProxy: bool(env.TRUST_PROXY, false),
+    dapr: {
+      httpPort: env.DAPR_HTTP_PORT,
+      grpcPort: env.DAPR_GRPC_PORT,
+      host: env.DAPR_HOST ?? '127.0.0.1',
+      appApiToken: env.APP_API_TOKEN,
+      apiToken: env.DAPR_API_TOKEN,
+      pubsubName: env.DAPR_PUBSUB_NAME ?? 'pubsub',
+    },
+    shutdownTimeoutMs: env.SHUTDOWN_TIMEOUT_MS ?? 10_000,
+    parts: {
+      database: env.DATABASE_URL ? 'postgres' : 'pglite',
+      cache: env.REDIS_URL ? 'redis' : 'memory',
+      blob: env.S3_ENDPOINT ? 's3' : 'filesystem',
+      workflows: env.DAPR_GRPC_PORT ? 'dapr' : 'embedded',
+      events: env.DAPR_HTTP_PORT ? 'dapr' : 'in-process',
+    },
+  }
+  return deepFreeze(config)
+}
+
+function deepFreeze<T>(value: T): Readonly<T> {
+  if (value && typeof value === 'object' && !Buffer.isBuffer(value)) {
+    for (const child of Object.values(value)) deepFreeze(child)
+    Object.freeze(value)
+  }
+  return value
+}

@@ -1,0 +1,36 @@
+import type { Readable } from 'node:stream'
+
+export interface BlobInfo {
+  key: string
+  size: number
+  contentType: string
+  etag: string
+  lastModified: Date
+}
+
+export interface PutOptions {
+  contentType?: string
+  /** Known length of the body, when the caller has it; lets S3 stream without buffering. */
+  size?: number
+}
+
+/**
+ * Object storage for model artifacts and uploads. S3/MinIO when S3_ENDPOINT is set, a folder under
+ * DATA_DIR/objects otherwise. Keys are relative paths of safe characters (see assertValidKey).
+ */
+export interface BlobStore {
+  readonly kind: 'filesystem' | 's3'
+  put(key: string, body: Readable | Buffer | string, options?: PutOptions): Promise<BlobInfo>
+  /** Throws BlobNotFoundError when the key does not exist. */
+  get(key: string): Promise<Readable>
+  /** null when the key does not exist. */
+  stat(key: string): Promise<BlobInfo | null>
+  /** Deleting a missing key is not an error. */
+  delete(key: string): Promise<void>
+  /** A URL that lets its holder PUT the object until it expires, without credentials. */
+  presignPut(key: string, expiresInSeconds: number): Promise<string>
+  /** A URL that lets its holder GET the object until it expires, without credentials. */
+  presignGet(key: string, expiresInSeconds: number): Promise<string>
+  ping(): Promise<void>
+  close(): Promise<void>
+}

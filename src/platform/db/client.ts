@@ -1,0 +1,74 @@
+import fs from 'node:fs'
+import path from 'node:path'
+import { PGlite } from '@electric-sql/pglite'
+import { sql } from 'drizzle-orm'
+import { drizzle as drizzlePg } from 'drizzle-orm/node-postgres'
+import type { PgDatabase, PgQueryResultHKT, PgTransaction } from 'drizzle-orm/pg-core'
+import { drizzle as drizzlePglite } from 'drizzle-orm/pglite'
+import pg from 'pg'
+import type { Logger } from 'pino'
+
+/** One type for both drivers: modules never know whether PGlite or PostgreSQL is underneath. */
+export type Database = PgDatabase<PgQueryResultHKT, Record<string, never>>
+export type Transaction = PgTransaction<PgQueryResultHKT, Record<string, never>>
+/** Data-access functions accept either the database or an open transaction. */
+export type Executor = Database | Transaction
+
+export interface DatabaseHandle {
+  kind: 'postgres' | 'pglite'
+  db: Database
+  /** The raw driver, for the few things drizzle does not cover (LISTEN, advisory locks). */
+  pool?: pg.Pool
+  pglite?: PGlite
+  ping(): Promise<void>
+  close(): Promise<void>
+}
+
+export interface DatabaseOptions {
+  url?: string
+  dataDir: string
+  poolMax: number
+  log: Logger
+}
+
+export async function openDatabase(options: DatabaseOptions): Promise<DatabaseHandle> {
+  if (options.url) {
+    const pool = new pg.Pool({
+      connectionString: options.url,
+      max: options.poolMax,
+      idleTimeoutMillis: 30_000,
+      connectionTimeoutMillis: 5_000,
+      application_name: 'modelplane',
+    })
+    // An idle client that loses its server must not crash the process; the next query reconnects.
+    pool.on('error', (err) => options.log.warn({ err: { message: err.message } }, 'idle database client failed'))
+    const db = drizzlePg(pool) as unknown as Database
+    return {
+      kind: 'postgres',
+      db,
+      pool,
+      ping: async () => {
+        await pool.query('select 1')
+      },
+      close: () => pool.end(),
+    }
+  }
+  const dir = path.join(options.dataDir, 'pg')
+  fs.mkdirSync(dir, { recursive: true })
+  const client = await PGlite.create({ dataDir: dir })
+  const db = drizzlePglite(client) as unknown as Database
+  return {
+    kind: 'pglite',
+    db,
+    pglite: client,
+    ping: async () => {
+      await db.execute(sql`select 1`)
+    },
+    close: () => client.close(),
+  }
+}
+
+/** Runs fn in a transaction; rolls back when it throws. Never make a network call inside fn. */
+export function transaction<T>(db: Database, fn: (tx: Transaction) => Promise<T>): Promise<T> {
+  return db.transaction(fn)
+}

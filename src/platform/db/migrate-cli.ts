@@ -1,0 +1,20 @@
+import pino from 'pino'
+import { loadConfig } from '../../config.js'
+import { openDatabase } from './client.js'
+import { migrate } from './migrate.js'
+
+// `npm run db:migrate`: applies pending migrations to DATABASE_URL (or the embedded database) and exits.
+const config = loadConfig()
+const log = pino({ level: config.logLevel })
+const handle = await openDatabase({
+  url: config.database.url,
+  dataDir: config.dataDir,
+  poolMax: 2,
+  log,
+})
+try {
+  await migrate(handle)
+  log.info({ database: handle.kind }, 'migrations applied')
+} finally {
+  await handle.close()
+}

@@ -1,0 +1,106 @@
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import { AppError, type FieldProblem } from '../errors.js'
+
+interface Envelope {
+  errorCode: string
+  message: string
+  details?: unknown
+  requestId: string
+}
+
+/** Fastify's own client-error codes, mapped to stable codes a caller can branch on. */
+const FASTIFY_CODES: Record<string, { code: string; message?: string }> = {
+  FST_ERR_CTP_INVALID_JSON_BODY: { code: 'MALFORMED_JSON', message: 'the request body is not valid JSON' },
+  FST_ERR_CTP_EMPTY_JSON_BODY: { code: 'MALFORMED_JSON', message: 'the request body is empty but declared as JSON' },
+  FST_ERR_CTP_BODY_TOO_LARGE: { code: 'PAYLOAD_TOO_LARGE', message: 'the request body is larger than allowed' },
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: { code: 'UNSUPPORTED_MEDIA_TYPE', message: 'unsupported content type' },
+  FST_ERR_CTP_INVALID_CONTENT_LENGTH: { code: 'BAD_REQUEST', message: 'content-length does not match the body' },
+  FST_ERR_RATE_LIMIT: { code: 'RATE_LIMITED' },
+}
+
+const STATUS_CODES: Record<number, string> = {
+  400: 'BAD_REQUEST',
+  401: 'UNAUTHENTICATED',
+  403: 'FORBIDDEN',
+  404: 'NOT_FOUND',
+  405: 'METHOD_NOT_ALLOWED',
+  406: 'NOT_ACCEPTABLE',
+  408: 'REQUEST_TIMEOUT',
+  409: 'CONFLICT',
+  412: 'PRECONDITION_FAILED',
+  413: 'PAYLOAD_TOO_LARGE',
+  415: 'UNSUPPORTED_MEDIA_TYPE',
+  429: 'RATE_LIMITED',
+  431: 'REQUEST_HEADERS_TOO_LARGE',
+}
+
+/** ajv's instancePath ("/spec/replicas") or missingProperty, as a dotted field name. */
+function fieldProblems(error: FastifyError): FieldProblem[] {
+  const context = error.validationContext ?? 'body'
+  return (error.validation ?? []).map((v) => {
+    const params = v.params as Record<string, unknown>
+    let field = v.instancePath.replace(/^\//, '').replace(/\//g, '.')
+    if (typeof params.missingProperty === 'string') field = field ? `${field}.${params.missingProperty}` : params.missingProperty
+    if (typeof params.additionalProperty === 'string') {
+      field = field ? `${field}.${params.additionalProperty}` : params.additionalProperty
+      return { field: `${context}.${field}`, message: 'unknown field' }
+    }
+    return { field: field ? `${context}.${field}` : context, message: v.message ?? 'invalid' }
+  })
+}
+
+export function toEnvelope(error: unknown, requestId: string): { status: number; body: Envelope } {
+  if (error instanceof AppError) {
+    return {
+      status: error.status,
+      body: { errorCode: error.code, message: error.message, details: error.details, requestId },
+    }
+  }
+  const fe = error as FastifyError
+  if (fe?.validation) {
+    const problems = fieldProblems(fe)
+    return {
+      status: 400,
+      body: {
+        errorCode: 'VALIDATION_ERROR',
+        message: `invalid request: ${problems.map((p) => `${p.field} ${p.message}`).join('; ')}`,
+        details: problems,
+        requestId,
+      },
+    }
+  }
+  const status = typeof fe?.statusCode === 'number' ? fe.statusCode : 500
+  if (status >= 400 && status < 500) {
+    const known = fe.code ? FASTIFY_CODES[fe.code] : undefined
+    return {
+      status,
+      body: {
+        errorCode: known?.code ?? STATUS_CODES[status] ?? 'BAD_REQUEST',
+        message: known?.message ?? fe.message,
+        requestId,
+      },
+    }
+  }
+  return {
+    status: status >= 500 && status < 600 ? status : 500,
+    body: { errorCode: 'INTERNAL_ERROR', message: 'an internal error occurred', requestId },
+  }
+}
+
+export function registerErrorHandling(app: FastifyInstance): void {
+  app.setErrorHandler((error: unknown, request: FastifyRequest, reply: FastifyReply) => {
+    const { status, body } = toEnvelope(error, request.id)
+    if (status >= 500) request.log.error({ err: error }, 'request failed')
+    else request.log.info({ errorCode: body.errorCode, status }, 'request rejected')
+    return reply.status(status).send(body)
+  })
+
+  app.setNotFoundHandler((request, reply) => {
+    const body: Envelope = {
+      errorCode: 'NOT_FOUND',
+      message: `no route ${request.method} ${request.url.split('?')[0]?.slice(0, 200)}`,
+      requestId: request.id,
+    }
+    return reply.status(404).send(body)
+  })
+}

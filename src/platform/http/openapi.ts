@@ -1,0 +1,61 @@
+import swagger from '@fastify/swagger'
+import swaggerUi from '@fastify/swagger-ui'
+import type { FastifyInstance, RouteOptions } from 'fastify'
+import type { Config } from '../../config.js'
+import { ErrorEnvelope } from './schemas.js'
+
+const ERROR_REF = { $ref: 'ErrorEnvelope#' }
+
+/**
+ * Every documented route must say what it is (operationId, tags, summary); routes that fail
+ * say so in the error envelope, which this hook adds as the 4xx/5xx response of each route.
+ * A route missing its description fails at start-up, not in review.
+ */
+function documentRoute(route: RouteOptions): void {
+  const schema = (route.schema ??= {}) as Record<string, unknown>
+  if (schema.hide) return
+  const missing = ['operationId', 'tags', 'summary'].filter((k) => !schema[k])
+  if (missing.length > 0) {
+    throw new Error(`route ${route.method} ${route.url} is missing ${missing.join(', ')} in its schema`)
+  }
+  const response = (schema.response ??= {}) as Record<string, unknown>
+  response['4xx'] ??= ERROR_REF
+  response['5xx'] ??= ERROR_REF
+}
+
+export async function registerOpenApi(app: FastifyInstance, config: Readonly<Config>): Promise<void> {
+  app.addSchema(ErrorEnvelope)
+  app.addHook('onRoute', documentRoute)
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.1.0',
+      info: {
+        title: 'modelplane API',
+        description:
+          'Control plane for serving AI models on Kubernetes: clusters, model catalog, endpoints, ' +
+          'tenants and users, and the durable workflows behind every long job.',
+        version: '0.1.0',
+      },
+      servers: [{ url: config.publicUrl }],
+      tags: [
+        { name: 'operations', description: 'Health, readiness and metrics' },
+        { name: 'blobs', description: 'Signed object transfer for the embedded object store' },
+        { name: 'events', description: 'Event delivery: transactional outbox and Dapr pub/sub' },
+      ],
+    },
+    refResolver: {
+      // Shared schemas appear under components.schemas by their $id.
+      buildLocalReference: (json, _baseUri, _fragment, i) => String(json.$id ?? `def-${i}`),
+    },
+  })
+  await app.register(swaggerUi, {
+    routePrefix: '/docs',
+    staticCSP: true,
+    uiConfig: { deepLinking: true, displayOperationId: true, persistAuthorization: true },
+  })
+  app.get(
+    '/openapi.json',
+    { schema: { hide: true }, config: { public: true } },
+    async () => app.swagger(),
+  )
+}

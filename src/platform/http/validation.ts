@@ -1,0 +1,29 @@
+import { Ajv, type Options } from 'ajv'
+import addFormats from 'ajv-formats'
+import type { FastifyInstance, FastifySchema } from 'fastify'
+
+function makeAjv(options: Options): Ajv {
+  const ajv = new Ajv({
+    allErrors: true,
+    useDefaults: true,
+    removeAdditional: false,
+    strict: false,
+    ...options,
+  })
+  // biome-ignore lint/suspicious/noExplicitAny: ajv-formats' CJS default export is typed loosely
+  ;(addFormats as any).default ? (addFormats as any).default(ajv) : (addFormats as any)(ajv)
+  return ajv
+}
+
+/**
+ * Bodies are validated strictly: a string where a number belongs is a 400, not a silent
+ * conversion. Query strings, params and headers arrive as text and are converted to the declared
+ * types ("?limit=10" is the integer 10).
+ */
+export function registerValidation(app: FastifyInstance): void {
+  const strict = makeAjv({ coerceTypes: false })
+  const coercing = makeAjv({ coerceTypes: 'array' })
+  app.setValidatorCompiler(({ schema, httpPart }: { schema: FastifySchema; httpPart?: string }) =>
+    (httpPart === 'body' ? strict : coercing).compile(schema as object),
+  )
+}
