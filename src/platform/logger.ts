@@ -7,8 +7,10 @@ export const REDACTED = '[redacted]'
 
 export function redactSecrets(value: unknown, depth = 0): unknown {
   if (depth > 8 || value === null || typeof value !== 'object') return value
-  if (value instanceof Error) return value
   if (Array.isArray(value)) return value.map((v) => redactSecrets(v, depth + 1))
+  // Only plain data is walked; requests, errors and buffers go to their serializers untouched.
+  const proto = Object.getPrototypeOf(value)
+  if (proto !== Object.prototype && proto !== null) return value
   const out: Record<string, unknown> = {}
   for (const [key, v] of Object.entries(value)) {
     out[key] = SECRET_KEY.test(key) ? REDACTED : redactSecrets(v, depth + 1)

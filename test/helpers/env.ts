@@ -3,7 +3,8 @@
  * (PostgreSQL and Redis on localhost); TEST_PG_ADMIN_URL and TEST_REDIS_URL point elsewhere.
  */
 export const ADMIN_DATABASE_URL = process.env.TEST_PG_ADMIN_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres'
-export const TEST_DATABASE_NAME = process.env.TEST_PG_DATABASE ?? 'modelplane_test'
+// One database per test run (the global setup's pid), so concurrent runs never drop each other's.
+export const TEST_DATABASE_NAME = process.env.TEST_PG_DATABASE ?? `modelplane_test_${process.pid}`
 export const TEST_DATABASE_URL = (() => {
   const url = new URL(ADMIN_DATABASE_URL)
   url.pathname = `/${TEST_DATABASE_NAME}`

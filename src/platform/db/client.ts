@@ -3,14 +3,20 @@ import path from 'node:path'
 import { PGlite } from '@electric-sql/pglite'
 import { sql } from 'drizzle-orm'
 import { drizzle as drizzlePg } from 'drizzle-orm/node-postgres'
-import type { PgDatabase, PgQueryResultHKT, PgTransaction } from 'drizzle-orm/pg-core'
+import type { NodePgQueryResultHKT } from 'drizzle-orm/node-postgres'
+import type { PgDatabase, PgTransaction } from 'drizzle-orm/pg-core'
+import type { ExtractTablesWithRelations } from 'drizzle-orm'
 import { drizzle as drizzlePglite } from 'drizzle-orm/pglite'
 import pg from 'pg'
 import type { Logger } from 'pino'
 
-/** One type for both drivers: modules never know whether PGlite or PostgreSQL is underneath. */
-export type Database = PgDatabase<PgQueryResultHKT, Record<string, never>>
-export type Transaction = PgTransaction<PgQueryResultHKT, Record<string, never>>
+/**
+ * One type for both drivers: modules never know whether PGlite or PostgreSQL is underneath.
+ * Typed as node-postgres; PGlite's results have the same `rows` shape for everything we use.
+ */
+type NoSchema = Record<string, never>
+export type Database = PgDatabase<NodePgQueryResultHKT, NoSchema>
+export type Transaction = PgTransaction<NodePgQueryResultHKT, NoSchema, ExtractTablesWithRelations<NoSchema>>
 /** Data-access functions accept either the database or an open transaction. */
 export type Executor = Database | Transaction
 

@@ -1,0 +1,131 @@
+import { spawn } from 'node:child_process'
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import pg from 'pg'
+import { load, machine, type Measurement, ROOT, startServer, table, waitForStatus, writeSection } from './lib.js'
+
+/**
+ * `npm run bench`: the platform's own overhead. modelplane's GET /healthz and a database-backed
+ * list route against a bare Fastify + pg server running the same query, in the same run, then
+ * start-up to ready on the embedded database.
+ */
+const ADMIN_URL = process.env.BENCH_PG_ADMIN_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres'
+const REDIS_URL = process.env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379/0'
+const DB_NAME = 'modelplane_bench'
+const dbUrl = (() => {
+  const u = new URL(ADMIN_URL)
+  u.pathname = `/${DB_NAME}`
+  return u.toString()
+})()
+const VAULT_KEYS = `bench:${Buffer.alloc(32, 7).toString('base64')}`
+const DURATION = Number(process.env.BENCH_SECONDS ?? 10)
+
+async function admin(sql: string) {
+  const client = new pg.Client({ connectionString: ADMIN_URL })
+  await client.connect()
+  try {
+    await client.query(sql)
+  } finally {
+    await client.end()
+  }
+}
+
+async function seedOutbox(rows: number) {
+  const client = new pg.Client({ connectionString: dbUrl })
+  await client.connect()
+  try {
+    await client.query(
+      `insert into outbox_events (topic, payload, source, created_at, delivered_at)
+       select 'bench.event', jsonb_build_object('n', g), 'modelplane', now() - g * interval '1 second', now()
+       from generate_series(1, $1) g`,
+      [rows],
+    )
+    await client.query('analyze outbox_events')
+  } finally {
+    await client.end()
+  }
+}
+
+/** Milliseconds from spawning the process to the first 200 from /readyz. */
+async function startupMs(command: string[], dataDir: string): Promise<number> {
+  const port = 40_000 + Math.floor(Math.random() * 10_000)
+  const started = performance.now()
+  const child = spawn(process.execPath, command, {
+    cwd: ROOT,
+    env: { PATH: process.env.PATH ?? '', HOME: os.homedir(), PORT: String(port), HOST: '127.0.0.1', DATA_DIR: dataDir, LOG_LEVEL: 'warn' },
+    stdio: 'ignore',
+  })
+  try {
+    await waitForStatus(`http://127.0.0.1:${port}/readyz`, 200, 60_000)
+    return Math.round(performance.now() - started)
+  } finally {
+    child.kill('SIGTERM')
+    await new Promise((resolve) => child.once('exit', resolve))
+  }
+}
+
+const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!
+
+async function main() {
+  await admin(`drop database if exists ${DB_NAME} with (force)`)
+  await admin(`create database ${DB_NAME}`)
+
+  const app = await startServer('src/server.ts', {
+    DATABASE_URL: dbUrl,
+    REDIS_URL,
+    VAULT_KEYS,
+    RATE_LIMIT_MAX: '0',
+    DATA_DIR: fs.mkdtempSync(path.join(os.tmpdir(), 'mp-bench-')),
+  })
+  await seedOutbox(10_000)
+  const baseline = await startServer('bench/servers/baseline.ts', { DATABASE_URL: dbUrl })
+
+  const results: Measurement[] = []
+  try {
+    const opts = { connections: 32, durationSeconds: DURATION }
+    results.push(await load('baseline GET /healthz', `${baseline.url}/healthz`, opts))
+    results.push(await load('modelplane GET /healthz', `${app.url}/healthz`, opts))
+    results.push(await load('baseline GET /outbox (page + count)', `${baseline.url}/outbox?limit=20`, opts))
+    results.push(await load('modelplane GET /v1/events/outbox', `${app.url}/v1/events/outbox?limit=20`, opts))
+  } finally {
+    await Promise.all([app.stop(), baseline.stop()])
+    await admin(`drop database if exists ${DB_NAME} with (force)`)
+  }
+
+  // Start-up on PGlite: a first start initializes the data folder once; restarts reopen it.
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mp-bench-start-'))
+  const tsx = ['--import', 'tsx', 'src/server.ts']
+  const first = await startupMs(tsx, dir)
+  const restarts = [await startupMs(tsx, dir), await startupMs(tsx, dir), await startupMs(tsx, dir)]
+  let compiled: number[] | undefined
+  if (fs.existsSync(path.join(ROOT, 'dist', 'server.js'))) {
+    compiled = [await startupMs(['dist/server.js'], dir), await startupMs(['dist/server.js'], dir), await startupMs(['dist/server.js'], dir)]
+  }
+  fs.rmSync(dir, { recursive: true, force: true })
+
+  const report = `## HTTP platform overhead (\`npm run bench\`)
+
+Measured ${new Date().toISOString().slice(0, 10)} on ${machine()}.
+autocannon, 32 connections, ${DURATION} s per run after a 2 s warm-up, load generator and server in separate
+processes on the same 2 cores. modelplane runs with LOG_LEVEL=warn and rate limiting off (one client
+address would hit the limit); PostgreSQL 15 and Redis on localhost. The outbox table holds 10,000 rows.
+The baseline is bare Fastify + pg with the same query and no validation, envelope or metrics.
+
+${table(results, {
+  'modelplane GET /healthz': 'baseline GET /healthz',
+  'modelplane GET /v1/events/outbox': 'baseline GET /outbox (page + count)',
+})}
+
+Start-up to ready (spawn → first 200 from /readyz) on the embedded database (PGlite):
+
+| case | ms |
+|---|---:|
+| first start, new data folder (initdb runs once), \`npm start\` (tsx) | ${first} |
+| restart, existing data folder, \`npm start\` (tsx), median of 3 | ${median(restarts)} |
+${compiled ? `| restart, existing data folder, \`node dist/server.js\`, median of 3 | ${median(compiled)} |\n` : ''}`
+  writeSection('http', report)
+  process.stdout.write(`${report}\n`)
+}
+
+await main()

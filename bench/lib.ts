@@ -1,0 +1,111 @@
+import { type ChildProcess, spawn } from 'node:child_process'
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
+import autocannon from 'autocannon'
+
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
+
+export interface Measurement {
+  name: string
+  requestsPerSecond: number
+  p50Ms: number
+  p99Ms: number
+  errors: number
+  non2xx: number
+}
+
+export interface Server {
+  url: string
+  child: ChildProcess
+  stop(): Promise<void>
+}
+
+/** Starts a server script in its own process (the load generator must not share its event loop). */
+export async function startServer(script: string, env: Record<string, string>, readyPath = '/healthz'): Promise<Server> {
+  const port = 20_000 + Math.floor(Math.random() * 20_000)
+  const child = spawn(process.execPath, ['--import', 'tsx', script], {
+    cwd: ROOT,
+    env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'warn', ...env },
+    stdio: ['ignore', 'inherit', 'inherit'],
+  })
+  const url = `http://127.0.0.1:${port}`
+  await waitForStatus(`${url}${readyPath}`, 200, 60_000)
+  return {
+    url,
+    child,
+    stop: async () => {
+      if (child.exitCode !== null) return
+      child.kill('SIGTERM')
+      await new Promise((resolve) => child.once('exit', resolve))
+    },
+  }
+}
+
+export async function waitForStatus(url: string, status: number, timeoutMs: number): Promise<number> {
+  const started = performance.now()
+  for (;;) {
+    try {
+      const res = await fetch(url)
+      await res.arrayBuffer()
+      if (res.status === status) return performance.now() - started
+    } catch {
+      // not listening yet
+    }
+    if (performance.now() - started > timeoutMs) throw new Error(`${url} did not answer ${status} in ${timeoutMs} ms`)
+    await new Promise((r) => setTimeout(r, 5))
+  }
+}
+
+export async function load(
+  name: string,
+  url: string,
+  options: { connections?: number; durationSeconds?: number; headers?: Record<string, string> } = {},
+): Promise<Measurement> {
+  // A short warm-up so JIT and pools are hot before the measured run.
+  await autocannon({ url, connections: options.connections ?? 32, duration: 2, headers: options.headers })
+  const result = await autocannon({
+    url,
+    connections: options.connections ?? 32,
+    duration: options.durationSeconds ?? 10,
+    headers: options.headers,
+  })
+  return {
+    name,
+    requestsPerSecond: Math.round(result.requests.average),
+    p50Ms: result.latency.p50,
+    p99Ms: result.latency.p99,
+    errors: result.errors + result.timeouts,
+    non2xx: result.non2xx,
+  }
+}
+
+export function machine(): string {
+  const cpus = os.cpus()
+  return `${cpus.length} × ${cpus[0]?.model ?? 'cpu'}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, Node ${process.version}, ${os.platform()} ${os.release()}`
+}
+
+export function table(rows: Measurement[], baseline?: Record<string, string>): string {
+  const lines = ['| run | req/s | p50 ms | p99 ms | errors | non-2xx | vs baseline |', '|---|---:|---:|---:|---:|---:|---:|']
+  const byName = new Map(rows.map((r) => [r.name, r]))
+  for (const r of rows) {
+    const base = baseline?.[r.name] ? byName.get(baseline[r.name]!) : undefined
+    const ratio = base ? `${(r.requestsPerSecond / base.requestsPerSecond).toFixed(2)}×` : '—'
+    lines.push(`| ${r.name} | ${r.requestsPerSecond} | ${r.p50Ms} | ${r.p99Ms} | ${r.errors} | ${r.non2xx} | ${ratio} |`)
+  }
+  return lines.join('\n')
+}
+
+/** Replaces the section between the markers in bench/RESULTS.md, keeping the other benchmarks' sections. */
+export function writeSection(id: string, body: string): void {
+  const file = path.join(ROOT, 'bench', 'RESULTS.md')
+  const start = `<!-- ${id}:start -->`
+  const end = `<!-- ${id}:end -->`
+  let text = fs.existsSync(file) ? fs.readFileSync(file, 'utf8') : '# Benchmark results\n\nEach section is rewritten by its benchmark; numbers are from the machine and date it names.\n'
+  const block = `${start}\n${body.trim()}\n${end}`
+  const at = text.indexOf(start)
+  const until = text.indexOf(end)
+  text = at >= 0 && until > at ? text.slice(0, at) + block + text.slice(until + end.length) : `${text.trimEnd()}\n\n${block}\n`
+  fs.writeFileSync(file, text)
+}

@@ -1,0 +1,273 @@
+import { createHash, randomUUID } from 'node:crypto'
+import { constants } from 'node:fs'
+import { access, mkdir, open, readdir, readFile, rename, rm, stat as statPath } from 'node:fs/promises'
+import { join } from 'node:path'
+import { Readable } from 'node:stream'
+import { pipeline } from 'node:stream/promises'
+import { assertValidKey, BlobNotFoundError } from './keys.js'
+import { presignBlobUrl } from './signing.js'
+import type { BlobInfo, BlobStore, PutOptions } from './types.js'
+
+export interface FilesystemBlobStoreOptions {
+  /** DATA_DIR/objects; created when missing. */
+  root: string
+  /** Base of the signed URLs, which this process serves itself (see routes.ts). */
+  publicUrl: string
+  signingKey: Buffer
+}
+
+const DEFAULT_CONTENT_TYPE = 'application/octet-stream'
+/** Temp files older than this belong to writes that died with their process. */
+const STALE_TEMP_MS = 24 * 60 * 60 * 1000
+
+/**
+ * What the store knows about an object. Writing it is the commit point of a put: until the sidecar
+ * is renamed into place the old version (or nothing) is visible, afterwards the new one.
+ */
+interface Sidecar {
+  key: string
+  size: number
+  contentType: string
+  etag: string
+  lastModified: string
+  /** Name of the immutable content file, beside the sidecar. */
+  file: string
+}
+
+/**
+ * Where a key lives. Files are named by the SHA-256 of the key rather than by the key itself: S3
+ * lets "a" and "a/b" exist together while a filesystem cannot hold a file and a folder of one name,
+ * and no text from a caller ever becomes part of a path.
+ */
+interface Place {
+  dir: string
+  name: string
+  sidecarPath: string
+}
+
+export async function createFilesystemBlobStore(options: FilesystemBlobStoreOptions): Promise<BlobStore> {
+  const { root, publicUrl, signingKey } = options
+  const tempDir = join(root, 'tmp')
+  await mkdir(tempDir, { recursive: true })
+  await removeStaleTempFiles(tempDir)
+  const withKeyLock = createKeyedLock()
+
+  function locate(key: string): Place {
+    const name = createHash('sha256').update(key).digest('hex')
+    const dir = join(root, name.slice(0, 2))
+    return { dir, name, sidecarPath: join(dir, `${name}.json`) }
+  }
+
+  async function put(
+    key: string,
+    body: Readable | Buffer | string,
+    putOptions: PutOptions = {},
+  ): Promise<BlobInfo> {
+    assertValidKey(key)
+    const place = locate(key)
+    const written = await writeToTemp(tempDir, body)
+    const file = `${place.name}.${randomUUID()}.bin`
+    try {
+      await mkdir(place.dir, { recursive: true })
+      await rename(written.path, join(place.dir, file))
+    } catch (err) {
+      await removeQuietly(written.path)
+      throw err
+    }
+    const sidecar: Sidecar = {
+      key,
+      size: written.size,
+      contentType: putOptions.contentType || DEFAULT_CONTENT_TYPE,
+      etag: written.etag,
+      lastModified: new Date().toISOString(),
+      file,
+    }
+    try {
+      await withKeyLock(key, () => commit(place, sidecar))
+    } catch (err) {
+      await removeQuietly(join(place.dir, file))
+      throw err
+    }
+    return toInfo(sidecar)
+  }
+
+  /** Publishes the new version, then drops the content of the one it replaced. */
+  async function commit(place: Place, sidecar: Sidecar): Promise<void> {
+    const previous = await readSidecar(place)
+    await writeJsonAtomically(tempDir, place.sidecarPath, sidecar)
+    if (previous && previous.file !== sidecar.file) await removeQuietly(join(place.dir, previous.file))
+  }
+
+  async function get(key: string): Promise<Readable> {
+    assertValidKey(key)
+    const place = locate(key)
+    // A put that replaces the object between reading the sidecar and opening its content deletes
+    // that content; reading the sidecar again finds the new version.
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const sidecar = await readSidecar(place)
+      if (!sidecar) break
+      const handle = await openIfPresent(join(place.dir, sidecar.file))
+      // The open handle keeps this version readable even if it is replaced while streaming.
+      if (handle) return handle.createReadStream()
+    }
+    throw new BlobNotFoundError(key)
+  }
+
+  async function stat(key: string): Promise<BlobInfo | null> {
+    assertValidKey(key)
+    const sidecar = await readSidecar(locate(key))
+    return sidecar ? toInfo(sidecar) : null
+  }
+
+  async function remove(key: string): Promise<void> {
+    assertValidKey(key)
+    const place = locate(key)
+    await withKeyLock(key, async () => {
+      const sidecar = await readSidecar(place)
+      if (!sidecar) return
+      // The sidecar goes first: from that moment the key is gone, whatever happens to the content.
+      await removeQuietly(place.sidecarPath)
+      await removeQuietly(join(place.dir, sidecar.file))
+    })
+  }
+
+  function presign(method: 'GET' | 'PUT', key: string, expiresInSeconds: number): Promise<string> {
+    assertValidKey(key)
+    return Promise.resolve(presignBlobUrl({ publicUrl, signingKey, method, key, expiresInSeconds }))
+  }
+
+  return {
+    kind: 'filesystem',
+    put,
+    get,
+    stat,
+    delete: remove,
+    presignPut: (key, expiresInSeconds) => presign('PUT', key, expiresInSeconds),
+    presignGet: (key, expiresInSeconds) => presign('GET', key, expiresInSeconds),
+    ping: () => access(root, constants.R_OK | constants.W_OK),
+    close: async () => {},
+  }
+}
+
+interface TempFile {
+  path: string
+  size: number
+  etag: string
+}
+
+/**
+ * Streams the body into a fresh temp file, hashing as it goes. The file is flushed to disk before
+ * it is renamed into place, so a crash never publishes a half-written object; a failed stream
+ * removes the temp file.
+ */
+async function writeToTemp(tempDir: string, body: Readable | Buffer | string): Promise<TempFile> {
+  const path = join(tempDir, randomUUID())
+  const md5 = createHash('md5')
+  let size = 0
+  const handle = await open(path, 'wx')
+  try {
+    await pipeline(
+      typeof body === 'string' || Buffer.isBuffer(body) ? Readable.from([Buffer.from(body)]) : body,
+      async function* measure(chunks: AsyncIterable<Buffer | string>) {
+        for await (const chunk of chunks) {
+          const bytes = typeof chunk === 'string' ? Buffer.from(chunk) : chunk
+          md5.update(bytes)
+          size += bytes.length
+          yield bytes
+        }
+      },
+      handle.createWriteStream({ autoClose: false }),
+    )
+    await handle.sync()
+  } catch (err) {
+    await handle.close().catch(() => {})
+    await removeQuietly(path)
+    throw err
+  }
+  await handle.close()
+  return { path, size, etag: md5.digest('hex') }
+}
+
+async function writeJsonAtomically(tempDir: string, target: string, value: unknown): Promise<void> {
+  const path = join(tempDir, `${randomUUID()}.json`)
+  try {
+    const handle = await open(path, 'wx')
+    try {
+      await handle.writeFile(JSON.stringify(value))
+      await handle.sync()
+    } finally {
+      await handle.close()
+    }
+    await rename(path, target)
+  } catch (err) {
+    await removeQuietly(path)
+    throw err
+  }
+}
+
+async function readSidecar(place: Place): Promise<Sidecar | null> {
+  try {
+    return JSON.parse(await readFile(place.sidecarPath, 'utf8')) as Sidecar
+  } catch (err) {
+    if (isMissing(err)) return null
+    throw err
+  }
+}
+
+async function openIfPresent(path: string) {
+  try {
+    return await open(path, 'r')
+  } catch (err) {
+    if (isMissing(err)) return null
+    throw err
+  }
+}
+
+function toInfo(sidecar: Sidecar): BlobInfo {
+  return {
+    key: sidecar.key,
+    size: sidecar.size,
+    contentType: sidecar.contentType,
+    etag: sidecar.etag,
+    lastModified: new Date(sidecar.lastModified),
+  }
+}
+
+async function removeStaleTempFiles(tempDir: string): Promise<void> {
+  const cutoff = Date.now() - STALE_TEMP_MS
+  for (const entry of await readdir(tempDir)) {
+    const path = join(tempDir, entry)
+    const info = await statPath(path).catch(() => null)
+    if (info && info.mtimeMs < cutoff) await removeQuietly(path)
+  }
+}
+
+async function removeQuietly(path: string): Promise<void> {
+  await rm(path, { force: true })
+}
+
+function isMissing(err: unknown): boolean {
+  return (err as NodeJS.ErrnoException)?.code === 'ENOENT'
+}
+
+/**
+ * Runs one function at a time per key. Puts and deletes of one key read the current sidecar and
+ * then replace it; without this, two of them at once could both delete the same old content and
+ * leave one new content file that no sidecar names.
+ */
+function createKeyedLock() {
+  const tails = new Map<string, Promise<void>>()
+  return async function withKeyLock<T>(key: string, fn: () => Promise<T>): Promise<T> {
+    const run = (tails.get(key) ?? Promise.resolve()).then(fn)
+    const tail = run.then(
+      () => {},
+      () => {},
+    )
+    tails.set(key, tail)
+    try {
+      return await run
+    } finally {
+      if (tails.get(key) === tail) tails.delete(key)
+    }
+  }
+}

@@ -1,0 +1,28 @@
+import { join } from 'node:path'
+import type { Logger } from 'pino'
+import { createFilesystemBlobStore } from './filesystem.js'
+import { createS3BlobStore } from './s3.js'
+import type { BlobStore } from './types.js'
+
+export { assertValidKey, BlobNotFoundError } from './keys.js'
+export { InvalidSignatureError, SignatureExpiredError } from './signing.js'
+export type { BlobInfo, BlobStore, PutOptions } from './types.js'
+
+export interface BlobStoreOptions {
+  /** Set when S3_ENDPOINT is: objects then live in that bucket and S3 signs the URLs. */
+  s3?: { endpoint: string; accessKey: string; secretKey: string; bucket: string; region: string }
+  dataDir: string
+  /** Base of the signed URLs in filesystem mode, which this API serves (registerBlobRoutes). */
+  publicUrl: string
+  signingKey: Buffer
+  log: Logger
+}
+
+export async function createBlobStore(options: BlobStoreOptions): Promise<BlobStore> {
+  if (options.s3) return createS3BlobStore({ ...options.s3, log: options.log })
+  return createFilesystemBlobStore({
+    root: join(options.dataDir, 'objects'),
+    publicUrl: options.publicUrl,
+    signingKey: options.signingKey,
+  })
+}

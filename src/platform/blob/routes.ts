@@ -1,0 +1,180 @@
+import { pipeline, Readable, Transform } from 'node:stream'
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
+import type { FastifyInstance, FastifyReply } from 'fastify'
+import Type, { type Static } from 'typebox'
+import { AppError, ConflictError } from '../errors.js'
+import { BlobNotFoundError } from './keys.js'
+import { InvalidSignatureError, type SignedMethod, verifyBlobRequest } from './signing.js'
+import type { BlobInfo, BlobStore } from './types.js'
+
+/** The largest object one PUT may carry, the same as S3's single-PUT limit. */
+export const BLOB_BODY_LIMIT_BYTES = 5 * 1024 ** 3
+
+const SignedQuery = Type.Object({
+  method: Type.Union([Type.Literal('GET'), Type.Literal('PUT')]),
+  expires: Type.Integer({ minimum: 0, maximum: 99_999_999_999 }),
+  // Only bounded here: a malformed signature is a refused signature (403), not a bad request.
+  sig: Type.String({ minLength: 1, maxLength: 128 }),
+})
+type SignedQuery = Static<typeof SignedQuery>
+
+const KeyParams = Type.Object({ '*': Type.String({ minLength: 1, maxLength: 1024 }) })
+
+const PutHeaders = Type.Object({ 'content-type': Type.Optional(Type.String({ maxLength: 255 })) })
+
+const StoredBlob = Type.Object({
+  key: Type.String({ maxLength: 1024 }),
+  size: Type.Integer({ minimum: 0 }),
+  etag: Type.String({ maxLength: 64 }),
+})
+
+/** Documented as binary; the handler replies with a stream, which Fastify sends without serializing. */
+const ObjectBytes = Type.Unsafe<Readable>({
+  type: 'string',
+  format: 'binary',
+  description: 'The bytes of the object, with its content type',
+})
+
+export class PayloadTooLargeError extends AppError {
+  constructor() {
+    super('PAYLOAD_TOO_LARGE', 413, `an object is at most ${BLOB_BODY_LIMIT_BYTES} bytes`)
+  }
+}
+
+/**
+ * The URLs the filesystem store signs (presignGet/presignPut) are served here, so that clients use
+ * signed URLs the same way whichever store runs. The signature in the query string is the only
+ * credential, hence `public`. Registered in its own scope: the PUT route takes bodies of every
+ * content type as raw streams, which must not change how the rest of the API parses bodies.
+ */
+export async function registerBlobRoutes(
+  app: FastifyInstance,
+  store: BlobStore,
+  signingKey: Buffer,
+): Promise<void> {
+  await app.register(async (plugin) => {
+    const scope = plugin.withTypeProvider<TypeBoxTypeProvider>()
+    scope.removeAllContentTypeParsers()
+    // Handing the request stream on untouched; body size is then ours to enforce (see limitSize).
+    scope.addContentTypeParser('*', (_request, payload, done) => done(null, payload))
+
+    const authorize = (method: SignedMethod, key: string, query: SignedQuery): void => {
+      if (query.method !== method) throw new InvalidSignatureError()
+      verifyBlobRequest(signingKey, { method, key, expires: query.expires, sig: query.sig })
+    }
+
+    scope.get(
+      '/v1/blobs/*',
+      {
+        config: { public: true },
+        // HEAD is its own route: the automatic one would read the whole file only to discard it.
+        exposeHeadRoute: false,
+        schema: {
+          operationId: 'downloadBlob',
+          tags: ['blobs'],
+          summary: 'Download an object through a signed URL',
+          params: KeyParams,
+          querystring: SignedQuery,
+          response: { 200: ObjectBytes },
+        },
+      },
+      async (request, reply) => {
+        const key = request.params['*']
+        authorize('GET', key, request.query)
+        const { info, body } = await openConsistent(store, key)
+        setObjectHeaders(reply, info)
+        return reply.send(body)
+      },
+    )
+
+    scope.head(
+      '/v1/blobs/*',
+      {
+        config: { public: true },
+        schema: {
+          operationId: 'headBlob',
+          tags: ['blobs'],
+          summary: 'Size, type and ETag of an object through a signed GET URL',
+          params: KeyParams,
+          querystring: SignedQuery,
+        },
+      },
+      async (request, reply) => {
+        const key = request.params['*']
+        authorize('GET', key, request.query)
+        const info = await store.stat(key)
+        if (!info) throw new BlobNotFoundError(key)
+        setObjectHeaders(reply, info)
+        return reply.send()
+      },
+    )
+
+    scope.put(
+      '/v1/blobs/*',
+      {
+        config: { public: true },
+        schema: {
+          operationId: 'uploadBlob',
+          tags: ['blobs'],
+          summary: 'Upload an object through a signed URL; the body is stored as sent',
+          params: KeyParams,
+          querystring: SignedQuery,
+          headers: PutHeaders,
+          response: { 200: StoredBlob },
+        },
+      },
+      async (request) => {
+        const key = request.params['*']
+        authorize('PUT', key, request.query)
+        if (Number(request.headers['content-length']) > BLOB_BODY_LIMIT_BYTES)
+          throw new PayloadTooLargeError()
+        // No content-type and no length means an empty body, which Fastify does not parse at all.
+        const body = request.body instanceof Readable ? limitSize(request.body) : Buffer.alloc(0)
+        const info = await store.put(key, body, { contentType: request.headers['content-type'] })
+        return { key: info.key, size: info.size, etag: info.etag }
+      },
+    )
+  })
+}
+
+/**
+ * The headers come from stat and the bytes from get; a put between the two would pair one
+ * version's length with another's bytes. Equal ETags before and after opening mean equal bytes.
+ */
+async function openConsistent(store: BlobStore, key: string): Promise<{ info: BlobInfo; body: Readable }> {
+  for (let attempt = 0; attempt < 3; attempt++) {
+    const before = await store.stat(key)
+    if (!before) throw new BlobNotFoundError(key)
+    const body = await store.get(key)
+    const after = await store.stat(key)
+    if (after?.etag === before.etag) return { info: before, body }
+    body.destroy()
+  }
+  throw new ConflictError('BLOB_CHANGING', 'the object kept changing while it was being read; try again')
+}
+
+function setObjectHeaders(reply: FastifyReply, info: BlobInfo): void {
+  reply.header('content-type', info.contentType)
+  reply.header('content-length', String(info.size))
+  reply.header('etag', `"${info.etag}"`)
+  reply.header('last-modified', info.lastModified.toUTCString())
+  // Anyone holding a PUT URL chooses the bytes and the type: never let a browser render them as a
+  // page of this origin.
+  reply.header('content-disposition', 'attachment')
+  reply.header('x-content-type-options', 'nosniff')
+}
+
+/**
+ * Content-Length is checked up front; a chunked body is counted as it streams. pipeline() passes a
+ * client abort on to the counter, so the store sees the failure and keeps nothing.
+ */
+function limitSize(source: Readable): Readable {
+  let seen = 0
+  const counter = new Transform({
+    transform(chunk: Buffer, _encoding, callback) {
+      seen += chunk.length
+      callback(seen > BLOB_BODY_LIMIT_BYTES ? new PayloadTooLargeError() : null, chunk)
+    },
+  })
+  return pipeline(source, counter, () => {})
+}

@@ -1,0 +1,205 @@
+import { createHash, timingSafeEqual } from 'node:crypto'
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
+import type { FastifyInstance, FastifyRequest } from 'fastify'
+import Type from 'typebox'
+import type { Config } from '../config.js'
+import { NotFoundError, UnauthenticatedError } from './errors.js'
+import { type EventBus, SUBSCRIPTION_NAME_PATTERN, TOPIC_PATTERN } from './events/index.js'
+import { Page, PageQueryProperties } from './http/schemas.js'
+
+function sha256(value: string): Buffer {
+  return createHash('sha256').update(value, 'utf8').digest()
+}
+
+/**
+ * True when the request carries `dapr-api-token` equal to `expected` (the APP_API_TOKEN the
+ * sidecar sends to the app). Both sides are hashed first so the comparison is constant-time and
+ * says nothing about the token's length. No expected token means nothing can be valid: this never
+ * turns an unconfigured token into "trust everyone".
+ */
+export function isValidDaprToken(request: FastifyRequest, expected?: string): boolean {
+  if (!expected) return false
+  const presented = request.headers['dapr-api-token']
+  if (typeof presented !== 'string') return false
+  return timingSafeEqual(sha256(presented), sha256(expected))
+}
+
+const SubscriptionName = Type.String({ pattern: SUBSCRIPTION_NAME_PATTERN, maxLength: 64 })
+const Topic = Type.String({ pattern: TOPIC_PATTERN, maxLength: 128 })
+
+const DaprSubscription = Type.Object({
+  pubsubname: Type.String(),
+  topic: Type.String(),
+  route: Type.String(),
+})
+
+/**
+ * The CloudEvent envelope Dapr delivers. Dapr adds attributes of its own (trace ids, pubsubname),
+ * so unknown attributes are allowed; the ones read here are bounded.
+ */
+const CloudEvent = Type.Object(
+  {
+    id: Type.String({ minLength: 1, maxLength: 256 }),
+    specversion: Type.Optional(Type.String({ maxLength: 16 })),
+    source: Type.Optional(Type.String({ maxLength: 1024 })),
+    type: Type.Optional(Type.String({ maxLength: 256 })),
+    topic: Type.Optional(Type.String({ maxLength: 256 })),
+    pubsubname: Type.Optional(Type.String({ maxLength: 256 })),
+    time: Type.Optional(Type.String({ maxLength: 64 })),
+    datacontenttype: Type.Optional(Type.String({ maxLength: 256 })),
+    data: Type.Optional(Type.Unknown()),
+  },
+  { additionalProperties: true },
+)
+
+/** Dapr's subscriber contract: 200 with one of these; 404 drops the message; any other status is retried. */
+const DaprDeliveryStatus = Type.Object({
+  status: Type.Union([Type.Literal('SUCCESS'), Type.Literal('RETRY'), Type.Literal('DROP')]),
+})
+
+const OutboxStatus = Type.Union([Type.Literal('pending'), Type.Literal('failed'), Type.Literal('delivered')])
+
+const OutboxEvent = Type.Object(
+  {
+    id: Type.String({ format: 'uuid' }),
+    topic: Type.String(),
+    source: Type.String(),
+    status: OutboxStatus,
+    attempts: Type.Integer({ minimum: 0 }),
+    createdAt: Type.String({ format: 'date-time' }),
+    nextAttemptAt: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
+    deliveredAt: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
+    lastError: Type.Union([Type.String(), Type.Null()]),
+    data: Type.Unknown(),
+  },
+  { title: 'OutboxEvent' },
+)
+
+/**
+ * The app side of Dapr pub/sub: the subscription list the sidecar reads at start-up, the route it
+ * delivers each event to, and an operator view of the outbox that feeds it.
+ */
+export async function registerDaprAppSide(
+  app: FastifyInstance,
+  deps: { events: EventBus; config: Readonly<Config> },
+): Promise<void> {
+  const { events, config } = deps
+  const server = app.withTypeProvider<TypeBoxTypeProvider>()
+  const daprEnabled = config.parts.events === 'dapr'
+  const expectedToken = config.dapr.appApiToken
+
+  // Dapr delivers CloudEvents under their own media type; they are JSON, with JSON's 400 on bad input.
+  app.addContentTypeParser(
+    'application/cloudevents+json',
+    { parseAs: 'string' },
+    app.getDefaultJsonParser('error', 'error'),
+  )
+
+  if (!expectedToken && daprEnabled) {
+    app.log.warn(
+      'APP_API_TOKEN is not set: /dapr/* accepts event deliveries from anyone who can reach this port',
+    )
+  }
+
+  // Without a token, only a server configured for Dapr pub/sub accepts deliveries: elsewhere no
+  // sidecar can be calling, and an open /dapr/events would let anyone inject events.
+  const requireDaprCaller = async (request: FastifyRequest): Promise<void> => {
+    if (expectedToken) {
+      if (!isValidDaprToken(request, expectedToken)) {
+        throw new UnauthenticatedError('a valid dapr-api-token header is required')
+      }
+      return
+    }
+    if (!daprEnabled) throw new UnauthenticatedError('Dapr pub/sub is not configured on this server')
+  }
+
+  server.get(
+    '/dapr/subscribe',
+    {
+      config: { public: true },
+      onRequest: requireDaprCaller,
+      schema: {
+        operationId: 'listDaprSubscriptions',
+        tags: ['events'],
+        summary: 'Dapr programmatic subscriptions: the topics this app consumes and where to deliver them',
+        response: { 200: Type.Array(DaprSubscription) },
+      },
+    },
+    // Read per request: modules declare subscriptions while the app is built.
+    async () =>
+      events.subscriptions().map((s) => ({
+        pubsubname: config.dapr.pubsubName,
+        topic: s.topic,
+        route: `/dapr/events/${s.name}`,
+      })),
+  )
+
+  server.post(
+    '/dapr/events/:name',
+    {
+      config: { public: true },
+      onRequest: requireDaprCaller,
+      // A malformed event will not become valid on retry: it is answered DROP, not 400.
+      attachValidation: true,
+      schema: {
+        operationId: 'receiveDaprEvent',
+        tags: ['events'],
+        summary: 'Delivery of one pub/sub event by the Dapr sidecar to a declared subscription',
+        params: Type.Object({ name: SubscriptionName }),
+        body: CloudEvent,
+        response: { 200: DaprDeliveryStatus },
+      },
+    },
+    async (request) => {
+      const subscription = events.subscriptions().find((s) => s.name === request.params.name)
+      if (!subscription) throw new NotFoundError('no such subscription', 'SUBSCRIPTION_NOT_FOUND')
+      if (request.validationError) {
+        request.log.warn(
+          { subscription: subscription.name, problem: request.validationError.message.slice(0, 300) },
+          'malformed event dropped',
+        )
+        return { status: 'DROP' as const }
+      }
+      const event = request.body
+      try {
+        await subscription.handler({
+          id: event.id,
+          topic: subscription.topic,
+          source: event.source ?? 'unknown',
+          time: event.time ?? new Date().toISOString(),
+          data: event.data ?? null,
+        })
+      } catch (err) {
+        request.log.warn(
+          {
+            subscription: subscription.name,
+            eventId: event.id,
+            error: err instanceof Error ? err.message.slice(0, 300) : 'failed',
+          },
+          'subscriber failed; Dapr will redeliver',
+        )
+        return { status: 'RETRY' as const }
+      }
+      return { status: 'SUCCESS' as const }
+    },
+  )
+
+  server.get(
+    '/v1/events/outbox',
+    {
+      schema: {
+        operationId: 'listOutboxEvents',
+        tags: ['events'],
+        summary: 'Outbox events, newest first: what was published and whether it has been delivered',
+        querystring: Type.Object({
+          page: PageQueryProperties.page,
+          limit: PageQueryProperties.limit,
+          status: Type.Optional(OutboxStatus),
+          topic: Type.Optional(Topic),
+        }),
+        response: { 200: Page(OutboxEvent, 'OutboxEventPage') },
+      },
+    },
+    async (request) => events.list(request.query),
+  )
+}

@@ -1,0 +1,32 @@
+import closeWithGrace from 'close-with-grace'
+import pino from 'pino'
+import { buildApp } from './app.js'
+import { ConfigError, loadConfig } from './config.js'
+import { loggerOptions } from './platform/logger.js'
+
+let config: ReturnType<typeof loadConfig>
+try {
+  config = loadConfig()
+} catch (err) {
+  if (err instanceof ConfigError) {
+    process.stderr.write(`${err.message}\n`)
+    process.exit(1)
+  }
+  throw err
+}
+
+const log = pino(loggerOptions(config.logLevel))
+const app = await buildApp(config, { logger: log })
+
+// SIGTERM/SIGINT: stop accepting, let in-flight requests finish, close pools; force-exit after the delay.
+closeWithGrace({ delay: config.shutdownTimeoutMs, logger: { error: (m: string) => log.error(m) } }, async ({ signal, err }) => {
+  if (err) log.error({ err }, 'shutting down after an uncaught error')
+  else log.info({ signal }, 'shutting down')
+  await app.close()
+})
+
+await app.listen({ port: config.port, host: config.host })
+log.info(
+  { url: config.publicUrl, parts: config.parts, startupMs: Math.round(process.uptime() * 1000) },
+  'modelplane ready',
+)

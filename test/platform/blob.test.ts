@@ -1,0 +1,436 @@
+import { createHash, randomBytes, randomUUID } from 'node:crypto'
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs'
+import { request as httpRequest } from 'node:http'
+import { createRequire } from 'node:module'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { Readable } from 'node:stream'
+import { buffer } from 'node:stream/consumers'
+import Fastify, { type FastifyInstance } from 'fastify'
+import pino from 'pino'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { BlobNotFoundError, type BlobStore, createBlobStore } from '../../src/platform/blob/index.js'
+import { registerBlobRoutes } from '../../src/platform/blob/routes.js'
+import { presignBlobUrl } from '../../src/platform/blob/signing.js'
+import { ValidationError } from '../../src/platform/errors.js'
+import { registerErrorHandling } from '../../src/platform/http/error-handler.js'
+
+const log = pino({ level: 'silent' })
+const signingKey = randomBytes(32)
+
+/** What the shared suite needs from each adapter's set-up. */
+interface Subject {
+  store: BlobStore
+  /** The folder the backend keeps its bytes in, to show that refused calls leave it untouched. */
+  storageDir: string
+}
+
+/** s3rver ships no type declarations; this is the part of its API the tests use. */
+interface S3rverServer {
+  run(): Promise<{ port: number }>
+  close(): Promise<void>
+}
+type S3rverConstructor = new (options: {
+  address: string
+  port: number
+  silent: boolean
+  directory: string
+}) => S3rverServer
+
+const INVALID_KEYS: Array<[string, string]> = [
+  ['a parent segment', '../x'],
+  ['a leading slash', '/abs'],
+  ['an empty segment', 'a//b'],
+  ['an empty key', ''],
+  ['a current-folder segment', 'a/./b'],
+  ['a space', 'a b'],
+  ['2000 characters', 'k'.repeat(2000)],
+]
+
+function md5(bytes: Buffer): string {
+  return createHash('md5').update(bytes).digest('hex')
+}
+
+function uniqueKey(name: string): string {
+  return `test/${randomUUID()}/${name}`
+}
+
+/** Every file below dir, so that a test can see whether anything was written. */
+function filesUnder(dir: string): string[] {
+  return readdirSync(dir, { recursive: true, withFileTypes: true })
+    .filter((entry) => entry.isFile())
+    .map((entry) => join(entry.parentPath, entry.name))
+    .sort()
+}
+
+/** A stream that yields some bytes and then fails, as an upload cut off half way does. */
+function failingStream(): Readable {
+  return Readable.from(
+    (async function* () {
+      yield Buffer.from('the first half of an upload')
+      throw new Error('connection reset')
+    })(),
+  )
+}
+
+/** Changes one character of the signature, whichever scheme signed the URL. */
+function tamperSignature(url: string): string {
+  const parsed = new URL(url)
+  const name = parsed.searchParams.has('sig') ? 'sig' : 'X-Amz-Signature'
+  const sig = parsed.searchParams.get(name)!
+  parsed.searchParams.set(name, (sig[0] === 'a' ? 'b' : 'a') + sig.slice(1))
+  return parsed.toString()
+}
+
+/**
+ * The behaviour every BlobStore owes its callers, whichever backend holds the bytes. Called inside
+ * each adapter's describe, whose beforeAll has built the subject by the time the tests run.
+ */
+function blobStoreContract(subject: () => Subject) {
+  describe('the BlobStore contract', () => {
+    let store: BlobStore
+    let storageDir: string
+
+    beforeAll(() => {
+      ;({ store, storageDir } = subject())
+    })
+
+    describe('happy path', () => {
+      it('returns the same bytes that were put, from a Buffer, a string or a stream', async () => {
+        const bytes = randomBytes(100_000)
+        const bodies: Array<[string, Buffer | string | Readable, Buffer]> = [
+          ['buffer', bytes, bytes],
+          ['string', 'héllo wörld', Buffer.from('héllo wörld')],
+          ['stream', Readable.from([bytes.subarray(0, 70_000), bytes.subarray(70_000)]), bytes],
+        ]
+        for (const [kind, body, expected] of bodies) {
+          const key = uniqueKey(`${kind}.bin`)
+          const info = await store.put(key, body)
+          expect(info).toMatchObject({ key, size: expected.length, etag: md5(expected) })
+          expect(await buffer(await store.get(key))).toEqual(expected)
+        }
+      })
+
+      it('reports size, content type, etag and modification time', async () => {
+        const key = uniqueKey('model.json')
+        const bytes = Buffer.from('{"layers":12}')
+        await store.put(key, bytes, { contentType: 'application/json' })
+
+        const info = await store.stat(key)
+
+        expect(info).toMatchObject({
+          key,
+          size: bytes.length,
+          contentType: 'application/json',
+          etag: md5(bytes),
+        })
+        expect(Math.abs(info!.lastModified.getTime() - Date.now())).toBeLessThan(60_000)
+      })
+
+      it('labels an object stored without a content type as octet-stream', async () => {
+        const key = uniqueKey('untyped')
+        await store.put(key, 'x')
+        expect((await store.stat(key))?.contentType).toBe('application/octet-stream')
+      })
+
+      it('replaces an object that is put again', async () => {
+        const key = uniqueKey('weights.bin')
+        await store.put(key, 'version one')
+        await store.put(key, 'second version', { contentType: 'text/plain' })
+
+        expect((await buffer(await store.get(key))).toString()).toBe('second version')
+        expect(await store.stat(key)).toMatchObject({ size: 14, contentType: 'text/plain' })
+      })
+
+      it('keeps "a" and "a/b" as two separate objects, as S3 does', async () => {
+        const prefix = uniqueKey('dir')
+        await store.put(prefix, 'the file')
+        await store.put(`${prefix}/child`, 'the child')
+
+        expect((await buffer(await store.get(prefix))).toString()).toBe('the file')
+        expect((await buffer(await store.get(`${prefix}/child`))).toString()).toBe('the child')
+      })
+
+      it('forgets a deleted object', async () => {
+        const key = uniqueKey('gone.bin')
+        await store.put(key, 'soon gone')
+
+        await store.delete(key)
+
+        expect(await store.stat(key)).toBeNull()
+        await expect(store.get(key)).rejects.toBeInstanceOf(BlobNotFoundError)
+      })
+
+      it('answers the readiness check', async () => {
+        await expect(store.ping()).resolves.toBeUndefined()
+      })
+    })
+
+    describe('errors', () => {
+      it('stats a missing key as null', async () => {
+        expect(await store.stat(uniqueKey('never-written'))).toBeNull()
+      })
+
+      it('refuses to get a missing key with BLOB_NOT_FOUND', async () => {
+        const error = await store.get(uniqueKey('never-written')).catch((err: unknown) => err)
+        expect(error).toBeInstanceOf(BlobNotFoundError)
+        expect(error).toMatchObject({ code: 'BLOB_NOT_FOUND', status: 404 })
+      })
+
+      it('accepts deleting a key that does not exist', async () => {
+        const key = uniqueKey('never-written')
+        await store.delete(key)
+        expect(await store.stat(key)).toBeNull()
+      })
+
+      it('stores nothing when the body stream fails half way', async () => {
+        const key = uniqueKey('cut-off.bin')
+        await expect(store.put(key, failingStream())).rejects.toThrow('connection reset')
+        expect(await store.stat(key)).toBeNull()
+      })
+
+      it.each(INVALID_KEYS)('refuses a key with %s without touching storage', async (_why, key) => {
+        const before = filesUnder(storageDir)
+        const calls = [
+          () => store.put(key, 'data'),
+          () => store.get(key),
+          () => store.stat(key),
+          () => store.delete(key),
+          () => store.presignGet(key, 60),
+          () => store.presignPut(key, 60),
+        ]
+        for (const call of calls) {
+          await expect(call()).rejects.toBeInstanceOf(ValidationError)
+        }
+        expect(filesUnder(storageDir)).toEqual(before)
+      })
+
+      it('refuses signed URLs that would live longer than seven days or not at all', async () => {
+        const key = uniqueKey('x')
+        await expect(store.presignGet(key, 8 * 24 * 3600)).rejects.toBeInstanceOf(ValidationError)
+        await expect(store.presignPut(key, 0)).rejects.toBeInstanceOf(ValidationError)
+      })
+    })
+
+    describe('signed URLs', () => {
+      it('uploads with a signed PUT URL and downloads the same bytes with a signed GET URL', async () => {
+        const key = uniqueKey('upload.bin')
+        const bytes = randomBytes(50_000)
+
+        const put = await fetch(await store.presignPut(key, 300), {
+          method: 'PUT',
+          body: bytes,
+          headers: { 'content-type': 'application/x-model' },
+        })
+        expect(put.status).toBe(200)
+
+        const got = await fetch(await store.presignGet(key, 300))
+        expect(got.status).toBe(200)
+        expect(got.headers.get('content-type')).toBe('application/x-model')
+        expect(Buffer.from(await got.arrayBuffer())).toEqual(bytes)
+        expect(await store.stat(key)).toMatchObject({ size: bytes.length, etag: md5(bytes) })
+      })
+
+      it('refuses a URL whose signature was altered', async () => {
+        const key = uniqueKey('guarded.bin')
+        await store.put(key, 'secret weights')
+
+        const got = await fetch(tamperSignature(await store.presignGet(key, 300)))
+        expect(got.status).toBe(403)
+
+        const put = await fetch(tamperSignature(await store.presignPut(key, 300)), {
+          method: 'PUT',
+          body: 'evil',
+        })
+        expect(put.status).toBe(403)
+        expect((await buffer(await store.get(key))).toString()).toBe('secret weights')
+      })
+
+      it('refuses a URL signed for another key', async () => {
+        const signedFor = uniqueKey('public.bin')
+        const other = uniqueKey('private.bin')
+        await store.put(other, 'not for you')
+        const url = await store.presignGet(signedFor, 300)
+
+        const got = await fetch(url.replace(signedFor, other))
+
+        expect(got.status).toBe(403)
+      })
+    })
+  })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Filesystem adapter, its signed URLs served by a real Fastify app on a loopback port.
+
+let fsDataDir: string
+let fsApp: FastifyInstance
+let fsBaseUrl: string
+let fsStore: BlobStore
+
+async function setUpFilesystem(): Promise<Subject> {
+  fsDataDir = mkdtempSync(join(tmpdir(), 'modelplane-blob-'))
+  // The app must serve before its address is known; a second store over the same folder then
+  // signs URLs that point at it.
+  const serving = await createBlobStore({ dataDir: fsDataDir, publicUrl: 'http://unused', signingKey, log })
+  fsApp = Fastify()
+  registerErrorHandling(fsApp)
+  await registerBlobRoutes(fsApp, serving, signingKey)
+  fsBaseUrl = await fsApp.listen({ port: 0, host: '127.0.0.1' })
+  fsStore = await createBlobStore({ dataDir: fsDataDir, publicUrl: fsBaseUrl, signingKey, log })
+  return { store: fsStore, storageDir: join(fsDataDir, 'objects') }
+}
+
+async function tearDownFilesystem(): Promise<void> {
+  await fsApp?.close()
+  if (fsDataDir) rmSync(fsDataDir, { recursive: true, force: true })
+}
+
+describe('filesystem blob store', () => {
+  let subject: Subject
+  beforeAll(async () => {
+    subject = await setUpFilesystem()
+  })
+  afterAll(tearDownFilesystem)
+
+  blobStoreContract(() => subject)
+  it('refuses an expired URL with SIGNATURE_EXPIRED', async () => {
+    const key = uniqueKey('old.bin')
+    await fsStore.put(key, 'x')
+    const url = presignBlobUrl({
+      publicUrl: fsBaseUrl,
+      signingKey,
+      method: 'GET',
+      key,
+      expiresInSeconds: 60,
+      now: Date.now() - 3_600_000,
+    })
+
+    const response = await fetch(url)
+
+    expect(response.status).toBe(403)
+    expect(await response.json()).toMatchObject({ errorCode: 'SIGNATURE_EXPIRED' })
+  })
+
+  it('refuses an altered signature with INVALID_SIGNATURE', async () => {
+    const key = uniqueKey('x.bin')
+    const response = await fetch(tamperSignature(await fsStore.presignGet(key, 60)))
+    expect(await response.json()).toMatchObject({ errorCode: 'INVALID_SIGNATURE' })
+  })
+
+  it('refuses to upload through a URL signed for download', async () => {
+    const key = uniqueKey('read-only.bin')
+    const response = await fetch(await fsStore.presignGet(key, 60), { method: 'PUT', body: 'sneaky' })
+
+    expect(response.status).toBe(403)
+    expect(await response.json()).toMatchObject({ errorCode: 'INVALID_SIGNATURE' })
+    expect(await fsStore.stat(key)).toBeNull()
+  })
+
+  it('answers BLOB_NOT_FOUND for a validly signed URL to a missing object', async () => {
+    const response = await fetch(await fsStore.presignGet(uniqueKey('absent.bin'), 60))
+    expect(response.status).toBe(404)
+    expect(await response.json()).toMatchObject({ errorCode: 'BLOB_NOT_FOUND' })
+  })
+
+  it('answers HEAD with length, type and ETag but no body', async () => {
+    const key = uniqueKey('head.txt')
+    await fsStore.put(key, 'twelve bytes', { contentType: 'text/plain' })
+
+    const response = await fetch(await fsStore.presignGet(key, 60), { method: 'HEAD' })
+
+    expect(response.status).toBe(200)
+    expect(response.headers.get('content-length')).toBe('12')
+    expect(response.headers.get('content-type')).toBe('text/plain')
+    expect(response.headers.get('etag')).toBe(`"${md5(Buffer.from('twelve bytes'))}"`)
+    expect(await response.text()).toBe('')
+  })
+
+  it('serves downloads as attachments so a browser never renders uploaded HTML as this origin', async () => {
+    const key = uniqueKey('page.html')
+    await fsStore.put(key, '<script>alert(1)</script>', { contentType: 'text/html' })
+
+    const response = await fetch(await fsStore.presignGet(key, 60))
+
+    expect(response.headers.get('content-disposition')).toBe('attachment')
+    expect(response.headers.get('x-content-type-options')).toBe('nosniff')
+  })
+
+  it('stores a JSON upload as raw bytes rather than parsing it', async () => {
+    const key = uniqueKey('config.json')
+    const body = '{ "not": "reformatted" }'
+
+    const response = await fetch(await fsStore.presignPut(key, 60), {
+      method: 'PUT',
+      body,
+      headers: { 'content-type': 'application/json' },
+    })
+
+    expect(await response.json()).toEqual({ key, size: body.length, etag: md5(Buffer.from(body)) })
+    expect((await buffer(await fsStore.get(key))).toString()).toBe(body)
+  })
+
+  it('refuses an upload declared larger than 5 GiB before reading it', async () => {
+    const url = new URL(await fsStore.presignPut(uniqueKey('huge.bin'), 60))
+    const { status, body } = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const req = httpRequest(url, { method: 'PUT', headers: { 'content-length': String(6 * 1024 ** 3) } })
+      req.on('response', async (res) => {
+        resolve({ status: res.statusCode ?? 0, body: (await buffer(res)).toString() })
+        req.destroy()
+      })
+      req.on('error', reject)
+      req.flushHeaders()
+    })
+
+    expect(status).toBe(413)
+    expect(JSON.parse(body)).toMatchObject({ errorCode: 'PAYLOAD_TOO_LARGE' })
+  })
+
+  it('leaves no temp file behind when an upload fails', async () => {
+    await expect(fsStore.put(uniqueKey('cut.bin'), failingStream())).rejects.toThrow()
+    expect(readdirSync(join(fsDataDir, 'objects', 'tmp'))).toEqual([])
+  })
+})
+
+// ---------------------------------------------------------------------------------------------
+// S3 adapter against a real local S3 server (s3rver), which checks signatures like S3 does.
+
+let s3Dir: string
+let s3Server: S3rverServer | undefined
+
+async function setUpS3(): Promise<Subject> {
+  s3Dir = mkdtempSync(join(tmpdir(), 'modelplane-s3rver-'))
+  const S3rver = createRequire(import.meta.url)('s3rver') as S3rverConstructor
+  s3Server = new S3rver({ address: '127.0.0.1', port: 0, silent: true, directory: s3Dir })
+  const { port } = await s3Server.run()
+  const store = await createBlobStore({
+    s3: {
+      endpoint: `http://127.0.0.1:${port}`,
+      accessKey: 'S3RVER',
+      secretKey: 'S3RVER',
+      bucket: 'modelplane-test',
+      region: 'us-east-1',
+    },
+    dataDir: s3Dir,
+    publicUrl: 'http://unused',
+    signingKey,
+    log,
+  })
+  expect(store.kind).toBe('s3')
+  return { store, storageDir: s3Dir }
+}
+
+async function tearDownS3(): Promise<void> {
+  await s3Server?.close()
+  if (s3Dir) rmSync(s3Dir, { recursive: true, force: true })
+}
+
+describe('S3 blob store (s3rver)', () => {
+  let subject: Subject
+  beforeAll(async () => {
+    subject = await setUpS3()
+  })
+  afterAll(tearDownS3)
+
+  blobStoreContract(() => subject)
+})

@@ -1,0 +1,137 @@
+import type { FastifyInstance } from 'fastify'
+import Type from 'typebox'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { buildApp } from '../../src/app.js'
+import { ConflictError } from '../../src/platform/errors.js'
+import { StrictObject } from '../../src/platform/http/schemas.js'
+import { testConfig } from '../helpers/app.js'
+
+let app: FastifyInstance
+const received: unknown[] = []
+
+beforeAll(async () => {
+  app = await buildApp(testConfig({ BODY_LIMIT_BYTES: '2048' }))
+  const Body = StrictObject({
+    name: Type.String({ minLength: 1, maxLength: 64 }),
+    replicas: Type.Integer({ minimum: 1, maximum: 10 }),
+    labels: Type.Optional(Type.Record(Type.String({ maxLength: 32 }), Type.String({ maxLength: 64 }))),
+  })
+  const doc = { tags: ['test'], summary: 'test route' }
+  app.post('/test/things', { schema: { ...doc, operationId: 'createThing', body: Body } }, async (req, reply) => {
+    received.push(req.body)
+    return reply.status(201).send({ ok: true })
+  })
+  app.get(
+    '/test/things',
+    { schema: { ...doc, operationId: 'listThings', querystring: Type.Object({ limit: Type.Integer({ maximum: 100 }) }) } },
+    async (req) => ({ limit: (req.query as { limit: number }).limit }),
+  )
+  app.get('/test/boom', { schema: { ...doc, operationId: 'boom' } }, async () => {
+    throw new Error('connection to db-internal-7.corp:5432 refused; password=hunter2')
+  })
+  app.get('/test/conflict', { schema: { ...doc, operationId: 'conflict' } }, async () => {
+    throw new ConflictError('DUPLICATE_NAME', 'a thing with that name exists', { name: 'a' })
+  })
+  await app.ready()
+})
+
+afterAll(() => app.close())
+
+const post = (payload: string, headers: Record<string, string> = {}) =>
+  app.inject({ method: 'POST', url: '/test/things', payload, headers: { 'content-type': 'application/json', ...headers } })
+
+describe('error envelope', () => {
+  it('accepts a valid body', async () => {
+    const res = await post(JSON.stringify({ name: 'a', replicas: 2 }))
+    expect(res.statusCode).toBe(201)
+  })
+
+  it('answers malformed JSON with 400 MALFORMED_JSON', async () => {
+    const before = received.length
+    const res = await post('{"name": "a", ')
+    expect(res.statusCode).toBe(400)
+    expect(res.json()).toMatchObject({ errorCode: 'MALFORMED_JSON', requestId: expect.any(String) })
+    expect(received.length).toBe(before)
+  })
+
+  it('names each failing field when types are wrong', async () => {
+    const res = await post(JSON.stringify({ name: 42, replicas: '3' }))
+    expect(res.statusCode).toBe(400)
+    const body = res.json()
+    expect(body.errorCode).toBe('VALIDATION_ERROR')
+    const fields = body.details.map((d: { field: string }) => d.field)
+    expect(fields).toEqual(expect.arrayContaining(['body.name', 'body.replicas']))
+  })
+
+  it('reports a missing required field by name', async () => {
+    const res = await post(JSON.stringify({ name: 'a' }))
+    expect(res.statusCode).toBe(400)
+    expect(res.json().details).toContainEqual({ field: 'body.replicas', message: expect.any(String) })
+  })
+
+  it('rejects unknown fields instead of dropping them silently', async () => {
+    const res = await post(JSON.stringify({ name: 'a', replicas: 1, replica: 5 }))
+    expect(res.statusCode).toBe(400)
+    expect(res.json().details).toContainEqual({ field: 'body.replica', message: 'unknown field' })
+  })
+
+  it('answers an oversized body with 413 PAYLOAD_TOO_LARGE', async () => {
+    const res = await post(JSON.stringify({ name: 'a', replicas: 1, labels: { big: 'x'.repeat(4000) } }))
+    expect(res.statusCode).toBe(413)
+    expect(res.json().errorCode).toBe('PAYLOAD_TOO_LARGE')
+  })
+
+  it('answers an unsupported content type with 415', async () => {
+    const res = await post('name=a', { 'content-type': 'application/x-www-form-urlencoded' })
+    expect(res.statusCode).toBe(415)
+    expect(res.json().errorCode).toBe('UNSUPPORTED_MEDIA_TYPE')
+  })
+
+  it('converts query strings to their declared types, and rejects what does not fit', async () => {
+    expect((await app.inject('/test/things?limit=10')).json()).toEqual({ limit: 10 })
+    const res = await app.inject('/test/things?limit=ten')
+    expect(res.statusCode).toBe(400)
+    expect(res.json().details[0].field).toBe('querystring.limit')
+  })
+
+  it('answers an unknown route with 404 NOT_FOUND in the envelope', async () => {
+    const res = await app.inject('/no/such/route')
+    expect(res.statusCode).toBe(404)
+    expect(res.json()).toMatchObject({ errorCode: 'NOT_FOUND', requestId: expect.any(String) })
+  })
+
+  it('hides the internals of a thrown error behind 500 INTERNAL_ERROR', async () => {
+    const res = await app.inject('/test/boom')
+    expect(res.statusCode).toBe(500)
+    const body = res.json()
+    expect(body).toEqual({ errorCode: 'INTERNAL_ERROR', message: 'an internal error occurred', requestId: expect.any(String) })
+    expect(res.body).not.toMatch(/hunter2|corp|stack|at /)
+  })
+
+  it('passes application errors through with their code, status and details', async () => {
+    const res = await app.inject('/test/conflict')
+    expect(res.statusCode).toBe(409)
+    expect(res.json()).toMatchObject({ errorCode: 'DUPLICATE_NAME', details: { name: 'a' } })
+  })
+})
+
+describe('request ids', () => {
+  it('honours a sane incoming x-request-id in the header and the error body', async () => {
+    const res = await app.inject({ url: '/no/such', headers: { 'x-request-id': 'trace-abc.123' } })
+    expect(res.headers['x-request-id']).toBe('trace-abc.123')
+    expect(res.json().requestId).toBe('trace-abc.123')
+  })
+
+  it('replaces a hostile x-request-id with a fresh one', async () => {
+    const res = await app.inject({ url: '/no/such', headers: { 'x-request-id': 'a b\u0000<script>' } })
+    expect(res.headers['x-request-id']).toMatch(/^[0-9a-f-]{36}$/)
+  })
+})
+
+describe('security headers', () => {
+  it('sets restrictive headers on API answers', async () => {
+    const res = await app.inject('/healthz')
+    expect(res.headers['x-content-type-options']).toBe('nosniff')
+    expect(res.headers['content-security-policy']).toContain("default-src 'none'")
+  })
+})

@@ -1,0 +1,47 @@
+import { afterAll, describe, expect, it } from 'vitest'
+import { tempDir } from './helpers/app.js'
+import { freePort, type Started, startScript } from './helpers/process.js'
+import { waitFor } from './helpers/wait.js'
+
+/**
+ * The README's first command on a machine with nothing else installed: no DATABASE_URL, no Redis,
+ * no S3. The real entry point runs on PGlite, the in-process cache and the filesystem store.
+ */
+describe('quick start on embedded parts', () => {
+  let server: Started | undefined
+  afterAll(async () => {
+    if (server && server.child.exitCode === null) {
+      server.child.kill('SIGKILL')
+      await server.exited
+    }
+  })
+
+  it('serves a ready API with docs, then shuts down cleanly on SIGTERM', async () => {
+    const port = await freePort()
+    const dataDir = tempDir()
+    server = startScript('src/server.ts', { PORT: String(port), HOST: '127.0.0.1', DATA_DIR: dataDir, LOG_LEVEL: 'info' })
+    const base = `http://127.0.0.1:${port}`
+    await waitFor(
+      async () => {
+        try {
+          return (await fetch(`${base}/readyz`)).status === 200
+        } catch {
+          return false
+        }
+      },
+      45_000,
+      'the API did not become ready',
+    )
+    const ready = (await (await fetch(`${base}/readyz`)).json()) as { checks: Record<string, { status: string }> }
+    expect(ready.checks.database?.status).toBe('up')
+    expect((await fetch(`${base}/docs/`)).status).toBe(200)
+    const doc = (await (await fetch(`${base}/openapi.json`)).json()) as { openapi: string }
+    expect(doc.openapi).toBe('3.1.0')
+    expect(server.output()).toContain('modelplane ready')
+    expect(server.output()).toMatch(/VAULT_KEYS is not set/)
+
+    server.child.kill('SIGTERM')
+    expect(await server.exited).toBe(0)
+    expect(server.output()).toContain('shutting down')
+  }, 60_000)
+})
