@@ -1,6 +1,6 @@
 import path from 'node:path'
+import { Ajv } from 'ajv'
 import Type, { type Static } from 'typebox'
-import Value from 'typebox/value'
 
 /**
  * Every environment variable the process reads, in one schema. Parsed once at start;
@@ -142,11 +142,13 @@ function withoutEmpty(source: NodeJS.ProcessEnv): Record<string, string> {
 
 export function loadConfig(source: NodeJS.ProcessEnv = process.env): Readonly<Config> {
   const raw = withoutEmpty(source)
-  const converted = Value.Convert(EnvSchema, { ...raw }) as Record<string, unknown>
+  const converted: Record<string, unknown> = { ...raw }
   const problems: string[] = []
-  if (!Value.Check(EnvSchema, converted)) {
+  // ajv rather than typebox/value: the HTTP layer loads ajv anyway, and start-up time counts.
+  const validate = new Ajv({ coerceTypes: true, allErrors: true, strict: false }).compile(EnvSchema)
+  if (!validate(converted)) {
     const seen = new Set<string>()
-    for (const error of Value.Errors(EnvSchema, converted)) {
+    for (const error of validate.errors ?? []) {
       const name = error.instancePath.replace(/^\//, '')
       if (seen.has(name)) continue
       seen.add(name)

@@ -1,7 +1,7 @@
 import closeWithGrace from 'close-with-grace'
 import pino from 'pino'
-import { buildApp } from './app.js'
 import { ConfigError, loadConfig } from './config.js'
+import { openDatabase } from './platform/db/client.js'
 import { loggerOptions } from './platform/logger.js'
 
 let config: ReturnType<typeof loadConfig>
@@ -16,14 +16,23 @@ try {
 }
 
 const log = pino(loggerOptions(config.logLevel))
-const app = await buildApp(config, { logger: log })
+// Opening the database (PGlite compiles its WebAssembly) overlaps with loading the rest of the app.
+const [database, { buildApp }] = await Promise.all([
+  openDatabase({ url: config.database.url, dataDir: config.dataDir, poolMax: config.database.poolMax, log }),
+  import('./app.js'),
+])
+const app = await buildApp(config, { logger: log, database })
 
 // SIGTERM/SIGINT: stop accepting, let in-flight requests finish, close pools; force-exit after the delay.
-closeWithGrace({ delay: config.shutdownTimeoutMs, logger: { error: (m: string) => log.error(m) } }, async ({ signal, err }) => {
-  if (err) log.error({ err }, 'shutting down after an uncaught error')
-  else log.info({ signal }, 'shutting down')
-  await app.close()
-})
+closeWithGrace(
+  { delay: config.shutdownTimeoutMs, logger: { error: (m: string) => log.error(m) } },
+  async ({ signal, err }) => {
+    if (err) log.error({ err }, 'shutting down after an uncaught error')
+    else log.info({ signal }, 'shutting down')
+    await app.close()
+    await database.close()
+  },
+)
 
 await app.listen({ port: config.port, host: config.host })
 log.info(

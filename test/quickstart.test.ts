@@ -1,6 +1,6 @@
 import { afterAll, describe, expect, it } from 'vitest'
 import { tempDir } from './helpers/app.js'
-import { freePort, type Started, startScript } from './helpers/process.js'
+import { freePort, type Started, startCommand } from './helpers/process.js'
 import { waitFor } from './helpers/wait.js'
 
 /**
@@ -19,7 +19,12 @@ describe('quick start on embedded parts', () => {
   it('serves a ready API with docs, then shuts down cleanly on SIGTERM', async () => {
     const port = await freePort()
     const dataDir = tempDir()
-    server = startScript('src/server.ts', { PORT: String(port), HOST: '127.0.0.1', DATA_DIR: dataDir, LOG_LEVEL: 'info' })
+    server = startCommand(process.execPath, ['scripts/start.mjs'], {
+      PORT: String(port),
+      HOST: '127.0.0.1',
+      DATA_DIR: dataDir,
+      LOG_LEVEL: 'info',
+    })
     const base = `http://127.0.0.1:${port}`
     await waitFor(
       async () => {

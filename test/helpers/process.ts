@@ -21,9 +21,9 @@ export interface Started {
   exited: Promise<number | null>
 }
 
-/** Runs a TypeScript entry point of the project the way `npm start` does, with only the given env. */
-export function startScript(script: string, env: Record<string, string>): Started {
-  const child = spawn(process.execPath, ['--import', 'tsx', script], {
+/** Runs a command in the project folder with only the given environment (plus PATH and HOME). */
+export function startCommand(command: string, args: string[], env: Record<string, string>): Started {
+  const child = spawn(command, args, {
     cwd: ROOT,
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],

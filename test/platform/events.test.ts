@@ -135,8 +135,12 @@ describe('publishing through the outbox', () => {
     const bus = makeBus(db, unique('test'))
     await expect(bus.publish(db.db, 'has/slash', {})).rejects.toThrow(/invalid topic/)
     await expect(bus.publish(db.db, '', {})).rejects.toThrow(/invalid topic/)
-    await expect(bus.publish(db.db, unique('big'), { blob: 'x'.repeat(300 * 1024) })).rejects.toThrow(/larger/)
-    expect(() => bus.subscribe({ name: 'a/b', topic: 'ok', handler: async () => {} })).toThrow(/subscription name/)
+    await expect(bus.publish(db.db, unique('big'), { blob: 'x'.repeat(300 * 1024) })).rejects.toThrow(
+      /larger/,
+    )
+    expect(() => bus.subscribe({ name: 'a/b', topic: 'ok', handler: async () => {} })).toThrow(
+      /subscription name/,
+    )
     bus.subscribe({ name: 'twice', topic: 'ok', handler: async () => {} })
     expect(() => bus.subscribe({ name: 'twice', topic: 'ok', handler: async () => {} })).toThrow(/twice/)
   })
@@ -201,6 +205,31 @@ describe('restarts and retries', () => {
     const [delivered] = (await bus.list({ topic })).items
     expect(delivered!.attempts).toBe(calls.length)
     expect(delivered!.attempts).toBeGreaterThanOrEqual(4)
+  })
+
+  it('forgets delivered events after the retention period but keeps undelivered ones', async () => {
+    const source = unique('test')
+    const done = unique('done')
+    const stuck = unique('stuck')
+    const bus = makeBus(db, source, { tuning: { ...FAST, retentionMs: 0, purgeIntervalMs: 50 } })
+    bus.subscribe({ name: 'done', topic: done, handler: async () => {} })
+    bus.subscribe({
+      name: 'stuck',
+      topic: stuck,
+      handler: async () => {
+        throw new Error('never')
+      },
+    })
+    await bus.start()
+    await bus.publish(db.db, done, {})
+    const kept = await bus.publish(db.db, stuck, {})
+
+    await waitFor(
+      async () =>
+        (await bus.list({ topic: done })).total === 0 &&
+        (await bus.list({ topic: stuck })).items[0]?.status === 'failed',
+    )
+    expect((await bus.list({ topic: stuck })).items.map((i) => i.id)).toEqual([kept])
   })
 
   it('backs off exponentially with jitter, up to the cap', () => {
@@ -463,7 +492,10 @@ describe('Dapr app side', () => {
       expect(page).toMatchObject({ total: 2, page: 1, limit: 10 })
       expect(page.items.map((i: { id: string }) => i.id)).toEqual([second, first])
       expect(page.items[0]).toMatchObject({ status: 'pending', attempts: 0, data: { n: 2 } })
-      const delivered = await app.inject({ method: 'GET', url: `/v1/events/outbox?topic=${listed}&status=delivered` })
+      const delivered = await app.inject({
+        method: 'GET',
+        url: `/v1/events/outbox?topic=${listed}&status=delivered`,
+      })
       expect(delivered.json()).toMatchObject({ total: 0, items: [] })
     })
   })
@@ -555,7 +587,8 @@ describe('on the embedded database (PGlite)', () => {
     bus.subscribe({
       name: 'chain',
       topic,
-      handler: (event) => embedded.db.transaction(async (tx) => void (await bus.publish(tx, follow, event.data))),
+      handler: (event) =>
+        embedded.db.transaction(async (tx) => void (await bus.publish(tx, follow, event.data))),
     })
     bus.subscribe({ name: 'follow', topic: follow, handler: followUps.handler })
     await bus.start()

@@ -52,11 +52,12 @@ export async function claimDueOutboxEvents(
     )
     .orderBy(outboxEvents.nextAttemptAt)
     .limit(claim.limit)
+    .for('update', { skipLocked: true })
   const rows = await executor
     .update(outboxEvents)
     .set({
       attempts: sql`${outboxEvents.attempts} + 1`,
-      
+      nextAttemptAt: sql`now() + ${claim.leaseMs} * interval '1 millisecond'`,
       leaseToken: claim.leaseToken,
     })
     .where(inArray(outboxEvents.id, due))
@@ -118,12 +119,12 @@ export async function releaseOutboxEvents(
 }
 
 /**
- * Deletes up to `limit` delivered rows created before the retention window; returns how many.
- * Undelivered rows are never deleted: they are what an operator needs to see.
+ * Deletes up to `limit` delivered rows of one source created before the retention window; returns
+ * how many. Undelivered rows are never deleted: they are what an operator needs to see.
  */
 export async function deleteDeliveredOutboxEvents(
   executor: Executor,
-  options: { olderThanMs: number; limit: number },
+  options: { source: string; olderThanMs: number; limit: number },
 ): Promise<number> {
   const expired = executor
     .select({ id: outboxEvents.id })
@@ -132,6 +133,7 @@ export async function deleteDeliveredOutboxEvents(
       and(
         lt(outboxEvents.createdAt, sql`now() - ${options.olderThanMs} * interval '1 millisecond'`),
         isNotNull(outboxEvents.deliveredAt),
+        eq(outboxEvents.source, options.source),
       ),
     )
     .limit(options.limit)

@@ -396,6 +396,7 @@ export function createEventBus(options: EventBusOptions): EventBus {
       let batch: number
       do {
         batch = await crud.deleteDeliveredOutboxEvents(database.db, {
+          source,
           olderThanMs: tuning.retentionMs,
           limit: PURGE_BATCH,
         })
