@@ -1,11 +1,12 @@
 # syntax=docker/dockerfile:1
 
-# Build: full dependency tree, TypeScript compiled to dist/.
+# Build: full dependency tree, src/ transpiled to dist/ (`npm run build`, scripts/build.mjs).
 FROM node:20-bookworm-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
-COPY tsconfig.json tsconfig.build.json ./
+COPY tsconfig*.json ./
+COPY scripts ./scripts
 COPY src ./src
 RUN npm run build
 
@@ -14,7 +15,8 @@ FROM node:20-bookworm-slim AS runtime
 ENV NODE_ENV=production \
     PORT=8080 \
     HOST=0.0.0.0 \
-    DATA_DIR=/var/lib/modelplane
+    DATA_DIR=/var/lib/modelplane \
+    NODE_OPTIONS=--enable-source-maps
 WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
