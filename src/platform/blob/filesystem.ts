@@ -1,5 +1,5 @@
 import { createHash, randomUUID } from 'node:crypto'
-import { constants } from 'node:fs'
+import { constants, createWriteStream } from 'node:fs'
 import { access, mkdir, open, readdir, readFile, rename, rm, stat as statPath } from 'node:fs/promises'
 import { join } from 'node:path'
 import { Readable } from 'node:stream'
@@ -131,9 +131,10 @@ export async function createFilesystemBlobStore(options: FilesystemBlobStoreOpti
     })
   }
 
-  function presign(method: 'GET' | 'PUT', key: string, expiresInSeconds: number): Promise<string> {
+  // async so that a bad key or expiry rejects the promise, as every other method does, not throws.
+  async function presign(method: 'GET' | 'PUT', key: string, expiresInSeconds: number): Promise<string> {
     assertValidKey(key)
-    return Promise.resolve(presignBlobUrl({ publicUrl, signingKey, method, key, expiresInSeconds }))
+    return presignBlobUrl({ publicUrl, signingKey, method, key, expiresInSeconds })
   }
 
   return {
@@ -164,7 +165,6 @@ async function writeToTemp(tempDir: string, body: Readable | Buffer | string): P
   const path = join(tempDir, randomUUID())
   const md5 = createHash('md5')
   let size = 0
-  const handle = await open(path, 'wx')
   try {
     await pipeline(
       typeof body === 'string' || Buffer.isBuffer(body) ? Readable.from([Buffer.from(body)]) : body,
@@ -176,15 +176,13 @@ async function writeToTemp(tempDir: string, body: Readable | Buffer | string): P
           yield bytes
         }
       },
-      handle.createWriteStream({ autoClose: false }),
+      // flush: fsync before close, so the rename never publishes bytes still only in the page cache.
+      createWriteStream(path, { flags: 'wx', flush: true }),
     )
-    await handle.sync()
   } catch (err) {
-    await handle.close().catch(() => {})
     await removeQuietly(path)
     throw err
   }
-  await handle.close()
   return { path, size, etag: md5.digest('hex') }
 }
 

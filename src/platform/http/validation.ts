@@ -2,6 +2,11 @@ import { Ajv, type Options } from 'ajv'
 import addFormats from 'ajv-formats'
 import type { FastifyInstance, FastifySchema } from 'fastify'
 
+// ajv-formats is CommonJS: under NodeNext its default import is the module object, under tsx the function.
+const formatsPlugin = ((addFormats as unknown as { default?: unknown }).default ?? addFormats) as unknown as (
+  ajv: Ajv,
+) => Ajv
+
 function makeAjv(options: Options): Ajv {
   const ajv = new Ajv({
     allErrors: true,
@@ -10,8 +15,7 @@ function makeAjv(options: Options): Ajv {
     strict: false,
     ...options,
   })
-  // biome-ignore lint/suspicious/noExplicitAny: ajv-formats' CJS default export is typed loosely
-  ;(addFormats as any).default ? (addFormats as any).default(ajv) : (addFormats as any)(ajv)
+  formatsPlugin(ajv)
   return ajv
 }
 
