@@ -5,7 +5,7 @@ import helmet from '@fastify/helmet'
 import rateLimit from '@fastify/rate-limit'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify'
-import { Redis } from 'ioredis'
+import type { Redis } from 'ioredis'
 import pino, { type Logger } from 'pino'
 import type { Config } from './config.js'
 import { type BlobStore, createBlobStore } from './platform/blob/index.js'
@@ -90,7 +90,7 @@ export async function buildApp(
   if (!overrides.database) owned.push(() => database.close())
   if (config.database.migrateOnStart) await migrate(database)
 
-  const cache = overrides.cache ?? createCache({ url: config.redis.url, log })
+  const cache = overrides.cache ?? (await createCache({ url: config.redis.url, log }))
   if (!overrides.cache) owned.push(() => cache.close())
 
   const vault = createVault(resolveVaultKeys(config.vaultKeys, config.dataDir, log))
@@ -122,6 +122,7 @@ export async function buildApp(
   let rateLimitRedis: Redis | undefined
   if (config.rateLimit.max > 0) {
     if (config.redis.url) {
+      const { Redis } = await import('ioredis')
       rateLimitRedis = new Redis(config.redis.url, { connectionName: 'modelplane-ratelimit', maxRetriesPerRequest: 1 })
       rateLimitRedis.on('error', (err) => log.warn({ err: { message: err.message } }, 'rate-limit redis error'))
       owned.push(() => rateLimitRedis!.quit())

@@ -22,6 +22,7 @@ const EnvSchema = Type.Object({
   MIGRATE_ON_START: Type.Optional(Bool),
   REDIS_URL: Type.Optional(Type.String({ pattern: '^rediss?://', maxLength: 4096 })),
   S3_ENDPOINT: Type.Optional(Type.String({ pattern: '^https?://', maxLength: 2048 })),
+  S3_PUBLIC_URL: Type.Optional(Type.String({ pattern: '^https?://', maxLength: 2048 })),
   S3_ACCESS_KEY: Type.Optional(Type.String({ minLength: 1, maxLength: 512 })),
   S3_SECRET_KEY: Type.Optional(Type.String({ minLength: 1, maxLength: 512 })),
   S3_BUCKET: Type.Optional(Type.String({ pattern: '^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$' })),
@@ -77,7 +78,15 @@ export interface Config {
   dataDir: string
   database: { url?: string; poolMax: number; migrateOnStart: boolean }
   redis: { url?: string }
-  s3?: { endpoint: string; accessKey: string; secretKey: string; bucket: string; region: string }
+  s3?: {
+    endpoint: string
+    /** The address clients outside the cluster use; signed URLs are signed for it. */
+    publicEndpoint?: string
+    accessKey: string
+    secretKey: string
+    bucket: string
+    region: string
+  }
   /** Keys from VAULT_KEYS, newest first; empty when the embedded key file should be used. */
   vaultKeys: VaultKey[]
   corsOrigins: string[] | true | false
@@ -201,6 +210,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Readonly<Co
     s3: env.S3_ENDPOINT
       ? {
           endpoint: env.S3_ENDPOINT,
+          publicEndpoint: env.S3_PUBLIC_URL,
           accessKey: env.S3_ACCESS_KEY!,
           secretKey: env.S3_SECRET_KEY!,
           bucket: env.S3_BUCKET ?? 'modelplane',

@@ -1,7 +1,6 @@
 import { join } from 'node:path'
 import type { Logger } from 'pino'
 import { createFilesystemBlobStore } from './filesystem.js'
-import { createS3BlobStore } from './s3.js'
 import type { BlobStore } from './types.js'
 
 export { assertValidKey, BlobNotFoundError } from './keys.js'
@@ -10,7 +9,14 @@ export type { BlobInfo, BlobStore, PutOptions } from './types.js'
 
 export interface BlobStoreOptions {
   /** Set when S3_ENDPOINT is: objects then live in that bucket and S3 signs the URLs. */
-  s3?: { endpoint: string; accessKey: string; secretKey: string; bucket: string; region: string }
+  s3?: {
+    endpoint: string
+    publicEndpoint?: string
+    accessKey: string
+    secretKey: string
+    bucket: string
+    region: string
+  }
   dataDir: string
   /** Base of the signed URLs in filesystem mode, which this API serves (registerBlobRoutes). */
   publicUrl: string
@@ -19,7 +25,11 @@ export interface BlobStoreOptions {
 }
 
 export async function createBlobStore(options: BlobStoreOptions): Promise<BlobStore> {
-  if (options.s3) return createS3BlobStore({ ...options.s3, log: options.log })
+  if (options.s3) {
+    // Loaded only when configured: the S3 client is a large share of start-up time otherwise.
+    const { createS3BlobStore } = await import('./s3.js')
+    return createS3BlobStore({ ...options.s3, log: options.log })
+  }
   return createFilesystemBlobStore({
     root: join(options.dataDir, 'objects'),
     publicUrl: options.publicUrl,

@@ -13,6 +13,11 @@ export interface S3BlobStoreOptions {
   bucket: string
   /** Also spares presigning the network call minio would otherwise make to look the region up. */
   region: string
+  /**
+   * Where clients outside the cluster reach the same S3 service (S3_PUBLIC_URL). Signed URLs are
+   * signed for this host, since the host is part of the signature; unset, they use `endpoint`.
+   */
+  publicEndpoint?: string
   log: Logger
 }
 
@@ -29,6 +34,16 @@ export async function createS3BlobStore(options: S3BlobStoreOptions): Promise<Bl
     region,
     pathStyle: true,
   })
+  // Signing is local computation (the region is known), so a client for an unreachable public host is fine.
+  const signer = options.publicEndpoint
+    ? new Client({
+        ...connectionOf(options.publicEndpoint),
+        accessKey: options.accessKey,
+        secretKey: options.secretKey,
+        region,
+        pathStyle: true,
+      })
+    : client
   await ensureBucket(client, bucket, region, log)
 
   async function put(
@@ -81,13 +96,13 @@ export async function createS3BlobStore(options: S3BlobStoreOptions): Promise<Bl
   async function presignPut(key: string, expiresInSeconds: number): Promise<string> {
     assertValidKey(key)
     assertValidExpiry(expiresInSeconds)
-    return client.presignedPutObject(bucket, key, expiresInSeconds)
+    return signer.presignedPutObject(bucket, key, expiresInSeconds)
   }
 
   async function presignGet(key: string, expiresInSeconds: number): Promise<string> {
     assertValidKey(key)
     assertValidExpiry(expiresInSeconds)
-    return client.presignedGetObject(bucket, key, expiresInSeconds)
+    return signer.presignedGetObject(bucket, key, expiresInSeconds)
   }
 
   async function ping(): Promise<void> {

@@ -4,13 +4,19 @@ export interface BlobInfo {
   key: string
   size: number
   contentType: string
+  /** Unquoted. The MD5 hex of the content, except for S3 multipart uploads ("<hex>-<parts>"). */
   etag: string
   lastModified: Date
 }
 
 export interface PutOptions {
   contentType?: string
-  /** Known length of the body, when the caller has it; lets S3 stream without buffering. */
+  /**
+   * Known length of a stream body, when the caller has it. Without it the minio client treats the
+   * stream as possibly huge and uploads it multipart, holding a part (up to hundreds of MiB) in
+   * memory; with it, an object up to the part size (64 MiB) is buffered and sent in one PUT, and a
+   * larger one in parts of about size/10000. Ignored by the filesystem store, which always streams.
+   */
   size?: number
 }
 
