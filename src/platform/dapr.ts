@@ -116,7 +116,8 @@ export async function registerDaprAppSide(
   server.get(
     '/dapr/subscribe',
     {
-      config: { public: true },
+      // The sidecar is one client on loopback delivering bursts; a 429 would only make it retry.
+      config: { public: true, rateLimit: false },
       onRequest: requireDaprCaller,
       schema: {
         operationId: 'listDaprSubscriptions',
@@ -137,7 +138,7 @@ export async function registerDaprAppSide(
   server.post(
     '/dapr/events/:name',
     {
-      config: { public: true },
+      config: { public: true, rateLimit: false },
       onRequest: requireDaprCaller,
       // A malformed event will not become valid on retry: it is answered DROP, not 400.
       attachValidation: true,

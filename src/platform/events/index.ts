@@ -137,10 +137,11 @@ export function retryDelayMs(attempts: number, baseMs: number, maxMs: number): n
 /** A failure as stored in last_error and logs: the reason, never credentials from a URL, bounded. */
 function describeFailure(err: unknown): string {
   let message = err instanceof Error ? err.message : String(err)
+  // fetch hides the reason behind "fetch failed", in its cause: ECONNREFUSED, a timeout, …
   const cause =
     err instanceof Error ? (err.cause as { code?: unknown; message?: unknown } | undefined) : undefined
-  if (cause && typeof cause.code === 'string') message += ` (${cause.code})`
-  else if (cause && typeof cause.message === 'string') message += ` (${cause.message})`
+  const reason = typeof cause?.code === 'string' ? cause.code : cause?.message
+  if (typeof reason === 'string' && !message.includes(reason)) message += ` (${reason})`
   return message.replace(/\/\/[^@/\s]*@/g, '//***@').slice(0, 500)
 }
 
@@ -261,6 +262,7 @@ export function createEventBus(options: EventBusOptions): EventBus {
   let loop: Promise<void> | undefined
   let wakeAgain = false
   let purging: Promise<void> | undefined
+  let stopped: Promise<void> | undefined
   // Dispatch passes (the loop's and drain's) run one at a time, so drain sees in-flight work finish.
   let tail: Promise<unknown> = Promise.resolve()
 
@@ -303,7 +305,7 @@ export function createEventBus(options: EventBusOptions): EventBus {
       try {
         await subscription.handler(event)
       } catch (err) {
-        throw new Error(`subscriber ${subscription.name} failed: ${describeFailure(err)}`)
+        throw new Error(`subscriber ${subscription.name} failed: ${describeFailure(err)}`, { cause: err })
       }
     }
   }
@@ -373,7 +375,10 @@ export function createEventBus(options: EventBusOptions): EventBus {
       wakeAgain = false
       try {
         // A full batch means more may be waiting.
-        while (state === 'running' && (await serial(dispatchOnce)) === tuning.batchSize) {}
+        let claimed: number
+        do {
+          claimed = await serial(dispatchOnce)
+        } while (state === 'running' && claimed === tuning.batchSize)
       } catch (err) {
         log.warn({ error: describeFailure(err) }, 'outbox dispatch failed; retrying on the next poll')
       }
@@ -406,6 +411,24 @@ export function createEventBus(options: EventBusOptions): EventBus {
     } catch (err) {
       log.warn({ error: describeFailure(err) }, 'outbox retention sweep failed')
     }
+  }
+
+  async function shutDown(): Promise<void> {
+    clearInterval(pollTimer)
+    clearInterval(purgeTimer)
+    clearTimeout(retryTimer)
+    retryAt = Number.POSITIVE_INFINITY
+    try {
+      await listener?.close()
+    } catch (err) {
+      log.warn({ error: describeFailure(err) }, 'closing the outbox listener failed')
+    }
+    listener = undefined
+    // The loop finishes the delivery in flight and hands back the rest of its claim.
+    await loop
+    await tail
+    await purging
+    log.info({ source }, 'event dispatcher stopped')
   }
 
   return {
@@ -450,7 +473,10 @@ export function createEventBus(options: EventBusOptions): EventBus {
       if (state !== 'stopped') return
       state = 'running'
       try {
-        listener = await openListener(database, wake, log)
+        const opened = await openListener(database, wake, log)
+        // stop() may have run while the listener connected.
+        if (state !== 'running') return await opened.close()
+        listener = opened
       } catch (err) {
         log.warn({ error: describeFailure(err) }, 'outbox listener unavailable; delivering on the poll only')
       }
@@ -467,28 +493,22 @@ export function createEventBus(options: EventBusOptions): EventBus {
       wake()
     },
 
-    async stop() {
-      if (state !== 'running') return
+    stop() {
+      if (state === 'stopping') return stopped ?? Promise.resolve()
+      if (state !== 'running') return Promise.resolve()
       state = 'stopping'
-      clearInterval(pollTimer)
-      clearInterval(purgeTimer)
-      clearTimeout(retryTimer)
-      retryAt = Number.POSITIVE_INFINITY
-      try {
-        await listener?.close()
-      } catch (err) {
-        log.warn({ error: describeFailure(err) }, 'closing the outbox listener failed')
-      }
-      listener = undefined
-      await loop
-      await tail
-      await purging
-      state = 'stopped'
-      log.info({ source }, 'event dispatcher stopped')
+      stopped = shutDown().finally(() => {
+        state = 'stopped'
+        stopped = undefined
+      })
+      return stopped
     },
 
     async drain() {
-      while ((await serial(dispatchOnce)) > 0) {}
+      let claimed: number
+      do {
+        claimed = await serial(dispatchOnce)
+      } while (claimed > 0)
     },
   }
 }
