@@ -25,7 +25,9 @@ export interface Server {
 /** Starts a server script in its own process (the load generator must not share its event loop). */
 export async function startServer(script: string, env: Record<string, string>, readyPath = '/healthz'): Promise<Server> {
   const port = 20_000 + Math.floor(Math.random() * 20_000)
-  const child = spawn(process.execPath, ['--import', 'tsx', script], {
+  // Compiled JavaScript runs as is; TypeScript (the baseline) through tsx.
+  const args = script.endsWith('.js') ? [script] : ['--import', 'tsx', script]
+  const child = spawn(process.execPath, args, {
     cwd: ROOT,
     env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'warn', ...env },
     stdio: ['ignore', 'inherit', 'inherit'],

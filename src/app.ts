@@ -1,7 +1,6 @@
 import { randomUUID } from 'node:crypto'
 import type { IncomingMessage } from 'node:http'
 import cors from '@fastify/cors'
-import helmet from '@fastify/helmet'
 import rateLimit from '@fastify/rate-limit'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify'
@@ -19,6 +18,7 @@ import { registerErrorHandling } from './platform/http/error-handler.js'
 import { registerHealthRoutes } from './platform/http/health.js'
 import { type Metrics, registerMetrics } from './platform/http/metrics.js'
 import { registerOpenApi } from './platform/http/openapi.js'
+import { registerSecurityHeaders } from './platform/http/security-headers.js'
 import { registerValidation } from './platform/http/validation.js'
 import { loggerOptions } from './platform/logger.js'
 import { createVault, resolveVaultKeys, type Vault } from './platform/vault.js'
@@ -76,8 +76,9 @@ export async function buildApp(
     forceCloseConnections: 'idle',
   }).withTypeProvider<TypeBoxTypeProvider>()
 
-  app.addHook('onSend', async (request, reply) => {
+  app.addHook('onRequest', (request, reply, done) => {
     reply.header('x-request-id', request.id)
+    done()
   })
   registerValidation(app)
   registerErrorHandling(app)
@@ -108,11 +109,7 @@ export async function buildApp(
   const events = createEventBus({ database, dapr: config.dapr, enabled: config.parts.events === 'dapr', log })
 
   // Ecosystem plugins.
-  await app.register(helmet, {
-    // JSON API: nothing to run or frame. Swagger UI sets its own CSP on /docs (staticCSP).
-    contentSecurityPolicy: { directives: { defaultSrc: ["'none'"], frameAncestors: ["'none'"] } },
-    crossOriginResourcePolicy: { policy: 'same-site' },
-  })
+  registerSecurityHeaders(app)
   await app.register(cors, {
     origin: config.corsOrigins,
     credentials: true,

@@ -16,7 +16,7 @@ app.get('/outbox', async (request) => {
   const offset = (Number(query.page ?? 1) - 1) * limit
   const [items, total] = await Promise.all([
     pool.query(
-      'select id, topic, source, created_at, attempts, next_attempt_at, delivered_at, last_error from outbox_events order by created_at desc limit $1 offset $2',
+      'select * from outbox_events order by created_at desc, id desc limit $1 offset $2',
       [limit, offset],
     ),
     pool.query('select count(*)::int as n from outbox_events'),

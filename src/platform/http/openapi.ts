@@ -51,6 +51,8 @@ export async function registerOpenApi(app: FastifyInstance, config: Readonly<Con
   await app.register(swaggerUi, {
     routePrefix: '/docs',
     staticCSP: true,
+    // Served over plain http in development: upgrading its assets to https would break the page.
+    transformStaticCSP: (header: string) => header.replace(/\s*upgrade-insecure-requests;?/, ''),
     uiConfig: { deepLinking: true, displayOperationId: true, persistAuthorization: true },
   })
   app.get(
