@@ -21,6 +21,8 @@ import { registerOpenApi } from './platform/http/openapi.js'
 import { registerSecurityHeaders } from './platform/http/security-headers.js'
 import { registerValidation } from './platform/http/validation.js'
 import { loggerOptions } from './platform/logger.js'
+import { registerAuthGuard } from './platform/auth/guard.js'
+import { type AuthService, createAuth } from './modules/auth/index.js'
 import { createVault, resolveVaultKeys, type Vault } from './platform/vault.js'
 
 /** The infrastructure every module is built from; one instance per app. */
@@ -43,9 +45,15 @@ export interface AppOverrides {
   blob?: BlobStore
 }
 
+/** The modules' services, for routes and tests; each module's routes get theirs directly. */
+export interface Services {
+  auth: AuthService
+}
+
 declare module 'fastify' {
   interface FastifyInstance {
     platform: Platform
+    services: Services
   }
   interface FastifyContextConfig {
     /** Reachable without credentials (health, docs, metrics, login, JWKS, signed blob URLs). */
@@ -134,11 +142,22 @@ export async function buildApp(
       skipOnError: true,
     })
   }
+  // Built before any route: the guard needs its authenticator, and roles and the first admin exist before the first request.
+  const auth = createAuth({ config, log, database, cache, vault })
+  await auth.service.start()
+  owned.push(() => auth.service.stop())
+  registerAuthGuard(app, {
+    authenticator: auth.service.authenticator,
+    audit: { record: (entry) => auth.service.recordAudit(entry) },
+    daprAppToken: config.dapr.appApiToken,
+    publicPrefixes: ['/docs'],
+  })
   await registerOpenApi(app, config)
 
   const metrics = registerMetrics(app)
   const platform: Platform = { config, log, database, cache, blob, vault, events, metrics }
   app.decorate('platform', platform)
+  app.decorate('services', { auth: auth.service })
 
   registerHealthRoutes(
     app,
@@ -151,6 +170,7 @@ export async function buildApp(
   )
   await registerDaprAppSide(app, { events, config })
   if (blob.kind === 'filesystem') await registerBlobRoutes(app, blob, vault.deriveKey('blob-url-signing'))
+  auth.routes(app)
 
   app.addHook('onReady', async () => {
     await events.start()

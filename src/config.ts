@@ -40,6 +40,20 @@ const EnvSchema = Type.Object({
   DAPR_API_TOKEN: Type.Optional(Type.String({ minLength: 16, maxLength: 1024 })),
   DAPR_PUBSUB_NAME: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9_.-]{1,128}$' })),
   SHUTDOWN_TIMEOUT_MS: Type.Optional(Type.Integer({ minimum: 0, maximum: 600_000 })),
+  KEYCLOAK_URL: Type.Optional(Type.String({ pattern: '^https?://', maxLength: 2048 })),
+  KEYCLOAK_REALMS: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}(\\s*,\\s*[A-Za-z0-9_-]{1,64})*$', maxLength: 8192 })),
+  KEYCLOAK_AUDIENCE: Type.Optional(Type.String({ minLength: 1, maxLength: 255 })),
+  KEYCLOAK_CLIENT_ID: Type.Optional(Type.String({ minLength: 1, maxLength: 255 })),
+  KEYCLOAK_CLIENT_SECRET: Type.Optional(Type.String({ minLength: 1, maxLength: 1024 })),
+  KEYCLOAK_ADMIN_CLIENT_ID: Type.Optional(Type.String({ minLength: 1, maxLength: 255 })),
+  KEYCLOAK_ADMIN_CLIENT_SECRET: Type.Optional(Type.String({ minLength: 1, maxLength: 1024 })),
+  ADMIN_EMAIL: Type.Optional(Type.String({ pattern: '^[^@\\s]+@[^@\\s]+$', maxLength: 254 })),
+  ADMIN_PASSWORD: Type.Optional(Type.String({ minLength: 8, maxLength: 256 })),
+  DAPR_TRUSTED_APPS: Type.Optional(
+    Type.String({ pattern: '^[A-Za-z0-9_.-]{1,128}=[a-z_]{1,32}(\\s*,\\s*[A-Za-z0-9_.-]{1,128}=[a-z_]{1,32})*$', maxLength: 8192 }),
+  ),
+  ACCESS_TOKEN_TTL_SECONDS: Type.Optional(Type.Integer({ minimum: 30, maximum: 86_400 })),
+  REFRESH_TOKEN_TTL_SECONDS: Type.Optional(Type.Integer({ minimum: 60, maximum: 30 * 86_400 })),
 })
 
 /** Never echoed back in an error: they hold credentials. */
@@ -51,6 +65,9 @@ const SECRET_VARS = new Set([
   'VAULT_KEYS',
   'APP_API_TOKEN',
   'DAPR_API_TOKEN',
+  'KEYCLOAK_CLIENT_SECRET',
+  'KEYCLOAK_ADMIN_CLIENT_SECRET',
+  'ADMIN_PASSWORD',
 ])
 
 type Env = Static<typeof EnvSchema>
@@ -102,6 +119,25 @@ export interface Config {
     pubsubName: string
   }
   shutdownTimeoutMs: number
+  auth: {
+    /** Keycloak's base URL; unset runs the embedded issuer. */
+    keycloakUrl?: string
+    /** Realms whose tokens are trusted; undefined means "the tenants table decides". */
+    realms?: readonly string[]
+    audience?: string
+    /** The client the API uses for the password grant and logout in Keycloak mode. */
+    clientId: string
+    clientSecret?: string
+    /** Service account in realm `master` for the admin client (creating realms and roles). */
+    adminClientId?: string
+    adminClientSecret?: string
+    adminEmail: string
+    adminPassword?: string
+    /** Dapr app id → role name. */
+    daprTrustedApps: Readonly<Record<string, string>>
+    accessTokenTtlSeconds: number
+    refreshTokenTtlSeconds: number
+  }
   /** Which side of each adapter pair runs; derived, never set directly. */
   parts: {
     database: 'pglite' | 'postgres'
@@ -109,6 +145,7 @@ export interface Config {
     blob: 'filesystem' | 's3'
     workflows: 'embedded' | 'dapr'
     events: 'in-process' | 'dapr'
+    identity: 'embedded' | 'keycloak'
   }
 }
 
@@ -132,6 +169,13 @@ function parseVaultKeys(raw: string | undefined, problems: string[]): VaultKey[]
     keys.push({ id, key: material })
   }
   return keys
+}
+
+function list(v: string): string[] {
+  return v
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)
 }
 
 function bool(v: string | undefined, fallback: boolean): boolean {
@@ -171,6 +215,9 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Readonly<Co
   const s3Fields = [env.S3_ENDPOINT, env.S3_ACCESS_KEY, env.S3_SECRET_KEY]
   if (s3Fields.some(Boolean) && !s3Fields.every(Boolean)) {
     problems.push('S3_ENDPOINT, S3_ACCESS_KEY and S3_SECRET_KEY must be set together')
+  }
+  if (Boolean(env.KEYCLOAK_ADMIN_CLIENT_ID) !== Boolean(env.KEYCLOAK_ADMIN_CLIENT_SECRET)) {
+    problems.push('KEYCLOAK_ADMIN_CLIENT_ID and KEYCLOAK_ADMIN_CLIENT_SECRET must be set together')
   }
   const vaultKeys = parseVaultKeys(env.VAULT_KEYS, problems)
   if (env.DATABASE_URL && vaultKeys.length === 0) {
@@ -231,12 +278,29 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Readonly<Co
       pubsubName: env.DAPR_PUBSUB_NAME ?? 'pubsub',
     },
     shutdownTimeoutMs: env.SHUTDOWN_TIMEOUT_MS ?? 10_000,
+    auth: {
+      keycloakUrl: env.KEYCLOAK_URL?.replace(/\/+$/, ''),
+      realms: env.KEYCLOAK_REALMS ? list(env.KEYCLOAK_REALMS) : undefined,
+      audience: env.KEYCLOAK_AUDIENCE,
+      clientId: env.KEYCLOAK_CLIENT_ID ?? 'modelplane-api',
+      clientSecret: env.KEYCLOAK_CLIENT_SECRET,
+      adminClientId: env.KEYCLOAK_ADMIN_CLIENT_ID,
+      adminClientSecret: env.KEYCLOAK_ADMIN_CLIENT_SECRET,
+      adminEmail: (env.ADMIN_EMAIL ?? 'admin@modelplane.local').toLowerCase(),
+      adminPassword: env.ADMIN_PASSWORD,
+      daprTrustedApps: Object.fromEntries(
+        list(env.DAPR_TRUSTED_APPS ?? '').map((pair) => pair.split('=').map((s) => s.trim()) as [string, string]),
+      ),
+      accessTokenTtlSeconds: env.ACCESS_TOKEN_TTL_SECONDS ?? 300,
+      refreshTokenTtlSeconds: env.REFRESH_TOKEN_TTL_SECONDS ?? 1800,
+    },
     parts: {
       database: env.DATABASE_URL ? 'postgres' : 'pglite',
       cache: env.REDIS_URL ? 'redis' : 'memory',
       blob: env.S3_ENDPOINT ? 's3' : 'filesystem',
       workflows: env.DAPR_GRPC_PORT ? 'dapr' : 'embedded',
       events: env.DAPR_HTTP_PORT ? 'dapr' : 'in-process',
+      identity: env.KEYCLOAK_URL ? 'keycloak' : 'embedded',
     },
   }
   return deepFreeze(config)

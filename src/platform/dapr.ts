@@ -3,6 +3,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import Type from 'typebox'
 import type { Config } from '../config.js'
+import { requirePermission } from './auth/principal.js'
 import { NotFoundError, UnauthenticatedError } from './errors.js'
 import { type EventBus, SUBSCRIPTION_NAME_PATTERN, TOPIC_PATTERN } from './events/index.js'
 import { Page, PageQueryProperties } from './http/schemas.js'
@@ -188,6 +189,7 @@ export async function registerDaprAppSide(
   server.get(
     '/v1/events/outbox',
     {
+      config: requirePermission('events:view'),
       schema: {
         operationId: 'listOutboxEvents',
         tags: ['events'],

@@ -13,6 +13,7 @@ describe('configuration', () => {
       blob: 'filesystem',
       workflows: 'embedded',
       events: 'in-process',
+      identity: 'embedded',
     })
     expect(Object.isFrozen(config.database)).toBe(true)
   })
@@ -28,7 +29,7 @@ describe('configuration', () => {
       DAPR_GRPC_PORT: '50001',
       DAPR_HTTP_PORT: '3500',
     })
-    expect(config.parts).toEqual({ database: 'postgres', cache: 'redis', blob: 's3', workflows: 'dapr', events: 'dapr' })
+    expect(config.parts).toEqual({ database: 'postgres', cache: 'redis', blob: 's3', workflows: 'dapr', events: 'dapr', identity: 'embedded' })
     expect(config.s3).toMatchObject({ bucket: 'modelplane', region: 'us-east-1' })
   })
 

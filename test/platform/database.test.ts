@@ -70,7 +70,7 @@ describe.each(['pglite', 'postgres'])('database on %s', (kind) => {
       }),
     ).rejects.toThrow('abort')
     const rows = await transaction(db(), (tx) =>
-      tx.execute(sql`select payload from outbox_events where topic = ${topic} for update skip locked`),
+      tx.execute(sql`select payload from outbox_events where topic = ${topic} for update`),
     )
     expect(rows.rows.map((r) => (r as { payload: unknown }).payload)).toEqual([{ n: 1 }])
   })

@@ -17,19 +17,21 @@ beforeAll(async () => {
     labels: Type.Optional(Type.Record(Type.String({ maxLength: 32 }), Type.String({ maxLength: 64 }))),
   })
   const doc = { tags: ['test'], summary: 'test route' }
-  app.post('/test/things', { schema: { ...doc, operationId: 'createThing', body: Body } }, async (req, reply) => {
+  // The envelope is under test here, not auth: the routes are public.
+  const open = { public: true }
+  app.post('/test/things', { config: open, schema: { ...doc, operationId: 'createThing', body: Body } }, async (req, reply) => {
     received.push(req.body)
     return reply.status(201).send({ ok: true })
   })
   app.get(
     '/test/things',
-    { schema: { ...doc, operationId: 'listThings', querystring: Type.Object({ limit: Type.Integer({ maximum: 100 }) }) } },
+    { config: open, schema: { ...doc, operationId: 'listThings', querystring: Type.Object({ limit: Type.Integer({ maximum: 100 }) }) } },
     async (req) => ({ limit: (req.query as { limit: number }).limit }),
   )
-  app.get('/test/boom', { schema: { ...doc, operationId: 'boom' } }, async () => {
+  app.get('/test/boom', { config: open, schema: { ...doc, operationId: 'boom' } }, async () => {
     throw new Error('connection to db-internal-7.corp:5432 refused; password=hunter2')
   })
-  app.get('/test/conflict', { schema: { ...doc, operationId: 'conflict' } }, async () => {
+  app.get('/test/conflict', { config: open, schema: { ...doc, operationId: 'conflict' } }, async () => {
     throw new ConflictError('DUPLICATE_NAME', 'a thing with that name exists', { name: 'a' })
   })
   await app.ready()

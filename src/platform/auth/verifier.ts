@@ -63,10 +63,10 @@ const MAX_TOKEN_LENGTH = 16 * 1024
 const ACCESS_TOKEN_TYPE = 'Bearer'
 
 /**
- * After a key set download, an unknown `kid` triggers no new download for this long. Keycloak
- * publishes a new key before signing with it, so after a rotation tokens with the new kid fail for
- * at most 5 s; meanwhile a flood of tokens with invented kids costs Keycloak at most one request
- * per realm every 5 s (and concurrent misses share one request).
+ * After a key set download, an unknown `kid` triggers no new download for this long. So a rotated
+ * key is picked up at the latest 5 s after the previous download (at once if that was longer ago),
+ * while a flood of tokens with invented kids costs Keycloak at most one request per realm every
+ * 5 s (concurrent misses share that one request).
  */
 const REMOTE_KEYS_COOLDOWN_MS = 5_000
 /** Even without an unknown kid, keys are downloaded again after this long, so a key Keycloak removed stops being trusted. */
@@ -264,12 +264,11 @@ function toVerifiedToken(realm: string, issuer: string, claims: JWTPayload): Ver
 
 /** `resource_access` is `{ <clientId>: { roles: [...] } }`; anything not of that shape is ignored. */
 function clientRoles(resourceAccess: unknown): Record<string, string[]> {
-  const result: Record<string, string[]> = {}
-  for (const [client, access] of Object.entries(asRecord(resourceAccess) ?? {})) {
-    const roles = stringList(asRecord(access)?.roles)
-    if (roles.length > 0) result[client] = roles
-  }
-  return result
+  const entries = Object.entries(asRecord(resourceAccess) ?? {})
+    .map(([client, access]) => [client, stringList(asRecord(access)?.roles)] as const)
+    .filter(([, roles]) => roles.length > 0)
+  // fromEntries defines own properties, so a client named "__proto__" cannot reach the prototype.
+  return Object.fromEntries(entries)
 }
 
 function asRecord(value: unknown): Record<string, unknown> | undefined {

@@ -37,10 +37,20 @@ export async function registerOpenApi(app: FastifyInstance, config: Readonly<Con
         version: '0.1.0',
       },
       servers: [{ url: config.publicUrl }],
+      components: {
+        securitySchemes: {
+          bearer: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT or mp_ API key' },
+          apiKey: { type: 'apiKey', in: 'header', name: 'X-API-Key' },
+        },
+      },
+      security: [{ bearer: [] }, { apiKey: [] }],
       tags: [
         { name: 'operations', description: 'Health, readiness and metrics' },
         { name: 'blobs', description: 'Signed object transfer for the embedded object store' },
         { name: 'events', description: 'Event delivery: transactional outbox and Dapr pub/sub' },
+        { name: 'auth', description: 'Login, tokens, the caller, API keys, and the embedded issuer' },
+        { name: 'tenants', description: 'Tenants: one identity realm each' },
+        { name: 'audit', description: 'Who changed what' },
       ],
     },
     refResolver: {

@@ -1,0 +1,39 @@
+import { AppError, ConflictError, DependencyError, NotFoundError, UnauthenticatedError } from '../../platform/errors.js'
+
+/** One message for unknown user and wrong password alike: a login never tells which. */
+export class InvalidCredentialsError extends UnauthenticatedError {
+  constructor() {
+    super('invalid credentials')
+  }
+}
+
+export class TenantNotFoundError extends NotFoundError {
+  constructor() {
+    super('tenant not found', 'TENANT_NOT_FOUND')
+  }
+}
+
+export class ApiKeyNotFoundError extends NotFoundError {
+  constructor() {
+    super('API key not found', 'API_KEY_NOT_FOUND')
+  }
+}
+
+export class TenantExistsError extends ConflictError {
+  constructor(realm: string) {
+    super('TENANT_EXISTS', `a tenant with realm "${realm}" already exists`)
+  }
+}
+
+export class IdentityProviderError extends DependencyError {
+  constructor(message = 'the identity provider did not accept the request') {
+    super('IDENTITY_PROVIDER_ERROR', message)
+  }
+}
+
+/** Scopes asked for an API key must be permissions the caller holds. */
+export class ScopeNotAllowedError extends AppError {
+  constructor(scopes: string[]) {
+    super('SCOPE_NOT_ALLOWED', 403, 'an API key cannot carry permissions its owner does not have', { scopes })
+  }
+}

@@ -1,0 +1,51 @@
+import type { FastifyInstance } from 'fastify'
+import type { Platform } from '../../app.js'
+import { createTokenVerifier } from '../../platform/auth/verifier.js'
+import { createIssuer } from './issuer.js'
+import { createKeycloakClient } from './keycloak.js'
+import { registerAuthRoutes } from './routes.js'
+import { type AuthService, createAuthService } from './service.js'
+
+export type { AuthService } from './service.js'
+export { LOCAL_REALM } from './service.js'
+
+/**
+ * The auth module: tenants, users, roles and permissions, API keys, the embedded issuer and the
+ * audit log. Built before any route so the guard can use its authenticator; its own routes are
+ * registered with the rest.
+ */
+export function createAuth(platform: Pick<Platform, 'config' | 'log' | 'database' | 'cache' | 'vault'>) {
+  const { config, database, cache, vault } = platform
+  const log = platform.log.child({ module: 'auth' })
+  const mode = config.parts.identity
+  const keycloakUrl = config.auth.keycloakUrl
+  const issuer = createIssuer({
+    db: database.db,
+    vault,
+    issuerBase: config.publicUrl,
+    accessTtlSeconds: config.auth.accessTokenTtlSeconds,
+    refreshTtlSeconds: config.auth.refreshTokenTtlSeconds,
+  })
+  // The verifier asks the service which realms are allowed; the service verifies with the verifier.
+  // (The closure runs only when a token is verified, long after `service` is initialized.)
+  const verifier = createTokenVerifier({
+    issuerBase: keycloakUrl ?? config.publicUrl,
+    isRealmAllowed: (realm) => service.isRealmAllowed(realm),
+    audience: config.auth.audience,
+    localKeys: mode === 'embedded' ? (realm) => issuer.publicKeys(realm) : undefined,
+  })
+  const service: AuthService = createAuthService({
+    db: database.db,
+    cache,
+    log,
+    auth: config.auth,
+    mode,
+    verifier,
+    issuer,
+    keycloak: keycloakUrl ? createKeycloakClient({ ...config.auth, keycloakUrl }, log) : undefined,
+  })
+  return {
+    service,
+    routes: (app: FastifyInstance) => registerAuthRoutes(app, service, { embeddedIssuer: mode === 'embedded' }),
+  }
+}

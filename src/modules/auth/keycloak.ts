@@ -1,0 +1,103 @@
+import type { Logger } from 'pino'
+import type { Config } from '../../config.js'
+import { IdentityProviderError, InvalidCredentialsError } from './errors.js'
+import { SEEDED_ROLES } from './permissions.js'
+
+/**
+ * The Keycloak side of auth: the realm's token and logout endpoints for the API's own client,
+ * and the admin client for creating realms. Never called inside a transaction.
+ */
+const TIMEOUT_MS = 5_000
+
+export interface KeycloakTokens {
+  accessToken: string
+  refreshToken: string
+  expiresIn: number
+  refreshExpiresIn: number
+}
+
+export function createKeycloakClient(auth: Config['auth'] & { keycloakUrl: string }, log: Logger) {
+  const base = auth.keycloakUrl
+  const oidc = (realm: string) => `${base}/realms/${encodeURIComponent(realm)}/protocol/openid-connect`
+
+  function clientForm(fields: Record<string, string>): URLSearchParams {
+    const form = new URLSearchParams({ client_id: auth.clientId, ...fields })
+    if (auth.clientSecret) form.set('client_secret', auth.clientSecret)
+    return form
+  }
+
+  async function post(url: string, form: URLSearchParams): Promise<Response> {
+    try {
+      return await fetch(url, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        body: form,
+        signal: AbortSignal.timeout(TIMEOUT_MS),
+      })
+    } catch (err) {
+      log.warn({ error: (err as Error).message }, 'keycloak unreachable')
+      throw new IdentityProviderError('the identity provider is unreachable')
+    }
+  }
+
+  async function tokens(realm: string, form: URLSearchParams): Promise<KeycloakTokens> {
+    const response = await post(`${oidc(realm)}/token`, form)
+    const body = (await response.json().catch(() => ({}))) as Record<string, unknown>
+    // Keycloak answers 401 for bad credentials and 400 invalid_grant for bad/expired refresh tokens.
+    if (response.status === 400 || response.status === 401) throw new InvalidCredentialsError()
+    if (!response.ok || typeof body.access_token !== 'string') {
+      log.warn({ realm, status: response.status }, 'keycloak token endpoint failed')
+      throw new IdentityProviderError()
+    }
+    return {
+      accessToken: body.access_token,
+      refreshToken: typeof body.refresh_token === 'string' ? body.refresh_token : '',
+      expiresIn: Number(body.expires_in ?? 0),
+      refreshExpiresIn: Number(body.refresh_expires_in ?? 0),
+    }
+  }
+
+  return {
+    passwordGrant: (realm: string, username: string, password: string) =>
+      tokens(realm, clientForm({ grant_type: 'password', username, password, scope: 'openid' })),
+
+    refreshGrant: (realm: string, refreshToken: string) =>
+      tokens(realm, clientForm({ grant_type: 'refresh_token', refresh_token: refreshToken })),
+
+    /** Ends the Keycloak session of the refresh token; a failure is logged, the caller is logged out anyway. */
+    async logout(realm: string, refreshToken: string): Promise<void> {
+      try {
+        const response = await post(`${oidc(realm)}/logout`, clientForm({ refresh_token: refreshToken }))
+        if (!response.ok) log.warn({ realm, status: response.status }, 'keycloak logout refused')
+      } catch (err) {
+        log.warn({ realm, error: (err as Error).message }, 'keycloak logout failed')
+      }
+    },
+
+    /** Creates the realm and the seeded roles in it; throws IdentityProviderError on any failure. */
+    async createRealm(realm: string, displayName: string): Promise<void> {
+      if (!auth.adminClientId || !auth.adminClientSecret) {
+        throw new IdentityProviderError('KEYCLOAK_ADMIN_CLIENT_ID/SECRET are not configured: realms cannot be created')
+      }
+      // Loaded only in Keycloak mode, and only when a tenant is created.
+      const { default: KcAdminClient } = await import('@keycloak/keycloak-admin-client')
+      const admin = new KcAdminClient({ baseUrl: base, realmName: 'master', timeout: TIMEOUT_MS })
+      let created = false
+      try {
+        await admin.auth({ grantType: 'client_credentials', clientId: auth.adminClientId, clientSecret: auth.adminClientSecret })
+        await admin.realms.create({ realm, displayName, enabled: true })
+        created = true
+        for (const [name, role] of Object.entries(SEEDED_ROLES)) {
+          await admin.roles.create({ realm, name, description: role.description })
+        }
+      } catch (err) {
+        // A half-made realm would block creating the tenant again: take it back, best effort.
+        if (created) await admin.realms.del({ realm }).catch(() => undefined)
+        log.warn({ realm, error: (err as Error).message?.slice(0, 300) }, 'creating the keycloak realm failed')
+        throw new IdentityProviderError('the identity provider could not create the realm')
+      }
+    },
+  }
+}
+
+export type KeycloakClient = ReturnType<typeof createKeycloakClient>

@@ -1,0 +1,280 @@
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
+import type { FastifyInstance } from 'fastify'
+import Type from 'typebox'
+import { principalOf, requireAuthenticated, requirePermission } from '../../platform/auth/principal.js'
+import { NotFoundError } from '../../platform/errors.js'
+import { ifMatch, setEtag } from '../../platform/http/etag.js'
+import {
+  ApiKeyPage,
+  AuditPage,
+  AuditQuery,
+  CreateApiKeyBody,
+  CreatedApiKey,
+  CreateTenantBody,
+  Discovery,
+  IdParams,
+  Jwks,
+  LoginBody,
+  LogoutBody,
+  Me,
+  PageQuery,
+  RealmParams,
+  RefreshBody,
+  Tenant,
+  TenantPage,
+  TokenResponse,
+  UpdateTenantBody,
+} from './schema.js'
+import type { AuthService } from './service.js'
+
+/** Login is public and so the cheapest target for guessing: a tighter limit than the API's. */
+const LOGIN_RATE_LIMIT = { max: 20, timeWindow: 60_000 }
+
+export function registerAuthRoutes(app: FastifyInstance, service: AuthService, options: { embeddedIssuer: boolean }): void {
+  const server = app.withTypeProvider<TypeBoxTypeProvider>()
+
+  if (options.embeddedIssuer) {
+    server.get(
+      '/realms/:realm/protocol/openid-connect/certs',
+      {
+        config: { public: true },
+        schema: {
+          operationId: 'getRealmJwks',
+          tags: ['auth'],
+          summary: "The embedded issuer's public signing keys for a realm (JWKS)",
+          params: RealmParams,
+          response: { 200: Jwks },
+        },
+      },
+      async (request) => {
+        if (!(await service.isRealmAllowed(request.params.realm))) throw new NotFoundError('realm not found', 'REALM_NOT_FOUND')
+        return service.jwks(request.params.realm)
+      },
+    )
+
+    server.get(
+      '/realms/:realm/.well-known/openid-configuration',
+      {
+        config: { public: true },
+        schema: {
+          operationId: 'getRealmDiscovery',
+          tags: ['auth'],
+          summary: "OpenID discovery document of the embedded issuer's realm",
+          params: RealmParams,
+          response: { 200: Discovery },
+        },
+      },
+      async (request) => {
+        if (!(await service.isRealmAllowed(request.params.realm))) throw new NotFoundError('realm not found', 'REALM_NOT_FOUND')
+        return service.discovery(request.params.realm)
+      },
+    )
+  }
+
+  server.post(
+    '/v1/auth/login',
+    {
+      config: { public: true, rateLimit: LOGIN_RATE_LIMIT },
+      schema: {
+        operationId: 'login',
+        tags: ['auth'],
+        summary: 'Exchange email, password and tenant for an access and a refresh token',
+        body: LoginBody,
+        response: { 200: TokenResponse },
+      },
+    },
+    async (request) => service.login(request.body),
+  )
+
+  server.post(
+    '/v1/auth/refresh',
+    {
+      config: { public: true, rateLimit: LOGIN_RATE_LIMIT },
+      schema: {
+        operationId: 'refreshToken',
+        tags: ['auth'],
+        summary: 'Exchange a refresh token for a new token pair; the old refresh token stops working',
+        body: RefreshBody,
+        response: { 200: TokenResponse },
+      },
+    },
+    async (request) => service.refresh(request.body.refreshToken),
+  )
+
+  server.post(
+    '/v1/auth/logout',
+    {
+      config: requireAuthenticated(),
+      // The body is optional: a bare POST logs out the access token alone.
+      preValidation: async (request) => {
+        request.body ??= {}
+      },
+      schema: {
+        operationId: 'logout',
+        tags: ['auth'],
+        summary: 'Revoke the access token (and the refresh token when given) at once',
+        body: LogoutBody,
+        response: { 204: Type.Null() },
+      },
+    },
+    async (request, reply) => {
+      await service.logout(principalOf(request), request.body.refreshToken)
+      return reply.status(204).send(null)
+    },
+  )
+
+  server.get(
+    '/v1/auth/me',
+    {
+      config: requireAuthenticated(),
+      schema: {
+        operationId: 'getMe',
+        tags: ['auth'],
+        summary: 'The caller: user, tenant, role and effective permissions',
+        response: { 200: Me },
+      },
+    },
+    async (request) => service.me(principalOf(request)),
+  )
+
+  server.post(
+    '/v1/auth/api-keys',
+    {
+      config: requireAuthenticated(),
+      schema: {
+        operationId: 'createApiKey',
+        tags: ['auth'],
+        summary: "Create an API key with some of the caller's permissions; the key is shown only in this answer",
+        body: CreateApiKeyBody,
+        response: { 201: CreatedApiKey },
+      },
+    },
+    async (request, reply) => reply.status(201).send(await service.createApiKey(principalOf(request), request.body)),
+  )
+
+  server.get(
+    '/v1/auth/api-keys',
+    {
+      config: requireAuthenticated(),
+      schema: {
+        operationId: 'listApiKeys',
+        tags: ['auth'],
+        summary: "The caller's live API keys, newest first (never the keys themselves)",
+        querystring: PageQuery,
+        response: { 200: ApiKeyPage },
+      },
+    },
+    async (request) => service.listApiKeys(principalOf(request), request.query),
+  )
+
+  server.delete(
+    '/v1/auth/api-keys/:id',
+    {
+      config: requireAuthenticated(),
+      schema: {
+        operationId: 'deleteApiKey',
+        tags: ['auth'],
+        summary: 'Revoke one of the caller\'s API keys; it is refused from this moment',
+        params: IdParams,
+        response: { 204: Type.Null() },
+      },
+    },
+    async (request, reply) => {
+      await service.deleteApiKey(principalOf(request), request.params.id)
+      return reply.status(204).send(null)
+    },
+  )
+
+  server.get(
+    '/v1/tenants',
+    {
+      config: requirePermission('tenant:manage'),
+      schema: {
+        operationId: 'listTenants',
+        tags: ['tenants'],
+        summary: 'Tenants (realms), by realm name',
+        querystring: PageQuery,
+        response: { 200: TenantPage },
+      },
+    },
+    async (request) => service.listTenants(principalOf(request), request.query),
+  )
+
+  server.post(
+    '/v1/tenants',
+    {
+      config: requirePermission('tenant:manage'),
+      schema: {
+        operationId: 'createTenant',
+        tags: ['tenants'],
+        summary: 'Create a tenant; in Keycloak mode its realm and roles are created first',
+        body: CreateTenantBody,
+        response: { 201: Tenant },
+      },
+    },
+    async (request, reply) => {
+      const { tenant, etag } = await service.createTenant(request.body)
+      setEtag(reply, etag)
+      return reply.status(201).header('location', `/v1/tenants/${tenant.id}`).send(tenant)
+    },
+  )
+
+  server.get(
+    '/v1/tenants/:id',
+    {
+      config: requirePermission('tenant:manage'),
+      schema: {
+        operationId: 'getTenant',
+        tags: ['tenants'],
+        summary: 'One tenant',
+        params: IdParams,
+        response: { 200: Tenant },
+      },
+    },
+    async (request, reply) => {
+      const { tenant, etag } = await service.getTenant(principalOf(request), request.params.id)
+      setEtag(reply, etag)
+      return tenant
+    },
+  )
+
+  server.patch(
+    '/v1/tenants/:id',
+    {
+      config: requirePermission('tenant:manage'),
+      schema: {
+        operationId: 'updateTenant',
+        tags: ['tenants'],
+        summary: 'Rename, disable or enable a tenant; If-Match guards against lost updates',
+        params: IdParams,
+        body: UpdateTenantBody,
+        response: { 200: Tenant },
+      },
+    },
+    async (request, reply) => {
+      const { tenant, etag } = await service.updateTenant(
+        principalOf(request),
+        request.params.id,
+        request.body,
+        ifMatch(request),
+      )
+      setEtag(reply, etag)
+      return tenant
+    },
+  )
+
+  server.get(
+    '/v1/audit',
+    {
+      config: requirePermission('audit:view'),
+      schema: {
+        operationId: 'listAuditEntries',
+        tags: ['audit'],
+        summary: "Audit trail of mutating requests, newest first; the caller's tenant unless a superuser names another",
+        querystring: AuditQuery,
+        response: { 200: AuditPage },
+      },
+    },
+    async (request) => service.listAudit(principalOf(request), request.query),
+  )
+}

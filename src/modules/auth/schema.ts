@@ -1,0 +1,148 @@
+import Type from 'typebox'
+import { Page, PageQueryProperties, StrictObject, Uuid } from '../../platform/http/schemas.js'
+import { PERMISSIONS } from './permissions.js'
+
+export const RealmName = Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}$', minLength: 1, maxLength: 64 })
+const Email = Type.String({ minLength: 3, maxLength: 254, pattern: '^[^@\\s]+@[^@\\s]+$' })
+const Jwt = Type.String({ minLength: 10, maxLength: 16384 })
+const DateTime = Type.String({ format: 'date-time' })
+const PermissionName = Type.Union(PERMISSIONS.map((p) => Type.Literal(p)))
+
+export const LoginBody = StrictObject(
+  {
+    email: Email,
+    password: Type.String({ minLength: 1, maxLength: 1024 }),
+    tenant: RealmName,
+  },
+  { title: 'LoginRequest' },
+)
+
+export const RefreshBody = StrictObject({ refreshToken: Jwt }, { title: 'RefreshRequest' })
+export const LogoutBody = StrictObject({ refreshToken: Type.Optional(Jwt) }, { title: 'LogoutRequest' })
+
+export const TokenResponse = Type.Object(
+  {
+    accessToken: Type.String(),
+    refreshToken: Type.String(),
+    expiresIn: Type.Integer({ description: 'seconds until the access token expires' }),
+    tokenType: Type.Literal('Bearer'),
+  },
+  { title: 'TokenResponse' },
+)
+
+export const Tenant = Type.Object(
+  {
+    id: Uuid,
+    realm: Type.String(),
+    displayName: Type.String(),
+    status: Type.Union([Type.Literal('active'), Type.Literal('disabled')]),
+    createdAt: DateTime,
+    updatedAt: DateTime,
+  },
+  { title: 'Tenant' },
+)
+
+export const Me = Type.Object(
+  {
+    kind: Type.Union([Type.Literal('user'), Type.Literal('api_key'), Type.Literal('service')]),
+    user: Type.Union([
+      Type.Object({
+        id: Uuid,
+        email: Type.String(),
+        name: Type.String(),
+        status: Type.String(),
+        isSuperuser: Type.Boolean(),
+      }),
+      Type.Null(),
+    ]),
+    tenant: Tenant,
+    role: Type.String(),
+    permissions: Type.Array(Type.String()),
+  },
+  { title: 'Me' },
+)
+
+export const CreateApiKeyBody = StrictObject(
+  {
+    name: Type.String({ minLength: 1, maxLength: 100 }),
+    scopes: Type.Array(PermissionName, { minItems: 1, maxItems: PERMISSIONS.length, uniqueItems: true }),
+    expiresInDays: Type.Optional(Type.Integer({ minimum: 1, maximum: 3650 })),
+  },
+  { title: 'CreateApiKeyRequest' },
+)
+
+export const ApiKey = Type.Object(
+  {
+    id: Uuid,
+    name: Type.String(),
+    prefix: Type.String(),
+    scopes: Type.Array(Type.String()),
+    expiresAt: Type.Union([DateTime, Type.Null()]),
+    lastUsedAt: Type.Union([DateTime, Type.Null()]),
+    createdAt: DateTime,
+  },
+  { title: 'ApiKey' },
+)
+
+export const CreatedApiKey = Type.Object(
+  {
+    ...ApiKey.properties,
+    key: Type.String({ description: 'The key itself; shown this once and never again' }),
+  },
+  { title: 'CreatedApiKey' },
+)
+
+export const IdParams = Type.Object({ id: Uuid })
+export const RealmParams = Type.Object({ realm: RealmName })
+
+export const PageQuery = Type.Object({ page: PageQueryProperties.page, limit: PageQueryProperties.limit })
+
+export const CreateTenantBody = StrictObject(
+  { realm: RealmName, displayName: Type.String({ minLength: 1, maxLength: 200 }) },
+  { title: 'CreateTenantRequest' },
+)
+
+export const UpdateTenantBody = StrictObject(
+  {
+    displayName: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
+    status: Type.Optional(Type.Union([Type.Literal('active'), Type.Literal('disabled')])),
+  },
+  { title: 'UpdateTenantRequest', minProperties: 1 },
+)
+
+export const AuditQuery = Type.Object({
+  page: PageQueryProperties.page,
+  limit: PageQueryProperties.limit,
+  tenantId: Type.Optional(Uuid),
+  actor: Type.Optional(Type.String({ minLength: 1, maxLength: 128 })),
+  action: Type.Optional(Type.String({ minLength: 1, maxLength: 128 })),
+  resourceKind: Type.Optional(Type.String({ minLength: 1, maxLength: 64 })),
+  from: Type.Optional(DateTime),
+  to: Type.Optional(DateTime),
+})
+
+export const AuditEntry = Type.Object(
+  {
+    id: Uuid,
+    tenantId: Type.Union([Uuid, Type.Null()]),
+    actorKind: Type.String(),
+    actorId: Type.String(),
+    action: Type.String(),
+    resourceKind: Type.Union([Type.String(), Type.Null()]),
+    resourceId: Type.Union([Type.String(), Type.Null()]),
+    requestId: Type.String(),
+    outcome: Type.Integer(),
+    method: Type.String(),
+    path: Type.String(),
+    createdAt: DateTime,
+  },
+  { title: 'AuditEntry' },
+)
+
+export const TenantPage = Page(Tenant, 'TenantPage')
+export const ApiKeyPage = Page(ApiKey, 'ApiKeyPage')
+export const AuditPage = Page(AuditEntry, 'AuditPage')
+
+/** JWKS and discovery documents are Keycloak's shapes, passed through. */
+export const Jwks = Type.Object({ keys: Type.Array(Type.Record(Type.String(), Type.Unknown())) }, { additionalProperties: true })
+export const Discovery = Type.Record(Type.String(), Type.Unknown())

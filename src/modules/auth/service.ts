@@ -1,0 +1,711 @@
+import { createHash, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto'
+import { decodeJwt } from 'jose'
+import type { Logger } from 'pino'
+import type { Config } from '../../config.js'
+import type { AuditEntry, Authenticator, Principal } from '../../platform/auth/principal.js'
+import type { TokenVerifier, VerifiedToken } from '../../platform/auth/verifier.js'
+import type { Cache } from '../../platform/cache/types.js'
+import { type Database, transaction } from '../../platform/db/client.js'
+import { ForbiddenError, UnauthenticatedError } from '../../platform/errors.js'
+import { assertIfMatch, etagOf } from '../../platform/http/etag.js'
+import { type PageResult, pageRequest, pageResult } from '../../platform/http/pagination.js'
+import * as crud from './crud.js'
+import {
+  ApiKeyNotFoundError,
+  InvalidCredentialsError,
+  ScopeNotAllowedError,
+  TenantExistsError,
+  TenantNotFoundError,
+} from './errors.js'
+import type { Issuer } from './issuer.js'
+import type { KeycloakClient } from './keycloak.js'
+import { hashPassword, verifyPassword, DUMMY_HASH } from './passwords.js'
+import { PERMISSIONS, SEEDED_ROLES, strongestRole } from './permissions.js'
+import type { ApiKeyRow, AuditRow, TenantRow, UserRow } from './tables.js'
+
+/** How long a resolved principal is reused in-process; changes reach it sooner through invalidation. */
+const PRINCIPAL_TTL_MS = 30_000
+const MAX_CACHED = 10_000
+/** A key's last_used_at is written at most this often per key. */
+const TOUCH_INTERVAL_MS = 60_000
+const INVALIDATION_CHANNEL = 'mp:auth:invalidate'
+const REVOKED_PREFIX = 'mp:revoked:'
+const API_KEY = /^mp_([a-f0-9]{8})_([A-Za-z0-9_-]{43})$/
+/** The realm every embedded install starts with, and where service principals act. */
+export const LOCAL_REALM = 'local'
+
+export interface AuthServiceDeps {
+  db: Database
+  cache: Cache
+  log: Logger
+  auth: Config['auth']
+  mode: 'embedded' | 'keycloak'
+  verifier: TokenVerifier
+  issuer: Issuer
+  keycloak?: KeycloakClient
+}
+
+export interface TokenResponse {
+  accessToken: string
+  refreshToken: string
+  expiresIn: number
+  tokenType: 'Bearer'
+}
+
+export interface TenantView {
+  id: string
+  realm: string
+  displayName: string
+  status: 'active' | 'disabled'
+  createdAt: string
+  updatedAt: string
+}
+
+export interface ApiKeyView {
+  id: string
+  name: string
+  prefix: string
+  scopes: string[]
+  expiresAt: string | null
+  lastUsedAt: string | null
+  createdAt: string
+}
+
+interface Cached<T> {
+  value: T
+  until: number
+}
+
+/** A small map with expiry and a size bound: caches here are hints, the database is the truth. */
+function expiringMap<T>() {
+  const map = new Map<string, Cached<T>>()
+  return {
+    get(key: string): T | undefined {
+      const hit = map.get(key)
+      if (!hit) return undefined
+      if (hit.until < Date.now()) {
+        map.delete(key)
+        return undefined
+      }
+      return hit.value
+    },
+    set(key: string, value: T, ttlMs = PRINCIPAL_TTL_MS): void {
+      if (map.size >= MAX_CACHED) map.clear()
+      map.set(key, { value, until: Date.now() + ttlMs })
+    },
+    deleteWhere(test: (value: T, key: string) => boolean): void {
+      for (const [key, entry] of map) if (test(entry.value, key)) map.delete(key)
+    },
+    clear: () => map.clear(),
+  }
+}
+
+function sha256Hex(value: string): string {
+  return createHash('sha256').update(value, 'utf8').digest('hex')
+}
+
+export function tenantView(row: TenantRow): TenantView {
+  return {
+    id: row.id,
+    realm: row.realm,
+    displayName: row.displayName,
+    status: row.status === 'disabled' ? 'disabled' : 'active',
+    createdAt: row.createdAt.toISOString(),
+    updatedAt: row.updatedAt.toISOString(),
+  }
+}
+
+function apiKeyView(row: ApiKeyRow): ApiKeyView {
+  return {
+    id: row.id,
+    name: row.name,
+    prefix: row.prefix,
+    scopes: row.scopes,
+    expiresAt: row.expiresAt?.toISOString() ?? null,
+    lastUsedAt: row.lastUsedAt?.toISOString() ?? null,
+    createdAt: row.createdAt.toISOString(),
+  }
+}
+
+function auditView(row: AuditRow) {
+  return {
+    id: row.id,
+    tenantId: row.tenantId,
+    actorKind: row.actorKind,
+    actorId: row.actorId,
+    action: row.action,
+    resourceKind: row.resourceKind,
+    resourceId: row.resourceId,
+    requestId: row.requestId,
+    outcome: row.outcome,
+    method: row.method,
+    path: row.path,
+    createdAt: row.createdAt.toISOString(),
+  }
+}
+
+export function createAuthService(deps: AuthServiceDeps) {
+  const { db, cache, log, auth, mode, verifier, issuer, keycloak } = deps
+
+  /** The user-derived part of a principal, shared by all of a user's tokens. */
+  const userPrincipals = expiringMap<Principal>()
+  const apiKeyPrincipals = expiringMap<{ row: ApiKeyRow; principal: Principal }>()
+  const tenantsByRealm = expiringMap<TenantRow | null>()
+  /**
+   * Signature checks are the hot path's main cost, and a client sends the same token for minutes:
+   * a token string verified once is reused until it expires (at most PRINCIPAL_TTL_MS, so a key
+   * withdrawn from the JWKS stops being honoured soon after). Keyed by a hash of the token.
+   * Revocation is still looked up on every request.
+   */
+  const verifiedTokens = expiringMap<VerifiedToken>()
+  const lastTouched = new Map<string, number>()
+  let rolePermissions: Cached<Map<string, Set<string>>> | undefined
+  let unsubscribe: (() => Promise<void>) | undefined
+
+  // ---- lookups with in-process caching ----------------------------------------------------
+
+  async function tenantByRealm(realm: string): Promise<TenantRow | undefined> {
+    const cached = tenantsByRealm.get(realm)
+    if (cached !== undefined) return cached ?? undefined
+    const row = await crud.findTenantByRealm(db, realm)
+    tenantsByRealm.set(realm, row ?? null, row ? PRINCIPAL_TTL_MS : 5_000)
+    return row
+  }
+
+  async function isRealmAllowed(realm: string): Promise<boolean> {
+    if (auth.realms) return auth.realms.includes(realm)
+    const tenant = await tenantByRealm(realm)
+    return tenant?.status === 'active'
+  }
+
+  async function grantsOfRole(role: string): Promise<Set<string>> {
+    if (!rolePermissions || rolePermissions.until < Date.now()) {
+      const byRole = new Map<string, Set<string>>()
+      for (const { role: r, permission } of await crud.roleGrants(db)) {
+        let set = byRole.get(r)
+        if (!set) byRole.set(r, (set = new Set()))
+        set.add(permission)
+      }
+      rolePermissions = { value: byRole, until: Date.now() + PRINCIPAL_TTL_MS }
+    }
+    return rolePermissions.value.get(role) ?? new Set()
+  }
+
+  async function permissionsOf(user: UserRow): Promise<Set<string>> {
+    if (user.isSuperuser) return new Set(PERMISSIONS)
+    const permissions = new Set(await grantsOfRole(user.role))
+    for (const extra of await crud.userExtraGrants(db, user.id)) permissions.add(extra)
+    return permissions
+  }
+
+  function assertUsable(user: UserRow | undefined, tenant: TenantRow): asserts user is UserRow {
+    if (tenant.status !== 'active') throw new UnauthenticatedError('the tenant is disabled')
+    if (!user) throw new UnauthenticatedError('unknown user')
+    if (user.status !== 'active') throw new UnauthenticatedError('the account is not active')
+  }
+
+  async function userPrincipal(user: UserRow, tenant: TenantRow): Promise<Principal> {
+    return {
+      kind: 'user',
+      id: user.id,
+      userId: user.id,
+      tenantId: tenant.id,
+      realm: tenant.realm,
+      role: user.role,
+      permissions: await permissionsOf(user),
+      isSuperuser: user.isSuperuser,
+    }
+  }
+
+  /** Keycloak mode: the user row follows the token (created on first sight, refreshed when it changed). */
+  async function syncUserFromToken(token: VerifiedToken, tenant: TenantRow): Promise<UserRow | undefined> {
+    const role =
+      strongestRole([...token.roles, ...(token.clientRoles[auth.clientId] ?? [])]) ?? 'none'
+    const email = (token.email ?? token.preferredUsername ?? `${token.subject}@${token.realm}`).slice(0, 254)
+    const name = (token.name ?? token.preferredUsername ?? '').slice(0, 200)
+    const existing = await crud.findUserByAuthId(db, tenant.id, token.subject)
+    if (!existing) {
+      const created = await crud.insertUser(db, {
+        tenantId: tenant.id,
+        authId: token.subject,
+        email,
+        name,
+        role,
+        // The platform realm's super_admins administer every tenant; elsewhere the role stays in its realm.
+        isSuperuser: role === 'super_admin' && tenant.realm === LOCAL_REALM,
+      })
+      if (!created) {
+        log.warn({ realm: tenant.realm }, 'a token user collides with an existing account of the tenant')
+        throw new UnauthenticatedError('the account cannot be linked')
+      }
+      log.info({ userId: created.id, realm: tenant.realm }, 'user created on first sight of their token')
+      return created
+    }
+    if (existing.status !== 'active' && existing.status !== 'invited') return existing
+    if (existing.email !== email || existing.name !== name || existing.role !== role || existing.status === 'invited') {
+      return crud.updateUserIdentity(db, existing.id, { email, name, role, status: 'active' })
+    }
+    return existing
+  }
+
+  async function isRevoked(jti: string | undefined): Promise<boolean> {
+    if (!jti) return false
+    return (await cache.get(`${REVOKED_PREFIX}${jti}`)) !== null
+  }
+
+  async function revoke(jti: string, expiresAt: Date): Promise<boolean> {
+    const ttl = Math.ceil((expiresAt.getTime() - Date.now()) / 1000)
+    if (ttl > 0) await cache.set(`${REVOKED_PREFIX}${jti}`, '1', ttl)
+    return crud.revokeToken(db, jti, expiresAt)
+  }
+
+  async function tenantForToken(realm: string): Promise<TenantRow> {
+    let tenant = await tenantByRealm(realm)
+    // A realm on KEYCLOAK_REALMS without a tenant row yet gets one the first time someone of it calls.
+    if (!tenant && auth.realms?.includes(realm)) {
+      tenant = await crud.ensureTenant(db, realm, realm)
+      tenantsByRealm.set(realm, tenant)
+    }
+    if (!tenant) throw new UnauthenticatedError('token issuer not trusted')
+    return tenant
+  }
+
+  // ---- the authenticator the guard calls --------------------------------------------------
+
+  const authenticator: Authenticator = {
+    async fromBearerToken(token) {
+      const tokenKey = createHash('sha256').update(token).digest('base64url')
+      let verified = verifiedTokens.get(tokenKey)
+      if (!verified || verified.expiresAt.getTime() <= Date.now()) {
+        verified = await verifier.verify(token)
+        verifiedTokens.set(tokenKey, verified, Math.min(PRINCIPAL_TTL_MS, verified.expiresAt.getTime() - Date.now()))
+      }
+      if (await isRevoked(verified.tokenId)) throw new UnauthenticatedError('the token has been revoked')
+      const key = `${verified.realm}|${verified.subject}`
+      let base = userPrincipals.get(key)
+      if (!base) {
+        const tenant = await tenantForToken(verified.realm)
+        const user =
+          mode === 'keycloak'
+            ? await syncUserFromToken(verified, tenant)
+            : await crud.findUserByAuthId(db, tenant.id, verified.subject)
+        assertUsable(user, tenant)
+        base = await userPrincipal(user, tenant)
+        userPrincipals.set(key, base)
+      }
+      return { ...base, tokenId: verified.tokenId, expiresAt: verified.expiresAt }
+    },
+
+    async fromApiKey(key) {
+      const match = API_KEY.exec(key)
+      if (!match) throw new UnauthenticatedError('invalid API key')
+      const [, prefix, secret] = match as unknown as [string, string, string]
+      let entry = apiKeyPrincipals.get(prefix)
+      if (!entry) {
+        const row = await crud.findApiKeyByPrefix(db, prefix)
+        if (!row || row.revokedAt) throw new UnauthenticatedError('invalid API key')
+        const [user, tenant] = await Promise.all([crud.findUserById(db, row.userId), crud.findTenantById(db, row.tenantId)])
+        if (!tenant) throw new UnauthenticatedError('invalid API key')
+        assertUsable(user, tenant)
+        const owner = await userPrincipal(user, tenant)
+        // A key never carries more than its owner holds today: a demoted owner demotes their keys.
+        const permissions = new Set(row.scopes.filter((s) => owner.permissions.has(s)))
+        entry = { row, principal: { ...owner, kind: 'api_key', id: row.id, permissions } }
+        apiKeyPrincipals.set(prefix, entry)
+      }
+      const presented = Buffer.from(sha256Hex(secret), 'hex')
+      const stored = Buffer.from(entry.row.keyHash, 'hex')
+      if (presented.length !== stored.length || !timingSafeEqual(presented, stored)) {
+        throw new UnauthenticatedError('invalid API key')
+      }
+      if (entry.row.expiresAt && entry.row.expiresAt.getTime() <= Date.now()) {
+        throw new UnauthenticatedError('the API key has expired')
+      }
+      touch(entry.row.id)
+      return entry.principal
+    },
+
+    async fromDaprApp(appId) {
+      const role = auth.daprTrustedApps[appId]
+      if (!role) return undefined
+      const key = `dapr|${appId}`
+      const cached = userPrincipals.get(key)
+      if (cached) return cached
+      const tenant = await crud.findDefaultTenant(db)
+      if (!tenant) return undefined
+      const principal: Principal = {
+        kind: 'service',
+        id: `dapr:${appId}`,
+        tenantId: tenant.id,
+        realm: tenant.realm,
+        role,
+        permissions: await grantsOfRole(role),
+        isSuperuser: false,
+      }
+      userPrincipals.set(key, principal)
+      return principal
+    },
+  }
+
+  function touch(apiKeyId: string): void {
+    const now = Date.now()
+    if ((lastTouched.get(apiKeyId) ?? 0) > now - TOUCH_INTERVAL_MS) return
+    if (lastTouched.size >= MAX_CACHED) lastTouched.clear()
+    lastTouched.set(apiKeyId, now)
+    crud.touchApiKey(db, apiKeyId).catch((err: Error) => log.warn({ apiKeyId, error: err.message }, 'recording API key use failed'))
+  }
+
+  // ---- invalidation across replicas ----------------------------------------------------
+
+  function dropLocal(message: string): void {
+    const [kind, id] = message.split(':', 2) as [string, string | undefined]
+    if (kind === 'user') {
+      userPrincipals.deleteWhere((p) => p.userId === id)
+      apiKeyPrincipals.deleteWhere((e) => e.row.userId === id)
+    } else if (kind === 'key') {
+      apiKeyPrincipals.deleteWhere((e) => e.row.id === id)
+    } else {
+      userPrincipals.clear()
+      apiKeyPrincipals.clear()
+      tenantsByRealm.clear()
+      verifiedTokens.clear()
+      rolePermissions = undefined
+    }
+  }
+
+  /** Drops cached principals here at once and on every replica shortly after. */
+  async function invalidate(message: string): Promise<void> {
+    dropLocal(message)
+    await cache.publish(INVALIDATION_CHANNEL, message).catch((err: Error) =>
+      log.warn({ error: err.message }, 'publishing an auth invalidation failed'),
+    )
+  }
+
+  // ---- start-up -----------------------------------------------------------------------------
+
+  async function start(): Promise<void> {
+    unsubscribe = await cache.subscribe(INVALIDATION_CHANNEL, dropLocal)
+    await crud.seedRoles(db, SEEDED_ROLES)
+    if (mode === 'embedded') await ensureBootstrapAdmin()
+    else for (const realm of auth.realms ?? []) await crud.ensureTenant(db, realm, realm)
+    // In memory the revocations die with the process; the table brings them back.
+    if (cache.kind === 'memory') {
+      for (const { jti, expiresAt } of await crud.unexpiredRevokedTokens(db)) {
+        const ttl = Math.ceil((expiresAt.getTime() - Date.now()) / 1000)
+        if (ttl > 0) await cache.set(`${REVOKED_PREFIX}${jti}`, '1', ttl)
+      }
+    }
+    await crud.deleteExpiredRevokedTokens(db)
+  }
+
+  async function ensureBootstrapAdmin(): Promise<void> {
+    const tenant = await crud.ensureTenant(db, LOCAL_REALM, 'Local')
+    if (await crud.findLiveUserByEmail(db, tenant.id, auth.adminEmail)) return
+    const generated = !auth.adminPassword
+    const password = auth.adminPassword ?? randomBytes(18).toString('base64url')
+    const created = await crud.insertUser(db, {
+      tenantId: tenant.id,
+      authId: randomUUID(),
+      email: auth.adminEmail,
+      name: 'Administrator',
+      role: 'super_admin',
+      isSuperuser: true,
+      passwordHash: await hashPassword(password),
+    })
+    if (!created) return // another replica created it first
+    if (generated) {
+      // The one deliberate exception to "no secrets in logs": without it nobody could ever log in.
+      // It is printed once, when the account is created, and never again. It goes in the message,
+      // not a field: the logger redacts fields named like secrets.
+      log.warn(
+        { email: auth.adminEmail, tenant: LOCAL_REALM },
+        `ADMIN_PASSWORD is not set: created the first admin with the generated password ${password} ` +
+          '(shown this once; log in and change it, or set ADMIN_PASSWORD before the first start)',
+      )
+    } else {
+      log.info({ email: auth.adminEmail, tenant: LOCAL_REALM }, 'created the first admin')
+    }
+  }
+
+  // ---- login, refresh, logout ----------------------------------------------------------------
+
+  async function login(input: { email: string; password: string; tenant: string }): Promise<TokenResponse> {
+    if (mode === 'keycloak') {
+      if (!(await isRealmAllowed(input.tenant))) throw new InvalidCredentialsError()
+      const tokens = await keycloak!.passwordGrant(input.tenant, input.email, input.password)
+      return { accessToken: tokens.accessToken, refreshToken: tokens.refreshToken, expiresIn: tokens.expiresIn, tokenType: 'Bearer' }
+    }
+    const tenant = await tenantByRealm(input.tenant)
+    const user = tenant ? await crud.findLiveUserByEmail(db, tenant.id, input.email) : undefined
+    // Hash something whether or not the user exists: timing must not tell which.
+    const ok = await verifyPassword(input.password, user?.passwordHash ?? DUMMY_HASH)
+    if (!ok || !tenant || tenant.status !== 'active' || !user || user.status !== 'active' || !user.passwordHash) {
+      throw new InvalidCredentialsError()
+    }
+    const pair = await issuer.mintPair({ realm: tenant.realm, authId: user.authId, email: user.email, name: user.name, role: user.role })
+    log.info({ userId: user.id, tenantId: tenant.id }, 'user logged in')
+    return { accessToken: pair.accessToken, refreshToken: pair.refreshToken, expiresIn: pair.expiresIn, tokenType: 'Bearer' }
+  }
+
+  async function refresh(refreshToken: string): Promise<TokenResponse> {
+    if (mode === 'keycloak') {
+      const realm = realmOfUntrusted(refreshToken)
+      if (!realm || !(await isRealmAllowed(realm))) throw new UnauthenticatedError('invalid refresh token')
+      const tokens = await keycloak!.refreshGrant(realm, refreshToken)
+      return { accessToken: tokens.accessToken, refreshToken: tokens.refreshToken, expiresIn: tokens.expiresIn, tokenType: 'Bearer' }
+    }
+    const claims = await issuer.verifyRefresh(refreshToken)
+    const tenant = await tenantByRealm(claims.realm)
+    if (!tenant) throw new UnauthenticatedError('invalid refresh token')
+    // Rotation: the first use revokes it; a second use (a stolen copy, or a replay) finds it revoked.
+    if (!(await revoke(claims.tokenId, claims.expiresAt))) throw new UnauthenticatedError('invalid refresh token')
+    const user = await crud.findUserByAuthId(db, tenant.id, claims.subject)
+    if (!user || user.status !== 'active' || tenant.status !== 'active') throw new UnauthenticatedError('invalid refresh token')
+    const pair = await issuer.mintPair(
+      { realm: tenant.realm, authId: user.authId, email: user.email, name: user.name, role: user.role },
+      claims.sessionId,
+    )
+    return { accessToken: pair.accessToken, refreshToken: pair.refreshToken, expiresIn: pair.expiresIn, tokenType: 'Bearer' }
+  }
+
+  function realmOfUntrusted(token: string): string | undefined {
+    try {
+      const iss = decodeJwt(token).iss
+      const prefix = `${auth.keycloakUrl}/realms/`
+      return typeof iss === 'string' && iss.startsWith(prefix) ? iss.slice(prefix.length) : undefined
+    } catch {
+      return undefined
+    }
+  }
+
+  async function logout(principal: Principal, refreshToken?: string): Promise<void> {
+    if (principal.kind !== 'user' || !principal.tokenId || !principal.expiresAt) {
+      throw new ForbiddenError('only a user session can log out; delete an API key instead')
+    }
+    await revoke(principal.tokenId, principal.expiresAt)
+    if (refreshToken) {
+      if (mode === 'keycloak') await keycloak!.logout(principal.realm, refreshToken)
+      else {
+        const claims = await issuer.verifyRefresh(refreshToken).catch(() => undefined)
+        if (claims && claims.realm === principal.realm) await revoke(claims.tokenId, claims.expiresAt)
+      }
+    }
+    log.info({ userId: principal.userId, tenantId: principal.tenantId }, 'user logged out')
+  }
+
+  async function me(principal: Principal) {
+    const [user, tenant] = await Promise.all([
+      principal.userId ? crud.findUserById(db, principal.userId) : Promise.resolve(undefined),
+      crud.findTenantById(db, principal.tenantId),
+    ])
+    return {
+      kind: principal.kind,
+      user: user
+        ? { id: user.id, email: user.email, name: user.name, status: user.status, isSuperuser: user.isSuperuser }
+        : null,
+      tenant: tenantView(tenant!),
+      role: principal.role,
+      permissions: [...principal.permissions].sort(),
+    }
+  }
+
+  // ---- API keys -------------------------------------------------------------------------------
+
+  async function createApiKey(
+    principal: Principal,
+    input: { name: string; scopes: string[]; expiresInDays?: number },
+  ): Promise<ApiKeyView & { key: string }> {
+    if (!principal.userId) throw new ForbiddenError('only users own API keys')
+    const scopes = [...new Set(input.scopes)].sort()
+    const beyond = scopes.filter((s) => !principal.permissions.has(s))
+    if (beyond.length > 0) throw new ScopeNotAllowedError(beyond)
+    const prefix = randomBytes(4).toString('hex')
+    const secret = randomBytes(32).toString('base64url')
+    const row = await crud.insertApiKey(db, {
+      tenantId: principal.tenantId,
+      userId: principal.userId,
+      name: input.name,
+      prefix,
+      keyHash: sha256Hex(secret),
+      scopes,
+      expiresAt: input.expiresInDays ? new Date(Date.now() + input.expiresInDays * 86_400_000) : null,
+    })
+    log.info({ apiKeyId: row.id, userId: principal.userId }, 'API key created')
+    return { ...apiKeyView(row), key: `mp_${prefix}_${secret}` }
+  }
+
+  async function listApiKeys(principal: Principal, query: { page?: number; limit?: number }): Promise<PageResult<ApiKeyView>> {
+    if (!principal.userId) return pageResult([], 0, pageRequest(query))
+    const page = pageRequest(query)
+    const { rows, total } = await crud.listLiveApiKeys(db, { userId: principal.userId, limit: page.limit, offset: page.offset })
+    return pageResult(rows.map(apiKeyView), total, page)
+  }
+
+  async function deleteApiKey(principal: Principal, id: string): Promise<void> {
+    if (!principal.userId) throw new ApiKeyNotFoundError()
+    const row = await crud.revokeApiKey(db, id, principal.userId)
+    if (!row) throw new ApiKeyNotFoundError()
+    await invalidate(`key:${row.id}`)
+    log.info({ apiKeyId: row.id, userId: principal.userId }, 'API key revoked')
+  }
+
+  // ---- tenants ----------------------------------------------------------------------------------
+
+  /** Another tenant's row is "not found" unless the caller may act across tenants. */
+  async function visibleTenant(principal: Principal, id: string): Promise<TenantRow> {
+    if (!principal.isSuperuser && principal.tenantId !== id) throw new TenantNotFoundError()
+    const row = await crud.findTenantById(db, id)
+    if (!row) throw new TenantNotFoundError()
+    return row
+  }
+
+  async function listTenants(principal: Principal, query: { page?: number; limit?: number }): Promise<PageResult<TenantView>> {
+    const page = pageRequest(query)
+    const { rows, total } = await crud.listTenants(db, {
+      onlyId: principal.isSuperuser ? undefined : principal.tenantId,
+      limit: page.limit,
+      offset: page.offset,
+    })
+    return pageResult(rows.map(tenantView), total, page)
+  }
+
+  async function createTenant(input: { realm: string; displayName: string }): Promise<{ tenant: TenantView; etag: string }> {
+    if (await crud.findTenantByRealm(db, input.realm)) throw new TenantExistsError(input.realm)
+    // Keycloak first: when it refuses, nothing has been written here.
+    if (mode === 'keycloak') await keycloak!.createRealm(input.realm, input.displayName)
+    const row = await crud.insertTenant(db, input)
+    if (!row) throw new TenantExistsError(input.realm)
+    tenantsByRealm.set(row.realm, row)
+    await invalidate('tenant:*')
+    log.info({ tenantId: row.id, realm: row.realm }, 'tenant created')
+    return { tenant: tenantView(row), etag: etagOf(row.id, row.updatedAt) }
+  }
+
+  async function getTenant(principal: Principal, id: string): Promise<{ tenant: TenantView; etag: string }> {
+    const row = await visibleTenant(principal, id)
+    return { tenant: tenantView(row), etag: etagOf(row.id, row.updatedAt) }
+  }
+
+  async function updateTenant(
+    principal: Principal,
+    id: string,
+    changes: { displayName?: string; status?: 'active' | 'disabled' },
+    ifMatch: string[] | undefined,
+  ): Promise<{ tenant: TenantView; etag: string }> {
+    await visibleTenant(principal, id)
+    const row = await transaction(db, async (tx) => {
+      const current = await crud.findTenantByIdForUpdate(tx, id)
+      if (!current) throw new TenantNotFoundError()
+      assertIfMatch(ifMatch, etagOf(current.id, current.updatedAt))
+      return crud.updateTenant(tx, id, changes)
+    })
+    await invalidate('tenant:*')
+    log.info({ tenantId: id }, 'tenant updated')
+    return { tenant: tenantView(row), etag: etagOf(row.id, row.updatedAt) }
+  }
+
+  // ---- audit -----------------------------------------------------------------------------------
+
+  function recordAudit(entry: AuditEntry): void {
+    const p = entry.principal
+    crud
+      .insertAuditEntry(db, {
+        tenantId: p.tenantId,
+        actorKind: p.kind,
+        actorId: p.id,
+        action: entry.action.slice(0, 128),
+        resourceKind: entry.resourceKind?.slice(0, 64) ?? null,
+        resourceId: entry.resourceId,
+        requestId: entry.requestId.slice(0, 128),
+        outcome: entry.outcome,
+        method: entry.method,
+        path: entry.path.slice(0, 512),
+      })
+      .catch((err: Error) => log.error({ requestId: entry.requestId, error: err.message }, 'writing the audit log failed'))
+  }
+
+  async function listAudit(
+    principal: Principal,
+    query: {
+      page?: number
+      limit?: number
+      tenantId?: string
+      actor?: string
+      action?: string
+      resourceKind?: string
+      from?: string
+      to?: string
+    },
+  ) {
+    const page = pageRequest(query)
+    // Only a superuser looks into other tenants; everyone else sees their own whatever they ask.
+    const tenantId = principal.isSuperuser ? query.tenantId : principal.tenantId
+    const { rows, total } = await crud.listAuditEntries(db, {
+      tenantId,
+      actorId: query.actor,
+      action: query.action,
+      resourceKind: query.resourceKind,
+      from: query.from ? new Date(query.from) : undefined,
+      to: query.to ? new Date(query.to) : undefined,
+      limit: page.limit,
+      offset: page.offset,
+    })
+    return pageResult(rows.map(auditView), total, page)
+  }
+
+  /** Creates a user with a password in the embedded issuer's realm (bootstrap, tests, user admin). */
+  async function createLocalUser(input: {
+    realm: string
+    email: string
+    name?: string
+    role: string
+    password: string
+    isSuperuser?: boolean
+  }): Promise<UserRow> {
+    const tenant = await crud.ensureTenant(db, input.realm, input.realm)
+    const row = await crud.insertUser(db, {
+      tenantId: tenant.id,
+      authId: randomUUID(),
+      email: input.email,
+      name: input.name ?? '',
+      role: input.role,
+      isSuperuser: input.isSuperuser ?? false,
+      passwordHash: await hashPassword(input.password),
+    })
+    if (!row) throw new Error(`a user ${input.email} already exists in ${input.realm}`)
+    return row
+  }
+
+  return {
+    start,
+    async stop() {
+      await unsubscribe?.()
+    },
+    authenticator,
+    isRealmAllowed,
+    login,
+    refresh,
+    logout,
+    me,
+    createApiKey,
+    listApiKeys,
+    deleteApiKey,
+    listTenants,
+    createTenant,
+    getTenant,
+    updateTenant,
+    recordAudit,
+    listAudit,
+    createLocalUser,
+    /** For user administration: a changed or disabled user loses cached access at once, everywhere. */
+    invalidateUser: (userId: string) => invalidate(`user:${userId}`),
+    addUserGrant: async (userId: string, permission: string) => {
+      await crud.addUserGrant(db, userId, permission)
+      await invalidate(`user:${userId}`)
+    },
+    jwks: (realm: string) => issuer.publicKeys(realm),
+    discovery: (realm: string) => issuer.discovery(realm),
+  }
+}
+
+export type AuthService = ReturnType<typeof createAuthService>

@@ -1,0 +1,177 @@
+import { sql } from 'drizzle-orm'
+import {
+  boolean,
+  index,
+  integer,
+  jsonb,
+  pgTable,
+  primaryKey,
+  text,
+  timestamp,
+  uniqueIndex,
+  uuid,
+} from 'drizzle-orm/pg-core'
+
+/** A tenant is a realm: in Keycloak mode a Keycloak realm, in embedded mode a realm of the embedded issuer. */
+export const tenants = pgTable('tenants', {
+  id: uuid('id').primaryKey().defaultRandom(),
+  realm: text('realm').notNull().unique(),
+  displayName: text('display_name').notNull(),
+  /** active | disabled */
+  status: text('status').notNull().default('active'),
+  createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
+  updatedAt: timestamp('updated_at', { withTimezone: true }).notNull().defaultNow(),
+})
+
+export const users = pgTable(
+  'users',
+  {
+    id: uuid('id').primaryKey().defaultRandom(),
+    tenantId: uuid('tenant_id')
+      .notNull()
+      .references(() => tenants.id),
+    /** The token's `sub`: Keycloak's user id, or the embedded issuer's. */
+    authId: text('auth_id').notNull(),
+    email: text('email').notNull(),
+    name: text('name').notNull().default(''),
+    role: text('role').notNull(),
+    /** active | invited | disabled | deleted */
+    status: text('status').notNull().default('active'),
+    isSuperuser: boolean('is_superuser').notNull().default(false),
+    /** Embedded mode only; scrypt with its parameters and salt in the string. */
+    passwordHash: text('password_hash'),
+    tag: text('tag'),
+    attributes: jsonb('attributes').notNull().default({}),
+    /** name → vault ciphertext; never returned by the API. */
+    secrets: jsonb('secrets').notNull().default({}),
+    createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
+    updatedAt: timestamp('updated_at', { withTimezone: true }).notNull().defaultNow(),
+  },
+  (t) => [
+    uniqueIndex('users_tenant_auth_id_key').on(t.tenantId, t.authId),
+    // A deleted user frees their email and tag for a new account.
+    uniqueIndex('users_tenant_email_key')
+      .on(t.tenantId, sql`lower(${t.email})`)
+      .where(sql`${t.status} <> 'deleted'`),
+    uniqueIndex('users_tenant_tag_key')
+      .on(t.tenantId, t.tag)
+      .where(sql`${t.status} <> 'deleted' and ${t.tag} is not null`),
+    // User listings per tenant, newest first, with and without a status filter.
+    index('users_tenant_created_at_idx').on(t.tenantId, t.createdAt.desc(), t.id),
+    index('users_tenant_status_created_at_idx').on(t.tenantId, t.status, t.createdAt.desc()),
+  ],
+)
+
+export const roles = pgTable('roles', {
+  name: text('name').primaryKey(),
+  description: text('description').notNull().default(''),
+})
+
+export const rolePermissions = pgTable(
+  'role_permissions',
+  {
+    role: text('role')
+      .notNull()
+      .references(() => roles.name, { onDelete: 'cascade' }),
+    permission: text('permission').notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.role, t.permission] })],
+)
+
+/** Permissions granted to one user on top of their role's. */
+export const userGrants = pgTable(
+  'user_grants',
+  {
+    userId: uuid('user_id')
+      .notNull()
+      .references(() => users.id, { onDelete: 'cascade' }),
+    permission: text('permission').notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.userId, t.permission] })],
+)
+
+export const apiKeys = pgTable(
+  'api_keys',
+  {
+    id: uuid('id').primaryKey().defaultRandom(),
+    tenantId: uuid('tenant_id')
+      .notNull()
+      .references(() => tenants.id),
+    userId: uuid('user_id')
+      .notNull()
+      .references(() => users.id),
+    name: text('name').notNull(),
+    /** The public part of the key (`mp_<prefix>_…`): how a presented key finds its row. */
+    prefix: text('prefix').notNull().unique(),
+    /** sha256 of the secret part, hex. The secret itself is never stored. */
+    keyHash: text('key_hash').notNull(),
+    scopes: text('scopes').array().notNull(),
+    expiresAt: timestamp('expires_at', { withTimezone: true }),
+    lastUsedAt: timestamp('last_used_at', { withTimezone: true }),
+    revokedAt: timestamp('revoked_at', { withTimezone: true }),
+    createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
+  },
+  (t) => [index('api_keys_user_created_at_idx').on(t.userId, t.createdAt.desc())],
+)
+
+/** Token ids refused until they expire anyway (logout, refresh rotation). */
+export const revokedTokens = pgTable(
+  'revoked_tokens',
+  {
+    jti: text('jti').primaryKey(),
+    expiresAt: timestamp('expires_at', { withTimezone: true }).notNull(),
+  },
+  (t) => [index('revoked_tokens_expires_at_idx').on(t.expiresAt)],
+)
+
+/** The embedded issuer's keys, one active per realm; the private half sealed by the vault. */
+export const signingKeys = pgTable(
+  'signing_keys',
+  {
+    kid: text('kid').primaryKey(),
+    realm: text('realm').notNull(),
+    alg: text('alg').notNull(),
+    publicJwk: jsonb('public_jwk').notNull(),
+    /** vault ciphertext, context `signing-key:<kid>` */
+    privateJwkCiphertext: text('private_jwk_ciphertext').notNull(),
+    createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
+    retiredAt: timestamp('retired_at', { withTimezone: true }),
+  },
+  (t) => [
+    index('signing_keys_realm_idx').on(t.realm, t.createdAt),
+    // At most one active key per realm, so two replicas creating one at once settle on one.
+    uniqueIndex('signing_keys_realm_active_key').on(t.realm).where(sql`${t.retiredAt} is null`),
+  ],
+)
+
+export const auditLog = pgTable(
+  'audit_log',
+  {
+    id: uuid('id').primaryKey().defaultRandom(),
+    tenantId: uuid('tenant_id'),
+    /** user | api_key | service */
+    actorKind: text('actor_kind').notNull(),
+    actorId: text('actor_id').notNull(),
+    /** The route's operationId. */
+    action: text('action').notNull(),
+    resourceKind: text('resource_kind'),
+    resourceId: text('resource_id'),
+    requestId: text('request_id').notNull(),
+    /** The HTTP status of the answer. */
+    outcome: integer('outcome').notNull(),
+    method: text('method').notNull(),
+    /** The route template, never the raw URL (which may carry identifiers in query strings). */
+    path: text('path').notNull(),
+    createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
+  },
+  (t) => [
+    index('audit_log_tenant_created_at_idx').on(t.tenantId, t.createdAt.desc()),
+    index('audit_log_created_at_idx').on(t.createdAt.desc()),
+  ],
+)
+
+export type TenantRow = typeof tenants.$inferSelect
+export type UserRow = typeof users.$inferSelect
+export type ApiKeyRow = typeof apiKeys.$inferSelect
+export type SigningKeyRow = typeof signingKeys.$inferSelect
+export type AuditRow = typeof auditLog.$inferSelect

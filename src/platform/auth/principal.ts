@@ -1,0 +1,72 @@
+import type { FastifyRequest } from 'fastify'
+import { UnauthenticatedError } from '../errors.js'
+
+/** Who is calling, for which tenant, with which permissions: what every guarded route can rely on. */
+export interface Principal {
+  kind: 'user' | 'api_key' | 'service'
+  /** The user id, API key id, or `dapr:<app id>`. */
+  id: string
+  /** The user behind a user or API key principal. */
+  userId?: string
+  tenantId: string
+  realm: string
+  role: string
+  permissions: ReadonlySet<string>
+  /** May act across tenants. */
+  isSuperuser: boolean
+  /** `jti` of the access token, for logout. */
+  tokenId?: string
+  expiresAt?: Date
+}
+
+/** Turns credentials into a principal, or throws UnauthenticatedError. The auth module implements it. */
+export interface Authenticator {
+  fromBearerToken(token: string): Promise<Principal>
+  fromApiKey(key: string): Promise<Principal>
+  /** Only called after the dapr-api-token was checked; undefined when the app id is not trusted. */
+  fromDaprApp(appId: string): Promise<Principal | undefined>
+}
+
+export interface AuditEntry {
+  principal: Principal
+  action: string
+  resourceKind: string | null
+  resourceId: string | null
+  requestId: string
+  outcome: number
+  method: string
+  path: string
+}
+
+/** Records an audit entry without making the caller wait; never throws. */
+export interface AuditSink {
+  record(entry: AuditEntry): void
+}
+
+/** Any authenticated caller may use the route (their own profile, logout, their API keys). */
+export const AUTHENTICATED = 'authenticated'
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    principal: Principal | null
+  }
+  interface FastifyContextConfig {
+    /** The permission a caller needs, or AUTHENTICATED; set through requirePermission(). */
+    permission?: string
+  }
+}
+
+/** The route config fragment that guards a route: `config: requirePermission('cluster:manage')`. */
+export function requirePermission(permission: string): { permission: string } {
+  return { permission }
+}
+
+export function requireAuthenticated(): { permission: string } {
+  return { permission: AUTHENTICATED }
+}
+
+/** The caller of a guarded route; the guard has set it before any handler runs. */
+export function principalOf(request: FastifyRequest): Principal {
+  if (!request.principal) throw new UnauthenticatedError()
+  return request.principal
+}
