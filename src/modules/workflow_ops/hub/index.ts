@@ -1,0 +1,767 @@
+import { randomBytes, randomUUID, timingSafeEqual } from 'node:crypto'
+import * as grpc from '@grpc/grpc-js'
+import type { Logger } from 'pino'
+import { type DatabaseHandle, transaction } from '../../../platform/db/client.js'
+import { type InstanceStatus, TERMINAL_STATUSES, type WorkflowInstanceRow } from '../tables.js'
+import * as crud from './crud.js'
+import { openListener, type Listener } from './listener.js'
+import { applyOrchestratorResponse, encode, type OrchestratorLease, startFirst } from './orchestration.js'
+import {
+  decodeEvent,
+  Empty,
+  executionResumedEvent,
+  executionStartedEvent,
+  executionSuspendedEvent,
+  executionTerminatedEvent,
+  eventRaisedEvent,
+  failureDetails,
+  type ITaskHubSidecarServiceServer,
+  orchestrationInstance,
+  orchestratorStartedEvent,
+  pb,
+  Status,
+  stringValue,
+  TaskHubSidecarServiceService,
+  taskCompletedEvent,
+  taskFailedEvent,
+  timestamp,
+} from './proto.js'
+
+/**
+ * The embedded durable task hub: a gRPC server on loopback that speaks the Durable Task sidecar
+ * protocol (`TaskHubSidecarService`) to the Dapr SDK's worker and client, and keeps instances,
+ * histories, inbox events, activity tasks and timers in PostgreSQL or PGlite. The SDK replays the
+ * workflows; the hub only stores, leases and hands out work, exactly as the Dapr sidecar would.
+ *
+ * Several processes may run a hub on one database: work is claimed with `FOR UPDATE SKIP LOCKED`
+ * under a lease that the holder renews; a crashed holder's work is claimed again once its lease
+ * lapses, and a late answer from a lost lease is dropped, so every result is applied once.
+ */
+export interface HubTuning {
+  /** Fallback poll: timers of other processes, expired leases, notifications missed while reconnecting. */
+  pollIntervalMs: number
+  /** How long a claim is exclusive without renewal; renewed every third of it. */
+  leaseMs: number
+  /** Most work items claimed in one statement. */
+  batchSize: number
+  /**
+   * Work items outstanding per worker stream. The SDK worker runs 10 at a time and queues 100
+   * more, silently dropping anything past that, so this must stay below 110.
+   */
+  maxInFlightPerStream: number
+  /** On stop: how long in-flight work items may take to finish before their leases are handed back. */
+  drainTimeoutMs: number
+}
+
+const DEFAULT_TUNING: HubTuning = {
+  pollIntervalMs: 1_000,
+  leaseMs: 30_000,
+  batchSize: 50,
+  maxInFlightPerStream: 60,
+  drainTimeoutMs: 10_000,
+}
+
+const MAX_ID_LENGTH = 256
+const MAX_NAME_LENGTH = 256
+const PURGE_LIMIT = 10_000
+
+export interface TaskHubOptions {
+  database: DatabaseHandle
+  log: Logger
+  /** Namespace of this hub's rows: hubs of different names on one database never see each other's work. */
+  name?: string
+  tuning?: Partial<HubTuning>
+}
+
+export interface TaskHub {
+  readonly name: string
+  /** `127.0.0.1:<port>`, for the SDK's `daprHost`/`daprPort`. */
+  readonly host: string
+  readonly port: number
+  /** Sent by the SDK as `dapr-api-token`; nothing else on the machine can drive the hub without it. */
+  readonly token: string
+  /** Stops handing out work and waits (up to drainTimeoutMs) for work items in flight to be answered. */
+  quiesce(): Promise<void>
+  /** Hands back every lease still held, ends the streams and closes the server. */
+  stop(): Promise<void>
+}
+
+class HubError extends Error {
+  constructor(
+    readonly code: grpc.status,
+    message: string,
+  ) {
+    super(message)
+  }
+}
+
+interface WorkStream {
+  call: grpc.ServerWritableStream<unknown, unknown>
+  inFlight: number
+  open: boolean
+}
+
+interface HeldOrchestration {
+  lease: OrchestratorLease
+  stream: WorkStream
+  /** Claimed again by this process after its lease lapsed; sent once the first answer is in. */
+  next?: { lease: OrchestratorLease; pastEvents: Uint8Array[] }
+}
+
+interface HeldActivity {
+  id: string
+  leaseToken: string
+  stream: WorkStream
+}
+
+function activityKey(instanceId: string, taskId: number): string {
+  return `${instanceId}\u0000${taskId}`
+}
+
+function checkId(value: string, what: string, max = MAX_ID_LENGTH): string {
+  // eslint-disable-next-line no-control-regex -- control characters are exactly what is refused
+  if (value.length === 0 || value.length > max || /[\u0000-\u001f]/.test(value)) {
+    throw new HubError(grpc.status.INVALID_ARGUMENT, `${what} must be 1-${max} printable characters`)
+  }
+  return value
+}
+
+const STATUS_TO_PROTO: Record<InstanceStatus, number> = {
+  pending: Status.ORCHESTRATION_STATUS_PENDING,
+  running: Status.ORCHESTRATION_STATUS_RUNNING,
+  suspended: Status.ORCHESTRATION_STATUS_SUSPENDED,
+  completed: Status.ORCHESTRATION_STATUS_COMPLETED,
+  failed: Status.ORCHESTRATION_STATUS_FAILED,
+  terminated: Status.ORCHESTRATION_STATUS_TERMINATED,
+}
+
+const PROTO_TO_STATUS = new Map<number, InstanceStatus>(
+  Object.entries(STATUS_TO_PROTO).map(([k, v]) => [v, k as InstanceStatus]),
+)
+
+function instanceResponse(
+  row: WorkflowInstanceRow | undefined,
+  withPayloads: boolean,
+): InstanceType<typeof pb.GetInstanceResponse> {
+  const response = new pb.GetInstanceResponse()
+  if (!row) {
+    response.setExists(false)
+    return response
+  }
+  const state = new pb.OrchestrationState()
+  state.setInstanceid(row.instanceId)
+  state.setName(row.name)
+  state.setOrchestrationstatus(STATUS_TO_PROTO[row.status] as never)
+  state.setCreatedtimestamp(timestamp(row.createdAt))
+  state.setLastupdatedtimestamp(timestamp(row.updatedAt))
+  if (withPayloads) {
+    state.setInput(stringValue(row.input))
+    state.setOutput(stringValue(row.output))
+    state.setCustomstatus(stringValue(row.customStatus))
+  }
+  if (row.failure) state.setFailuredetails(failureDetails(row.failure))
+  response.setExists(true)
+  response.setOrchestrationstate(state)
+  return response
+}
+
+export async function startTaskHub(options: TaskHubOptions): Promise<TaskHub> {
+  const { database } = options
+  const db = database.db
+  const hub = options.name ?? 'default'
+  const tuning: HubTuning = { ...DEFAULT_TUNING, ...options.tuning }
+  const log = options.log.child({ component: 'workflow-hub', hub })
+  if (tuning.maxInFlightPerStream > 100) throw new Error('maxInFlightPerStream must stay at or below 100')
+  checkId(hub, 'hub name', 64)
+  const token = randomBytes(24).toString('base64url')
+  const tokenBytes = Buffer.from(token)
+
+  let state: 'running' | 'quiescing' | 'stopped' = 'running'
+  const streams: WorkStream[] = []
+  const orchestrations = new Map<string, HeldOrchestration>()
+  const activities = new Map<string, HeldActivity>()
+  const waiters = new Map<string, Set<() => void>>()
+  const releasing = new Set<Promise<void>>()
+  let loop: Promise<void> | undefined
+  let wakeAgain = false
+  let timerWake: NodeJS.Timeout | undefined
+  let timerWakeAt = Number.POSITIVE_INFINITY
+
+  // ---- wake-ups -------------------------------------------------------------------------------
+
+  function wake(): void {
+    if (state !== 'running') return
+    wakeAgain = true
+    if (loop) return
+    loop = runLoop().finally(() => {
+      loop = undefined
+      if (wakeAgain) wake()
+    })
+  }
+
+  /**
+   * Under load every answer wakes the loop; a short pause between passes lets answers pile up so
+   * one claim serves several of them instead of one claim (four statements) per answer.
+   */
+  const COALESCE_MS = 2
+
+  /** Timers of this process fire on time; everyone else's are caught by the poll. */
+  function wakeAt(at: Date | null): void {
+    if (!at || state !== 'running') return
+    const inMs = at.getTime() - Date.now()
+    if (inMs <= 0) return wake()
+    if (inMs >= tuning.pollIntervalMs || at.getTime() >= timerWakeAt) return
+    clearTimeout(timerWake)
+    timerWakeAt = at.getTime()
+    timerWake = setTimeout(() => {
+      timerWakeAt = Number.POSITIVE_INFINITY
+      wake()
+    }, inMs + 2)
+    timerWake.unref()
+  }
+
+  function signalInstance(instanceId: string): void {
+    for (const resolve of waiters.get(instanceId) ?? []) resolve()
+  }
+
+  const changedPrefix = crud.instanceChangedPayload(hub, '')
+  function onNotify(payload: string): void {
+    if (payload === '') wake()
+    else if (payload.startsWith(changedPrefix)) signalInstance(payload.slice(changedPrefix.length))
+  }
+
+  // ---- handing out work -----------------------------------------------------------------------
+
+  function openStreams(): WorkStream[] {
+    return streams.filter((s) => s.open)
+  }
+
+  function capacity(): number {
+    return openStreams().reduce((n, s) => n + Math.max(0, tuning.maxInFlightPerStream - s.inFlight), 0)
+  }
+
+  function pickStream(): WorkStream | undefined {
+    let best: WorkStream | undefined
+    for (const s of openStreams()) {
+      if (s.inFlight < tuning.maxInFlightPerStream && (!best || s.inFlight < best.inFlight)) best = s
+    }
+    return best
+  }
+
+  function send(stream: WorkStream, item: InstanceType<typeof pb.WorkItem>): boolean {
+    if (!stream.open) return false
+    try {
+      stream.call.write(item)
+      stream.inFlight++
+      return true
+    } catch (err) {
+      log.warn({ err }, 'writing a work item failed')
+      return false
+    }
+  }
+
+  function orchestratorItem(lease: OrchestratorLease, pastEvents: Uint8Array[]): InstanceType<typeof pb.WorkItem> {
+    const request = new pb.OrchestratorRequest()
+    request.setInstanceid(lease.instanceId)
+    request.setExecutionid(stringValue(lease.executionId))
+    request.setPasteventsList(pastEvents.map(decodeEvent))
+    request.setNeweventsList(lease.newEvents)
+    const item = new pb.WorkItem()
+    item.setOrchestratorrequest(request)
+    return item
+  }
+
+  async function dispatchOrchestrations(limit: number): Promise<number> {
+    if (limit <= 0) return 0
+    const leaseToken = randomUUID()
+    const claimed = await crud.claimDueInstances(db, { hub, limit, leaseMs: tuning.leaseMs, leaseToken })
+    if (claimed.length === 0) return 0
+    const ids = claimed.map((c) => c.instanceId)
+    const [histories, inboxes] = await Promise.all([
+      crud.loadHistories(db, hub, ids),
+      crud.loadVisibleInbox(db, hub, ids),
+    ])
+    const now = new Date()
+    for (const claim of claimed) {
+      const inbox = inboxes.get(claim.instanceId) ?? []
+      if (inbox.length === 0 || TERMINAL_STATUSES.includes(claim.status)) {
+        // Due only by an expired lease, or a finished instance: nothing for a worker to do.
+        await crud.releaseInstance(db, hub, claim.instanceId, leaseToken)
+        continue
+      }
+      const lease: OrchestratorLease = {
+        instanceId: claim.instanceId,
+        executionId: claim.executionId,
+        name: claim.name,
+        leaseToken,
+        newEvents: [orchestratorStartedEvent(now), ...startFirst(inbox.map((e) => decodeEvent(e.event)))],
+        inboxIds: inbox.map((e) => e.id),
+      }
+      const pastEvents = histories.get(claim.instanceId) ?? []
+      const held = orchestrations.get(claim.instanceId)
+      if (held) {
+        // Our own earlier item for it is still with the worker (its lease lapsed): its answer will be
+        // refused by the lease check, and this one goes out when it arrives.
+        held.next = { lease, pastEvents }
+        continue
+      }
+      const stream = pickStream()
+      if (!stream || !send(stream, orchestratorItem(lease, pastEvents))) {
+        await crud.releaseInstance(db, hub, claim.instanceId, leaseToken)
+        continue
+      }
+      orchestrations.set(claim.instanceId, { lease, stream })
+    }
+    return claimed.length
+  }
+
+  async function dispatchActivities(limit: number): Promise<number> {
+    if (limit <= 0) return 0
+    const leaseToken = randomUUID()
+    const claimed = await crud.claimDueActivities(db, { hub, limit, leaseMs: tuning.leaseMs, leaseToken })
+    for (const task of claimed) {
+      const request = new pb.ActivityRequest()
+      request.setName(task.name)
+      request.setInput(stringValue(task.input))
+      request.setOrchestrationinstance(orchestrationInstance(task.instanceId, task.executionId))
+      request.setTaskid(task.taskId)
+      const item = new pb.WorkItem()
+      item.setActivityrequest(request)
+      const stream = pickStream()
+      if (!stream || !send(stream, item)) {
+        await crud.releaseActivity(db, task.id, leaseToken)
+        continue
+      }
+      activities.set(activityKey(task.instanceId, task.taskId), { id: task.id, leaseToken, stream })
+    }
+    return claimed.length
+  }
+
+  /** One claim pass; returns true when a batch came back full (more may be waiting). */
+  async function dispatchOnce(): Promise<boolean> {
+    // Orchestrators first (they are quick and create the activities), activities get the rest.
+    const room = capacity()
+    const orchestrationLimit = Math.min(tuning.batchSize, room)
+    const claimedOrchestrations = await dispatchOrchestrations(orchestrationLimit)
+    const activityLimit = Math.min(tuning.batchSize, capacity())
+    const claimedActivities = await dispatchActivities(activityLimit)
+    return (
+      (orchestrationLimit > 0 && claimedOrchestrations === orchestrationLimit) ||
+      (activityLimit > 0 && claimedActivities === activityLimit)
+    )
+  }
+
+  async function runLoop(): Promise<void> {
+    let first = true
+    while (wakeAgain && state === 'running') {
+      if (!first) await new Promise((resolve) => setTimeout(resolve, COALESCE_MS))
+      first = false
+      wakeAgain = false
+      try {
+        while (state === 'running' && capacity() > 0 && (await dispatchOnce()));
+      } catch (err) {
+        log.warn({ err }, 'handing out workflow work failed; retrying on the next poll')
+      }
+    }
+  }
+
+  // ---- answers from the worker ----------------------------------------------------------------
+
+  async function completeOrchestration(response: InstanceType<typeof pb.OrchestratorResponse>): Promise<void> {
+    const instanceId = response.getInstanceid()
+    const held = orchestrations.get(instanceId)
+    if (!held) {
+      log.debug({ instanceId }, 'answer for an orchestrator work item this hub does not hold; dropped')
+      return
+    }
+    held.stream.inFlight--
+    if (held.next) {
+      const { lease, pastEvents } = held.next
+      const stream = pickStream() ?? held.stream
+      if (send(stream, orchestratorItem(lease, pastEvents))) orchestrations.set(instanceId, { lease, stream })
+      else {
+        orchestrations.delete(instanceId)
+        await crud.releaseInstance(db, hub, instanceId, lease.leaseToken)
+      }
+    } else {
+      orchestrations.delete(instanceId)
+    }
+    try {
+      const result = await transaction(db, (tx) => applyOrchestratorResponse(tx, hub, held.lease, response))
+      if (!result.applied) {
+        log.info({ instanceId }, 'orchestrator answer came after its lease was lost; dropped')
+        return
+      }
+      if (result.continuedAsNew) {
+        // Late answers of the old execution's activities must not land on the new one's tasks.
+        for (const key of [...activities.keys()]) if (key.startsWith(`${instanceId}\u0000`)) activities.delete(key)
+      }
+      if (result.statusChanged) signalInstance(instanceId)
+      wakeAt(result.nextWorkAt)
+    } finally {
+      wake()
+    }
+  }
+
+  async function completeActivity(response: InstanceType<typeof pb.ActivityResponse>): Promise<void> {
+    const key = activityKey(response.getInstanceid(), response.getTaskid())
+    const held = activities.get(key)
+    if (!held) {
+      log.debug({ instanceId: response.getInstanceid(), taskId: response.getTaskid() }, 'answer for an unknown activity; dropped')
+      return
+    }
+    activities.delete(key)
+    held.stream.inFlight--
+    try {
+      const failure = response.getFailuredetails()
+      const event = failure
+        ? taskFailedEvent(response.getTaskid(), failure)
+        : taskCompletedEvent(response.getTaskid(), response.getResult()?.getValue())
+      const outcome = await crud.completeLeasedActivity(db, { id: held.id, leaseToken: held.leaseToken, event: encode(event) })
+      if (!outcome.held) {
+        log.info(
+          { instanceId: response.getInstanceid(), taskId: response.getTaskid() },
+          'activity answer came after its lease was lost; dropped',
+        )
+      }
+    } finally {
+      wake()
+    }
+  }
+
+  function closeStream(stream: WorkStream): void {
+    if (!stream.open) return
+    stream.open = false
+    streams.splice(streams.indexOf(stream), 1)
+    // Whatever this worker held goes back at once rather than when the lease lapses.
+    const releases: Promise<void>[] = []
+    for (const [instanceId, held] of orchestrations) {
+      if (held.stream !== stream) continue
+      orchestrations.delete(instanceId)
+      releases.push(crud.releaseInstance(db, hub, instanceId, held.lease.leaseToken))
+      if (held.next) releases.push(crud.releaseInstance(db, hub, instanceId, held.next.lease.leaseToken))
+    }
+    for (const [key, held] of activities) {
+      if (held.stream !== stream) continue
+      activities.delete(key)
+      releases.push(crud.releaseActivity(db, held.id, held.leaseToken))
+    }
+    const released: Promise<void> = Promise.all(releases)
+      .then(() => undefined)
+      .catch((err: unknown) => log.warn({ err }, 'handing back leases of a closed worker stream failed'))
+      .finally(() => {
+        releasing.delete(released)
+        wake()
+      })
+    releasing.add(released)
+  }
+
+  async function renew(): Promise<void> {
+    const tokens = new Set<string>()
+    for (const held of orchestrations.values()) {
+      tokens.add(held.lease.leaseToken)
+      if (held.next) tokens.add(held.next.lease.leaseToken)
+    }
+    for (const held of activities.values()) tokens.add(held.leaseToken)
+    if (tokens.size === 0) return
+    try {
+      await crud.renewLeases(db, { hub, tokens: [...tokens], leaseMs: tuning.leaseMs })
+    } catch (err) {
+      log.warn({ err }, 'renewing workflow leases failed')
+    }
+  }
+
+  // ---- waiting for instances ------------------------------------------------------------------
+
+  async function waitForInstance(
+    request: InstanceType<typeof pb.GetInstanceRequest>,
+    call: grpc.ServerUnaryCall<unknown, unknown>,
+    done: (row: WorkflowInstanceRow) => boolean,
+  ): Promise<InstanceType<typeof pb.GetInstanceResponse>> {
+    const instanceId = checkId(request.getInstanceid(), 'instance id')
+    let cancelled = false
+    let poke: () => void = () => undefined
+    const onCancel = () => {
+      cancelled = true
+      poke()
+    }
+    call.on('cancelled', onCancel)
+    const set = waiters.get(instanceId) ?? new Set()
+    waiters.set(instanceId, set)
+    const waiter = () => poke()
+    set.add(waiter)
+    try {
+      for (;;) {
+        const row = await crud.getInstance(db, hub, instanceId)
+        if (!row || done(row)) return instanceResponse(row, request.getGetinputsandoutputs())
+        if (cancelled) throw new HubError(grpc.status.CANCELLED, 'the caller went away')
+        if (state === 'stopped') throw new HubError(grpc.status.UNAVAILABLE, 'the workflow hub is shutting down')
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, tuning.pollIntervalMs)
+          poke = () => {
+            clearTimeout(timer)
+            resolve()
+          }
+        })
+      }
+    } finally {
+      call.removeListener('cancelled', onCancel)
+      set.delete(waiter)
+      if (set.size === 0) waiters.delete(instanceId)
+    }
+  }
+
+  // ---- client calls ---------------------------------------------------------------------------
+
+  async function startInstance(request: InstanceType<typeof pb.CreateInstanceRequest>) {
+    const instanceId = checkId(request.getInstanceid() || randomUUID(), 'instance id')
+    const name = checkId(request.getName(), 'workflow name', MAX_NAME_LENGTH)
+    const input = request.getInput()?.getValue() ?? null
+    const startAt = request.getScheduledstarttimestamp()?.toDate()
+    const executionId = randomUUID()
+    const startEvent = encode(
+      executionStartedEvent({ name, input, instanceId, executionId, ...(startAt ? { scheduledAt: startAt } : {}) }),
+    )
+    const outcome = await transaction(db, async (tx) => {
+      const created = await crud.createInstance(tx, {
+        hub,
+        instanceId,
+        executionId,
+        name,
+        input,
+        startEvent,
+        ...(startAt ? { startAt } : {}),
+      })
+      if (created === 'created') await crud.notifyWork(tx)
+      return created
+    })
+    if (outcome === 'exists') {
+      throw new HubError(grpc.status.ALREADY_EXISTS, `a workflow with instance id ${instanceId} is already running`)
+    }
+    wake()
+    if (startAt) wakeAt(startAt)
+    const response = new pb.CreateInstanceResponse()
+    response.setInstanceid(instanceId)
+    return response
+  }
+
+  /** Raise, terminate, suspend, resume: an event in the inbox of a live instance. */
+  async function deliver(
+    instanceId: string,
+    event: ReturnType<typeof eventRaisedEvent>,
+    setStatus?: crud.InboxDelivery['setStatus'],
+  ): Promise<void> {
+    checkId(instanceId, 'instance id')
+    const delivered = await transaction(db, async (tx) => {
+      const ok = await crud.deliverToInbox(tx, { hub, instanceId, event: encode(event), ...(setStatus ? { setStatus } : {}) })
+      if (ok) {
+        await crud.notifyWork(tx)
+        if (setStatus) await crud.notifyInstanceChanged(tx, hub, instanceId)
+      }
+      return ok
+    })
+    if (!delivered) {
+      const row = await crud.getInstance(db, hub, instanceId)
+      if (!row) throw new HubError(grpc.status.NOT_FOUND, `no workflow instance ${instanceId}`)
+      // A finished instance takes no more events; like the sidecar, that is not an error.
+      return
+    }
+    if (setStatus) signalInstance(instanceId)
+    wake()
+  }
+
+  function unary<Req, Res>(name: string, fn: (request: Req, call: grpc.ServerUnaryCall<Req, Res>) => Promise<Res>) {
+    return (call: grpc.ServerUnaryCall<Req, Res>, callback: grpc.sendUnaryData<Res>) => {
+      if (!authorized(call.metadata)) {
+        callback({ code: grpc.status.UNAUTHENTICATED, details: 'missing or wrong dapr-api-token' })
+        return
+      }
+      fn(call.request, call).then(
+        (response) => callback(null, response),
+        (err: unknown) => {
+          if (err instanceof HubError) {
+            callback({ code: err.code, details: err.message })
+            return
+          }
+          log.error({ err, call: name }, 'workflow hub call failed')
+          callback({ code: grpc.status.INTERNAL, details: 'internal error' })
+        },
+      )
+    }
+  }
+
+  function unimplemented(name: string) {
+    return unary(name, async () => {
+      throw new HubError(grpc.status.UNIMPLEMENTED, `${name} is not supported by the embedded workflow hub`)
+    })
+  }
+
+  function authorized(metadata: grpc.Metadata): boolean {
+    const [given] = metadata.get('dapr-api-token')
+    const bytes = Buffer.from(typeof given === 'string' ? given : (given ?? Buffer.alloc(0)))
+    return bytes.length === tokenBytes.length && timingSafeEqual(bytes, tokenBytes)
+  }
+
+  const service: ITaskHubSidecarServiceServer = {
+    hello: unary('Hello', async () => new Empty()),
+    startInstance: unary('StartInstance', startInstance),
+    getInstance: unary('GetInstance', async (request) =>
+      instanceResponse(
+        await crud.getInstance(db, hub, checkId(request.getInstanceid(), 'instance id')),
+        request.getGetinputsandoutputs(),
+      ),
+    ),
+    waitForInstanceStart: unary('WaitForInstanceStart', (request, call) =>
+      waitForInstance(request, call, (row) => row.status !== 'pending'),
+    ),
+    waitForInstanceCompletion: unary('WaitForInstanceCompletion', (request, call) =>
+      waitForInstance(request, call, (row) => TERMINAL_STATUSES.includes(row.status)),
+    ),
+    raiseEvent: unary('RaiseEvent', async (request) => {
+      const name = checkId(request.getName(), 'event name', MAX_NAME_LENGTH)
+      await deliver(request.getInstanceid(), eventRaisedEvent(name, request.getInput()?.getValue()))
+      return new pb.RaiseEventResponse()
+    }),
+    terminateInstance: unary('TerminateInstance', async (request) => {
+      await deliver(request.getInstanceid(), executionTerminatedEvent(request.getOutput()?.getValue() ?? null))
+      return new pb.TerminateResponse()
+    }),
+    suspendInstance: unary('SuspendInstance', async (request) => {
+      await deliver(request.getInstanceid(), executionSuspendedEvent(request.getReason()?.getValue() ?? null), {
+        from: ['running', 'pending'],
+        to: 'suspended',
+      })
+      return new pb.SuspendResponse()
+    }),
+    resumeInstance: unary('ResumeInstance', async (request) => {
+      await deliver(request.getInstanceid(), executionResumedEvent(request.getReason()?.getValue() ?? null), {
+        from: ['suspended'],
+        to: 'running',
+      })
+      return new pb.ResumeResponse()
+    }),
+    purgeInstances: unary('PurgeInstances', async (request) => {
+      let deleted: number
+      if (request.hasPurgeinstancefilter()) {
+        const filter = request.getPurgeinstancefilter()!
+        deleted = await crud.purgeInstances(db, hub, {
+          createdFrom: filter.getCreatedtimefrom()?.toDate(),
+          createdTo: filter.getCreatedtimeto()?.toDate(),
+          statuses: filter
+            .getRuntimestatusList()
+            .map((s) => PROTO_TO_STATUS.get(s))
+            .filter((s): s is InstanceStatus => s !== undefined),
+          limit: PURGE_LIMIT,
+        })
+      } else {
+        deleted = await crud.purgeInstanceTree(db, hub, checkId(request.getInstanceid(), 'instance id'))
+      }
+      const response = new pb.PurgeInstancesResponse()
+      response.setDeletedinstancecount(deleted)
+      return response
+    }),
+    getWorkItems: (call) => {
+      if (!authorized(call.metadata)) {
+        call.emit('error', { code: grpc.status.UNAUTHENTICATED, details: 'missing or wrong dapr-api-token' })
+        return
+      }
+      if (state !== 'running') {
+        call.emit('error', { code: grpc.status.UNAVAILABLE, details: 'the workflow hub is shutting down' })
+        return
+      }
+      const stream: WorkStream = { call: call as grpc.ServerWritableStream<unknown, unknown>, inFlight: 0, open: true }
+      streams.push(stream)
+      call.on('cancelled', () => closeStream(stream))
+      call.on('close', () => closeStream(stream))
+      call.on('error', () => closeStream(stream))
+      log.debug('workflow worker connected')
+      wake()
+    },
+    completeActivityTask: unary('CompleteActivityTask', async (request) => {
+      await completeActivity(request)
+      return new pb.CompleteTaskResponse()
+    }),
+    completeOrchestratorTask: unary('CompleteOrchestratorTask', async (request) => {
+      await completeOrchestration(request)
+      return new pb.CompleteTaskResponse()
+    }),
+    rewindInstance: unimplemented('RewindInstance'),
+    queryInstances: unimplemented('QueryInstances'),
+    createTaskHub: unimplemented('CreateTaskHub'),
+    deleteTaskHub: unimplemented('DeleteTaskHub'),
+  }
+
+  // ---- lifecycle ------------------------------------------------------------------------------
+
+  const server = new grpc.Server({
+    'grpc.max_receive_message_length': 64 * 1024 * 1024,
+    'grpc.max_send_message_length': 128 * 1024 * 1024,
+  })
+  server.addService(TaskHubSidecarServiceService, service)
+  const host = '127.0.0.1'
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync(`${host}:0`, grpc.ServerCredentials.createInsecure(), (err, bound) =>
+      err ? reject(err) : resolve(bound),
+    ),
+  )
+  let listener: Listener | undefined
+  try {
+    listener = await openListener(database, onNotify, log)
+  } catch (err) {
+    log.warn({ err }, 'workflow listener unavailable; working on the poll only')
+  }
+  const pollTimer = setInterval(wake, tuning.pollIntervalMs)
+  pollTimer.unref()
+  const renewTimer = setInterval(() => void renew(), Math.max(50, Math.floor(tuning.leaseMs / 3)))
+  renewTimer.unref()
+  log.info({ port }, 'workflow hub started')
+
+  let quiesced: Promise<void> | undefined
+  let stopped: Promise<void> | undefined
+
+  async function quiesce(): Promise<void> {
+    if (state === 'running') state = 'quiescing'
+    clearInterval(pollTimer)
+    clearTimeout(timerWake)
+    await loop
+    const deadline = Date.now() + tuning.drainTimeoutMs
+    while ((orchestrations.size > 0 || activities.size > 0) && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 20))
+    }
+  }
+
+  async function shutDown(): Promise<void> {
+    await (quiesced ??= quiesce())
+    state = 'stopped'
+    clearInterval(renewTimer)
+    for (const stream of [...streams]) {
+      closeStream(stream)
+      stream.call.end()
+    }
+    // closeStream hands the leases back in the background; those statements finish before the pool may close.
+    await Promise.all(releasing)
+    for (const set of waiters.values()) for (const resolve of set) resolve()
+    await listener?.close().catch((err: unknown) => log.warn({ err }, 'closing the workflow listener failed'))
+    await new Promise<void>((resolve) => {
+      const force = setTimeout(() => {
+        server.forceShutdown()
+        resolve()
+      }, 2_000)
+      server.tryShutdown(() => {
+        clearTimeout(force)
+        resolve()
+      })
+    })
+    await Promise.all(releasing)
+    log.info('workflow hub stopped')
+  }
+
+  return {
+    name: hub,
+    host,
+    port,
+    token,
+    quiesce: () => (quiesced ??= quiesce()),
+    stop: () => (stopped ??= shutDown()),
+  }
+}
