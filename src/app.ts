@@ -3,7 +3,7 @@ import type { IncomingMessage } from 'node:http'
 import cors from '@fastify/cors'
 import rateLimit from '@fastify/rate-limit'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
-import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify'
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply } from 'fastify'
 import type { Redis } from 'ioredis'
 import pino, { type Logger } from 'pino'
 import type { Config } from './config.js'
@@ -23,6 +23,8 @@ import { registerValidation } from './platform/http/validation.js'
 import { loggerOptions } from './platform/logger.js'
 import { registerAuthGuard } from './platform/auth/guard.js'
 import { type AuthService, createAuth } from './modules/auth/index.js'
+import { createUserAdmin, type UserAdminService } from './modules/user_admin/index.js'
+import { createWorkflowOps, type WorkflowOpsOptions, type WorkflowService } from './modules/workflow_ops/index.js'
 import { createVault, resolveVaultKeys, type Vault } from './platform/vault.js'
 
 /** The infrastructure every module is built from; one instance per app. */
@@ -43,11 +45,15 @@ export interface AppOverrides {
   database?: DatabaseHandle
   cache?: Cache
   blob?: BlobStore
+  /** The embedded workflow hub's name and tuning, stream heartbeats (tests isolate their hubs). */
+  workflows?: WorkflowOpsOptions
 }
 
 /** The modules' services, for routes and tests; each module's routes get theirs directly. */
 export interface Services {
   auth: AuthService
+  userAdmin: UserAdminService
+  workflows: WorkflowService
 }
 
 declare module 'fastify' {
@@ -81,6 +87,17 @@ export async function buildApp(
     trustProxy: config.trustProxy,
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 256 },
     return503OnClosing: true,
+    // Malformed URLs and over-long path parameters fail before routing; answer them in the envelope too.
+    frameworkErrors: (error, request, frameworkReply) => {
+      const reply = frameworkReply as FastifyReply
+      const status = error.code === 'FST_ERR_MAX_PARAM_LENGTH' ? 414 : 400
+      reply.header('x-request-id', request.id)
+      return reply.status(status).send({
+        errorCode: status === 414 ? 'URI_TOO_LONG' : 'BAD_URL',
+        message: status === 414 ? 'a path parameter is longer than allowed' : 'the URL is not valid',
+        requestId: request.id,
+      })
+    },
     forceCloseConnections: 'idle',
   }).withTypeProvider<TypeBoxTypeProvider>()
 
@@ -157,7 +174,10 @@ export async function buildApp(
   const metrics = registerMetrics(app)
   const platform: Platform = { config, log, database, cache, blob, vault, events, metrics }
   app.decorate('platform', platform)
-  app.decorate('services', { auth: auth.service })
+  // Modules declare their workflows on workflows.service while they are built; the engine starts on ready.
+  const workflows = createWorkflowOps(platform, overrides.workflows)
+  const userAdmin = createUserAdmin(platform, auth)
+  app.decorate('services', { auth: auth.service, userAdmin: userAdmin.service, workflows: workflows.service })
 
   registerHealthRoutes(
     app,
@@ -165,18 +185,24 @@ export async function buildApp(
       { name: 'database', check: () => database.ping() },
       { name: 'cache', check: () => cache.ping() },
       { name: 'blob', check: () => blob.ping() },
+      { name: 'workflows', check: () => workflows.check() },
     ],
     metrics,
   )
   await registerDaprAppSide(app, { events, config })
   if (blob.kind === 'filesystem') await registerBlobRoutes(app, blob, vault.deriveKey('blob-url-signing'))
   auth.routes(app)
+  userAdmin.routes(app)
+  workflows.routes(app)
 
   app.addHook('onReady', async () => {
     await events.start()
+    await workflows.start()
   })
   // Stop taking work first, then release parts in reverse order of creation.
   app.addHook('onClose', async () => {
+    // The engine first: its activities still write to the database and publish events.
+    await workflows.stop()
     await events.stop()
     for (const close of owned.reverse()) {
       try {

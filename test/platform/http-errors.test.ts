@@ -102,6 +102,15 @@ describe('error envelope', () => {
     expect(res.json()).toMatchObject({ errorCode: 'NOT_FOUND', requestId: expect.any(String) })
   })
 
+  it('answers malformed URLs and over-long path parameters in the envelope', async () => {
+    const bad = await app.inject('/v1/tenants/%E0%A4%A')
+    expect(bad.statusCode).toBe(400)
+    expect(bad.json()).toMatchObject({ errorCode: 'BAD_URL', requestId: expect.any(String) })
+    const long = await app.inject(`/v1/tenants/${'a'.repeat(300)}`)
+    expect(long.statusCode).toBe(414)
+    expect(long.json()).toMatchObject({ errorCode: 'URI_TOO_LONG', requestId: expect.any(String) })
+  })
+
   it('hides the internals of a thrown error behind 500 INTERNAL_ERROR', async () => {
     const res = await app.inject('/test/boom')
     expect(res.statusCode).toBe(500)

@@ -23,7 +23,7 @@ describe('operations endpoints', () => {
     expect(res.statusCode).toBe(200)
     const body = res.json()
     expect(body.status).toBe('ready')
-    expect(Object.keys(body.checks).sort()).toEqual(['blob', 'cache', 'database'])
+    expect(Object.keys(body.checks).sort()).toEqual(['blob', 'cache', 'database', 'workflows'])
     for (const check of Object.values(body.checks)) expect(check).toMatchObject({ status: 'up' })
   })
 

@@ -204,6 +204,16 @@ export async function revokeApiKey(executor: Executor, id: string, userId: strin
   return row
 }
 
+/** Revokes every live key of a user (the user was deleted or disabled); returns the revoked keys' ids. */
+export async function revokeApiKeysOfUser(executor: Executor, userId: string): Promise<string[]> {
+  const rows = await executor
+    .update(apiKeys)
+    .set({ revokedAt: sql`now()` })
+    .where(and(eq(apiKeys.userId, userId), isNull(apiKeys.revokedAt)))
+    .returning({ id: apiKeys.id })
+  return rows.map((r) => r.id)
+}
+
 export async function touchApiKey(executor: Executor, id: string): Promise<void> {
   await executor.update(apiKeys).set({ lastUsedAt: sql`now()` }).where(eq(apiKeys.id, id))
 }

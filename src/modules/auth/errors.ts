@@ -37,3 +37,10 @@ export class ScopeNotAllowedError extends AppError {
     super('SCOPE_NOT_ALLOWED', 403, 'an API key cannot carry permissions its owner does not have', { scopes })
   }
 }
+
+/** Keycloak refused a user because one with that username or email exists in the realm. */
+export class KeycloakConflictError extends ConflictError {
+  constructor() {
+    super('DUPLICATE_EMAIL', 'a user with this email already exists in the identity provider')
+  }
+}

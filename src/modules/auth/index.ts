@@ -8,6 +8,7 @@ import { type AuthService, createAuthService } from './service.js'
 
 export type { AuthService } from './service.js'
 export { LOCAL_REALM } from './service.js'
+export type { KeycloakClient } from './keycloak.js'
 
 /**
  * The auth module: tenants, users, roles and permissions, API keys, the embedded issuer and the
@@ -34,6 +35,7 @@ export function createAuth(platform: Pick<Platform, 'config' | 'log' | 'database
     audience: config.auth.audience,
     localKeys: mode === 'embedded' ? (realm) => issuer.publicKeys(realm) : undefined,
   })
+  const keycloak = keycloakUrl ? createKeycloakClient({ ...config.auth, keycloakUrl }, log) : undefined
   const service: AuthService = createAuthService({
     db: database.db,
     cache,
@@ -42,10 +44,12 @@ export function createAuth(platform: Pick<Platform, 'config' | 'log' | 'database
     mode,
     verifier,
     issuer,
-    keycloak: keycloakUrl ? createKeycloakClient({ ...config.auth, keycloakUrl }, log) : undefined,
+    keycloak,
   })
   return {
     service,
+    /** Keycloak mode: the admin client, for user administration's mirroring. */
+    keycloak,
     routes: (app: FastifyInstance) => registerAuthRoutes(app, service, { embeddedIssuer: mode === 'embedded' }),
   }
 }

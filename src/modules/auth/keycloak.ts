@@ -1,6 +1,6 @@
 import type { Logger } from 'pino'
 import type { Config } from '../../config.js'
-import { IdentityProviderError, InvalidCredentialsError } from './errors.js'
+import { IdentityProviderError, InvalidCredentialsError, KeycloakConflictError } from './errors.js'
 import { SEEDED_ROLES } from './permissions.js'
 
 /**
@@ -57,7 +57,94 @@ export function createKeycloakClient(auth: Config['auth'] & { keycloakUrl: strin
     }
   }
 
+  /** An admin client authenticated with the admin service account (client credentials). */
+  async function adminClient() {
+    if (!auth.adminClientId || !auth.adminClientSecret) {
+      throw new IdentityProviderError('KEYCLOAK_ADMIN_CLIENT_ID/SECRET are not configured: Keycloak cannot be administered')
+    }
+    // Loaded only in Keycloak mode, and only when something is administered.
+    const { default: KcAdminClient } = await import('@keycloak/keycloak-admin-client')
+    const admin = new KcAdminClient({ baseUrl: base, realmName: 'master', timeout: TIMEOUT_MS })
+    try {
+      await admin.auth({ grantType: 'client_credentials', clientId: auth.adminClientId, clientSecret: auth.adminClientSecret })
+    } catch (err) {
+      log.warn({ error: (err as Error).message?.slice(0, 300) }, 'keycloak admin login failed')
+      throw new IdentityProviderError()
+    }
+    return admin
+  }
+
+  const statusOf = (err: unknown) => (err as { response?: { status?: number } }).response?.status
+
+  /** Runs one admin operation; any failure becomes IdentityProviderError (409 → KeycloakConflictError). */
+  async function administer<T>(what: string, realm: string, fn: (admin: Awaited<ReturnType<typeof adminClient>>) => Promise<T>): Promise<T> {
+    const admin = await adminClient()
+    try {
+      return await fn(admin)
+    } catch (err) {
+      if (err instanceof IdentityProviderError) throw err
+      const status = statusOf(err)
+      log.warn({ realm, status, error: (err as Error).message?.slice(0, 300) }, `keycloak: ${what} failed`)
+      if (status === 409) throw new KeycloakConflictError()
+      throw new IdentityProviderError()
+    }
+  }
+
+  async function realmRole(admin: Awaited<ReturnType<typeof adminClient>>, realm: string, name: string) {
+    const role = await admin.roles.findOneByName({ realm, name })
+    if (!role?.id) throw new IdentityProviderError(`the realm has no role "${name}"`)
+    return { id: role.id, name }
+  }
+
   return {
+    /** Creates an enabled or disabled user with one realm role; returns Keycloak's id. A half-made user is taken back. */
+    createUser: (realm: string, user: { email: string; name: string; enabled: boolean; role: string }) =>
+      administer('creating a user', realm, async (admin) => {
+        const { id } = await admin.users.create({
+          realm,
+          username: user.email,
+          email: user.email,
+          firstName: user.name,
+          enabled: user.enabled,
+        })
+        try {
+          await admin.users.addRealmRoleMappings({ realm, id, roles: [await realmRole(admin, realm, user.role)] })
+        } catch (err) {
+          await admin.users.del({ realm, id }).catch(() => undefined)
+          throw err
+        }
+        return id
+      }),
+
+    /** Changes what is given; `role` replaces the user's realm role `fromRole`. */
+    updateUser: (
+      realm: string,
+      id: string,
+      changes: { email?: string; name?: string; enabled?: boolean; role?: { from: string; to: string } },
+    ) =>
+      administer('updating a user', realm, async (admin) => {
+        const representation: Record<string, unknown> = {}
+        if (changes.email !== undefined) Object.assign(representation, { email: changes.email, username: changes.email })
+        if (changes.name !== undefined) representation.firstName = changes.name
+        if (changes.enabled !== undefined) representation.enabled = changes.enabled
+        if (Object.keys(representation).length > 0) await admin.users.update({ realm, id }, representation)
+        if (changes.role && changes.role.from !== changes.role.to) {
+          const [from, to] = await Promise.all([realmRole(admin, realm, changes.role.from).catch(() => undefined), realmRole(admin, realm, changes.role.to)])
+          await admin.users.addRealmRoleMappings({ realm, id, roles: [to] })
+          if (from) await admin.users.delRealmRoleMappings({ realm, id, roles: [from] })
+        }
+      }),
+
+    /** Deletes the user (and so their sessions); a user Keycloak no longer has counts as deleted. */
+    deleteUser: (realm: string, id: string) =>
+      administer('deleting a user', realm, async (admin) => {
+        try {
+          await admin.users.del({ realm, id })
+        } catch (err) {
+          if (statusOf(err) !== 404) throw err
+        }
+      }),
+
     passwordGrant: (realm: string, username: string, password: string) =>
       tokens(realm, clientForm({ grant_type: 'password', username, password, scope: 'openid' })),
 

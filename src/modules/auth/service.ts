@@ -5,7 +5,7 @@ import type { Config } from '../../config.js'
 import type { AuditEntry, Authenticator, Principal } from '../../platform/auth/principal.js'
 import type { TokenVerifier, VerifiedToken } from '../../platform/auth/verifier.js'
 import type { Cache } from '../../platform/cache/types.js'
-import { type Database, transaction } from '../../platform/db/client.js'
+import { type Database, type Executor, transaction } from '../../platform/db/client.js'
 import { ForbiddenError, UnauthenticatedError } from '../../platform/errors.js'
 import { assertIfMatch, etagOf } from '../../platform/http/etag.js'
 import { type PageResult, pageRequest, pageResult } from '../../platform/http/pagination.js'
@@ -699,6 +699,14 @@ export function createAuthService(deps: AuthServiceDeps) {
     createLocalUser,
     /** For user administration: a changed or disabled user loses cached access at once, everywhere. */
     invalidateUser: (userId: string) => invalidate(`user:${userId}`),
+    /**
+     * For user administration, inside its transaction: revokes the user's API keys. Their access
+     * tokens die with their status (every principal is resolved from an active user row); call
+     * invalidateUser after the commit so cached principals go too, here and on every replica.
+     */
+    revokeApiKeysOfUser: (userId: string, executor: Executor = db) => crud.revokeApiKeysOfUser(executor, userId),
+    /** The embedded issuer's password hashing, for user administration's invites. */
+    hashPassword,
     addUserGrant: async (userId: string, permission: string) => {
       await crud.addUserGrant(db, userId, permission)
       await invalidate(`user:${userId}`)

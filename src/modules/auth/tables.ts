@@ -44,6 +44,8 @@ export const users = pgTable(
     attributes: jsonb('attributes').notNull().default({}),
     /** name → vault ciphertext; never returned by the API. */
     secrets: jsonb('secrets').notNull().default({}),
+    /** Moves on every write through user administration; part of the ETag (updated_at alone has millisecond ties). */
+    version: integer('version').notNull().default(1),
     createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
     updatedAt: timestamp('updated_at', { withTimezone: true }).notNull().defaultNow(),
   },
@@ -59,6 +61,13 @@ export const users = pgTable(
     // User listings per tenant, newest first, with and without a status filter.
     index('users_tenant_created_at_idx').on(t.tenantId, t.createdAt.desc(), t.id),
     index('users_tenant_status_created_at_idx').on(t.tenantId, t.status, t.createdAt.desc()),
+    // User administration (user_admin): sorting by name or email, filtering by role, and substring
+    // search (`q`, ILIKE '%…%') through pg_trgm (migration 0003_pg_trgm creates the extension).
+    index('users_tenant_name_idx').on(t.tenantId, t.name, t.id),
+    index('users_tenant_email_idx').on(t.tenantId, t.email, t.id),
+    index('users_tenant_role_created_at_idx').on(t.tenantId, t.role, t.createdAt.desc()),
+    index('users_name_trgm_idx').using('gin', t.name.op('gin_trgm_ops')),
+    index('users_email_trgm_idx').using('gin', t.email.op('gin_trgm_ops')),
   ],
 )
 

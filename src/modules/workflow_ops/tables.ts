@@ -11,8 +11,10 @@ import {
   text,
   timestamp,
   unique,
+  uniqueIndex,
   uuid,
 } from 'drizzle-orm/pg-core'
+import { tenants } from '../auth/tables.js'
 
 /**
  * The embedded durable task hub's state (see hub/). Every row carries the hub's name, so several
@@ -150,3 +152,97 @@ export const workflowActivityTasks = pgTable(
 
 export type WorkflowInstanceRow = typeof workflowInstances.$inferSelect
 export type WorkflowActivityTaskRow = typeof workflowActivityTasks.$inferSelect
+
+// ---- run records: what users see of each workflow run -------------------------------------------
+
+export const RUN_STATUSES = ['pending', 'running', 'completed', 'failed', 'cancelled'] as const
+export type RunStatus = (typeof RUN_STATUSES)[number]
+export const FINISHED_RUN_STATUSES: readonly RunStatus[] = ['completed', 'failed', 'cancelled']
+
+export const COMPENSATION_STATES = ['running', 'completed', 'failed'] as const
+export type CompensationState = (typeof COMPENSATION_STATES)[number]
+
+/**
+ * One row per workflow run, keyed by the engine's instance id. The engine keeps the history; this
+ * record is what the dashboard lists and the progress stream reports. `version` moves on every
+ * change, so stream events can be ordered and stale ones dropped.
+ */
+export const workflowRuns = pgTable(
+  'workflow_runs',
+  {
+    /** The workflow instance id, in the embedded hub or in Dapr. */
+    id: uuid('id').primaryKey(),
+    tenantId: uuid('tenant_id')
+      .notNull()
+      .references(() => tenants.id),
+    /** The registered workflow name. */
+    type: text('type').notNull(),
+    resourceKind: text('resource_kind').notNull(),
+    resourceId: text('resource_id').notNull(),
+    /** The principal id that asked for the run (a user, API key or `dapr:<app>`). */
+    startedBy: text('started_by').notNull(),
+    status: text('status').$type<RunStatus>().notNull().default('pending'),
+    currentStep: integer('current_step').notNull().default(0),
+    totalSteps: integer('total_steps'),
+    percent: integer('percent').notNull().default(0),
+    message: text('message'),
+    errorCode: text('error_code'),
+    errorMessage: text('error_message'),
+    /** The workflow's input as scheduled; a retry starts from it again. Never returned by the API. */
+    input: jsonb('input'),
+    inputSummary: text('input_summary'),
+    /** The workflow's output when small enough, else null (the summary remains). */
+    result: jsonb('result'),
+    resultSummary: text('result_summary'),
+    /** The run that started this one, when a workflow starts another. */
+    parentId: uuid('parent_id'),
+    /** The failed run this one retries. */
+    retryOf: uuid('retry_of'),
+    idempotencyKey: text('idempotency_key'),
+    compensation: text('compensation').$type<CompensationState>(),
+    version: integer('version').notNull().default(1),
+    createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
+    updatedAt: timestamp('updated_at', { withTimezone: true }).notNull().defaultNow(),
+    startedAt: timestamp('started_at', { withTimezone: true }),
+    finishedAt: timestamp('finished_at', { withTimezone: true }),
+  },
+  (t) => [
+    foreignKey({ columns: [t.parentId], foreignColumns: [t.id] }).onDelete('set null'),
+    foreignKey({ columns: [t.retryOf], foreignColumns: [t.id] }).onDelete('set null'),
+    // The list's default order and each of its filters, newest first within a tenant.
+    index('workflow_runs_tenant_created_idx').on(t.tenantId, t.createdAt),
+    index('workflow_runs_tenant_type_created_idx').on(t.tenantId, t.type, t.createdAt),
+    index('workflow_runs_tenant_status_created_idx').on(t.tenantId, t.status, t.createdAt),
+    index('workflow_runs_tenant_resource_created_idx').on(t.tenantId, t.resourceKind, t.resourceId, t.createdAt),
+    index('workflow_runs_tenant_started_by_created_idx').on(t.tenantId, t.startedBy, t.createdAt),
+    // Same key, same tenant: the first run is the answer.
+    uniqueIndex('workflow_runs_idempotency_uq')
+      .on(t.tenantId, t.idempotencyKey)
+      .where(sql`${t.idempotencyKey} is not null`),
+    // A failed run is retried once; a failed retry is retried in its turn.
+    uniqueIndex('workflow_runs_retry_of_uq').on(t.retryOf).where(sql`${t.retryOf} is not null`),
+  ],
+)
+
+export const STEP_STATUSES = ['running', 'completed', 'failed', 'cancelled'] as const
+export type StepStatus = (typeof STEP_STATUSES)[number]
+
+/** The steps a run has reported through progress, one row per step number. */
+export const workflowRunSteps = pgTable(
+  'workflow_run_steps',
+  {
+    runId: uuid('run_id')
+      .notNull()
+      .references(() => workflowRuns.id, { onDelete: 'cascade' }),
+    step: integer('step').notNull(),
+    message: text('message'),
+    status: text('status').$type<StepStatus>().notNull(),
+    startedAt: timestamp('started_at', { withTimezone: true }).notNull().defaultNow(),
+    updatedAt: timestamp('updated_at', { withTimezone: true }).notNull().defaultNow(),
+    finishedAt: timestamp('finished_at', { withTimezone: true }),
+  },
+  (t) => [primaryKey({ columns: [t.runId, t.step] })],
+)
+
+export type WorkflowRunRow = typeof workflowRuns.$inferSelect
+export type WorkflowRunStepRow = typeof workflowRunSteps.$inferSelect

@@ -69,6 +69,7 @@ export function registerAuthGuard(app: FastifyInstance, options: AuthGuardOption
   const routeAccess: RouteAccess[] = []
   app.decorate('routeAccess', routeAccess)
   app.decorateRequest('principal', null)
+  app.decorateRequest('auditResourceId', null)
 
   app.addHook('onRoute', (route: RouteOptions) => {
     const config = (route.config ?? {}) as { public?: boolean; permission?: string }
@@ -97,7 +98,9 @@ export function registerAuthGuard(app: FastifyInstance, options: AuthGuardOption
     const principal = request.principal
     if (principal && MUTATING.has(request.method)) {
       const url = request.routeOptions.url ?? ''
-      const { kind, id } = resourceOf(url, request.params)
+      const { kind, id: fromPath } = resourceOf(url, request.params)
+      // A create names its new resource only after the fact: the handler leaves its id here.
+      const id = request.auditResourceId ?? fromPath
       const schema = request.routeOptions.schema as { operationId?: string } | undefined
       options.audit.record({
         principal,

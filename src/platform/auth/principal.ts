@@ -49,6 +49,8 @@ export const AUTHENTICATED = 'authenticated'
 declare module 'fastify' {
   interface FastifyRequest {
     principal: Principal | null
+    /** Set by a handler that creates a resource, so the audit entry names it (the path has no id yet). */
+    auditResourceId: string | null
   }
   interface FastifyContextConfig {
     /** The permission a caller needs, or AUTHENTICATED; set through requirePermission(). */

@@ -1,6 +1,7 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import { PGlite } from '@electric-sql/pglite'
+import { pg_trgm } from '@electric-sql/pglite/contrib/pg_trgm'
 import { sql } from 'drizzle-orm'
 import { drizzle as drizzlePg } from 'drizzle-orm/node-postgres'
 import type { NodePgQueryResultHKT } from 'drizzle-orm/node-postgres'
@@ -61,7 +62,8 @@ export async function openDatabase(options: DatabaseOptions): Promise<DatabaseHa
   }
   const dir = path.join(options.dataDir, 'pg')
   fs.mkdirSync(dir, { recursive: true })
-  const client = await PGlite.create({ dataDir: dir })
+  // pg_trgm: the trigram indexes of user search (migration 0003_pg_trgm) need it loaded.
+  const client = await PGlite.create({ dataDir: dir, extensions: { pg_trgm } })
   const db = drizzlePglite(client) as unknown as Database
   return {
     kind: 'pglite',

@@ -50,7 +50,9 @@ export async function registerOpenApi(app: FastifyInstance, config: Readonly<Con
         { name: 'events', description: 'Event delivery: transactional outbox and Dapr pub/sub' },
         { name: 'auth', description: 'Login, tokens, the caller, API keys, and the embedded issuer' },
         { name: 'tenants', description: 'Tenants: one identity realm each' },
+        { name: 'users', description: 'User administration of a tenant (/ai/admin/users)' },
         { name: 'audit', description: 'Who changed what' },
+        { name: 'workflows', description: 'Workflow runs: progress, live events, cancel, retry, purge' },
       ],
     },
     refResolver: {

@@ -22,7 +22,7 @@ const PUBLIC_ON_PURPOSE = [
   /^\/docs(\/|$)/,
   /^\/v1\/blobs\/\*$/,
   /^\/dapr\//,
-  /^\/v1\/auth\/(login|refresh)$/,
+  /^\/v1\/auth\/(login|refresh|accept-invite)$/,
   /^\/realms\/:realm\//,
 ]
 

@@ -1,0 +1,25 @@
+import path from 'node:path'
+import type * as AppTypes from '../../src/app.js'
+import type * as ConfigTypes from '../../src/config.js'
+import { ROOT } from '../lib.js'
+
+/**
+ * Bench only: the compiled modelplane app as `npm start` runs it, plus the admin the benchmark logs
+ * in as (BENCH_REALM, BENCH_EMAIL, BENCH_PASSWORD).
+ */
+const dist = (file: string) => path.join(ROOT, 'dist', file)
+const { buildApp } = (await import(dist('app.js'))) as typeof AppTypes
+const { loadConfig } = (await import(dist('config.js'))) as typeof ConfigTypes
+
+const app = await buildApp(loadConfig())
+await app.services.auth.createLocalUser({
+  realm: process.env.BENCH_REALM!,
+  email: process.env.BENCH_EMAIL!,
+  password: process.env.BENCH_PASSWORD!,
+  role: 'admin',
+})
+await app.listen({ port: Number(process.env.PORT), host: process.env.HOST ?? '127.0.0.1' })
+process.on('SIGTERM', async () => {
+  await app.close()
+  process.exit(0)
+})

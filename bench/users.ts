@@ -1,0 +1,168 @@
+import { execSync } from 'node:child_process'
+import { randomUUID } from 'node:crypto'
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import pg from 'pg'
+// @ts-expect-error the build script is plain JavaScript without declarations
+import { buildDist } from '../scripts/build.mjs'
+import { load, machine, type Measurement, startServer, table, writeSection } from './lib.js'
+
+/**
+ * `npm run bench:users`: GET /ai/admin/users on 100,000 users in 10 tenants, with auth (embedded
+ * issuer bearer token), validation and the capped total, beside a bare Fastify + pg server running
+ * the naive queries (filter, ORDER BY … LIMIT/OFFSET, count(*)), in the same run.
+ */
+const ADMIN_URL = process.env.BENCH_PG_ADMIN_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres'
+const REDIS_URL = process.env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379/0'
+const DB_NAME = 'modelplane_bench_users'
+const dbUrl = (() => {
+  const u = new URL(ADMIN_URL)
+  u.pathname = `/${DB_NAME}`
+  return u.toString()
+})()
+const VAULT_KEYS = `bench:${Buffer.alloc(32, 7).toString('base64')}`
+const DURATION = Number(process.env.BENCH_SECONDS ?? 10)
+const USERS = 100_000
+const TENANTS = 10
+
+async function admin(sql: string) {
+  const client = new pg.Client({ connectionString: ADMIN_URL })
+  await client.connect()
+  try {
+    await client.query(sql)
+  } finally {
+    await client.end()
+  }
+}
+
+/** 10 tenants (the bench realm among them) sharing 100,000 users, in one statement; returns the bench tenant's id and one of its users. */
+async function seed(realm: string): Promise<{ tenantId: string; userId: string }> {
+  const client = new pg.Client({ connectionString: dbUrl })
+  await client.connect()
+  try {
+    await client.query(
+      `insert into tenants (realm, display_name) select 'bench-other-' || g, 'other ' || g from generate_series(1, $1) g`,
+      [TENANTS - 1],
+    )
+    const { rows: tenants } = await client.query<{ id: string; realm: string }>(
+      `select id, realm from tenants where realm = $1 or realm like 'bench-other-%' order by realm`,
+      [realm],
+    )
+    await client.query(
+      `insert into users (tenant_id, auth_id, email, name, role, status, tag, attributes, created_at)
+       select ($1::uuid[])[1 + g % $2], 'seed-' || g,
+              'user' || g || '@' || (array['acme.test','example.org','corp.test'])[1 + g % 3],
+              (array['Ada','Grace','Alan','Linus','Barbara','Ken','Margaret','Dennis'])[1 + g % 8] || ' ' ||
+                (array['Lovelace','Hopper','Turing','Torvalds','Liskov','Thompson','Hamilton','Ritchie'])[1 + (g / 8) % 8] || ' ' || g,
+              (array['viewer','developer','devops','tester','admin'])[1 + (g / 10) % 5],
+              case when g % 50 = 0 then 'deleted' when g % 17 = 0 then 'disabled' when g % 7 = 0 then 'invited' else 'active' end,
+              case when g % 3 = 0 then 'tag-' || g end,
+              jsonb_build_object('team', 'team-' || (g % 20), 'n', g),
+              now() - g * interval '1 minute'
+       from generate_series(1, $3) g`,
+      [`{${tenants.map((t) => t.id).join(',')}}`, TENANTS, USERS],
+    )
+    await client.query('vacuum analyze users')
+    const tenantId = tenants.find((t) => t.realm === realm)!.id
+    const { rows } = await client.query<{ id: string }>(
+      "select id from users where tenant_id = $1 and status = 'active' and auth_id like 'seed-%' order by created_at desc offset 500 limit 1",
+      [tenantId],
+    )
+    return { tenantId, userId: rows[0]!.id }
+  } finally {
+    await client.end()
+  }
+}
+
+async function main() {
+  const loadBefore = os.loadavg()
+  await admin(`drop database if exists ${DB_NAME} with (force)`)
+  await admin(`create database ${DB_NAME}`)
+  await buildDist()
+  const credentials = { realm: 'bench', email: 'bench-admin@example.test', password: `pw-${randomUUID()}` }
+  const common = { DATABASE_URL: dbUrl, DATABASE_POOL_MAX: '20' }
+  const app = await startServer('bench/servers/users-app.ts', {
+    ...common,
+    REDIS_URL,
+    VAULT_KEYS,
+    RATE_LIMIT_MAX: '0',
+    BENCH_REALM: credentials.realm,
+    BENCH_EMAIL: credentials.email,
+    BENCH_PASSWORD: credentials.password,
+    DATA_DIR: fs.mkdtempSync(path.join(os.tmpdir(), 'mp-bench-users-')),
+  })
+  const results: Measurement[] = []
+  let baseline: Awaited<ReturnType<typeof startServer>> | undefined
+  try {
+    const { tenantId, userId } = await seed(credentials.realm)
+    baseline = await startServer('bench/servers/users-baseline.ts', { ...common, BENCH_TENANT_ID: tenantId })
+    const login = await fetch(`${app.url}/v1/auth/login`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ email: credentials.email, password: credentials.password, tenant: credentials.realm }),
+    })
+    if (login.status !== 200) throw new Error(`login failed: ${login.status} ${await login.text()}`)
+    const { accessToken } = (await login.json()) as { accessToken: string }
+    const auth = { authorization: `Bearer ${accessToken}` }
+    const opts = { connections: 32, durationSeconds: DURATION }
+    const scenarios = [
+      { name: 'filtered page', query: 'status=active&role=developer&sort=name:asc&page=3&limit=20' },
+      { name: 'default page', query: 'page=1&limit=20' },
+      { name: 'search q', query: 'q=lovelace&sort=createdAt:desc&limit=20' },
+    ]
+    for (const s of scenarios) {
+      const check = await fetch(`${app.url}/ai/admin/users?${s.query}`, { headers: auth })
+      if (check.status !== 200) throw new Error(`${s.name}: ${check.status} ${await check.text()}`)
+      results.push(await load(`baseline ${s.name}`, `${baseline.url}/users?${s.query}`, opts))
+      results.push(await load(`modelplane ${s.name}`, `${app.url}/ai/admin/users?${s.query}`, { ...opts, headers: auth }))
+    }
+    results.push(await load('baseline read by id', `${baseline.url}/users/${userId}`, opts))
+    results.push(await load('modelplane read by id', `${app.url}/ai/admin/users/${userId}`, { ...opts, headers: auth }))
+  } finally {
+    await baseline?.stop()
+    await app.stop()
+    await admin(`drop database if exists ${DB_NAME} with (force)`)
+  }
+  const loadAfter = os.loadavg()
+  const others = (() => {
+    try {
+      return execSync("ps -eo pcpu,comm --sort=-pcpu | awk 'NR>1 && $1>20 {print $2\" \"$1\"%\"}' | head -5", { encoding: 'utf8' })
+        .trim()
+        .split('\n')
+        .filter(Boolean)
+        .join(', ')
+    } catch {
+      return 'unknown'
+    }
+  })()
+  const pairs = Object.fromEntries(
+    results.filter((r) => r.name.startsWith('modelplane ')).map((r) => [r.name, r.name.replace('modelplane ', 'baseline ')]),
+  )
+  const report = `## User administration (\`npm run bench:users\`)
+
+Measured ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC on ${machine()}.
+Load average before the run ${loadBefore.map((l) => l.toFixed(2)).join(' / ')}, after ${loadAfter.map((l) => l.toFixed(2)).join(' / ')}
+(1/5/15 min)${loadBefore[0]! > 0.5 ? ': **the machine was not idle** (other work was running), so absolute numbers are low and noisy; the ratio is what to read' : ''}.
+Busy processes at the end: ${others || 'none above 20% CPU'}.
+
+100,000 users in 10 tenants (≈10,000 per tenant; 5 roles, 4 statuses, a third tagged), seeded in one
+INSERT … SELECT and VACUUM ANALYZEd. autocannon, 32 connections, ${DURATION} s per run after a 2 s warm-up;
+load generator and servers on the same machine, PostgreSQL 15 and Redis on localhost, pools of 20.
+modelplane is the compiled app (LOG_LEVEL=warn, rate limiting off) called with an embedded-issuer
+bearer token (signature check, revocation lookup, permission), TypeBox validation, the capped total
+(counted along a created_at index to page end + 1,000) and serialization of the AiUser schema. The baseline is bare
+Fastify + pg with the naive queries: the same filter, \`ORDER BY … LIMIT/OFFSET\` and a full \`count(*)\`
+for the total, no auth, no validation, \`select *\`.
+
+Scenarios: filtered page = \`status=active&role=developer&sort=name:asc&page=3\`; default page =
+\`page=1\` (all non-deleted users, newest first); search q = \`q=lovelace\` (substring of name or email,
+trigram index); read by id = one user of the tenant.
+
+${table(results, pairs)}
+`
+  writeSection('users', report)
+  process.stdout.write(`${report}\n`)
+}
+
+await main()

@@ -1,0 +1,267 @@
+import { and, asc, desc, eq, gt, gte, inArray, isNull, lt, ne, or, type SQL, sql } from 'drizzle-orm'
+import type { Executor } from '../../platform/db/client.js'
+import type { SortRequest } from '../../platform/http/pagination.js'
+import { users } from '../auth/tables.js'
+import { DuplicateEmailError, DuplicateTagError } from './errors.js'
+import { userInvites } from './tables.js'
+
+export type UserStatus = 'active' | 'invited' | 'disabled' | 'deleted'
+export type UserSortField = 'createdAt' | 'name' | 'email'
+
+/** What user administration reads: never the password hash, never the secrets' ciphertexts. */
+const columns = {
+  id: users.id,
+  tenantId: users.tenantId,
+  authId: users.authId,
+  email: users.email,
+  name: users.name,
+  role: users.role,
+  status: users.status,
+  tag: users.tag,
+  attributes: users.attributes,
+  secretNames: sql<string[]>`coalesce(array(select jsonb_object_keys(${users.secrets}) order by 1), '{}')`.as('secret_names'),
+  version: users.version,
+  createdAt: users.createdAt,
+  updatedAt: users.updatedAt,
+}
+
+export interface AdminUserRow {
+  id: string
+  tenantId: string
+  authId: string
+  email: string
+  name: string
+  role: string
+  status: string
+  tag: string | null
+  attributes: unknown
+  secretNames: string[]
+  version: number
+  createdAt: Date
+  updatedAt: Date
+}
+
+export interface UserListFilter {
+  tenantId: string
+  q?: string
+  email?: string
+  role?: string
+  status?: UserStatus
+  tag?: string
+  createdFrom?: Date
+  createdTo?: Date
+  sort: SortRequest<UserSortField>
+  limit: number
+  offset: number
+}
+
+/**
+ * How far past the requested page the total is counted. Counting every match of a big tenant costs
+ * as much as reading it; counting to page end + this many is bounded, and a total beyond it is
+ * reported as a lower bound (totalExact: false). See docs/architecture.md, Decisions.
+ */
+export const TOTAL_LOOKAHEAD = 1000
+
+/** `%`, `_` and the escape character itself match literally in a LIKE pattern. */
+export function escapeLike(value: string): string {
+  return value.replace(/[\\%_]/g, (c) => `\\${c}`)
+}
+
+function listWhere(filter: UserListFilter): SQL {
+  const conditions: SQL[] = [eq(users.tenantId, filter.tenantId)]
+  // Deleted users are listed only when asked for by name.
+  conditions.push(filter.status ? eq(users.status, filter.status) : ne(users.status, 'deleted'))
+  if (filter.q) {
+    const pattern = `%${escapeLike(filter.q)}%`
+    conditions.push(or(sql`${users.name} ilike ${pattern} escape '\\'`, sql`${users.email} ilike ${pattern} escape '\\'`)!)
+  }
+  if (filter.email) conditions.push(sql`lower(${users.email}) = lower(${filter.email})`)
+  if (filter.role) conditions.push(eq(users.role, filter.role))
+  if (filter.tag) conditions.push(eq(users.tag, filter.tag))
+  if (filter.createdFrom) conditions.push(gte(users.createdAt, filter.createdFrom))
+  // Inclusive to the millisecond the API shows, though the column keeps microseconds.
+  if (filter.createdTo) conditions.push(lt(users.createdAt, new Date(filter.createdTo.getTime() + 1)))
+  return and(...conditions)!
+}
+
+/** Every ordering ends in the id, so pages never overlap; each matches an index scanned forward or backward. */
+function listOrder(sort: SortRequest<UserSortField>): SQL[] {
+  const dir = sort.direction === 'asc' ? asc : desc
+  switch (sort.field) {
+    // users_tenant_created_at_idx is (tenant_id, created_at desc, id): the id runs the other way.
+    case 'createdAt':
+      return [dir(users.createdAt), sort.direction === 'asc' ? desc(users.id) : asc(users.id)]
+    case 'name':
+      return [dir(users.name), dir(users.id)]
+    case 'email':
+      return [dir(users.email), dir(users.id)]
+  }
+}
+
+/**
+ * The two statements of a list page, unexecuted: the page itself and the capped count. Exported so
+ * the EXPLAIN test checks exactly the SQL the endpoint runs.
+ */
+export function listUsersQueries(executor: Executor, filter: UserListFilter) {
+  const where = listWhere(filter)
+  const order = listOrder(filter.sort)
+  const countLimit = filter.offset + filter.limit + TOTAL_LOOKAHEAD
+  const page = executor
+    .select(columns)
+    .from(users)
+    .where(where)
+    .orderBy(...order)
+    .limit(filter.limit)
+    .offset(filter.offset)
+  // Ordered by creation time, which every (tenant_id[, status | role], created_at desc) index
+  // delivers, so the count walks the index that best fits the filter and stops at the cap.
+  // Unordered, a capped count looks cheapest to the planner as a sequential scan that stops early —
+  // which it is not when the tenant's rows are spread across the table.
+  const matches = executor
+    .select({ one: sql`1` })
+    .from(users)
+    .where(where)
+    .orderBy(desc(users.createdAt))
+    .limit(countLimit + 1)
+    .as('matches')
+  const total = executor.select({ n: sql<number>`count(*)::int` }).from(matches)
+  return { page, total, countLimit }
+}
+
+export async function listUsers(
+  executor: Executor,
+  filter: UserListFilter,
+): Promise<{ rows: AdminUserRow[]; total: number; totalExact: boolean }> {
+  const { page, total, countLimit } = listUsersQueries(executor, filter)
+  const [rows, [counted]] = await Promise.all([page, total])
+  const n = counted?.n ?? 0
+  return n > countLimit ? { rows, total: countLimit, totalExact: false } : { rows, total: n, totalExact: true }
+}
+
+/** A live (not deleted) user of the tenant. */
+export async function findLiveUser(executor: Executor, tenantId: string, id: string): Promise<AdminUserRow | undefined> {
+  const [row] = await executor
+    .select(columns)
+    .from(users)
+    .where(and(eq(users.id, id), eq(users.tenantId, tenantId), ne(users.status, 'deleted')))
+    .limit(1)
+  return row
+}
+
+/** The full row, locked for the rest of the transaction (the read of a read-modify-write). */
+export async function lockLiveUser(executor: Executor, tenantId: string, id: string) {
+  const [row] = await executor
+    .select()
+    .from(users)
+    .where(and(eq(users.id, id), eq(users.tenantId, tenantId), ne(users.status, 'deleted')))
+    .for('update')
+  return row
+}
+
+export const ADMIN_ROLES = ['admin', 'super_admin'] as const
+
+/**
+ * Serializes changes to who administers a tenant: taken first by every transaction that may demote,
+ * disable or delete an admin, so two of them cannot each leave the other as the "last" admin.
+ */
+export async function lockTenantAdmins(executor: Executor, tenantId: string): Promise<void> {
+  await executor.execute(sql`select pg_advisory_xact_lock(hashtextextended(${`user_admin:admins:${tenantId}`}, 0))`)
+}
+
+export async function countActiveAdmins(executor: Executor, tenantId: string, exceptId?: string): Promise<number> {
+  const conditions = [eq(users.tenantId, tenantId), eq(users.status, 'active'), inArray(users.role, [...ADMIN_ROLES])]
+  if (exceptId) conditions.push(ne(users.id, exceptId))
+  const [row] = await executor
+    .select({ n: sql<number>`count(*)::int` })
+    .from(users)
+    .where(and(...conditions))
+  return row?.n ?? 0
+}
+
+/** A unique violation of the tenant's email or tag index, as the API's conflict. */
+function conflictOf(err: unknown): Error | undefined {
+  const cause = (err as { cause?: unknown }).cause ?? err
+  const { code, constraint } = cause as { code?: string; constraint?: string }
+  if (code !== '23505') return undefined
+  if (constraint === 'users_tenant_email_key') return new DuplicateEmailError()
+  if (constraint === 'users_tenant_tag_key') return new DuplicateTagError()
+  return undefined
+}
+
+async function mapConflicts<T>(run: () => Promise<T>): Promise<T> {
+  try {
+    return await run()
+  } catch (err) {
+    throw conflictOf(err) ?? err
+  }
+}
+
+export interface NewAdminUser {
+  id: string
+  tenantId: string
+  authId: string
+  email: string
+  name: string
+  role: string
+  status: string
+  tag: string | null
+  attributes: Record<string, unknown>
+  secrets: Record<string, string>
+}
+
+/** Inserts the user; the unique indexes decide duplicates (DuplicateEmailError / DuplicateTagError), never a prior read. */
+export async function insertUser(executor: Executor, user: NewAdminUser): Promise<void> {
+  await mapConflicts(() => executor.insert(users).values(user))
+}
+
+export interface UserChanges {
+  email?: string
+  name?: string
+  role?: string
+  status?: string
+  tag?: string | null
+  attributes?: Record<string, unknown>
+  secrets?: Record<string, string>
+}
+
+export async function updateUser(executor: Executor, id: string, changes: UserChanges): Promise<void> {
+  await mapConflicts(() =>
+    executor
+      .update(users)
+      .set({ ...changes, version: sql`${users.version} + 1`, updatedAt: sql`now()` })
+      .where(eq(users.id, id)),
+  )
+}
+
+// ---- invites ---------------------------------------------------------------------------------
+
+export async function insertInvite(executor: Executor, invite: { userId: string; tokenHash: string; expiresAt: Date }): Promise<void> {
+  await executor.insert(userInvites).values(invite)
+}
+
+/** The unused, unexpired invite with this token hash, locked; with its user's id. */
+export async function lockOpenInvite(executor: Executor, tokenHash: string) {
+  const [row] = await executor
+    .select()
+    .from(userInvites)
+    .where(and(eq(userInvites.tokenHash, tokenHash), isNull(userInvites.usedAt), gt(userInvites.expiresAt, sql`now()`)))
+    .for('update')
+  return row
+}
+
+export async function closeInvitesOf(executor: Executor, userId: string): Promise<void> {
+  await executor
+    .update(userInvites)
+    .set({ usedAt: sql`now()` })
+    .where(and(eq(userInvites.userId, userId), isNull(userInvites.usedAt)))
+}
+
+/** Sets the password of an invited (or active) user and makes them active; false when the user cannot accept. */
+export async function activateWithPassword(executor: Executor, userId: string, passwordHash: string): Promise<boolean> {
+  const rows = await executor
+    .update(users)
+    .set({ passwordHash, status: 'active', version: sql`${users.version} + 1`, updatedAt: sql`now()` })
+    .where(and(eq(users.id, userId), inArray(users.status, ['invited', 'active'])))
+    .returning({ id: users.id })
+  return rows.length === 1
+}

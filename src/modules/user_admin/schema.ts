@@ -1,0 +1,143 @@
+import Type from 'typebox'
+import { PageQueryProperties, StrictObject, Uuid } from '../../platform/http/schemas.js'
+import { ROLE_RANK } from '../auth/permissions.js'
+
+/** Keys of `attributes` and names of `secrets`: short, printable, no dots-only tricks. */
+export const KEY_PATTERN = '^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,63}$'
+export const LIMITS = {
+  attributeKeys: 100,
+  /** Serialized JSON bytes of one attribute value. */
+  attributeValueBytes: 4096,
+  /** Nesting of objects/arrays inside one attribute value. */
+  attributeDepth: 5,
+  attributesTotalBytes: 32_768,
+  secrets: 50,
+  secretValueLength: 8192,
+} as const
+
+/** PostgreSQL text cannot hold NUL: refused here as a 400 rather than failing in the database. */
+const NO_NUL = '^[^\\x00]*$'
+const Email = Type.String({ minLength: 3, maxLength: 254, pattern: '^[^@\\s\\x00]+@[^@\\s\\x00]+$' })
+const Name = Type.String({ maxLength: 200, pattern: NO_NUL })
+const Role = Type.Union(ROLE_RANK.map((r) => Type.Literal(r)))
+const WritableStatus = Type.Union([Type.Literal('active'), Type.Literal('invited'), Type.Literal('disabled')])
+const Status = Type.Union([...WritableStatus.anyOf, Type.Literal('deleted')])
+const Tag = Type.String({ minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9][A-Za-z0-9_.:-]*$' })
+const DateTime = Type.String({ format: 'date-time', maxLength: 64 })
+
+const attributes = (value: ReturnType<typeof Type.Unknown>) =>
+  Type.Record(Type.String({ pattern: KEY_PATTERN }), value, {
+    maxProperties: LIMITS.attributeKeys,
+    additionalProperties: false,
+    description: `A JSON object: at most ${LIMITS.attributeKeys} keys, each value at most ${LIMITS.attributeValueBytes} bytes of JSON nested at most ${LIMITS.attributeDepth} deep`,
+  })
+const SecretValue = Type.String({ minLength: 1, maxLength: LIMITS.secretValueLength, pattern: NO_NUL })
+const secrets = <T extends typeof SecretValue | ReturnType<typeof Type.Union>>(value: T) =>
+  Type.Record(Type.String({ pattern: KEY_PATTERN }), value, {
+    maxProperties: LIMITS.secrets,
+    additionalProperties: false,
+    description: 'name → value; sealed by the vault at rest and never returned (responses list the names only)',
+  })
+
+export const AiUserCreate = StrictObject(
+  {
+    email: Email,
+    name: Type.Optional(Name),
+    role: Role,
+    tag: Type.Optional(Tag),
+    status: Type.Optional(WritableStatus),
+    attributes: Type.Optional(attributes(Type.Unknown())),
+    secrets: Type.Optional(secrets(SecretValue)),
+  },
+  { $id: 'AiUserCreate', title: 'AiUserCreate' },
+)
+
+export const AiUserUpdate = StrictObject(
+  {
+    email: Type.Optional(Email),
+    name: Type.Optional(Name),
+    role: Type.Optional(Role),
+    tag: Type.Optional(Type.Union([Tag, Type.Null()])),
+    status: Type.Optional(WritableStatus),
+    attributes: Type.Optional(attributes(Type.Unknown({ description: 'null removes the key' }))),
+    secrets: Type.Optional(secrets(Type.Union([SecretValue, Type.Null()]))),
+  },
+  {
+    $id: 'AiUserUpdate',
+    title: 'AiUserUpdate',
+    minProperties: 1,
+    description: '`attributes` and `secrets` are merged key by key; a key set to null is removed',
+  },
+)
+
+export const AiUser = Type.Object(
+  {
+    id: Uuid,
+    email: Type.String(),
+    name: Type.String(),
+    role: Type.String(),
+    status: Status,
+    tag: Type.Union([Type.String(), Type.Null()]),
+    attributes: Type.Record(Type.String(), Type.Unknown()),
+    secretNames: Type.Array(Type.String(), { description: 'names of the stored secrets; values are never returned' }),
+    createdAt: DateTime,
+    updatedAt: DateTime,
+  },
+  { $id: 'AiUser', title: 'AiUser' },
+)
+
+export const AiUserCreated = Type.Object(
+  {
+    ...AiUser.properties,
+    invite: Type.Optional(
+      Type.Object(
+        {
+          token: Type.String({ description: 'one-time token for POST /v1/auth/accept-invite; shown only in this answer' }),
+          expiresAt: DateTime,
+        },
+        { description: 'embedded mode only: how the new user sets their password' },
+      ),
+    ),
+  },
+  { title: 'AiUserCreated' },
+)
+
+export const AiUserPage = Type.Object(
+  {
+    items: Type.Array(AiUser),
+    total: Type.Integer({ minimum: 0, description: 'exact when totalExact, else a lower bound (see totalExact)' }),
+    totalExact: Type.Boolean({
+      description: 'false when more than page×limit+1000 users match: counting stops there and total is that lower bound',
+    }),
+    page: Type.Integer({ minimum: 1 }),
+    limit: Type.Integer({ minimum: 1 }),
+  },
+  { title: 'AiUserPage' },
+)
+
+export const SORT_FIELDS = ['createdAt', 'name', 'email'] as const
+
+export const AiUserListQuery = Type.Object({
+  q: Type.Optional(Type.String({ minLength: 1, maxLength: 200, pattern: NO_NUL, description: 'substring of name or email, case-insensitive' })),
+  email: Type.Optional(Type.String({ minLength: 1, maxLength: 254, pattern: NO_NUL, description: 'exact email, case-insensitive' })),
+  role: Type.Optional(Type.String({ minLength: 1, maxLength: 64, pattern: NO_NUL })),
+  status: Type.Optional(Status),
+  tag: Type.Optional(Type.String({ minLength: 1, maxLength: 64, pattern: NO_NUL })),
+  createdFrom: Type.Optional(DateTime),
+  createdTo: Type.Optional(DateTime),
+  sort: Type.Optional(
+    Type.String({ maxLength: 64, pattern: '^[A-Za-z_]+(:(asc|desc))?$', description: 'createdAt|name|email, :asc or :desc; default createdAt:desc' }),
+  ),
+  page: PageQueryProperties.page,
+  limit: PageQueryProperties.limit,
+})
+
+export const UserIdParams = Type.Object({ UserID: Uuid })
+
+export const AcceptInviteBody = StrictObject(
+  {
+    token: Type.String({ minLength: 16, maxLength: 128 }),
+    password: Type.String({ minLength: 12, maxLength: 1024 }),
+  },
+  { title: 'AcceptInviteRequest' },
+)

@@ -1,0 +1,358 @@
+import { createHash, randomBytes, randomUUID } from 'node:crypto'
+import type { Logger } from 'pino'
+import type { Principal } from '../../platform/auth/principal.js'
+import { type Database, transaction } from '../../platform/db/client.js'
+import { ValidationError } from '../../platform/errors.js'
+import { assertIfMatch, etagOf } from '../../platform/http/etag.js'
+import { pageRequest, parseSort } from '../../platform/http/pagination.js'
+import type { Vault } from '../../platform/vault.js'
+import type { AuthService, KeycloakClient } from '../auth/index.js'
+import * as crud from './crud.js'
+import { ADMIN_ROLES, type AdminUserRow, type UserStatus } from './crud.js'
+import { InvalidInviteError, LastAdminError, RoleNotAllowedError, UserNotFoundError } from './errors.js'
+import { LIMITS, SORT_FIELDS } from './schema.js'
+
+const INVITE_TTL_MS = 7 * 86_400_000
+
+export interface UserAdminDeps {
+  db: Database
+  vault: Pick<Vault, 'encrypt'>
+  log: Logger
+  mode: 'embedded' | 'keycloak'
+  auth: Pick<AuthService, 'invalidateUser' | 'revokeApiKeysOfUser' | 'hashPassword'>
+  keycloak?: Pick<KeycloakClient, 'createUser' | 'updateUser' | 'deleteUser'>
+}
+
+type WritableStatus = 'active' | 'invited' | 'disabled'
+
+export interface AiUserCreateInput {
+  email: string
+  name?: string
+  role: string
+  tag?: string
+  status?: WritableStatus
+  attributes?: Record<string, unknown>
+  secrets?: Record<string, string>
+}
+
+export interface AiUserUpdateInput {
+  email?: string
+  name?: string
+  role?: string
+  tag?: string | null
+  status?: WritableStatus
+  attributes?: Record<string, unknown>
+  secrets?: Record<string, string | null>
+}
+
+export interface AiUserListInput {
+  q?: string
+  email?: string
+  role?: string
+  status?: UserStatus
+  tag?: string
+  createdFrom?: string
+  createdTo?: string
+  sort?: string
+  page?: number
+  limit?: number
+}
+
+export interface AiUserView {
+  id: string
+  email: string
+  name: string
+  role: string
+  status: UserStatus
+  tag: string | null
+  attributes: Record<string, unknown>
+  secretNames: string[]
+  createdAt: string
+  updatedAt: string
+}
+
+export function userView(row: AdminUserRow): AiUserView {
+  return {
+    id: row.id,
+    email: row.email,
+    name: row.name,
+    role: row.role,
+    status: row.status as UserStatus,
+    tag: row.tag,
+    attributes: (row.attributes ?? {}) as Record<string, unknown>,
+    secretNames: row.secretNames,
+    createdAt: row.createdAt.toISOString(),
+    updatedAt: row.updatedAt.toISOString(),
+  }
+}
+
+const etagOfRow = (row: { id: string; updatedAt: Date; version: number }) => etagOf(row.id, row.updatedAt, row.version)
+const sha256Hex = (value: string) => createHash('sha256').update(value, 'utf8').digest('hex')
+const isAdminRole = (role: string) => (ADMIN_ROLES as readonly string[]).includes(role)
+const secretContext = (userId: string, name: string) => `user:${userId}:secret:${name}`
+
+/** Nesting depth of a JSON value, stopping as soon as it passes `limit`. */
+function depthOf(value: unknown, limit: number, depth = 0): number {
+  if (depth > limit || value === null || typeof value !== 'object') return depth
+  let deepest = depth + 1
+  for (const child of Object.values(value as object)) {
+    deepest = Math.max(deepest, depthOf(child, limit, depth + 1))
+    if (deepest > limit) break
+  }
+  return deepest
+}
+
+/** The JSON-schema checks cannot bound a value's size and depth; these do, naming the key. */
+function assertAttributeValues(attributes: Record<string, unknown>): void {
+  for (const [key, value] of Object.entries(attributes)) {
+    if (value === null) continue
+    const json = JSON.stringify(value) ?? ''
+    // jsonb cannot hold NUL in a string: a 400 here instead of an error from the database.
+    if (json.includes('\\u0000')) {
+      throw new ValidationError(`attribute "${key}" contains a NUL character`, [{ field: `body.attributes.${key}`, message: 'no NUL characters' }])
+    }
+    const bytes = Buffer.byteLength(json, 'utf8')
+    if (bytes > LIMITS.attributeValueBytes) {
+      throw new ValidationError(`attribute "${key}" is larger than ${LIMITS.attributeValueBytes} bytes`, [
+        { field: `body.attributes.${key}`, message: `at most ${LIMITS.attributeValueBytes} bytes of JSON` },
+      ])
+    }
+    if (depthOf(value, LIMITS.attributeDepth) > LIMITS.attributeDepth) {
+      throw new ValidationError(`attribute "${key}" is nested deeper than ${LIMITS.attributeDepth}`, [
+        { field: `body.attributes.${key}`, message: `nested at most ${LIMITS.attributeDepth} deep` },
+      ])
+    }
+  }
+}
+
+function assertAttributeTotals(merged: Record<string, unknown>): void {
+  const keys = Object.keys(merged).length
+  const bytes = Buffer.byteLength(JSON.stringify(merged), 'utf8')
+  if (keys > LIMITS.attributeKeys || bytes > LIMITS.attributesTotalBytes) {
+    throw new ValidationError(
+      `attributes may hold at most ${LIMITS.attributeKeys} keys and ${LIMITS.attributesTotalBytes} bytes`,
+      [{ field: 'body.attributes', message: `${keys} keys, ${bytes} bytes after the merge` }],
+    )
+  }
+}
+
+/**
+ * Key-by-key merge: a value replaces, null removes. Built through a Map, so a key such as
+ * "__proto__" can only ever be an own property.
+ */
+function mergeKeys<T>(current: Record<string, T>, changes: Record<string, T | null>, seal: (key: string, value: T) => T): Record<string, T> {
+  const merged = new Map(Object.entries(current))
+  for (const [key, value] of Object.entries(changes)) {
+    if (value === null) merged.delete(key)
+    else merged.set(key, seal(key, value))
+  }
+  return Object.fromEntries(merged)
+}
+
+export function createUserAdminService(deps: UserAdminDeps) {
+  const { db, vault, log, mode, auth, keycloak } = deps
+
+  function assertMayAssignRole(principal: Principal, ...roles: Array<string | undefined>): void {
+    const mayTouchSuper = principal.isSuperuser || principal.role === 'super_admin'
+    if (!mayTouchSuper && roles.includes('super_admin')) throw new RoleNotAllowedError()
+  }
+
+  async function liveUser(principal: Principal, id: string): Promise<AdminUserRow> {
+    const row = await crud.findLiveUser(db, principal.tenantId, id)
+    if (!row) throw new UserNotFoundError()
+    return row
+  }
+
+  async function reread(principal: Principal, id: string) {
+    const row = await liveUser(principal, id)
+    return { user: userView(row), etag: etagOfRow(row) }
+  }
+
+  async function list(principal: Principal, query: AiUserListInput) {
+    const page = pageRequest(query)
+    const sort = parseSort(query.sort, SORT_FIELDS, { field: 'createdAt', direction: 'desc' })
+    const { rows, total, totalExact } = await crud.listUsers(db, {
+      tenantId: principal.tenantId,
+      q: query.q,
+      email: query.email,
+      role: query.role,
+      status: query.status,
+      tag: query.tag,
+      createdFrom: query.createdFrom ? new Date(query.createdFrom) : undefined,
+      createdTo: query.createdTo ? new Date(query.createdTo) : undefined,
+      sort,
+      limit: page.limit,
+      offset: page.offset,
+    })
+    return { items: rows.map(userView), total, totalExact, page: page.page, limit: page.limit }
+  }
+
+  /**
+   * Keycloak mode: Keycloak first (the user's id there becomes auth_id), then the row; when the
+   * row cannot be written (a duplicate email or tag) the Keycloak user is deleted again.
+   * Embedded mode: the row and a one-time invite, in one transaction.
+   */
+  async function create(principal: Principal, input: AiUserCreateInput) {
+    assertMayAssignRole(principal, input.role)
+    if (input.attributes) {
+      assertAttributeValues(input.attributes)
+      assertAttributeTotals(input.attributes)
+    }
+    const id = randomUUID()
+    const status: WritableStatus = input.status ?? (mode === 'embedded' ? 'invited' : 'active')
+    const name = input.name ?? ''
+    const authId = keycloak
+      ? await keycloak.createUser(principal.realm, { email: input.email, name, enabled: status !== 'disabled', role: input.role })
+      : randomUUID()
+    const secrets = mergeKeys<string>({}, input.secrets ?? {}, (key, value) => vault.encrypt(value, secretContext(id, key)))
+    const inviteToken = mode === 'embedded' ? randomBytes(32).toString('base64url') : undefined
+    const inviteExpiresAt = new Date(Date.now() + INVITE_TTL_MS)
+    try {
+      await transaction(db, async (tx) => {
+        await crud.insertUser(tx, {
+          id,
+          tenantId: principal.tenantId,
+          authId,
+          email: input.email,
+          name,
+          role: input.role,
+          status,
+          tag: input.tag ?? null,
+          attributes: input.attributes ?? {},
+          secrets,
+        })
+        if (inviteToken) await crud.insertInvite(tx, { userId: id, tokenHash: sha256Hex(inviteToken), expiresAt: inviteExpiresAt })
+      })
+    } catch (err) {
+      if (keycloak) {
+        await keycloak.deleteUser(principal.realm, authId).catch((undo: Error) =>
+          log.error({ realm: principal.realm, authId, error: undo.message }, 'taking back the keycloak user failed: delete it by hand'),
+        )
+      }
+      throw err
+    }
+    log.info({ userId: id, tenantId: principal.tenantId }, 'user created')
+    const { user, etag } = await reread(principal, id)
+    return {
+      user: inviteToken ? { ...user, invite: { token: inviteToken, expiresAt: inviteExpiresAt.toISOString() } } : user,
+      etag,
+    }
+  }
+
+  /**
+   * Read-modify-write under the row lock. Identity changes (email, name, role, status) go to
+   * Keycloak first, outside any transaction, and are put back when the database write fails.
+   */
+  async function update(principal: Principal, id: string, input: AiUserUpdateInput, ifMatch: string[] | undefined) {
+    const before = await liveUser(principal, id)
+    assertIfMatch(ifMatch, etagOfRow(before))
+    assertMayAssignRole(principal, input.role, input.role !== undefined ? before.role : undefined)
+    if (input.attributes) assertAttributeValues(input.attributes)
+    const losesAdmin =
+      isAdminRole(before.role) &&
+      before.status === 'active' &&
+      ((input.role !== undefined && !isAdminRole(input.role)) || (input.status !== undefined && input.status !== 'active'))
+    // Cheap early answer; the authoritative check is in the transaction, under the tenant's admin lock.
+    if (losesAdmin && (await crud.countActiveAdmins(db, principal.tenantId, id)) === 0) throw new LastAdminError()
+
+    const identity = {
+      email: input.email !== undefined && input.email !== before.email ? input.email : undefined,
+      name: input.name !== undefined && input.name !== before.name ? input.name : undefined,
+      enabled: input.status !== undefined && (input.status === 'disabled') !== (before.status === 'disabled') ? input.status !== 'disabled' : undefined,
+      role: input.role !== undefined && input.role !== before.role ? { from: before.role, to: input.role } : undefined,
+    }
+    const mirrored = keycloak !== undefined && Object.values(identity).some((v) => v !== undefined)
+    if (mirrored) await keycloak!.updateUser(principal.realm, before.authId, identity)
+
+    try {
+      await transaction(db, async (tx) => {
+        if (losesAdmin) await crud.lockTenantAdmins(tx, principal.tenantId)
+        const current = await crud.lockLiveUser(tx, principal.tenantId, id)
+        if (!current) throw new UserNotFoundError()
+        assertIfMatch(ifMatch, etagOfRow(current))
+        if (losesAdmin && (await crud.countActiveAdmins(tx, principal.tenantId, id)) === 0) throw new LastAdminError()
+        const changes: crud.UserChanges = {}
+        if (input.email !== undefined) changes.email = input.email
+        if (input.name !== undefined) changes.name = input.name
+        if (input.role !== undefined) changes.role = input.role
+        if (input.status !== undefined) changes.status = input.status
+        if (input.tag !== undefined) changes.tag = input.tag
+        if (input.attributes) {
+          changes.attributes = mergeKeys<unknown>((current.attributes ?? {}) as Record<string, unknown>, input.attributes, (_k, v) => v)
+          assertAttributeTotals(changes.attributes)
+        }
+        if (input.secrets) {
+          changes.secrets = mergeKeys<string>((current.secrets ?? {}) as Record<string, string>, input.secrets, (key, value) =>
+            vault.encrypt(value, secretContext(id, key)),
+          )
+          if (Object.keys(changes.secrets).length > LIMITS.secrets) {
+            throw new ValidationError(`a user holds at most ${LIMITS.secrets} secrets`, [{ field: 'body.secrets', message: 'too many secrets after the merge' }])
+          }
+        }
+        await crud.updateUser(tx, id, changes)
+      })
+    } catch (err) {
+      if (mirrored) {
+        const undo = {
+          email: identity.email !== undefined ? before.email : undefined,
+          name: identity.name !== undefined ? before.name : undefined,
+          enabled: identity.enabled !== undefined ? before.status !== 'disabled' : undefined,
+          role: identity.role ? { from: identity.role.to, to: identity.role.from } : undefined,
+        }
+        await keycloak!.updateUser(principal.realm, before.authId, undo).catch((e: Error) =>
+          log.error({ userId: id, error: e.message }, 'putting the keycloak user back failed: it differs from the database'),
+        )
+      }
+      throw err
+    }
+    if (input.role !== undefined || input.status !== undefined || input.email !== undefined) await auth.invalidateUser(id)
+    log.info({ userId: id, tenantId: principal.tenantId }, 'user updated')
+    return reread(principal, id)
+  }
+
+  /**
+   * Soft delete: status `deleted` frees the email and tag (the unique indexes skip deleted rows),
+   * the user's API keys are revoked in the same transaction, and cached principals are dropped on
+   * every replica once it commits. Keycloak goes first (deleting the user ends their sessions); a
+   * user Keycloak no longer has counts as deleted there, so a retry after a failed database write converges.
+   */
+  async function remove(principal: Principal, id: string, ifMatch: string[] | undefined): Promise<void> {
+    const before = await liveUser(principal, id)
+    assertIfMatch(ifMatch, etagOfRow(before))
+    assertMayAssignRole(principal, before.role)
+    const losesAdmin = isAdminRole(before.role) && before.status === 'active'
+    if (losesAdmin && (await crud.countActiveAdmins(db, principal.tenantId, id)) === 0) throw new LastAdminError()
+    if (keycloak) await keycloak.deleteUser(principal.realm, before.authId)
+    const revoked = await transaction(db, async (tx) => {
+      if (losesAdmin) await crud.lockTenantAdmins(tx, principal.tenantId)
+      const current = await crud.lockLiveUser(tx, principal.tenantId, id)
+      if (!current) throw new UserNotFoundError()
+      assertIfMatch(ifMatch, etagOfRow(current))
+      if (losesAdmin && (await crud.countActiveAdmins(tx, principal.tenantId, id)) === 0) throw new LastAdminError()
+      await crud.updateUser(tx, id, { status: 'deleted' })
+      await crud.closeInvitesOf(tx, id)
+      return auth.revokeApiKeysOfUser(id, tx)
+    })
+    await auth.invalidateUser(id)
+    log.info({ userId: id, tenantId: principal.tenantId, revokedApiKeys: revoked.length }, 'user deleted')
+  }
+
+  /** Embedded mode: the invited user sets their password with the one-time token and becomes active. */
+  async function acceptInvite(input: { token: string; password: string }): Promise<void> {
+    // Hash before the transaction: scrypt takes tens of milliseconds and must not hold a lock.
+    const passwordHash = await auth.hashPassword(input.password)
+    const userId = await transaction(db, async (tx) => {
+      const invite = await crud.lockOpenInvite(tx, sha256Hex(input.token))
+      if (!invite) throw new InvalidInviteError()
+      if (!(await crud.activateWithPassword(tx, invite.userId, passwordHash))) throw new InvalidInviteError()
+      await crud.closeInvitesOf(tx, invite.userId)
+      return invite.userId
+    })
+    await auth.invalidateUser(userId)
+    log.info({ userId }, 'invite accepted')
+  }
+
+  return { list, get: reread, create, update, remove, acceptInvite }
+}
+
+export type UserAdminService = ReturnType<typeof createUserAdminService>

@@ -1,0 +1,657 @@
+import { randomUUID } from 'node:crypto'
+import { WorkflowRuntimeStatus } from '@dapr/dapr/workflow/runtime/WorkflowRuntimeStatus.js'
+import type { Logger } from 'pino'
+import type { Principal } from '../../platform/auth/principal.js'
+import type { Cache } from '../../platform/cache/types.js'
+import { type Database, transaction } from '../../platform/db/client.js'
+import { AppError, ValidationError } from '../../platform/errors.js'
+import { type PageResult, pageRequest, pageResult, parseSort } from '../../platform/http/pagination.js'
+import * as crud from './crud.js'
+import {
+  engineUnavailable,
+  workflowAlreadyFinished,
+  workflowAlreadyRetried,
+  workflowNotFailed,
+  workflowNotFinished,
+  workflowNotFound,
+  WorkflowErrorCode,
+} from './errors.js'
+import { type RunEvent, type RunEventPublisher, type RunEventType, runChannel, runEvent } from './events.js'
+import {
+  cancellationInstanceId,
+  type CancelledRun,
+  INTERNAL,
+  RESERVED_PREFIX,
+  type RunTracker,
+  type WorkflowDefinition,
+} from './runs.js'
+import { checkRegistrations, type WorkflowEngine } from './runtime.js'
+import type { CompensationState, RunStatus, StepStatus, WorkflowRunRow, WorkflowRunStepRow } from './tables.js'
+
+const MAX_INPUT_BYTES = 1024 * 1024
+/** Larger results keep only their summary. */
+const MAX_RESULT_BYTES = 4 * 1024 * 1024
+const MAX_SUMMARY = 500
+const MAX_MESSAGE = 500
+const MAX_STEPS = 100_000
+/** Fields never echoed into a summary. */
+const SENSITIVE_KEY = /secret|password|passwd|token|credential|kubeconfig|private|(^|_)key$|apikey/i
+
+export interface RunView {
+  id: string
+  type: string
+  tenantId: string
+  resource: { kind: string; id: string }
+  startedBy: string
+  status: RunStatus
+  currentStep: number
+  totalSteps: number | null
+  percent: number
+  message: string | null
+  error: { code: string; message: string } | null
+  inputSummary: string | null
+  resultSummary: string | null
+  parentId: string | null
+  retryOf: string | null
+  compensation: CompensationState | null
+  createdAt: string
+  updatedAt: string
+  startedAt: string | null
+  finishedAt: string | null
+}
+
+export interface StepView {
+  step: number
+  message: string | null
+  status: StepStatus
+  startedAt: string
+  finishedAt: string | null
+}
+
+export interface RunDetail extends RunView {
+  result: unknown
+  steps: StepView[]
+}
+
+export interface StartRequest {
+  /** A registered workflow name. */
+  type: string
+  tenantId: string
+  resource: { kind: string; id: string }
+  /** The principal id that asked for it. */
+  startedBy: string
+  /** The workflow's input: a JSON object (the SDK drops falsy inputs), at most 1 MiB. */
+  input?: Record<string, unknown>
+  /** What the list shows of the input; derived from its plain fields when omitted. */
+  inputSummary?: string
+  /** Same key and same tenant: the first run is the answer, nothing starts twice. */
+  idempotencyKey?: string
+  /** The run that starts this one. */
+  parentId?: string
+}
+
+export interface Progress {
+  /** 1-based number of the step now running; earlier steps count as done. */
+  step: number
+  totalSteps?: number
+  /** 0-100; kept as it was when omitted. */
+  percent?: number
+  message?: string
+}
+
+export interface ListQuery {
+  page?: number
+  limit?: number
+  sort?: string
+  type?: string
+  status?: RunStatus
+  resourceKind?: string
+  resourceId?: string
+  startedBy?: string
+}
+
+export type StreamEventName = 'state' | 'progress' | 'end'
+
+/** Where a progress stream writes; the route turns it into server-sent events. */
+export interface RunStreamSink {
+  send(name: StreamEventName, event: RunEvent): void
+  /** The run ended (or is gone): nothing more will be sent. */
+  end(): void
+}
+
+export interface RunStream {
+  /** Re-reads the record and sends what a lost announcement would have (called on every heartbeat). */
+  refresh(): Promise<void>
+  close(): Promise<void>
+}
+
+export interface WorkflowServiceDeps {
+  db: Database
+  cache: Cache
+  log: Logger
+  publisher: RunEventPublisher
+}
+
+const ENGINE_TERMINAL = new Set([
+  WorkflowRuntimeStatus.COMPLETED,
+  WorkflowRuntimeStatus.FAILED,
+  WorkflowRuntimeStatus.TERMINATED,
+])
+const GRPC_NOT_FOUND = 5
+const GRPC_ALREADY_EXISTS = 6
+
+function iso(date: Date | null): string | null {
+  return date ? date.toISOString() : null
+}
+
+export function runView(row: WorkflowRunRow): RunView {
+  return {
+    id: row.id,
+    type: row.type,
+    tenantId: row.tenantId,
+    resource: { kind: row.resourceKind, id: row.resourceId },
+    startedBy: row.startedBy,
+    status: row.status,
+    currentStep: row.currentStep,
+    totalSteps: row.totalSteps,
+    percent: row.percent,
+    message: row.message,
+    error: row.errorCode ? { code: row.errorCode, message: row.errorMessage ?? '' } : null,
+    inputSummary: row.inputSummary,
+    resultSummary: row.resultSummary,
+    parentId: row.parentId,
+    retryOf: row.retryOf,
+    compensation: row.compensation,
+    createdAt: row.createdAt.toISOString(),
+    updatedAt: row.updatedAt.toISOString(),
+    startedAt: iso(row.startedAt),
+    finishedAt: iso(row.finishedAt),
+  }
+}
+
+function stepView(row: WorkflowRunStepRow): StepView {
+  return {
+    step: row.step,
+    message: row.message,
+    status: row.status,
+    startedAt: row.startedAt.toISOString(),
+    finishedAt: iso(row.finishedAt),
+  }
+}
+
+/** The plain top-level fields of a value, short and without anything that looks like a secret. */
+export function summarize(value: unknown): string | null {
+  if (value === null || value === undefined) return null
+  if (typeof value !== 'object') return String(value).slice(0, MAX_SUMMARY)
+  if (Array.isArray(value)) return `${value.length} items`
+  const parts: string[] = []
+  for (const [key, field] of Object.entries(value as Record<string, unknown>)) {
+    if (SENSITIVE_KEY.test(key)) continue
+    if (typeof field === 'string') parts.push(`${key}=${field.length > 64 ? `${field.slice(0, 61)}...` : field}`)
+    else if (typeof field === 'number' || typeof field === 'boolean') parts.push(`${key}=${field}`)
+    else if (Array.isArray(field)) parts.push(`${key}=[${field.length}]`)
+  }
+  return parts.join(', ').slice(0, MAX_SUMMARY) || null
+}
+
+function eventTypeOf(row: WorkflowRunRow): RunEventType {
+  switch (row.status) {
+    case 'pending':
+      return 'workflow.created'
+    case 'running':
+      return 'workflow.progress'
+    default:
+      return row.status === 'cancelled' && row.compensation && row.compensation !== 'running'
+        ? 'workflow.compensated'
+        : `workflow.${row.status}`
+  }
+}
+
+/** The run is over for a watcher: finished, and not compensating any more. */
+function isOver(event: Pick<RunEvent, 'status' | 'compensation' | 'type'>): boolean {
+  return event.type === 'workflow.purged' || (crud.isFinished(event.status) && event.compensation !== 'running')
+}
+
+function grpcCode(err: unknown): number | undefined {
+  const code = (err as { code?: unknown } | null)?.code
+  return typeof code === 'number' ? code : undefined
+}
+
+export function createWorkflowService(deps: WorkflowServiceDeps) {
+  const { db, cache, publisher } = deps
+  const log = deps.log
+  const definitions = new Map<string, WorkflowDefinition>()
+  let engine: WorkflowEngine | undefined
+  let sealed = false
+
+  function client() {
+    if (!engine) throw engineUnavailable()
+    return engine.client
+  }
+
+  /** Commits fn's change and its outbox event together, then tells the streams. */
+  async function change(
+    type: RunEventType | ((row: WorkflowRunRow) => RunEventType),
+    fn: (tx: Parameters<Parameters<typeof transaction>[1]>[0]) => Promise<WorkflowRunRow | undefined>,
+  ): Promise<WorkflowRunRow | undefined> {
+    const row = await transaction(db, async (tx) => {
+      const updated = await fn(tx)
+      if (updated) await publisher.record(tx, runEvent(typeof type === 'function' ? type(updated) : type, updated))
+      return updated
+    })
+    if (row) await publisher.announce(runEvent(typeof type === 'function' ? type(row) : type, row))
+    return row
+  }
+
+  async function visibleRun(principal: Principal, id: string): Promise<WorkflowRunRow> {
+    const row = await crud.getRun(db, id, principal.tenantId)
+    if (!row) throw workflowNotFound()
+    return row
+  }
+
+  async function schedule(row: WorkflowRunRow): Promise<void> {
+    try {
+      await client().scheduleNewWorkflow(row.type, row.input ?? {}, row.id)
+    } catch (err) {
+      if (grpcCode(err) === GRPC_ALREADY_EXISTS) return
+      log.error({ err, workflowId: row.id, type: row.type }, 'scheduling a workflow failed')
+      await tracker.markFailed(row.id, {
+        code: WorkflowErrorCode.SCHEDULE_FAILED,
+        message: 'the workflow engine did not accept the run',
+      })
+      throw new AppError(WorkflowErrorCode.SCHEDULE_FAILED, 503, 'the workflow engine did not accept the run; retry later')
+    }
+  }
+
+  /** A run recorded by an earlier attempt that may have died before scheduling it. */
+  async function ensureScheduled(row: WorkflowRunRow): Promise<void> {
+    if (row.status !== 'pending') return
+    const state = await client().getWorkflowState(row.id, false)
+    if (!state) await schedule(row)
+  }
+
+  async function startRun(request: StartRequest & { retryOf?: string }): Promise<{ workflowId: string; deduplicated: boolean }> {
+    const definition = definitions.get(request.type)
+    if (!definition) throw new Error(`workflow type ${request.type} is not registered`)
+    client()
+    const input = request.input ?? {}
+    if (typeof input !== 'object' || input === null || Array.isArray(input)) {
+      throw new ValidationError('workflow input must be a JSON object')
+    }
+    if (Buffer.byteLength(JSON.stringify(input)) > MAX_INPUT_BYTES) {
+      throw new ValidationError(`workflow input is larger than ${MAX_INPUT_BYTES} bytes`)
+    }
+    const outcome = await transaction(db, async (tx) => {
+      const row = await crud.insertRun(tx, {
+        id: randomUUID(),
+        tenantId: request.tenantId,
+        type: request.type,
+        resourceKind: request.resource.kind,
+        resourceId: request.resource.id,
+        startedBy: request.startedBy,
+        input,
+        inputSummary: (request.inputSummary ?? summarize(input))?.slice(0, MAX_SUMMARY) ?? null,
+        parentId: request.parentId ?? null,
+        retryOf: request.retryOf ?? null,
+        idempotencyKey: request.idempotencyKey ?? null,
+      })
+      if (row) {
+        await publisher.record(tx, runEvent('workflow.created', row))
+        return { row, created: true }
+      }
+      if (request.idempotencyKey) {
+        const first = await crud.findRunByIdempotencyKey(tx, request.tenantId, request.idempotencyKey)
+        if (first) return { row: first, created: false }
+      }
+      if (request.retryOf) {
+        const retry = await crud.findRetryOf(tx, request.retryOf)
+        if (retry) throw workflowAlreadyRetried(retry.id)
+      }
+      throw new Error('the workflow run could not be recorded')
+    })
+    if (outcome.created) {
+      await publisher.announce(runEvent('workflow.created', outcome.row))
+      await schedule(outcome.row)
+    } else {
+      await ensureScheduled(outcome.row)
+    }
+    log.info({ workflowId: outcome.row.id, type: request.type, deduplicated: !outcome.created }, 'workflow run started')
+    return { workflowId: outcome.row.id, deduplicated: !outcome.created }
+  }
+
+  const tracker: RunTracker = {
+    async markStarted(runId) {
+      await change('workflow.started', (tx) =>
+        crud.updateRun(tx, runId, { status: 'running', startedAt: crud.STARTED_NOW }, ['pending']),
+      )
+    },
+    async markCompleted(runId, result) {
+      const json = JSON.stringify(result ?? null)
+      const keep = Buffer.byteLength(json) <= MAX_RESULT_BYTES
+      await change('workflow.completed', async (tx) => {
+        const row = await crud.updateRun(
+          tx,
+          runId,
+          {
+            status: 'completed',
+            percent: 100,
+            startedAt: crud.STARTED_NOW,
+            finishedAt: crud.NOW,
+            result: keep ? (result ?? null) : null,
+            resultSummary: summarize(result),
+          },
+          ['pending', 'running'],
+        )
+        if (row) await crud.finishRunningSteps(tx, runId, 'completed')
+        return row
+      })
+    },
+    async markFailed(runId, error) {
+      await change('workflow.failed', async (tx) => {
+        const row = await crud.updateRun(
+          tx,
+          runId,
+          {
+            status: 'failed',
+            errorCode: error.code.slice(0, 64),
+            errorMessage: error.message.slice(0, 1_000),
+            finishedAt: crud.NOW,
+          },
+          ['pending', 'running'],
+        )
+        if (row) await crud.finishRunningSteps(tx, runId, 'failed')
+        return row
+      })
+    },
+    async terminate(runId) {
+      try {
+        await client().terminateWorkflow(runId, { cancelled: true })
+      } catch (err) {
+        // Never scheduled (it failed to schedule, or was cancelled first): nothing to stop.
+        if (grpcCode(err) !== GRPC_NOT_FOUND) throw err
+      }
+    },
+    async awaitTermination(runId) {
+      const state = await client().getWorkflowState(runId, false)
+      if (!state || ENGINE_TERMINAL.has(state.runtimeStatus)) return
+      const after = await client().waitForWorkflowCompletion(runId, false, 30)
+      if (after && !ENGINE_TERMINAL.has(after.runtimeStatus)) throw new Error(`workflow ${runId} is still running`)
+    },
+    async cancelledRun(runId): Promise<CancelledRun | undefined> {
+      const row = await crud.getRun(db, runId)
+      if (!row || row.status !== 'cancelled') return undefined
+      return {
+        runId,
+        tenantId: row.tenantId,
+        resource: { kind: row.resourceKind, id: row.resourceId },
+        input: row.input,
+      }
+    },
+    async finishCompensation(runId, error) {
+      await change('workflow.compensated', (tx) =>
+        crud.updateRun(
+          tx,
+          runId,
+          error
+            ? { compensation: 'failed', message: `cancelled; compensation failed: ${error.message}`.slice(0, MAX_MESSAGE) }
+            : { compensation: 'completed', message: 'cancelled; compensated' },
+          ['cancelled'],
+        ),
+      )
+    },
+  }
+
+  return {
+    /**
+     * Declares a workflow type with its activities (and, optionally, what undoes a cancelled run).
+     * Every replica must declare the same ones, before the engine starts.
+     */
+    register(definition: WorkflowDefinition): void {
+      if (sealed) throw new Error(`workflow ${definition.name} registered after the workflow engine started`)
+      if (definition.name.startsWith(RESERVED_PREFIX)) throw new Error(`workflow names starting ${RESERVED_PREFIX} are reserved`)
+      if (definitions.has(definition.name)) throw new Error(`workflow ${definition.name} is registered twice`)
+      checkRegistrations([{ name: definition.name, workflow: definition.workflow }], definition.activities ?? [])
+      definitions.set(definition.name, definition)
+    },
+
+    /** Records the run and schedules it; answers the workflow id (the first run's, for a repeated idempotency key). */
+    start(request: StartRequest): Promise<{ workflowId: string; deduplicated: boolean }> {
+      return startRun(request)
+    },
+
+    /**
+     * Called by activities: records the step now running (earlier ones are done), updates the run
+     * and publishes the change. A run that is no longer running (cancelled meanwhile) is left as
+     * it is; answers whether the record changed. Safe to repeat when an activity runs twice.
+     */
+    async reportProgress(ctx: { getWorkflowInstanceId(): string } | string, progress: Progress): Promise<boolean> {
+      const runId = typeof ctx === 'string' ? ctx : ctx.getWorkflowInstanceId()
+      const step = Math.trunc(progress.step)
+      if (!(step >= 1 && step <= MAX_STEPS)) throw new Error(`progress step must be 1-${MAX_STEPS}`)
+      const message = progress.message?.slice(0, MAX_MESSAGE) ?? null
+      const row = await change('workflow.progress', async (tx) => {
+        const updated = await crud.updateRun(
+          tx,
+          runId,
+          {
+            status: 'running',
+            startedAt: crud.STARTED_NOW,
+            currentStep: step,
+            ...(progress.totalSteps !== undefined
+              ? { totalSteps: Math.max(step, Math.trunc(progress.totalSteps)) }
+              : {}),
+            ...(progress.percent !== undefined
+              ? { percent: Math.max(0, Math.min(100, Math.round(progress.percent))) }
+              : {}),
+            message,
+          },
+          ['pending', 'running'],
+        )
+        if (updated) await crud.startStep(tx, runId, step, message)
+        return updated
+      })
+      return row !== undefined
+    },
+
+    async list(principal: Principal, query: ListQuery): Promise<PageResult<RunView>> {
+      const page = pageRequest(query)
+      const sort = parseSort(query.sort, ['createdAt', 'updatedAt'] as const, { field: 'createdAt', direction: 'desc' })
+      const { rows, total } = await crud.listRuns(
+        db,
+        {
+          tenantId: principal.tenantId,
+          type: query.type,
+          status: query.status,
+          resourceKind: query.resourceKind,
+          resourceId: query.resourceId,
+          startedBy: query.startedBy,
+        },
+        { limit: page.limit, offset: page.offset, sort },
+      )
+      return pageResult(rows.map(runView), total, page)
+    },
+
+    async get(principal: Principal, id: string): Promise<{ run: RunDetail; version: number; updatedAt: Date }> {
+      const row = await visibleRun(principal, id)
+      const steps = await crud.listSteps(db, id)
+      return {
+        run: { ...runView(row), result: row.result ?? null, steps: steps.map(stepView) },
+        version: row.version,
+        updatedAt: row.updatedAt,
+      }
+    },
+
+    /**
+     * Stops a pending or running run: the record says cancelled at once, the engine is told to
+     * terminate, and a durable cancellation workflow makes sure it stopped and then runs the
+     * type's compensation, if it declares one.
+     */
+    async cancel(principal: Principal, id: string): Promise<RunView> {
+      client()
+      const row = await change('workflow.cancelled', async (tx) => {
+        const current = await crud.lockRun(tx, id, principal.tenantId)
+        if (!current) throw workflowNotFound()
+        if (crud.isFinished(current.status)) throw workflowAlreadyFinished(current.status)
+        const compensates = definitions.get(current.type)?.compensation !== undefined
+        const updated = await crud.updateRun(tx, id, {
+          status: 'cancelled',
+          finishedAt: crud.NOW,
+          message: compensates ? 'cancelled; compensating' : 'cancelled',
+          compensation: compensates ? 'running' : null,
+        })
+        await crud.finishRunningSteps(tx, id, 'cancelled')
+        return updated
+      })
+      if (!row) throw workflowNotFound()
+      try {
+        await tracker.terminate(id)
+      } catch (err) {
+        // The cancellation workflow terminates it again until the engine answers.
+        log.warn({ err, workflowId: id }, 'terminating a cancelled workflow failed; the cancellation workflow will retry')
+      }
+      await client().scheduleNewWorkflow(
+        INTERNAL.cancelWorkflow,
+        { runId: id, type: row.type, compensate: row.compensation === 'running' },
+        cancellationInstanceId(id),
+      )
+      log.info({ workflowId: id, compensation: row.compensation }, 'workflow run cancelled')
+      return runView(row)
+    },
+
+    /** Starts a failed run again with the same input, as a new run linked to the old one. */
+    async retry(principal: Principal, id: string, idempotencyKey?: string): Promise<{ workflowId: string }> {
+      if (idempotencyKey) {
+        const first = await crud.findRunByIdempotencyKey(db, principal.tenantId, idempotencyKey)
+        if (first) {
+          await ensureScheduled(first)
+          return { workflowId: first.id }
+        }
+      }
+      const row = await visibleRun(principal, id)
+      if (row.status !== 'failed') throw workflowNotFailed(row.status)
+      const existing = await crud.findRetryOf(db, id)
+      if (existing) throw workflowAlreadyRetried(existing.id)
+      const { workflowId } = await startRun({
+        type: row.type,
+        tenantId: row.tenantId,
+        resource: { kind: row.resourceKind, id: row.resourceId },
+        startedBy: principal.id,
+        input: (row.input ?? {}) as Record<string, unknown>,
+        ...(row.inputSummary ? { inputSummary: row.inputSummary } : {}),
+        ...(row.parentId ? { parentId: row.parentId } : {}),
+        ...(idempotencyKey ? { idempotencyKey } : {}),
+        retryOf: id,
+      })
+      return { workflowId }
+    },
+
+    /** Deletes a finished run: its engine history (and its cancellation's), then its record and steps. */
+    async purge(principal: Principal, id: string): Promise<void> {
+      const row = await visibleRun(principal, id)
+      if (!crud.isFinished(row.status) || row.compensation === 'running') throw workflowNotFinished(row.status)
+      const engineClient = client()
+      for (const instanceId of [id, cancellationInstanceId(id)]) {
+        // The record may finish a moment before the engine's instance does (its last step records it).
+        const state = await engineClient.getWorkflowState(instanceId, false)
+        if (!state) continue
+        if (!ENGINE_TERMINAL.has(state.runtimeStatus)) await engineClient.waitForWorkflowCompletion(instanceId, false, 10)
+        await engineClient.purgeWorkflow(instanceId)
+      }
+      await change('workflow.purged', async (tx) => {
+        const current = await crud.lockRun(tx, id, principal.tenantId)
+        if (!current) return undefined
+        await crud.deleteRun(tx, id)
+        return { ...current, version: current.version + 1, updatedAt: new Date() }
+      })
+      log.info({ workflowId: id }, 'workflow run purged')
+    },
+
+    /**
+     * Opens a progress stream: the current state first, then every change as it is announced (from
+     * any replica, through the cache), until the run is over. Throws 404 before sending anything.
+     */
+    async watch(principal: Principal, id: string, sink: RunStreamSink): Promise<RunStream> {
+      await visibleRun(principal, id)
+      let last = 0
+      let ready = false
+      let closed = false
+      const early: RunEvent[] = []
+      let unsubscribe: (() => Promise<void>) | undefined
+
+      const close = async () => {
+        if (closed) return
+        closed = true
+        const stop = unsubscribe
+        unsubscribe = undefined
+        await stop?.().catch((err: unknown) => log.warn({ err, workflowId: id }, 'leaving a run channel failed'))
+      }
+      const finish = () => {
+        sink.end()
+        void close()
+      }
+      const accept = (event: RunEvent) => {
+        if (closed || event.version <= last) return
+        last = event.version
+        const over = isOver(event)
+        sink.send(over ? 'end' : 'progress', event)
+        if (over) finish()
+      }
+      const current = async (): Promise<RunEvent | undefined> => {
+        const row = await crud.getRun(db, id)
+        return row ? runEvent(eventTypeOf(row), row) : undefined
+      }
+
+      const subscribed = await cache.subscribe(runChannel(id), (message) => {
+        let event: RunEvent
+        try {
+          event = JSON.parse(message) as RunEvent
+        } catch {
+          return
+        }
+        if (ready) accept(event)
+        else early.push(event)
+      })
+      unsubscribe = subscribed
+      try {
+        const first = await current()
+        if (!first) {
+          finish()
+          return { refresh: async () => undefined, close }
+        }
+        last = first.version
+        sink.send('state', first)
+        if (isOver(first)) {
+          sink.send('end', first)
+          finish()
+        }
+        ready = true
+        for (const event of early.splice(0)) accept(event)
+      } catch (err) {
+        await close()
+        throw err
+      }
+      return {
+        async refresh() {
+          if (closed) return
+          const latest = await current()
+          if (closed) return
+          if (!latest) return finish()
+          accept(latest)
+        },
+        close,
+      }
+    },
+
+    /** For the module: what the engine runs. Seals the registry. */
+    engineDefinitions(): WorkflowDefinition[] {
+      sealed = true
+      return [...definitions.values()]
+    },
+    tracker,
+    attachEngine(started: WorkflowEngine | undefined): void {
+      engine = started
+    },
+  }
+}
+
+export type WorkflowService = ReturnType<typeof createWorkflowService>
