@@ -124,6 +124,27 @@ async function waitForSidecar(address: string, apiToken: string | undefined, tim
   }
 }
 
+/**
+ * Work items the SDK worker runs at once. It holds each until the hub has committed its answer
+ * (a database round trip), so its fixed 10 left the process idle under load while work waited in
+ * its queue. As many as the hub hands one stream (HubTuning.maxInFlightPerStream, at most 100).
+ */
+const WORKER_CONCURRENCY = 100
+
+/**
+ * 3.18 has no option for it: `_maxConcurrentWorkItems` is a plain field of its TaskHubGrpcWorker
+ * (the version is pinned exactly; the hub tests fail if this stops working, by running slowly at
+ * worst). Left alone, with a warning, if the field is not where 3.18 keeps it.
+ */
+function raiseWorkerConcurrency(runtime: SdkWorkflowRuntime, log: Logger): void {
+  const worker = (runtime as unknown as { worker?: { _maxConcurrentWorkItems?: unknown } }).worker
+  if (worker && typeof worker._maxConcurrentWorkItems === 'number') {
+    worker._maxConcurrentWorkItems = Math.max(worker._maxConcurrentWorkItems, WORKER_CONCURRENCY)
+  } else {
+    log.warn('the workflow SDK worker has no _maxConcurrentWorkItems field; it runs work items at its own pace')
+  }
+}
+
 export async function startWorkflowEngine(options: WorkflowEngineOptions): Promise<WorkflowEngine> {
   const log = options.log.child({ component: 'workflows' })
   checkRegistrations(options.workflows, options.activities)
@@ -160,6 +181,7 @@ export async function startWorkflowEngine(options: WorkflowEngineOptions): Promi
   }
 
   const runtime = new WorkflowRuntime(connection)
+  raiseWorkerConcurrency(runtime, log)
   for (const { name, workflow } of options.workflows) runtime.registerWorkflowWithName(name, workflow)
   for (const { name, activity } of options.activities) runtime.registerActivityWithName(name, activity)
   await runtime.start()

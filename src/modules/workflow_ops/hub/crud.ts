@@ -1,12 +1,11 @@
 import type { PGlite } from '@electric-sql/pglite'
-import { and, asc, eq, gte, inArray, lte, type SQL, sql } from 'drizzle-orm'
+import { and, eq, gte, inArray, lte, type SQL, sql } from 'drizzle-orm'
 import type pg from 'pg'
 import type { Executor } from '../../../platform/db/client.js'
 import {
   type InstanceStatus,
   type StoredFailure,
   TERMINAL_STATUSES,
-  type WorkflowActivityTaskRow,
   type WorkflowInstanceRow,
   workflowActivityTasks,
   workflowHistory,
@@ -17,12 +16,27 @@ import {
 /**
  * The LISTEN/NOTIFY channel of the hub. An empty payload means "work may be due"; PostgreSQL folds
  * identical notifications of one transaction, so a busy transaction wakes dispatchers once. A
- * payload of `i:<hub>/<instance>` says that instance changed state (for WaitForInstance* callers).
+ * payload of `i:<status>:<hub>/<instance>` says that instance changed state (for WaitForInstance* callers).
  */
 export const WORKFLOW_CHANNEL = 'modelplane_workflows'
 
-export function instanceChangedPayload(hub: string, instanceId: string): string {
-  return `i:${hub}/${instanceId}`
+/** `i:<new status, or empty when not known>:<hub>/<instance>`: waiters skip a read when the status cannot be final. */
+export function instanceChangedPayload(hub: string, instanceId: string, status: InstanceStatus | '' = ''): string {
+  return `i:${status}:${hub}/${instanceId}`
+}
+
+/** The instance and (if the payload says) its new status, when the payload is about this hub. */
+export function parseInstanceChanged(
+  hub: string,
+  payload: string,
+): { instanceId: string; status: InstanceStatus | undefined } | undefined {
+  if (!payload.startsWith('i:')) return undefined
+  const colon = payload.indexOf(':', 2)
+  if (colon < 0) return undefined
+  const rest = payload.slice(colon + 1)
+  if (!rest.startsWith(`${hub}/`)) return undefined
+  const status = payload.slice(2, colon)
+  return { instanceId: rest.slice(hub.length + 1), status: status === '' ? undefined : (status as InstanceStatus) }
 }
 
 const terminal = sql.join(
@@ -38,8 +52,13 @@ export async function notifyWork(executor: Executor): Promise<void> {
   await executor.execute(sql`select pg_notify(${WORKFLOW_CHANNEL}, '')`)
 }
 
-export async function notifyInstanceChanged(executor: Executor, hub: string, instanceId: string): Promise<void> {
-  await executor.execute(sql`select pg_notify(${WORKFLOW_CHANNEL}, ${instanceChangedPayload(hub, instanceId)})`)
+export async function notifyInstanceChanged(
+  executor: Executor,
+  hub: string,
+  instanceId: string,
+  status: InstanceStatus | '' = '',
+): Promise<void> {
+  await executor.execute(sql`select pg_notify(${WORKFLOW_CHANNEL}, ${instanceChangedPayload(hub, instanceId, status)})`)
 }
 
 export async function getInstance(
@@ -153,112 +172,6 @@ export async function deliverToInbox(executor: Executor, delivery: InboxDelivery
     select hub, instance_id, ${delivery.event}::bytea, ${visibleAt} from target
     returning id`)
   return rowsOf(result).length > 0
-}
-
-export interface ClaimedInstance {
-  instanceId: string
-  executionId: string
-  name: string
-  status: InstanceStatus
-  historyLength: number
-}
-
-/** Leases up to `limit` due instances in one statement; `SKIP LOCKED` lets hubs share the table. */
-export async function claimDueInstances(
-  executor: Executor,
-  claim: { hub: string; limit: number; leaseMs: number; leaseToken: string },
-): Promise<ClaimedInstance[]> {
-  const result = await executor.execute(sql`
-    update workflow_instances
-       set next_work_at = now() + ${claim.leaseMs} * interval '1 millisecond', lease_token = ${claim.leaseToken}
-     where (hub, instance_id) in (
-       select hub, instance_id from workflow_instances
-        where hub = ${claim.hub} and next_work_at <= now()
-        order by next_work_at
-        limit ${claim.limit}
-        for update skip locked)
-    returning instance_id, execution_id, name, status, history_length`)
-  return rowsOf<{
-    instance_id: string
-    execution_id: string
-    name: string
-    status: InstanceStatus
-    history_length: number
-  }>(result).map((r) => ({
-    instanceId: r.instance_id,
-    executionId: r.execution_id,
-    name: r.name,
-    status: r.status,
-    historyLength: Number(r.history_length),
-  }))
-}
-
-/** The committed histories of the given instances, each in order. */
-export async function loadHistories(
-  executor: Executor,
-  hub: string,
-  instanceIds: string[],
-): Promise<Map<string, Uint8Array[]>> {
-  const out = new Map<string, Uint8Array[]>(instanceIds.map((id) => [id, []]))
-  if (instanceIds.length === 0) return out
-  const rows = await executor
-    .select({ instanceId: workflowHistory.instanceId, event: workflowHistory.event })
-    .from(workflowHistory)
-    .where(and(eq(workflowHistory.hub, hub), inArray(workflowHistory.instanceId, instanceIds)))
-    .orderBy(asc(workflowHistory.instanceId), asc(workflowHistory.seq))
-  for (const row of rows) out.get(row.instanceId)?.push(row.event)
-  return out
-}
-
-export interface InboxEvent {
-  id: number
-  event: Uint8Array
-}
-
-/** The inbox events of the given instances that are visible now, oldest first. */
-export async function loadVisibleInbox(
-  executor: Executor,
-  hub: string,
-  instanceIds: string[],
-): Promise<Map<string, InboxEvent[]>> {
-  const out = new Map<string, InboxEvent[]>(instanceIds.map((id) => [id, []]))
-  if (instanceIds.length === 0) return out
-  const rows = await executor
-    .select({ id: workflowInbox.id, instanceId: workflowInbox.instanceId, event: workflowInbox.event })
-    .from(workflowInbox)
-    .where(
-      and(
-        eq(workflowInbox.hub, hub),
-        inArray(workflowInbox.instanceId, instanceIds),
-        lte(workflowInbox.visibleAt, sql`now()`),
-      ),
-    )
-    .orderBy(asc(workflowInbox.id))
-  for (const row of rows) out.get(row.instanceId)?.push({ id: Number(row.id), event: row.event })
-  return out
-}
-
-/** Leases up to `limit` due activity tasks in one statement. */
-export async function claimDueActivities(
-  executor: Executor,
-  claim: { hub: string; limit: number; leaseMs: number; leaseToken: string },
-): Promise<WorkflowActivityTaskRow[]> {
-  const due = executor
-    .select({ id: workflowActivityTasks.id })
-    .from(workflowActivityTasks)
-    .where(and(eq(workflowActivityTasks.hub, claim.hub), lte(workflowActivityTasks.nextAttemptAt, sql`now()`)))
-    .orderBy(workflowActivityTasks.nextAttemptAt)
-    .limit(claim.limit)
-    .for('update', { skipLocked: true })
-  return executor
-    .update(workflowActivityTasks)
-    .set({
-      attempts: sql`${workflowActivityTasks.attempts} + 1`,
-      nextAttemptAt: sql`now() + ${claim.leaseMs} * interval '1 millisecond'`,
-      leaseToken: claim.leaseToken,
-    })
-    .where(inArray(workflowActivityTasks.id, due))
-    .returning()
 }
 
 /** Extends the leases this process holds; returns the instances and activity rows still held. */
@@ -448,40 +361,6 @@ export async function liveChildren(executor: Executor, hub: string, parentInstan
       ),
     )
   return rows.map((r) => r.instanceId)
-}
-
-/**
- * Applies an activity result exactly once, in one statement: the task row is deleted only if this
- * claim still holds its lease, and only then does the result enter the inbox of the execution that
- * scheduled it (if that execution still runs). Returns whether the lease held; a lost lease means
- * another claim owns the task and its result will be the one applied.
- */
-export async function completeLeasedActivity(
-  executor: Executor,
-  completion: { id: string; leaseToken: string; event: Uint8Array },
-): Promise<{ held: boolean; delivered: boolean }> {
-  const result = await executor.execute(sql`
-    with task as (
-      delete from workflow_activity_tasks where id = ${completion.id} and lease_token = ${completion.leaseToken}
-      returning hub, instance_id, execution_id),
-    target as (
-      update workflow_instances i
-         set next_work_at = case when i.lease_token is null then least(coalesce(i.next_work_at, now()), now())
-                                 else i.next_work_at end,
-             updated_at = now()
-        from task
-       where i.hub = task.hub and i.instance_id = task.instance_id and i.execution_id = task.execution_id
-         and i.status not in (${terminal})
-      returning i.hub, i.instance_id),
-    delivered as (
-      insert into workflow_inbox (hub, instance_id, event)
-      select hub, instance_id, ${completion.event}::bytea from target
-      returning id)
-    select (select count(*) from task)::int as held,
-           (select count(*) from delivered)::int as delivered,
-           case when exists (select 1 from delivered) then pg_notify(${WORKFLOW_CHANNEL}, '') end as notified`)
-  const [row] = rowsOf<{ held: number; delivered: number }>(result)
-  return { held: Number(row?.held ?? 0) > 0, delivered: Number(row?.delivered ?? 0) > 0 }
 }
 
 /** Deletes a finished instance and its finished descendants; returns how many instances went. */

@@ -4,8 +4,9 @@ import type { Logger } from 'pino'
 import { type DatabaseHandle, transaction } from '../../../platform/db/client.js'
 import { type InstanceStatus, TERMINAL_STATUSES, type WorkflowInstanceRow } from '../tables.js'
 import * as crud from './crud.js'
+import * as hot from './hot.js'
 import { openListener, type Listener } from './listener.js'
-import { applyOrchestratorResponse, encode, type OrchestratorLease, startFirst } from './orchestration.js'
+import { applyOrchestratorResponse, encode, fastCompletion, type OrchestratorLease, startFirst } from './orchestration.js'
 import {
   decodeEvent,
   Empty,
@@ -15,6 +16,7 @@ import {
   executionTerminatedEvent,
   eventRaisedEvent,
   failureDetails,
+  type HistoryEvent,
   type ITaskHubSidecarServiceServer,
   orchestrationInstance,
   orchestratorStartedEvent,
@@ -26,6 +28,7 @@ import {
   taskFailedEvent,
   timestamp,
 } from './proto.js'
+import { rawExecutor } from './sql.js'
 
 /**
  * The embedded durable task hub: a gRPC server on loopback that speaks the Durable Task sidecar
@@ -61,6 +64,8 @@ const DEFAULT_TUNING: HubTuning = {
   drainTimeoutMs: 10_000,
 }
 
+/** Waiters poll this many poll intervals apart while the listener is up. */
+const WAITER_POLL_FACTOR = 10
 const MAX_ID_LENGTH = 256
 const MAX_NAME_LENGTH = 256
 const PURGE_LIMIT = 10_000
@@ -101,11 +106,39 @@ interface WorkStream {
   open: boolean
 }
 
+interface HubLease extends OrchestratorLease {
+  /** The status when claimed: a different one after the answer is announced to waiters. */
+  claimedStatus: InstanceStatus
+  parentInstanceId: string | null
+  /** The committed history sent as `pastEvents`. */
+  pastEvents: HistoryEvent[]
+}
+
 interface HeldOrchestration {
-  lease: OrchestratorLease
+  lease: HubLease
   stream: WorkStream
   /** Claimed again by this process after its lease lapsed; sent once the first answer is in. */
-  next?: { lease: OrchestratorLease; pastEvents: Uint8Array[] }
+  next?: HubLease
+}
+
+/**
+ * The history of an instance as this process last committed it. A claim uses it instead of reading
+ * the history again when the claimed row has the same execution and history length: only the lease
+ * holder appends history (always at least one event), and a new execution (continue-as-new, an id
+ * reused after purge) has a new execution id, so equal (execution, length) means equal history.
+ */
+interface CachedHistory {
+  executionId: string
+  events: HistoryEvent[]
+}
+
+/** Instances whose history is kept in memory between work items (oldest dropped first). */
+const HISTORY_CACHE_MAX = 5_000
+
+/** What a waiter learns: the committed row (from this process's own commit) or, from a notification, maybe the status. */
+interface InstanceSignal {
+  row?: WorkflowInstanceRow
+  status?: InstanceStatus
 }
 
 interface HeldActivity {
@@ -168,6 +201,7 @@ function instanceResponse(
 export async function startTaskHub(options: TaskHubOptions): Promise<TaskHub> {
   const { database } = options
   const db = database.db
+  const raw = rawExecutor(database)
   const hub = options.name ?? 'default'
   const tuning: HubTuning = { ...DEFAULT_TUNING, ...options.tuning }
   const log = options.log.child({ component: 'workflow-hub', hub })
@@ -180,12 +214,16 @@ export async function startTaskHub(options: TaskHubOptions): Promise<TaskHub> {
   const streams: WorkStream[] = []
   const orchestrations = new Map<string, HeldOrchestration>()
   const activities = new Map<string, HeldActivity>()
-  const waiters = new Map<string, Set<() => void>>()
+  const waiters = new Map<string, Set<(signal: InstanceSignal) => void>>()
+  const histories = new Map<string, CachedHistory>()
+  /** Instances whose work item answer this process is committing: it tells their waiters itself, with the row. */
+  const committing = new Set<string>()
   const releasing = new Set<Promise<void>>()
   let loop: Promise<void> | undefined
   let wakeAgain = false
   let timerWake: NodeJS.Timeout | undefined
   let timerWakeAt = Number.POSITIVE_INFINITY
+  let waiterPollMs = tuning.pollIntervalMs
 
   // ---- wake-ups -------------------------------------------------------------------------------
 
@@ -220,14 +258,29 @@ export async function startTaskHub(options: TaskHubOptions): Promise<TaskHub> {
     timerWake.unref()
   }
 
-  function signalInstance(instanceId: string): void {
-    for (const resolve of waiters.get(instanceId) ?? []) resolve()
+  function signalInstance(instanceId: string, signal: InstanceSignal = {}): void {
+    for (const resolve of waiters.get(instanceId) ?? []) resolve(signal)
   }
 
-  const changedPrefix = crud.instanceChangedPayload(hub, '')
+  /** Whatever committed while nobody listened: due work, and instances that may have changed. */
+  function onListenerConnected(): void {
+    wake()
+    for (const instanceId of waiters.keys()) signalInstance(instanceId)
+  }
+
   function onNotify(payload: string): void {
-    if (payload === '') wake()
-    else if (payload.startsWith(changedPrefix)) signalInstance(payload.slice(changedPrefix.length))
+    if (payload === '') return wake()
+    const changed = crud.parseInstanceChanged(hub, payload)
+    if (!changed) return
+    // Our own commit's notification: the committed row follows (or came already) from completeOrchestration.
+    if (changed.status && committing.has(changed.instanceId)) return
+    signalInstance(changed.instanceId, changed.status ? { status: changed.status } : {})
+  }
+
+  function cacheHistory(instanceId: string, executionId: string, events: HistoryEvent[]): void {
+    histories.delete(instanceId)
+    histories.set(instanceId, { executionId, events })
+    if (histories.size > HISTORY_CACHE_MAX) histories.delete(histories.keys().next().value!)
   }
 
   // ---- handing out work -----------------------------------------------------------------------
@@ -260,11 +313,12 @@ export async function startTaskHub(options: TaskHubOptions): Promise<TaskHub> {
     }
   }
 
-  function orchestratorItem(lease: OrchestratorLease, pastEvents: Uint8Array[]): InstanceType<typeof pb.WorkItem> {
+  function orchestratorItem(lease: HubLease): InstanceType<typeof pb.WorkItem> {
     const request = new pb.OrchestratorRequest()
     request.setInstanceid(lease.instanceId)
     request.setExecutionid(stringValue(lease.executionId))
-    request.setPasteventsList(pastEvents.map(decodeEvent))
+    // A copy: the cached list grows after this item is answered.
+    request.setPasteventsList(lease.pastEvents.slice())
     request.setNeweventsList(lease.newEvents)
     const item = new pb.WorkItem()
     item.setOrchestratorrequest(request)
@@ -274,40 +328,46 @@ export async function startTaskHub(options: TaskHubOptions): Promise<TaskHub> {
   async function dispatchOrchestrations(limit: number): Promise<number> {
     if (limit <= 0) return 0
     const leaseToken = randomUUID()
-    const claimed = await crud.claimDueInstances(db, { hub, limit, leaseMs: tuning.leaseMs, leaseToken })
+    const claimed = await hot.claimInstances(raw, { hub, limit, leaseMs: tuning.leaseMs, leaseToken })
     if (claimed.length === 0) return 0
-    const ids = claimed.map((c) => c.instanceId)
-    const [histories, inboxes] = await Promise.all([
-      crud.loadHistories(db, hub, ids),
-      crud.loadVisibleInbox(db, hub, ids),
-    ])
+    // Instances whose history this process does not hold as committed: history and inbox are read
+    // again, after the claim (see hot.claimInstances on why the claim's own inbox is not enough).
+    const misses = claimed.filter((c) => {
+      const cached = histories.get(c.instanceId)
+      return !cached || cached.executionId !== c.executionId || cached.events.length !== c.historyLength
+    })
+    const fresh = misses.length > 0 ? await hot.loadFresh(raw, hub, misses.map((c) => c.instanceId)) : undefined
     const now = new Date()
     for (const claim of claimed) {
-      const inbox = inboxes.get(claim.instanceId) ?? []
+      const stored = fresh?.histories.get(claim.instanceId)
+      const pastEvents = stored ? stored.map(decodeEvent) : histories.get(claim.instanceId)!.events
+      const inbox = stored ? (fresh!.inboxes.get(claim.instanceId) ?? []) : claim.inbox
       if (inbox.length === 0 || TERMINAL_STATUSES.includes(claim.status)) {
         // Due only by an expired lease, or a finished instance: nothing for a worker to do.
-        await crud.releaseInstance(db, hub, claim.instanceId, leaseToken)
+        await hot.releaseInstance(raw, hub, claim.instanceId, leaseToken, false)
         continue
       }
-      const lease: OrchestratorLease = {
+      const lease: HubLease = {
         instanceId: claim.instanceId,
         executionId: claim.executionId,
         name: claim.name,
         leaseToken,
         newEvents: [orchestratorStartedEvent(now), ...startFirst(inbox.map((e) => decodeEvent(e.event)))],
         inboxIds: inbox.map((e) => e.id),
+        claimedStatus: claim.status,
+        parentInstanceId: claim.parentInstanceId,
+        pastEvents,
       }
-      const pastEvents = histories.get(claim.instanceId) ?? []
       const held = orchestrations.get(claim.instanceId)
       if (held) {
         // Our own earlier item for it is still with the worker (its lease lapsed): its answer will be
         // refused by the lease check, and this one goes out when it arrives.
-        held.next = { lease, pastEvents }
+        held.next = lease
         continue
       }
       const stream = pickStream()
-      if (!stream || !send(stream, orchestratorItem(lease, pastEvents))) {
-        await crud.releaseInstance(db, hub, claim.instanceId, leaseToken)
+      if (!stream || !send(stream, orchestratorItem(lease))) {
+        await hot.releaseInstance(raw, hub, claim.instanceId, leaseToken, true)
         continue
       }
       orchestrations.set(claim.instanceId, { lease, stream })
@@ -318,7 +378,7 @@ export async function startTaskHub(options: TaskHubOptions): Promise<TaskHub> {
   async function dispatchActivities(limit: number): Promise<number> {
     if (limit <= 0) return 0
     const leaseToken = randomUUID()
-    const claimed = await crud.claimDueActivities(db, { hub, limit, leaseMs: tuning.leaseMs, leaseToken })
+    const claimed = await hot.claimActivities(raw, { hub, limit, leaseMs: tuning.leaseMs, leaseToken })
     for (const task of claimed) {
       const request = new pb.ActivityRequest()
       request.setName(task.name)
@@ -376,17 +436,37 @@ export async function startTaskHub(options: TaskHubOptions): Promise<TaskHub> {
     }
     held.stream.inFlight--
     if (held.next) {
-      const { lease, pastEvents } = held.next
+      const lease = held.next
       const stream = pickStream() ?? held.stream
-      if (send(stream, orchestratorItem(lease, pastEvents))) orchestrations.set(instanceId, { lease, stream })
+      if (send(stream, orchestratorItem(lease))) orchestrations.set(instanceId, { lease, stream })
       else {
         orchestrations.delete(instanceId)
-        await crud.releaseInstance(db, hub, instanceId, lease.leaseToken)
+        await hot.releaseInstance(raw, hub, instanceId, lease.leaseToken, true)
       }
     } else {
       orchestrations.delete(instanceId)
     }
     try {
+      const fast = fastCompletion(hub, held.lease, response)
+      if (fast) {
+        committing.add(instanceId)
+        const row = await hot.completeOrchestration(raw, fast.completion).finally(() => {
+          // The notification of the commit may still be on its way; it is dropped for a moment longer.
+          setImmediate(() => committing.delete(instanceId))
+        })
+        if (!row) {
+          histories.delete(instanceId)
+          log.info({ instanceId }, 'orchestrator answer came after its lease was lost; dropped')
+          return
+        }
+        if (fast.completion.final) histories.delete(instanceId)
+        else cacheHistory(instanceId, row.executionId, [...held.lease.pastEvents, ...fast.events])
+        if (row.status !== held.lease.claimedStatus) signalInstance(instanceId, { row })
+        wakeAt(row.nextWorkAt)
+        return
+      }
+      // Everything else goes through the general transaction, which the cache does not follow.
+      histories.delete(instanceId)
       const result = await transaction(db, (tx) => applyOrchestratorResponse(tx, hub, held.lease, response))
       if (!result.applied) {
         log.info({ instanceId }, 'orchestrator answer came after its lease was lost; dropped')
@@ -417,7 +497,7 @@ export async function startTaskHub(options: TaskHubOptions): Promise<TaskHub> {
       const event = failure
         ? taskFailedEvent(response.getTaskid(), failure)
         : taskCompletedEvent(response.getTaskid(), response.getResult()?.getValue())
-      const outcome = await crud.completeLeasedActivity(db, { id: held.id, leaseToken: held.leaseToken, event: encode(event) })
+      const outcome = await hot.completeActivity(raw, { id: held.id, leaseToken: held.leaseToken, event: encode(event) })
       if (!outcome.held) {
         log.info(
           { instanceId: response.getInstanceid(), taskId: response.getTaskid() },
@@ -438,8 +518,8 @@ export async function startTaskHub(options: TaskHubOptions): Promise<TaskHub> {
     for (const [instanceId, held] of orchestrations) {
       if (held.stream !== stream) continue
       orchestrations.delete(instanceId)
-      releases.push(crud.releaseInstance(db, hub, instanceId, held.lease.leaseToken))
-      if (held.next) releases.push(crud.releaseInstance(db, hub, instanceId, held.next.lease.leaseToken))
+      releases.push(hot.releaseInstance(raw, hub, instanceId, held.lease.leaseToken, true))
+      if (held.next) releases.push(hot.releaseInstance(raw, hub, instanceId, held.next.leaseToken, true))
     }
     for (const [key, held] of activities) {
       if (held.stream !== stream) continue
@@ -460,7 +540,7 @@ export async function startTaskHub(options: TaskHubOptions): Promise<TaskHub> {
     const tokens = new Set<string>()
     for (const held of orchestrations.values()) {
       tokens.add(held.lease.leaseToken)
-      if (held.next) tokens.add(held.next.lease.leaseToken)
+      if (held.next) tokens.add(held.next.leaseToken)
     }
     for (const held of activities.values()) tokens.add(held.leaseToken)
     if (tokens.size === 0) return
@@ -476,7 +556,7 @@ export async function startTaskHub(options: TaskHubOptions): Promise<TaskHub> {
   async function waitForInstance(
     request: InstanceType<typeof pb.GetInstanceRequest>,
     call: grpc.ServerUnaryCall<unknown, unknown>,
-    done: (row: WorkflowInstanceRow) => boolean,
+    done: (status: InstanceStatus) => boolean,
   ): Promise<InstanceType<typeof pb.GetInstanceResponse>> {
     const instanceId = checkId(request.getInstanceid(), 'instance id')
     let cancelled = false
@@ -488,21 +568,37 @@ export async function startTaskHub(options: TaskHubOptions): Promise<TaskHub> {
     call.on('cancelled', onCancel)
     const set = waiters.get(instanceId) ?? new Set()
     waiters.set(instanceId, set)
-    const waiter = () => poke()
+    // A row committed by this process is used as is; a notification whose status cannot be what is
+    // awaited is ignored; anything else (or the fallback poll) reads the instance again.
+    let committed: WorkflowInstanceRow | undefined
+    let mustRead = false
+    const waiter = (signal: InstanceSignal) => {
+      if (signal.row) committed = signal.row
+      else if (!signal.status || done(signal.status)) mustRead = true
+      poke()
+    }
     set.add(waiter)
     try {
+      let row = await hot.getInstance(raw, hub, instanceId)
       for (;;) {
-        const row = await crud.getInstance(db, hub, instanceId)
-        if (!row || done(row)) return instanceResponse(row, request.getGetinputsandoutputs())
+        if (!row || done(row.status)) return instanceResponse(row, request.getGetinputsandoutputs())
         if (cancelled) throw new HubError(grpc.status.CANCELLED, 'the caller went away')
         if (state === 'stopped') throw new HubError(grpc.status.UNAVAILABLE, 'the workflow hub is shutting down')
-        await new Promise<void>((resolve) => {
-          const timer = setTimeout(resolve, tuning.pollIntervalMs)
+        const timedOut = await new Promise<boolean>((resolve) => {
+          const timer = setTimeout(() => resolve(true), waiterPollMs)
           poke = () => {
             clearTimeout(timer)
-            resolve()
+            resolve(false)
           }
         })
+        if (timedOut || mustRead) {
+          mustRead = false
+          committed = undefined
+          row = await hot.getInstance(raw, hub, instanceId)
+        } else if (committed) {
+          row = committed
+          committed = undefined
+        }
       }
     } finally {
       call.removeListener('cancelled', onCancel)
@@ -522,22 +618,19 @@ export async function startTaskHub(options: TaskHubOptions): Promise<TaskHub> {
     const startEvent = encode(
       executionStartedEvent({ name, input, instanceId, executionId, ...(startAt ? { scheduledAt: startAt } : {}) }),
     )
-    const outcome = await transaction(db, async (tx) => {
-      const created = await crud.createInstance(tx, {
-        hub,
-        instanceId,
-        executionId,
-        name,
-        input,
-        startEvent,
-        ...(startAt ? { startAt } : {}),
-      })
-      if (created === 'created') await crud.notifyWork(tx)
-      return created
-    })
+    const instance = { hub, instanceId, executionId, name, input, startEvent, ...(startAt ? { startAt } : {}) }
+    // One statement for a new id; an id in use (running, or finished and reused) takes the transaction.
+    const outcome =
+      (await hot.createNewInstance(raw, instance)) ? 'created'
+      : await transaction(db, async (tx) => {
+          const created = await crud.createInstance(tx, instance)
+          if (created === 'created') await crud.notifyWork(tx)
+          return created
+        })
     if (outcome === 'exists') {
       throw new HubError(grpc.status.ALREADY_EXISTS, `a workflow with instance id ${instanceId} is already running`)
     }
+    cacheHistory(instanceId, executionId, [])
     wake()
     if (startAt) wakeAt(startAt)
     const response = new pb.CreateInstanceResponse()
@@ -607,15 +700,15 @@ export async function startTaskHub(options: TaskHubOptions): Promise<TaskHub> {
     startInstance: unary('StartInstance', startInstance),
     getInstance: unary('GetInstance', async (request) =>
       instanceResponse(
-        await crud.getInstance(db, hub, checkId(request.getInstanceid(), 'instance id')),
+        await hot.getInstance(raw, hub, checkId(request.getInstanceid(), 'instance id')),
         request.getGetinputsandoutputs(),
       ),
     ),
     waitForInstanceStart: unary('WaitForInstanceStart', (request, call) =>
-      waitForInstance(request, call, (row) => row.status !== 'pending'),
+      waitForInstance(request, call, (status) => status !== 'pending'),
     ),
     waitForInstanceCompletion: unary('WaitForInstanceCompletion', (request, call) =>
-      waitForInstance(request, call, (row) => TERMINAL_STATUSES.includes(row.status)),
+      waitForInstance(request, call, (status) => TERMINAL_STATUSES.includes(status)),
     ),
     raiseEvent: unary('RaiseEvent', async (request) => {
       const name = checkId(request.getName(), 'event name', MAX_NAME_LENGTH)
@@ -706,10 +799,14 @@ export async function startTaskHub(options: TaskHubOptions): Promise<TaskHub> {
   )
   let listener: Listener | undefined
   try {
-    listener = await openListener(database, onNotify, log)
+    listener = await openListener(database, onNotify, onListenerConnected, log)
   } catch (err) {
     log.warn({ err }, 'workflow listener unavailable; working on the poll only')
   }
+  // Waiters hear of every change from this process and, through the listener, of other processes'
+  // changes (and re-read when it reconnects): their poll is only a safety net. A short one would
+  // cost a read per waiter per interval, growing with the very queue that makes waits long.
+  waiterPollMs = listener ? tuning.pollIntervalMs * WAITER_POLL_FACTOR : tuning.pollIntervalMs
   const pollTimer = setInterval(wake, tuning.pollIntervalMs)
   pollTimer.unref()
   const renewTimer = setInterval(() => void renew(), Math.max(50, Math.floor(tuning.leaseMs / 3)))
@@ -740,7 +837,7 @@ export async function startTaskHub(options: TaskHubOptions): Promise<TaskHub> {
     }
     // closeStream hands the leases back in the background; those statements finish before the pool may close.
     await Promise.all(releasing)
-    for (const set of waiters.values()) for (const resolve of set) resolve()
+    for (const set of waiters.values()) for (const resolve of set) resolve({})
     await listener?.close().catch((err: unknown) => log.warn({ err }, 'closing the workflow listener failed'))
     await new Promise<void>((resolve) => {
       const force = setTimeout(() => {

@@ -11,10 +11,15 @@ const RECONNECT_MAX_MS = 30_000
 
 /**
  * A dedicated connection that LISTENs on the hub's channel and reconnects on its own with backoff;
- * until it is back, the hub's fallback poll keeps work moving, only slower. `onNotify('')` is also
- * called after every (re)connect, for whatever committed while nobody listened.
+ * until it is back, the hub's fallback poll keeps work moving, only slower. `onConnect` is called
+ * after every (re)connect, for whatever committed while nobody listened.
  */
-async function listenOnPostgres(pool: pg.Pool, onNotify: (payload: string) => void, log: Logger): Promise<Listener> {
+async function listenOnPostgres(
+  pool: pg.Pool,
+  onNotify: (payload: string) => void,
+  onConnect: () => void,
+  log: Logger,
+): Promise<Listener> {
   let closed = false
   let current: pg.Client | undefined
   let connecting: Promise<void> | undefined
@@ -54,7 +59,7 @@ async function listenOnPostgres(pool: pg.Pool, onNotify: (payload: string) => vo
     }
     current = client
     delayMs = 500
-    onNotify('')
+    onConnect()
   }
 
   connecting = connect()
@@ -77,12 +82,13 @@ async function listenOnPostgres(pool: pg.Pool, onNotify: (payload: string) => vo
 export async function openListener(
   database: DatabaseHandle,
   onNotify: (payload: string) => void,
+  onConnect: () => void,
   log: Logger,
 ): Promise<Listener> {
   if (database.pglite) {
     const unlisten = await crud.listenForWorkflowEventsOnPglite(database.pglite, onNotify)
     return { close: () => unlisten() }
   }
-  if (database.pool) return listenOnPostgres(database.pool, onNotify, log)
+  if (database.pool) return listenOnPostgres(database.pool, onNotify, onConnect, log)
   return { close: async () => undefined }
 }

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto'
 import type { Transaction } from '../../../platform/db/client.js'
 import type { InstanceStatus, StoredFailure } from '../tables.js'
 import * as crud from './crud.js'
+import type { Completion } from './hot.js'
 import {
   EventCase,
   executionCompletedEvent,
@@ -241,7 +242,7 @@ export async function applyOrchestratorResponse(
           touched
       }
     }
-    await crud.notifyInstanceChanged(tx, hub, lease.instanceId)
+    await crud.notifyInstanceChanged(tx, hub, lease.instanceId, finalState)
     if (touched) await crud.notifyWork(tx)
     return { applied: true, statusChanged: true, nextWorkAt: null, touched, continuedAsNew: false }
   }
@@ -283,7 +284,7 @@ export async function applyOrchestratorResponse(
     customStatus,
     historyLength: row.historyLength + history.length,
   })
-  if (status !== row.status) await crud.notifyInstanceChanged(tx, hub, lease.instanceId)
+  if (status !== row.status) await crud.notifyInstanceChanged(tx, hub, lease.instanceId, status)
   if (touched) await crud.notifyWork(tx)
   return { applied: true, statusChanged: status !== row.status, nextWorkAt, touched, continuedAsNew: false }
 }
@@ -293,4 +294,73 @@ export function startFirst(events: HistoryEvent[]): HistoryEvent[] {
   const starts = events.filter((e) => e.getEventtypeCase() === EventCase.EXECUTIONSTARTED)
   if (starts.length === 0) return events
   return [...starts, ...events.filter((e) => e.getEventtypeCase() !== EventCase.EXECUTIONSTARTED)]
+}
+
+/**
+ * The common answers (schedule activities, create timers, complete or fail an instance that has no
+ * parent) as one statement's worth of writes (hot.completeOrchestration), with the history events
+ * they append; undefined for anything else (children, sent events, continue-as-new, termination,
+ * a non-final completion status), which applyOrchestratorResponse handles. Writes exactly what
+ * applyOrchestratorResponse would for the same answer.
+ */
+export function fastCompletion(
+  hub: string,
+  lease: OrchestratorLease & { claimedStatus: InstanceStatus; parentInstanceId: string | null },
+  response: InstanceType<typeof pb.OrchestratorResponse>,
+): { completion: Completion; events: HistoryEvent[] } | undefined {
+  const events: HistoryEvent[] = [...lease.newEvents]
+  const activities: Completion['activities'] = []
+  const timers: Completion['timers'] = []
+  let completion: InstanceType<typeof pb.CompleteOrchestrationAction> | undefined
+  let completionId = -1
+  for (const action of response.getActionsList()) {
+    const id = action.getId()
+    if (action.hasScheduletask()) {
+      const task = action.getScheduletask()!
+      events.push(taskScheduledEvent(id, task))
+      activities.push({ taskId: id, name: task.getName(), input: task.getInput()?.getValue() ?? null })
+    } else if (action.hasCreatetimer()) {
+      const fireAt = action.getCreatetimer()!.getFireat()?.toDate() ?? new Date()
+      events.push(timerCreatedEvent(id, fireAt))
+      timers.push({ event: encode(timerFiredEvent(id, fireAt)), visibleAt: fireAt })
+    } else if (action.hasCompleteorchestration()) {
+      completion = action.getCompleteorchestration()!
+      completionId = id
+    } else {
+      return undefined
+    }
+  }
+  const base = {
+    hub,
+    instanceId: lease.instanceId,
+    leaseToken: lease.leaseToken,
+    claimedStatus: lease.claimedStatus,
+    inboxIds: lease.inboxIds,
+    customStatus: response.getCustomstatus()?.getValue() || null,
+  }
+  if (!completion) {
+    return { completion: { ...base, history: events.map(encode), activities, timers }, events }
+  }
+  const protoStatus = completion.getOrchestrationstatus()
+  const status =
+    protoStatus === Status.ORCHESTRATION_STATUS_COMPLETED
+      ? 'completed'
+      : protoStatus === Status.ORCHESTRATION_STATUS_FAILED
+        ? 'failed'
+        : undefined
+  if (!status || lease.parentInstanceId) return undefined
+  const output = completion.getResult()?.getValue() ?? null
+  const failure = storedFailure(completion.getFailuredetails())
+  events.push(executionCompletedEvent(completionId, protoStatus, output, failure ? failureDetails(failure) : undefined))
+  // As in applyOrchestratorResponse: a final answer queues nothing more.
+  return {
+    completion: {
+      ...base,
+      history: events.map(encode),
+      activities: [],
+      timers: [],
+      final: { status, output, failure },
+    },
+    events,
+  }
 }

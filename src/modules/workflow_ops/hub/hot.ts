@@ -1,0 +1,406 @@
+import { TERMINAL_STATUSES, type InstanceStatus, type StoredFailure, type WorkflowInstanceRow } from '../tables.js'
+import { WORKFLOW_CHANNEL } from './crud.js'
+import { hexArray, type Raw, statement } from './sql.js'
+
+/**
+ * The hub's hot paths as single statements (see sql.ts): start, claim, complete an orchestrator
+ * work item, claim and complete activities, read an instance. The rare paths (sub-orchestrations,
+ * sent events, continue-as-new, termination, id reuse) stay in crud.ts / orchestration.ts.
+ */
+
+const terminalList = TERMINAL_STATUSES.map((s) => `'${s}'`).join(', ')
+
+const INSTANCE_COLUMNS = `instance_id as "instanceId", hub, execution_id as "executionId", name, status, input, output,
+  custom_status as "customStatus", failure, parent_instance_id as "parentInstanceId", parent_task_id as "parentTaskId",
+  history_length as "historyLength", next_work_at as "nextWorkAt", lease_token as "leaseToken",
+  created_at as "createdAt", updated_at as "updatedAt", completed_at as "completedAt"`
+
+function instanceRow(row: Record<string, unknown>): WorkflowInstanceRow {
+  const failure = row.failure
+  return {
+    ...(row as unknown as WorkflowInstanceRow),
+    historyLength: Number(row.historyLength),
+    parentTaskId: row.parentTaskId == null ? null : Number(row.parentTaskId),
+    // jsonb arrives parsed from both drivers; a string would be a driver that did not parse it.
+    failure: (typeof failure === 'string' ? JSON.parse(failure) : failure) as StoredFailure | null,
+  }
+}
+
+const GET_INSTANCE = statement(
+  'get_instance',
+  `select ${INSTANCE_COLUMNS} from workflow_instances where hub = $1::text and instance_id = $2::text`,
+)
+
+export async function getInstance(raw: Raw, hub: string, instanceId: string): Promise<WorkflowInstanceRow | undefined> {
+  const [row] = await raw.query(GET_INSTANCE, [hub, instanceId])
+  return row ? instanceRow(row) : undefined
+}
+
+// ---- start ------------------------------------------------------------------------------------
+
+const CREATE_INSTANCE = statement(
+  'create_instance',
+  `with ins as (
+     insert into workflow_instances (hub, instance_id, execution_id, name, status, input, next_work_at)
+     values ($1::text, $2::text, $3::text, $4::text, 'pending', $5::text, coalesce($7::timestamptz, now()))
+     on conflict do nothing
+     returning hub, instance_id, next_work_at),
+   inbox as (
+     insert into workflow_inbox (hub, instance_id, event, visible_at)
+     select hub, instance_id, $6::bytea, next_work_at from ins
+     returning id)
+   select pg_notify('${WORKFLOW_CHANNEL}', '') as notified from ins`,
+)
+
+/**
+ * Creates an instance with its ExecutionStarted event in the inbox and notifies dispatchers, in one
+ * statement. False when the id is taken (running, or finished and to be reused): the caller then
+ * takes the transactional path, which tells those apart.
+ */
+export async function createNewInstance(
+  raw: Raw,
+  instance: {
+    hub: string
+    instanceId: string
+    executionId: string
+    name: string
+    input: string | null
+    startEvent: Uint8Array
+    startAt?: Date
+  },
+): Promise<boolean> {
+  const rows = await raw.query(CREATE_INSTANCE, [
+    instance.hub,
+    instance.instanceId,
+    instance.executionId,
+    instance.name,
+    instance.input,
+    instance.startEvent,
+    instance.startAt?.toISOString() ?? null,
+  ])
+  return rows.length > 0
+}
+
+// ---- claiming orchestrator work ---------------------------------------------------------------
+
+export interface Claim {
+  instanceId: string
+  executionId: string
+  name: string
+  status: InstanceStatus
+  historyLength: number
+  parentInstanceId: string | null
+  /** Visible inbox events, oldest first, as of the claim statement's snapshot (see claimInstances). */
+  inbox: { id: number; event: Uint8Array }[]
+}
+
+const CLAIM_INSTANCES = statement(
+  'claim_instances',
+  `with claimed as (
+     update workflow_instances
+        set next_work_at = now() + $3::int * interval '1 millisecond', lease_token = $4::uuid
+      where (hub, instance_id) in (
+        select hub, instance_id from workflow_instances
+         where hub = $1::text and next_work_at <= now()
+         order by next_work_at
+         limit $2::int
+         for update skip locked)
+     returning instance_id, execution_id, name, status, history_length, parent_instance_id)
+   select c.instance_id, c.execution_id, c.name, c.status, c.history_length, c.parent_instance_id,
+          b.id::text as inbox_id, b.event
+     from claimed c
+     left join workflow_inbox b on b.hub = $1::text and b.instance_id = c.instance_id and b.visible_at <= now()
+    order by c.instance_id, b.id`,
+)
+
+/**
+ * Leases up to `limit` due instances and reads their visible inbox in the same statement.
+ *
+ * The instance columns are the row as leased (the latest version), but the inbox is read from the
+ * statement's snapshot, which may predate a completion another process committed just before the
+ * claim (its lease had lapsed). Such a completion always grows `history_length` or changes the
+ * execution, so the inbox read here is only trusted when the caller knows the history up to exactly
+ * this execution and length from its own last commit; otherwise it reads both again (loadFresh).
+ */
+export async function claimInstances(
+  raw: Raw,
+  claim: { hub: string; limit: number; leaseMs: number; leaseToken: string },
+): Promise<Claim[]> {
+  const rows = await raw.query<{
+    instance_id: string
+    execution_id: string
+    name: string
+    status: InstanceStatus
+    history_length: number
+    parent_instance_id: string | null
+    inbox_id: string | null
+    event: Uint8Array | null
+  }>(CLAIM_INSTANCES, [claim.hub, claim.limit, claim.leaseMs, claim.leaseToken])
+  const out: Claim[] = []
+  let last: Claim | undefined
+  for (const r of rows) {
+    if (!last || last.instanceId !== r.instance_id) {
+      last = {
+        instanceId: r.instance_id,
+        executionId: r.execution_id,
+        name: r.name,
+        status: r.status,
+        historyLength: Number(r.history_length),
+        parentInstanceId: r.parent_instance_id,
+        inbox: [],
+      }
+      out.push(last)
+    }
+    if (r.inbox_id !== null && r.event) last.inbox.push({ id: Number(r.inbox_id), event: r.event })
+  }
+  return out
+}
+
+const LOAD_HISTORIES = statement(
+  'load_histories',
+  `select instance_id, event from workflow_history
+    where hub = $1::text and instance_id = any($2::text[])
+    order by instance_id, seq`,
+)
+
+const LOAD_INBOXES = statement(
+  'load_inboxes',
+  `select id::text as id, instance_id, event from workflow_inbox
+    where hub = $1::text and instance_id = any($2::text[]) and visible_at <= now()
+    order by id`,
+)
+
+/** History and visible inbox of leased instances, each read by a statement that starts after the claim. */
+export async function loadFresh(
+  raw: Raw,
+  hub: string,
+  instanceIds: string[],
+): Promise<{ histories: Map<string, Uint8Array[]>; inboxes: Map<string, { id: number; event: Uint8Array }[]> }> {
+  const histories = new Map<string, Uint8Array[]>(instanceIds.map((id) => [id, []]))
+  const inboxes = new Map<string, { id: number; event: Uint8Array }[]>(instanceIds.map((id) => [id, []]))
+  const [historyRows, inboxRows] = await Promise.all([
+    raw.query<{ instance_id: string; event: Uint8Array }>(LOAD_HISTORIES, [hub, instanceIds]),
+    raw.query<{ id: string; instance_id: string; event: Uint8Array }>(LOAD_INBOXES, [hub, instanceIds]),
+  ])
+  for (const row of historyRows) histories.get(row.instance_id)?.push(row.event)
+  for (const row of inboxRows) inboxes.get(row.instance_id)?.push({ id: Number(row.id), event: row.event })
+  return { histories, inboxes }
+}
+
+// ---- completing orchestrator work -------------------------------------------------------------
+
+export interface Completion {
+  hub: string
+  instanceId: string
+  leaseToken: string
+  /** The status the instance had when claimed: a change is announced to waiters. */
+  claimedStatus: InstanceStatus
+  /** Events appended to the history, in order. */
+  history: Uint8Array[]
+  /** Inbox rows the work item consumed. */
+  inboxIds: number[]
+  customStatus: string | null
+  activities: { taskId: number; name: string; input: string | null }[]
+  /** The instance's own timers: inbox events visible from their fire time. */
+  timers: { event: Uint8Array; visibleAt: Date }[]
+  /** Set when the work item ends the instance (completed or failed; no parent, no children to stop). */
+  final?: { status: InstanceStatus; output: string | null; failure: StoredFailure | null }
+}
+
+/**
+ * Commits an orchestrator work item in one statement: the lease is checked and released on the
+ * instance row (which also locks it), the history grows, consumed inbox rows go, activities and
+ * timers are queued, and the instance is due again at its earliest remaining inbox event.
+ *
+ * Every other writer of an instance's inbox updates the instance row in the same transaction. So
+ * if the row changed between this statement's snapshot and its lock (an event was delivered
+ * meanwhile: its `xmin` differs), the inbox as the snapshot shows it may be missing that event and
+ * the instance is made due at once instead; a claim with nothing visible just hands it back.
+ */
+const COMPLETE_ORCHESTRATION = statement(
+  'complete_orchestration',
+  `with snap as (
+     select xmin as version from workflow_instances where hub = $1::text and instance_id = $2::text),
+   own as (
+     select decode(u.e, 'hex') as event, u.v as visible_at
+       from unnest($8::text[], $9::timestamptz[]) as u(e, v)),
+   inst as (
+     update workflow_instances i
+        set lease_token = null,
+            status = case when $10::text is not null then $10::text
+                          when i.status = 'pending' then 'running' else i.status end,
+            custom_status = $5::text,
+            history_length = i.history_length + cardinality($6::text[]),
+            output = case when $10::text is not null then $11::text else i.output end,
+            failure = case when $10::text is not null then $12::text::jsonb else i.failure end,
+            completed_at = case when $10::text is not null then now() else i.completed_at end,
+            updated_at = now(),
+            next_work_at = case
+              when $10::text is not null then null
+              when not (i.xmin = (select version from snap)) then now()
+              else least(
+                (select min(b.visible_at) from workflow_inbox b
+                  where b.hub = $1::text and b.instance_id = $2::text and b.id <> all($7::bigint[])),
+                (select min(visible_at) from own))
+              end
+      where i.hub = $1::text and i.instance_id = $2::text and i.lease_token = $3::uuid
+      returning ${INSTANCE_COLUMNS}),
+   consumed as (
+     delete from workflow_inbox
+      where hub = $1::text and instance_id = $2::text and (id = any($7::bigint[]) or $10::text is not null)
+        and exists (select 1 from inst)
+     returning id),
+   dropped as (
+     delete from workflow_activity_tasks
+      where hub = $1::text and instance_id = $2::text and $10::text is not null and exists (select 1 from inst)
+     returning id),
+   hist as (
+     insert into workflow_history (hub, instance_id, seq, event)
+     select $1::text, $2::text, inst."historyLength" - cardinality($6::text[]) + u.ord, decode(u.e, 'hex')
+       from inst, unnest($6::text[]) with ordinality as u(e, ord)
+     returning seq),
+   acts as (
+     insert into workflow_activity_tasks (hub, instance_id, execution_id, task_id, name, input)
+     select $1::text, $2::text, inst."executionId", t.task_id, t.name, t.input
+       from inst, unnest($13::int[], $14::text[], $15::text[]) as t(task_id, name, input)
+     on conflict do nothing
+     returning id),
+   timers as (
+     insert into workflow_inbox (hub, instance_id, event, visible_at)
+     select $1::text, $2::text, own.event, own.visible_at from inst, own
+     returning id)
+   select inst.*,
+          case when inst.status <> $4::text
+               then pg_notify('${WORKFLOW_CHANNEL}', 'i:' || inst.status || ':' || $16::text) end as changed,
+          case when cardinality($13::int[]) > 0 then pg_notify('${WORKFLOW_CHANNEL}', '') end as work
+     from inst`,
+)
+
+/** The instance as committed, or undefined when the lease was lost (nothing was written). */
+export async function completeOrchestration(raw: Raw, c: Completion): Promise<WorkflowInstanceRow | undefined> {
+  const [row] = await raw.query(COMPLETE_ORCHESTRATION, [
+    c.hub,
+    c.instanceId,
+    c.leaseToken,
+    c.claimedStatus,
+    c.customStatus,
+    hexArray(c.history),
+    c.inboxIds.map(String),
+    hexArray(c.timers.map((t) => t.event)),
+    c.timers.map((t) => t.visibleAt.toISOString()),
+    c.final?.status ?? null,
+    c.final?.output ?? null,
+    c.final?.failure ? JSON.stringify(c.final.failure) : null,
+    c.activities.map((a) => a.taskId),
+    c.activities.map((a) => a.name),
+    c.activities.map((a) => a.input),
+    // instanceChangedPayload's format, with the status filled in by the statement.
+    `${c.hub}/${c.instanceId}`,
+  ])
+  return row ? instanceRow(row) : undefined
+}
+
+// ---- activities -------------------------------------------------------------------------------
+
+export interface ClaimedActivity {
+  id: string
+  instanceId: string
+  executionId: string
+  taskId: number
+  name: string
+  input: string | null
+}
+
+const CLAIM_ACTIVITIES = statement(
+  'claim_activities',
+  `update workflow_activity_tasks
+      set attempts = attempts + 1, next_attempt_at = now() + $3::int * interval '1 millisecond', lease_token = $4::uuid
+    where id in (
+      select id from workflow_activity_tasks
+       where hub = $1::text and next_attempt_at <= now()
+       order by next_attempt_at
+       limit $2::int
+       for update skip locked)
+   returning id::text as id, instance_id as "instanceId", execution_id as "executionId", task_id as "taskId", name, input`,
+)
+
+export async function claimActivities(
+  raw: Raw,
+  claim: { hub: string; limit: number; leaseMs: number; leaseToken: string },
+): Promise<ClaimedActivity[]> {
+  const rows = await raw.query<ClaimedActivity & Record<string, unknown>>(CLAIM_ACTIVITIES, [
+    claim.hub,
+    claim.limit,
+    claim.leaseMs,
+    claim.leaseToken,
+  ])
+  return rows.map((r) => ({ ...r, taskId: Number(r.taskId) }))
+}
+
+const COMPLETE_ACTIVITY = statement(
+  'complete_activity',
+  `with task as (
+     delete from workflow_activity_tasks where id = $1::uuid and lease_token = $2::uuid
+     returning hub, instance_id, execution_id),
+   target as (
+     update workflow_instances i
+        set next_work_at = case when i.lease_token is null then least(coalesce(i.next_work_at, now()), now())
+                                else i.next_work_at end,
+            updated_at = now()
+       from task
+      where i.hub = task.hub and i.instance_id = task.instance_id and i.execution_id = task.execution_id
+        and i.status not in (${terminalList})
+     returning i.hub, i.instance_id),
+   delivered as (
+     insert into workflow_inbox (hub, instance_id, event)
+     select hub, instance_id, $3::bytea from target
+     returning id)
+   select (select count(*) from task)::int as held,
+          (select count(*) from delivered)::int as delivered,
+          case when exists (select 1 from delivered) then pg_notify('${WORKFLOW_CHANNEL}', '') end as notified`,
+)
+
+/**
+ * Applies an activity result exactly once, in one statement: the task row is deleted only if this
+ * claim still holds its lease, and only then does the result enter the inbox of the execution that
+ * scheduled it (if that execution still runs). Returns whether the lease held.
+ */
+export async function completeActivity(
+  raw: Raw,
+  completion: { id: string; leaseToken: string; event: Uint8Array },
+): Promise<{ held: boolean; delivered: boolean }> {
+  const [row] = await raw.query<{ held: number; delivered: number }>(COMPLETE_ACTIVITY, [
+    completion.id,
+    completion.leaseToken,
+    completion.event,
+  ])
+  return { held: Number(row?.held ?? 0) > 0, delivered: Number(row?.delivered ?? 0) > 0 }
+}
+
+// ---- handing back -----------------------------------------------------------------------------
+
+const RELEASE_INSTANCE = statement(
+  'release_instance',
+  `with snap as (
+     select xmin as version from workflow_instances where hub = $1::text and instance_id = $2::text)
+   update workflow_instances i
+      set lease_token = null,
+          next_work_at = case when $4::boolean or not (i.xmin = (select version from snap)) then now()
+            else (select min(visible_at) from workflow_inbox b where b.hub = $1::text and b.instance_id = $2::text) end
+    where i.hub = $1::text and i.instance_id = $2::text and i.lease_token = $3::uuid`,
+)
+
+/**
+ * Hands an instance back. `retry`: its work item never reached a worker, so it is due at once;
+ * otherwise (the claim found nothing to do) it is due at its earliest inbox event, if any (or at
+ * once if the row changed after the statement's snapshot, as in COMPLETE_ORCHESTRATION).
+ */
+export async function releaseInstance(
+  raw: Raw,
+  hub: string,
+  instanceId: string,
+  leaseToken: string,
+  retry: boolean,
+): Promise<void> {
+  await raw.query(RELEASE_INSTANCE, [hub, instanceId, leaseToken, retry])
+}
