@@ -5,33 +5,15 @@ import path from 'node:path'
 import pg from 'pg'
 // @ts-expect-error the build script is plain JavaScript without declarations
 import { buildDist } from '../scripts/build.mjs'
-import { load, machine, type Measurement, ROOT, startServer, table, waitForStatus, writeSection } from './lib.js'
+import { load, machine, type Measurement, ROOT, startServer, table, waitForStatus, writeSection, benchDatabase, BENCH_REDIS_URL, BENCH_VAULT_KEYS, BENCH_SECONDS } from './lib.js'
 
 /**
  * `npm run bench`: the platform's own overhead. modelplane's GET /healthz and a database-backed
  * list route against a bare Fastify + pg server running the same query, in the same run, then
  * start-up to ready on the embedded database.
  */
-const ADMIN_URL = process.env.BENCH_PG_ADMIN_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres'
-const REDIS_URL = process.env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379/0'
-const DB_NAME = 'modelplane_bench'
-const dbUrl = (() => {
-  const u = new URL(ADMIN_URL)
-  u.pathname = `/${DB_NAME}`
-  return u.toString()
-})()
-const VAULT_KEYS = `bench:${Buffer.alloc(32, 7).toString('base64')}`
-const DURATION = Number(process.env.BENCH_SECONDS ?? 10)
-
-async function admin(sql: string) {
-  const client = new pg.Client({ connectionString: ADMIN_URL })
-  await client.connect()
-  try {
-    await client.query(sql)
-  } finally {
-    await client.end()
-  }
-}
+const database = benchDatabase('modelplane_bench')
+const dbUrl = database.url
 
 async function seedOutbox(rows: number) {
   const client = new pg.Client({ connectionString: dbUrl })
@@ -70,14 +52,13 @@ async function startupMs(command: string[], dataDir: string): Promise<number> {
 const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!
 
 async function main() {
-  await admin(`drop database if exists ${DB_NAME} with (force)`)
-  await admin(`create database ${DB_NAME}`)
+  await database.recreate()
 
   await buildDist()
   const app = await startServer('dist/server.js', {
     DATABASE_URL: dbUrl,
-    REDIS_URL,
-    VAULT_KEYS,
+    REDIS_URL: BENCH_REDIS_URL,
+    VAULT_KEYS: BENCH_VAULT_KEYS,
     RATE_LIMIT_MAX: '0',
     DATA_DIR: fs.mkdtempSync(path.join(os.tmpdir(), 'mp-bench-')),
   })
@@ -86,14 +67,14 @@ async function main() {
 
   const results: Measurement[] = []
   try {
-    const opts = { connections: 32, durationSeconds: DURATION }
+    const opts = { connections: 32, durationSeconds: BENCH_SECONDS }
     results.push(await load('baseline GET /healthz', `${baseline.url}/healthz`, opts))
     results.push(await load('modelplane GET /healthz', `${app.url}/healthz`, opts))
     results.push(await load('baseline GET /outbox (page + count)', `${baseline.url}/outbox?limit=20`, opts))
     results.push(await load('modelplane GET /v1/events/outbox', `${app.url}/v1/events/outbox?limit=20`, opts))
   } finally {
     await Promise.all([app.stop(), baseline.stop()])
-    await admin(`drop database if exists ${DB_NAME} with (force)`)
+    await database.drop()
   }
 
   // Start-up on PGlite: a first start initializes the data folder once; restarts reopen it.
@@ -111,7 +92,7 @@ async function main() {
   const report = `## HTTP platform overhead (\`npm run bench\`)
 
 Measured ${new Date().toISOString().slice(0, 10)} on ${machine()}.
-autocannon, 32 connections, ${DURATION} s per run after a 2 s warm-up, load generator and server in separate
+autocannon, 32 connections, ${BENCH_SECONDS} s per run after a 2 s warm-up, load generator and server in separate
 processes on the same 2 cores. modelplane runs with LOG_LEVEL=warn and rate limiting off (one client
 address would hit the limit); PostgreSQL 15 and Redis on localhost. The outbox table holds 10,000 rows.
 The baseline is bare Fastify + pg with the same query and no validation, envelope or metrics.

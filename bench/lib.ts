@@ -4,6 +4,7 @@ import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import autocannon from 'autocannon'
+import pg from 'pg'
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 
@@ -110,4 +111,34 @@ export function writeSection(id: string, body: string): void {
   const until = text.indexOf(end)
   text = at >= 0 && until > at ? text.slice(0, at) + block + text.slice(until + end.length) : `${text.trimEnd()}\n\n${block}\n`
   fs.writeFileSync(file, text)
+}
+
+/** Where the benchmarks find PostgreSQL and Redis (the same servers the tests use, by default). */
+export const BENCH_PG_ADMIN_URL = process.env.BENCH_PG_ADMIN_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres'
+export const BENCH_REDIS_URL = process.env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379/0'
+/** A fixed key ring for benchmark servers only. */
+export const BENCH_VAULT_KEYS = `bench:${Buffer.alloc(32, 7).toString('base64')}`
+export const BENCH_SECONDS = Number(process.env.BENCH_SECONDS ?? 10)
+
+/** A database of its own for one benchmark, dropped and created again on each run. */
+export function benchDatabase(name: string) {
+  const url = new URL(BENCH_PG_ADMIN_URL)
+  url.pathname = `/${name}`
+  const admin = async (statement: string) => {
+    const client = new pg.Client({ connectionString: BENCH_PG_ADMIN_URL })
+    await client.connect()
+    try {
+      await client.query(statement)
+    } finally {
+      await client.end()
+    }
+  }
+  return {
+    url: url.toString(),
+    recreate: async () => {
+      await admin(`drop database if exists ${name} with (force)`)
+      await admin(`create database ${name}`)
+    },
+    drop: () => admin(`drop database if exists ${name} with (force)`),
+  }
 }

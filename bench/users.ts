@@ -6,35 +6,17 @@ import path from 'node:path'
 import pg from 'pg'
 // @ts-expect-error the build script is plain JavaScript without declarations
 import { buildDist } from '../scripts/build.mjs'
-import { load, machine, type Measurement, startServer, table, writeSection } from './lib.js'
+import { load, machine, type Measurement, startServer, table, writeSection, benchDatabase, BENCH_REDIS_URL, BENCH_VAULT_KEYS, BENCH_SECONDS } from './lib.js'
 
 /**
  * `npm run bench:users`: GET /ai/admin/users on 100,000 users in 10 tenants, with auth (embedded
  * issuer bearer token), validation and the capped total, beside a bare Fastify + pg server running
  * the naive queries (filter, ORDER BY … LIMIT/OFFSET, count(*)), in the same run.
  */
-const ADMIN_URL = process.env.BENCH_PG_ADMIN_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres'
-const REDIS_URL = process.env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379/0'
-const DB_NAME = 'modelplane_bench_users'
-const dbUrl = (() => {
-  const u = new URL(ADMIN_URL)
-  u.pathname = `/${DB_NAME}`
-  return u.toString()
-})()
-const VAULT_KEYS = `bench:${Buffer.alloc(32, 7).toString('base64')}`
-const DURATION = Number(process.env.BENCH_SECONDS ?? 10)
+const database = benchDatabase('modelplane_bench_users')
+const dbUrl = database.url
 const USERS = 100_000
 const TENANTS = 10
-
-async function admin(sql: string) {
-  const client = new pg.Client({ connectionString: ADMIN_URL })
-  await client.connect()
-  try {
-    await client.query(sql)
-  } finally {
-    await client.end()
-  }
-}
 
 /** 10 tenants (the bench realm among them) sharing 100,000 users, in one statement; returns the bench tenant's id and one of its users. */
 async function seed(realm: string): Promise<{ tenantId: string; userId: string }> {
@@ -77,15 +59,14 @@ async function seed(realm: string): Promise<{ tenantId: string; userId: string }
 
 async function main() {
   const loadBefore = os.loadavg()
-  await admin(`drop database if exists ${DB_NAME} with (force)`)
-  await admin(`create database ${DB_NAME}`)
+  await database.recreate()
   await buildDist()
   const credentials = { realm: 'bench', email: 'bench-admin@example.test', password: `pw-${randomUUID()}` }
   const common = { DATABASE_URL: dbUrl, DATABASE_POOL_MAX: '20' }
   const app = await startServer('bench/servers/users-app.ts', {
     ...common,
-    REDIS_URL,
-    VAULT_KEYS,
+    REDIS_URL: BENCH_REDIS_URL,
+    VAULT_KEYS: BENCH_VAULT_KEYS,
     RATE_LIMIT_MAX: '0',
     BENCH_REALM: credentials.realm,
     BENCH_EMAIL: credentials.email,
@@ -105,7 +86,7 @@ async function main() {
     if (login.status !== 200) throw new Error(`login failed: ${login.status} ${await login.text()}`)
     const { accessToken } = (await login.json()) as { accessToken: string }
     const auth = { authorization: `Bearer ${accessToken}` }
-    const opts = { connections: 32, durationSeconds: DURATION }
+    const opts = { connections: 32, durationSeconds: BENCH_SECONDS }
     const scenarios = [
       { name: 'filtered page', query: 'status=active&role=developer&sort=name:asc&page=3&limit=20' },
       { name: 'default page', query: 'page=1&limit=20' },
@@ -122,7 +103,7 @@ async function main() {
   } finally {
     await baseline?.stop()
     await app.stop()
-    await admin(`drop database if exists ${DB_NAME} with (force)`)
+    await database.drop()
   }
   const loadAfter = os.loadavg()
   const others = (() => {
@@ -147,7 +128,7 @@ Load average before the run ${loadBefore.map((l) => l.toFixed(2)).join(' / ')}, 
 Busy processes at the end: ${others || 'none above 20% CPU'}.
 
 100,000 users in 10 tenants (≈10,000 per tenant; 5 roles, 4 statuses, a third tagged), seeded in one
-INSERT … SELECT and VACUUM ANALYZEd. autocannon, 32 connections, ${DURATION} s per run after a 2 s warm-up;
+INSERT … SELECT and VACUUM ANALYZEd. autocannon, 32 connections, ${BENCH_SECONDS} s per run after a 2 s warm-up;
 load generator and servers on the same machine, PostgreSQL 15 and Redis on localhost, pools of 20.
 modelplane is the compiled app (LOG_LEVEL=warn, rate limiting off) called with an embedded-issuer
 bearer token (signature check, revocation lookup, permission), TypeBox validation, the capped total

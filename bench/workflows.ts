@@ -5,7 +5,7 @@ import pino from 'pino'
 import { startWorkflowEngine } from '../src/modules/workflow_ops/runtime.js'
 import { openDatabase } from '../src/platform/db/client.js'
 import { migrate } from '../src/platform/db/migrate.js'
-import { machine, writeSection } from './lib.js'
+import { machine, writeSection, benchDatabase, BENCH_PG_ADMIN_URL } from './lib.js'
 
 /**
  * `npm run bench:workflows`: the embedded durable task hub on PostgreSQL with the real SDK worker
@@ -18,37 +18,21 @@ import { machine, writeSection } from './lib.js'
  * - one run at a time: the latency floor.
  * Latency is from `scheduleNewWorkflow` to `waitForWorkflowCompletion` returning.
  */
-const ADMIN_URL = process.env.BENCH_PG_ADMIN_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres'
-const DB_NAME = 'modelplane_bench_workflows'
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 200)
 const RUNS = Number(process.env.BENCH_RUNS ?? 3_000)
 const WARMUP_RUNS = 200
 const SINGLE_RUNS = 100
 const OPEN_RATE = Number(process.env.BENCH_RATE ?? 100)
 const OPEN_SECONDS = Number(process.env.BENCH_OPEN_SECONDS ?? 15)
-const dbUrl = (() => {
-  const u = new URL(ADMIN_URL)
-  u.pathname = `/${DB_NAME}`
-  return u.toString()
-})()
-
-async function admin(sql: string) {
-  const client = new pg.Client({ connectionString: ADMIN_URL })
-  await client.connect()
-  try {
-    await client.query(sql)
-  } finally {
-    await client.end()
-  }
-}
+const benchDb = benchDatabase('modelplane_bench_workflows')
+const dbUrl = benchDb.url
 
 function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? 0
 }
 
 async function main() {
-  await admin(`drop database if exists ${DB_NAME} with (force)`)
-  await admin(`create database ${DB_NAME}`)
+  await benchDb.recreate()
   const log = pino({ level: 'warn' })
   const database = await openDatabase({ url: dbUrl, dataDir: os.tmpdir(), poolMax: 20, log })
   await migrate(database)
@@ -117,14 +101,14 @@ async function main() {
 
   /** Transactions PostgreSQL committed for this database: statements outside a transaction count one each. */
   async function commits(): Promise<number> {
-    const client = new pg.Client({ connectionString: ADMIN_URL })
+    const client = new pg.Client({ connectionString: BENCH_PG_ADMIN_URL })
     await client.connect()
     try {
       await new Promise((resolve) => setTimeout(resolve, 700))
       await client.query('select pg_stat_force_next_flush()').catch(() => undefined)
       const { rows } = await client.query<{ n: string }>(
         'select xact_commit::text as n from pg_stat_database where datname = $1',
-        [DB_NAME],
+        ['modelplane_bench_workflows'],
       )
       return Number(rows[0]?.n ?? 0)
     } finally {
@@ -218,7 +202,7 @@ ${OPEN_RATE} × p50 of them in flight at a time) and how long each takes.`,
   } finally {
     await engine.stop()
     await database.close()
-    await admin(`drop database if exists ${DB_NAME} with (force)`)
+    await benchDb.drop()
   }
 }
 
