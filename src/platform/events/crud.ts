@@ -1,6 +1,4 @@
-import type { PGlite } from '@electric-sql/pglite'
 import { and, count, desc, eq, inArray, isNotNull, isNull, lt, lte, type SQL, sql } from 'drizzle-orm'
-import type pg from 'pg'
 import type { Executor } from '../db/client.js'
 import { type OutboxEventRow, outboxEvents } from './tables.js'
 
@@ -186,15 +184,3 @@ export async function listOutboxEvents(
   return { rows, total: totals[0]?.total ?? 0 }
 }
 
-/** LISTEN needs a dedicated PostgreSQL connection: a pooled one would be handed to other queries. */
-export async function listenForOutboxEvents(client: pg.ClientBase): Promise<void> {
-  await client.query(`listen ${OUTBOX_CHANNEL}`)
-}
-
-/** PGlite is one in-process connection; it calls back on commit like PostgreSQL does. */
-export function listenForOutboxEventsOnPglite(
-  pglite: PGlite,
-  onNotify: () => void,
-): Promise<() => Promise<void>> {
-  return pglite.listen(OUTBOX_CHANNEL, onNotify)
-}

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto'
-import pg from 'pg'
+import { type Listener, listen } from '../db/listen.js'
 import type { Logger } from 'pino'
 import type { Config } from '../../config.js'
 import type { DatabaseHandle, Executor } from '../db/client.js'
@@ -115,7 +115,6 @@ const DEFAULT_TUNING: DispatcherTuning = {
 }
 
 const PURGE_BATCH = 1_000
-const LISTENER_RECONNECT_MAX_MS = 30_000
 
 export interface EventBusOptions {
   database: DatabaseHandle
@@ -159,89 +158,6 @@ function toView(row: OutboxEventRow): OutboxEventView {
     lastError: row.lastError,
     data: row.payload,
   }
-}
-
-interface Listener {
-  close(): Promise<void>
-}
-
-/**
- * A dedicated connection that LISTENs for commits of outbox rows. It reconnects on its own with
- * backoff; until it is back, the fallback poll keeps delivery going, only slower.
- */
-async function listenOnPostgres(pool: pg.Pool, onNotify: () => void, log: Logger): Promise<Listener> {
-  let closed = false
-  let current: pg.Client | undefined
-  let connecting: Promise<void> | undefined
-  let reconnectTimer: NodeJS.Timeout | undefined
-  let delayMs = 500
-
-  const connect = async (): Promise<void> => {
-    const client = new pg.Client({ ...pool.options, application_name: 'modelplane-outbox-listener' })
-    let lost = false
-    const onLost = (err?: Error) => {
-      if (lost) return
-      lost = true
-      if (current === client) current = undefined
-      client.end().catch(() => undefined)
-      if (closed) return
-      log.warn(
-        { err: err && { message: err.message }, retryInMs: delayMs },
-        'outbox listener lost its connection',
-      )
-      reconnectTimer = setTimeout(() => {
-        connecting = connect()
-      }, delayMs)
-      reconnectTimer.unref()
-      delayMs = Math.min(delayMs * 2, LISTENER_RECONNECT_MAX_MS)
-    }
-    client.on('notification', onNotify)
-    client.on('error', onLost)
-    client.on('end', () => onLost())
-    try {
-      await client.connect()
-      await crud.listenForOutboxEvents(client)
-    } catch (err) {
-      onLost(err as Error)
-      return
-    }
-    if (closed) {
-      lost = true
-      await client.end().catch(() => undefined)
-      return
-    }
-    current = client
-    delayMs = 500
-    // Whatever committed while nobody was listening.
-    onNotify()
-  }
-
-  // The first attempt is awaited so that events published right after start() wake it; a failure
-  // here is not fatal (connect retries on its own).
-  connecting = connect()
-  await connecting
-  return {
-    async close() {
-      closed = true
-      clearTimeout(reconnectTimer)
-      await connecting
-      const client = current
-      current = undefined
-      if (client) {
-        client.removeAllListeners('end')
-        await client.end().catch(() => undefined)
-      }
-    },
-  }
-}
-
-async function openListener(database: DatabaseHandle, onNotify: () => void, log: Logger): Promise<Listener> {
-  if (database.pglite) {
-    const unlisten = await crud.listenForOutboxEventsOnPglite(database.pglite, onNotify)
-    return { close: () => unlisten() }
-  }
-  if (database.pool) return listenOnPostgres(database.pool, onNotify, log)
-  return { close: async () => undefined }
 }
 
 export function createEventBus(options: EventBusOptions): EventBus {
@@ -473,7 +389,13 @@ export function createEventBus(options: EventBusOptions): EventBus {
       if (state !== 'stopped') return
       state = 'running'
       try {
-        const opened = await openListener(database, wake, log)
+        const opened = await listen(database, {
+          channel: crud.OUTBOX_CHANNEL,
+          name: 'outbox-listener',
+          onNotify: wake,
+          onConnect: wake,
+          log,
+        })
         // stop() may have run while the listener connected.
         if (state !== 'running') return await opened.close()
         listener = opened

@@ -1,6 +1,4 @@
-import type { PGlite } from '@electric-sql/pglite'
 import { and, eq, gte, inArray, lte, type SQL, sql } from 'drizzle-orm'
-import type pg from 'pg'
 import type { Executor } from '../../../platform/db/client.js'
 import {
   type InstanceStatus,
@@ -406,15 +404,4 @@ export async function purgeInstances(executor: Executor, hub: string, filter: Pu
   return deleted.length
 }
 
-/** LISTEN needs a dedicated PostgreSQL connection: a pooled one would be handed to other queries. */
-export async function listenForWorkflowEvents(client: pg.ClientBase): Promise<void> {
-  await client.query(`listen ${WORKFLOW_CHANNEL}`)
-}
 
-/** PGlite is one in-process connection; it calls back on commit like PostgreSQL does. */
-export function listenForWorkflowEventsOnPglite(
-  pglite: PGlite,
-  onNotify: (payload: string) => void,
-): Promise<() => Promise<void>> {
-  return pglite.listen(WORKFLOW_CHANNEL, onNotify)
-}

@@ -5,7 +5,7 @@ import { type DatabaseHandle, transaction } from '../../../platform/db/client.js
 import { type InstanceStatus, TERMINAL_STATUSES, type WorkflowInstanceRow } from '../tables.js'
 import * as crud from './crud.js'
 import * as hot from './hot.js'
-import { openListener, type Listener } from './listener.js'
+import { type Listener, listen } from '../../../platform/db/listen.js'
 import { applyOrchestratorResponse, encode, fastCompletion, type OrchestratorLease, startFirst } from './orchestration.js'
 import {
   decodeEvent,
@@ -799,7 +799,13 @@ export async function startTaskHub(options: TaskHubOptions): Promise<TaskHub> {
   )
   let listener: Listener | undefined
   try {
-    listener = await openListener(database, onNotify, onListenerConnected, log)
+    listener = await listen(database, {
+      channel: crud.WORKFLOW_CHANNEL,
+      name: 'workflow-listener',
+      onNotify,
+      onConnect: onListenerConnected,
+      log,
+    })
   } catch (err) {
     log.warn({ err }, 'workflow listener unavailable; working on the poll only')
   }
