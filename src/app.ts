@@ -23,7 +23,7 @@ import { registerValidation } from './platform/http/validation.js'
 import { loggerOptions } from './platform/logger.js'
 import { registerAuthGuard } from './platform/auth/guard.js'
 import { type AuthService, createAuth } from './modules/auth/index.js'
-import { createUserAdmin, type UserAdminService } from './modules/user_admin/index.js'
+import { createUserAdmin, type UserAdminService, type UserImport } from './modules/user_admin/index.js'
 import { createWorkflowOps, type WorkflowOpsOptions, type WorkflowService } from './modules/workflow_ops/index.js'
 import { createVault, resolveVaultKeys, type Vault } from './platform/vault.js'
 
@@ -53,6 +53,7 @@ export interface AppOverrides {
 export interface Services {
   auth: AuthService
   userAdmin: UserAdminService
+  userImport: UserImport
   workflows: WorkflowService
 }
 
@@ -176,8 +177,13 @@ export async function buildApp(
   app.decorate('platform', platform)
   // Modules declare their workflows on workflows.service while they are built; the engine starts on ready.
   const workflows = createWorkflowOps(platform, overrides.workflows)
-  const userAdmin = createUserAdmin(platform, auth)
-  app.decorate('services', { auth: auth.service, userAdmin: userAdmin.service, workflows: workflows.service })
+  const userAdmin = createUserAdmin(platform, auth, workflows.service)
+  app.decorate('services', {
+    auth: auth.service,
+    userAdmin: userAdmin.service,
+    userImport: userAdmin.imports,
+    workflows: workflows.service,
+  })
 
   registerHealthRoutes(
     app,

@@ -3,7 +3,8 @@ import type { Executor } from '../../platform/db/client.js'
 import type { SortRequest } from '../../platform/http/pagination.js'
 import { users } from '../auth/tables.js'
 import { DuplicateEmailError, DuplicateTagError } from './errors.js'
-import { userInvites } from './tables.js'
+import type { ImportRowError, ImportUser } from './import-rows.js'
+import { userImportBatches, userInvites } from './tables.js'
 
 export type UserStatus = 'active' | 'invited' | 'disabled' | 'deleted'
 export type UserSortField = 'createdAt' | 'name' | 'email'
@@ -264,4 +265,86 @@ export async function activateWithPassword(executor: Executor, userId: string, p
     .where(and(eq(users.id, userId), inArray(users.status, ['invited', 'active'])))
     .returning({ id: users.id })
   return rows.length === 1
+}
+
+// ---- bulk import -----------------------------------------------------------------------------
+
+/**
+ * Claims a batch of an import for this transaction. A concurrent run of the same batch waits here
+ * until the first commits, then finds the claim taken (false); after a rollback the claim is free again.
+ */
+export async function claimImportBatch(executor: Executor, batch: { importId: string; batch: number; tenantId: string }): Promise<boolean> {
+  const rows = await executor.insert(userImportBatches).values(batch).onConflictDoNothing().returning({ batch: userImportBatches.batch })
+  return rows.length === 1
+}
+
+/**
+ * One multi-row insert for the whole batch. Rows whose email or tag is already taken in the tenant
+ * are skipped by the unique indexes (never a prior read); answers the emails inserted, as given.
+ * Auth ids are fresh UUIDs: embedded mode's issuer names its users by them.
+ */
+export async function insertImportedUsers(executor: Executor, tenantId: string, batch: readonly ImportUser[]): Promise<Set<string>> {
+  if (batch.length === 0) return new Set()
+  const column = <K extends keyof ImportUser>(key: K) => sql.param(batch.map((u) => u[key]))
+  const result = await executor.execute<{ email: string }>(sql`
+    insert into ${users} (tenant_id, auth_id, email, name, role, status, tag)
+    select ${tenantId}::uuid, gen_random_uuid()::text, u.email, u.name, u.role, u.status, u.tag
+      from unnest(${column('email')}::text[], ${column('name')}::text[], ${column('role')}::text[],
+                  ${column('status')}::text[], ${column('tag')}::text[]) as u(email, name, role, status, tag)
+    on conflict do nothing
+    returning email`)
+  return new Set(result.rows.map((r) => r.email))
+}
+
+/** Which of these emails a live user of the tenant has, case-insensitively; answered as given. */
+export async function liveEmailsAmong(executor: Executor, tenantId: string, emails: readonly string[]): Promise<Set<string>> {
+  if (emails.length === 0) return new Set()
+  const result = await executor.execute<{ email: string }>(sql`
+    select x.email from unnest(${sql.param([...emails])}::text[]) as x(email)
+     where exists (select 1 from ${users} u
+                    where u.tenant_id = ${tenantId}::uuid and u.status <> 'deleted' and lower(u.email) = lower(x.email))`)
+  return new Set(result.rows.map((r) => r.email))
+}
+
+export async function recordImportBatch(
+  executor: Executor,
+  key: { importId: string; batch: number },
+  outcome: { created: number; errors: ImportRowError[] },
+): Promise<void> {
+  await executor
+    .update(userImportBatches)
+    .set(outcome)
+    .where(and(eq(userImportBatches.importId, key.importId), eq(userImportBatches.batch, key.batch)))
+}
+
+export async function findImportBatch(executor: Executor, key: { importId: string; batch: number }) {
+  const [row] = await executor
+    .select({ created: userImportBatches.created, failed: sql<number>`jsonb_array_length(${userImportBatches.errors})::int` })
+    .from(userImportBatches)
+    .where(and(eq(userImportBatches.importId, key.importId), eq(userImportBatches.batch, key.batch)))
+  return row
+}
+
+/** Users created and rows refused by code, over every batch of the import. */
+export async function importTotals(executor: Executor, importId: string): Promise<{ created: number; failedByCode: Record<string, number> }> {
+  const [sums] = await executor
+    .select({ created: sql<number>`coalesce(sum(${userImportBatches.created}), 0)::int` })
+    .from(userImportBatches)
+    .where(eq(userImportBatches.importId, importId))
+  const codes = await executor.execute<{ code: string; n: number }>(sql`
+    select e->>'code' as code, count(*)::int as n
+      from ${userImportBatches} b, jsonb_array_elements(b.errors) e
+     where b.import_id = ${importId}::uuid
+     group by 1`)
+  return { created: sums?.created ?? 0, failedByCode: Object.fromEntries(codes.rows.map((r) => [r.code, r.n])) }
+}
+
+/** The import's refused rows in row order, a page at a time. */
+export async function listImportErrors(executor: Executor, importId: string, page: { limit: number; offset: number }): Promise<ImportRowError[]> {
+  const result = await executor.execute<{ e: ImportRowError }>(sql`
+    select e from ${userImportBatches} b, jsonb_array_elements(b.errors) with ordinality as x(e, ord)
+     where b.import_id = ${importId}::uuid
+     order by b.batch, x.ord
+     limit ${page.limit} offset ${page.offset}`)
+  return result.rows.map((r) => r.e)
 }

@@ -3,7 +3,25 @@ import type { FastifyInstance } from 'fastify'
 import Type from 'typebox'
 import { principalOf, requirePermission } from '../../platform/auth/principal.js'
 import { ifMatch, setEtag } from '../../platform/http/etag.js'
-import { AcceptInviteBody, AiUser, AiUserCreate, AiUserCreated, AiUserListQuery, AiUserPage, AiUserUpdate, UserIdParams } from './schema.js'
+import { IdempotencyHeaders } from '../workflow_ops/schema.js'
+import { errorReportPath, type UserImport } from './import.js'
+import { parseImportCsv } from './import-rows.js'
+import {
+  AcceptInviteBody,
+  AiUser,
+  AiUserCreate,
+  AiUserCreated,
+  AiUserImportAccepted,
+  AiUserImportBody,
+  AiUserListQuery,
+  AiUserPage,
+  AiUserUpdate,
+  ImportErrorsPage,
+  ImportErrorsParams,
+  ImportErrorsQuery,
+  IMPORT_MAX_ROWS,
+  UserIdParams,
+} from './schema.js'
 import type { UserAdminService } from './service.js'
 
 /** Accepting an invite is public and guessable in principle: as tight a limit as login's. */
@@ -129,4 +147,71 @@ export function registerUserAdminRoutes(app: FastifyInstance, service: UserAdmin
       },
     )
   }
+}
+
+/** 100,000 rows of a few hundred bytes at most each, with room to spare; on the import route only. */
+export const IMPORT_BODY_LIMIT = 32 * 1024 * 1024
+
+const IMPORT_DESCRIPTION =
+  `Starts a workflow that creates the users in batches of 1,000 and answers 202 with its id; follow it on ` +
+  `GET /v1/workflows/{workflowId} or its /events stream. Invalid and duplicate rows are reported per row (row number, ` +
+  `email, code) in the run's result — counts plus the first 100 — and all of them on ${errorReportPath('{workflowId}')}. ` +
+  `Embedded mode only: imported users are \`invited\` unless the row says otherwise, and get no invite token. ` +
+  `At most ${IMPORT_MAX_ROWS} rows and 32 MiB.`
+
+/**
+ * The bulk import, in a plugin of its own: its CSV parser and its large body limit apply to this
+ * route only, and it accepts nothing but JSON and CSV (text/plain would otherwise reach it).
+ */
+export function registerUserImportRoutes(app: FastifyInstance, imports: UserImport): void {
+  void app.register(async (scope) => {
+    scope.removeContentTypeParser(['text/plain'])
+    scope.addContentTypeParser('text/csv', { parseAs: 'string' }, (_request, body, done) => {
+      try {
+        done(null, parseImportCsv(body as string))
+      } catch (err) {
+        done(err as Error, undefined)
+      }
+    })
+    const server = scope.withTypeProvider<TypeBoxTypeProvider>()
+
+    server.post(
+      '/ai/admin/users/import',
+      {
+        bodyLimit: IMPORT_BODY_LIMIT,
+        config: requirePermission('user:manage'),
+        schema: {
+          operationId: 'importAiUsers',
+          tags: ['users'],
+          summary: 'Bulk-create up to 100,000 users from a JSON array or a CSV file, as a workflow',
+          description: IMPORT_DESCRIPTION,
+          consumes: ['application/json', 'text/csv'],
+          headers: IdempotencyHeaders,
+          body: AiUserImportBody,
+          response: { 202: AiUserImportAccepted },
+        },
+      },
+      async (request, reply) => {
+        const accepted = await imports.accept(principalOf(request), request.body, request.headers['idempotency-key'])
+        request.auditResourceId = accepted.workflowId
+        return reply.status(202).header('location', `/v1/workflows/${accepted.workflowId}`).send(accepted)
+      },
+    )
+
+    server.get(
+      '/ai/admin/users/import/:id/errors',
+      {
+        config: requirePermission('user:view'),
+        schema: {
+          operationId: 'listAiUserImportErrors',
+          tags: ['users'],
+          summary: "Every refused row of a user import, in row order (the run's result lists only the first 100)",
+          params: ImportErrorsParams,
+          querystring: ImportErrorsQuery,
+          response: { 200: ImportErrorsPage },
+        },
+      },
+      async (request) => imports.errors(principalOf(request), request.params.id, request.query),
+    )
+  })
 }

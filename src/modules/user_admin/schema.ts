@@ -1,5 +1,5 @@
 import Type from 'typebox'
-import { PageQueryProperties, StrictObject, Uuid } from '../../platform/http/schemas.js'
+import { Page, PageQueryProperties, StrictObject, Uuid } from '../../platform/http/schemas.js'
 import { ROLE_RANK } from '../auth/permissions.js'
 
 /** Keys of `attributes` and names of `secrets`: short, printable, no dots-only tricks. */
@@ -141,3 +141,56 @@ export const AcceptInviteBody = StrictObject(
   },
   { title: 'AcceptInviteRequest' },
 )
+
+// ---- bulk import -------------------------------------------------------------------------------
+
+export const IMPORT_MAX_ROWS = 100_000
+export const IMPORT_CSV_COLUMNS = ['email', 'name', 'role', 'tag', 'status'] as const
+
+/** One row of a bulk import: AiUserCreate without attributes and secrets (secrets never sit in a staged file). */
+export const AiUserImportRow = StrictObject(
+  {
+    email: Email,
+    name: Type.Optional(Name),
+    role: Role,
+    tag: Type.Optional(Tag),
+    status: Type.Optional(WritableStatus),
+  },
+  { title: 'AiUserImportRow' },
+)
+
+/**
+ * Rows are checked one by one by the import itself (an invalid row is reported, the others are
+ * created), so the request only has to be an array of at most IMPORT_MAX_ROWS items.
+ */
+export const AiUserImportBody = Type.Array(Type.Unknown({ description: 'an AiUserImportRow: email, role, and optionally name, tag, status' }), {
+  minItems: 1,
+  maxItems: IMPORT_MAX_ROWS,
+  description:
+    `JSON: an array of rows {email, name?, role, tag?, status?}. text/csv: a header row naming columns among ` +
+    `${IMPORT_CSV_COLUMNS.join(',')} (email and role required), then one user per line. At most ${IMPORT_MAX_ROWS} rows.`,
+})
+
+export const AiUserImportAccepted = Type.Object(
+  {
+    workflowId: Uuid,
+    rows: Type.Integer({ minimum: 1, description: 'rows received' }),
+  },
+  { title: 'AiUserImportAccepted' },
+)
+
+export const ImportErrorsParams = Type.Object({ id: Uuid })
+
+export const ImportRowError = Type.Object(
+  {
+    row: Type.Integer({ minimum: 1, description: '1-based; in CSV the first line after the header is row 1' }),
+    email: Type.Union([Type.String(), Type.Null()]),
+    code: Type.String({ description: 'VALIDATION_ERROR | ROLE_NOT_ALLOWED | DUPLICATE_IN_FILE | DUPLICATE_EMAIL | DUPLICATE_TAG' }),
+    message: Type.String(),
+  },
+  { title: 'ImportRowError' },
+)
+
+export const ImportErrorsPage = Page(ImportRowError, 'ImportErrorsPage')
+
+export const ImportErrorsQuery = Type.Object({ page: PageQueryProperties.page, limit: PageQueryProperties.limit })

@@ -1,4 +1,4 @@
-import { index, pgTable, text, timestamp, uuid } from 'drizzle-orm/pg-core'
+import { index, integer, jsonb, pgTable, primaryKey, text, timestamp, uuid } from 'drizzle-orm/pg-core'
 import { users } from '../auth/tables.js'
 
 /**
@@ -22,3 +22,25 @@ export const userInvites = pgTable(
 )
 
 export type UserInviteRow = typeof userInvites.$inferSelect
+
+/**
+ * The ledger of bulk user imports: one row per batch, written in the same transaction as the
+ * batch's users. A batch that runs again (a retried or re-delivered activity) finds its row and
+ * answers the recorded outcome instead of inserting anything; the rows together are the import's
+ * full per-row error report.
+ */
+export const userImportBatches = pgTable(
+  'user_import_batches',
+  {
+    importId: uuid('import_id').notNull(),
+    batch: integer('batch').notNull(),
+    tenantId: uuid('tenant_id').notNull(),
+    created: integer('created').notNull().default(0),
+    /** [{ row, email, code, message }] of the batch's rows that were not created, in row order. */
+    errors: jsonb('errors').notNull().default([]),
+    createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
+  },
+  (t) => [primaryKey({ columns: [t.importId, t.batch] })],
+)
+
+export type UserImportBatchRow = typeof userImportBatches.$inferSelect
