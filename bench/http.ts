@@ -14,6 +14,8 @@ import { load, machine, type Measurement, ROOT, startServer, table, waitForStatu
  */
 const database = benchDatabase('modelplane_bench')
 const dbUrl = database.url
+const ADMIN_EMAIL = 'bench-admin@example.test'
+const ADMIN_PASSWORD = `bench-${Math.random().toString(36).slice(2)}-password`
 
 async function seedOutbox(rows: number) {
   const client = new pg.Client({ connectionString: dbUrl })
@@ -61,8 +63,19 @@ async function main() {
     VAULT_KEYS: BENCH_VAULT_KEYS,
     RATE_LIMIT_MAX: '0',
     DATA_DIR: fs.mkdtempSync(path.join(os.tmpdir(), 'mp-bench-')),
+    ADMIN_EMAIL,
+    ADMIN_PASSWORD,
   })
   await seedOutbox(10_000)
+  // The outbox list needs events:view: log in as the first admin, as an operator would.
+  const login = await fetch(`${app.url}/v1/auth/login`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ email: ADMIN_EMAIL, password: ADMIN_PASSWORD, tenant: 'local' }),
+  })
+  if (!login.ok) throw new Error(`bench login failed: ${login.status}`)
+  const { accessToken } = (await login.json()) as { accessToken: string }
+  const authorization = { authorization: `Bearer ${accessToken}` }
   const baseline = await startServer('bench/servers/baseline.ts', { DATABASE_URL: dbUrl })
 
   const results: Measurement[] = []
@@ -71,7 +84,12 @@ async function main() {
     results.push(await load('baseline GET /healthz', `${baseline.url}/healthz`, opts))
     results.push(await load('modelplane GET /healthz', `${app.url}/healthz`, opts))
     results.push(await load('baseline GET /outbox (page + count)', `${baseline.url}/outbox?limit=20`, opts))
-    results.push(await load('modelplane GET /v1/events/outbox', `${app.url}/v1/events/outbox?limit=20`, opts))
+    results.push(
+      await load('modelplane GET /v1/events/outbox', `${app.url}/v1/events/outbox?limit=20`, {
+        ...opts,
+        headers: authorization,
+      }),
+    )
   } finally {
     await Promise.all([app.stop(), baseline.stop()])
     await database.drop()
@@ -95,7 +113,8 @@ Measured ${new Date().toISOString().slice(0, 10)} on ${machine()}.
 autocannon, 32 connections, ${BENCH_SECONDS} s per run after a 2 s warm-up, load generator and server in separate
 processes on the same 2 cores. modelplane runs with LOG_LEVEL=warn and rate limiting off (one client
 address would hit the limit); PostgreSQL 15 and Redis on localhost. The outbox table holds 10,000 rows.
-The baseline is bare Fastify + pg with the same query and no validation, envelope or metrics.
+The outbox list is called with an admin's bearer token (it needs \`events:view\`), so it includes
+authentication. The baseline is bare Fastify + pg with the same query and no auth, validation, envelope or metrics.
 
 ${table(results, {
   'modelplane GET /healthz': 'baseline GET /healthz',

@@ -19,6 +19,7 @@ import { registerHealthRoutes } from './platform/http/health.js'
 import { type Metrics, registerMetrics } from './platform/http/metrics.js'
 import { registerOpenApi } from './platform/http/openapi.js'
 import { registerSecurityHeaders } from './platform/http/security-headers.js'
+import { lazySerializerFactory } from './platform/http/lazy-schemas.js'
 import { registerValidation } from './platform/http/validation.js'
 import { loggerOptions } from './platform/logger.js'
 import { registerAuthGuard } from './platform/auth/guard.js'
@@ -88,6 +89,7 @@ export async function buildApp(
     trustProxy: config.trustProxy,
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 256 },
     return503OnClosing: true,
+    schemaController: { compilersFactory: { buildSerializer: lazySerializerFactory() } },
     // Malformed URLs and over-long path parameters fail before routing; answer them in the envelope too.
     frameworkErrors: (error, request, frameworkReply) => {
       const reply = frameworkReply as FastifyReply

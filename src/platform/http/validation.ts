@@ -1,6 +1,7 @@
 import { Ajv, type Options } from 'ajv'
 import addFormats from 'ajv-formats'
 import type { FastifyInstance, FastifySchema } from 'fastify'
+import { lazily } from './lazy-schemas.js'
 
 // ajv-formats is CommonJS: under NodeNext its default import is the module object, under tsx the function.
 const formatsPlugin = ((addFormats as unknown as { default?: unknown }).default ?? addFormats) as unknown as (
@@ -28,6 +29,6 @@ export function registerValidation(app: FastifyInstance): void {
   const strict = makeAjv({ coerceTypes: false })
   const coercing = makeAjv({ coerceTypes: 'array' })
   app.setValidatorCompiler(({ schema, httpPart }: { schema: FastifySchema; httpPart?: string }) =>
-    (httpPart === 'body' ? strict : coercing).compile(schema as object),
+    lazily(() => (httpPart === 'body' ? strict : coercing).compile(schema as object)),
   )
 }
