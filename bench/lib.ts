@@ -28,6 +28,8 @@ export async function startServer(script: string, env: Record<string, string>, r
   const port = 20_000 + Math.floor(Math.random() * 20_000)
   // Compiled JavaScript runs as is; TypeScript (the baseline) through tsx.
   const args = script.endsWith('.js') ? [script] : ['--import', 'tsx', script]
+  // BENCH_PROFILE_DIR=/some/dir writes a CPU profile of every server a benchmark starts.
+  if (process.env.BENCH_PROFILE_DIR) args.unshift('--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE_DIR}`)
   const child = spawn(process.execPath, args, {
     cwd: ROOT,
     env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'warn', ...env },
