@@ -383,4 +383,23 @@ describe('security', () => {
       await local.close()
     }
   })
+
+  it('refuses a token logged out on one replica on another replica sharing PostgreSQL and Redis', async () => {
+    const other = await buildTestApp()
+    try {
+      const user = await seedUser(app, { realm, role: 'viewer' })
+      // The other replica has verified and cached the token already.
+      expect((await other.inject({ method: 'GET', url: '/v1/auth/me', headers: bearer(user.accessToken) })).statusCode).toBe(200)
+      const out = await app.inject({ method: 'POST', url: '/v1/auth/logout', headers: bearer(user.accessToken) })
+      expect(out.statusCode, out.body).toBe(204)
+      expect((await me(bearer(user.accessToken))).statusCode).toBe(401)
+      await waitFor(
+        async () => (await other.inject({ method: 'GET', url: '/v1/auth/me', headers: bearer(user.accessToken) })).statusCode === 401,
+        5_000,
+        'logged-out token still accepted on the other replica',
+      )
+    } finally {
+      await other.close()
+    }
+  })
 })
