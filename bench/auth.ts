@@ -4,7 +4,7 @@ import os from 'node:os'
 import path from 'node:path'
 // @ts-expect-error the build script is plain JavaScript without declarations
 import { buildDist } from '../scripts/build.mjs'
-import { load, machine, type Measurement, startServer, table, writeSection, benchDatabase, BENCH_REDIS_URL, BENCH_VAULT_KEYS, BENCH_SECONDS } from './lib.js'
+import { load, machine, type Measurement, startServer, table, writeSection, benchDatabase, BENCH_REDIS_URL, BENCH_VAULT_KEYS, BENCH_SECONDS, loginHeaders } from './lib.js'
 
 /**
  * `npm run bench:auth`: what authentication costs. The same database-backed read route, public and
@@ -30,19 +30,13 @@ async function main() {
   })
   const results: Measurement[] = []
   try {
-    const login = await fetch(`${server.url}/v1/auth/login`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ email: credentials.email, password: credentials.password, tenant: credentials.realm }),
-    })
-    if (login.status !== 200) throw new Error(`login failed: ${login.status} ${await login.text()}`)
-    const { accessToken } = (await login.json()) as { accessToken: string }
+    const authorization = await loginHeaders(server.url, credentials)
     const opts = { connections: 32, durationSeconds: BENCH_SECONDS }
     results.push(await load('public GET /bench/public', `${server.url}/bench/public`, opts))
     results.push(
       await load('authenticated GET /bench/guarded (bearer JWT)', `${server.url}/bench/guarded`, {
         ...opts,
-        headers: { authorization: `Bearer ${accessToken}` },
+        headers: authorization,
       }),
     )
   } finally {

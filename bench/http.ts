@@ -5,7 +5,7 @@ import path from 'node:path'
 import pg from 'pg'
 // @ts-expect-error the build script is plain JavaScript without declarations
 import { buildDist } from '../scripts/build.mjs'
-import { load, machine, type Measurement, ROOT, startServer, table, waitForStatus, writeSection, benchDatabase, BENCH_REDIS_URL, BENCH_VAULT_KEYS, BENCH_SECONDS } from './lib.js'
+import { load, machine, type Measurement, ROOT, startServer, table, waitForStatus, writeSection, benchDatabase, BENCH_REDIS_URL, BENCH_VAULT_KEYS, BENCH_SECONDS, loginHeaders } from './lib.js'
 
 /**
  * `npm run bench`: the platform's own overhead. modelplane's GET /healthz and a database-backed
@@ -68,14 +68,7 @@ async function main() {
   })
   await seedOutbox(10_000)
   // The outbox list needs events:view: log in as the first admin, as an operator would.
-  const login = await fetch(`${app.url}/v1/auth/login`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ email: ADMIN_EMAIL, password: ADMIN_PASSWORD, tenant: 'local' }),
-  })
-  if (!login.ok) throw new Error(`bench login failed: ${login.status}`)
-  const { accessToken } = (await login.json()) as { accessToken: string }
-  const authorization = { authorization: `Bearer ${accessToken}` }
+  const authorization = await loginHeaders(app.url, { email: ADMIN_EMAIL, password: ADMIN_PASSWORD, realm: 'local' })
   const baseline = await startServer('bench/servers/baseline.ts', { DATABASE_URL: dbUrl })
 
   const results: Measurement[] = []

@@ -144,3 +144,18 @@ export function benchDatabase(name: string) {
     drop: () => admin(`drop database if exists ${name} with (force)`),
   }
 }
+
+/** Logs in through the embedded issuer and returns the Authorization header to load a guarded route with. */
+export async function loginHeaders(
+  baseUrl: string,
+  credentials: { email: string; password: string; realm: string },
+): Promise<{ authorization: string }> {
+  const response = await fetch(`${baseUrl}/v1/auth/login`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ email: credentials.email, password: credentials.password, tenant: credentials.realm }),
+  })
+  if (response.status !== 200) throw new Error(`bench login failed: ${response.status} ${await response.text()}`)
+  const { accessToken } = (await response.json()) as { accessToken: string }
+  return { authorization: `Bearer ${accessToken}` }
+}

@@ -6,7 +6,7 @@ import path from 'node:path'
 import pg from 'pg'
 // @ts-expect-error the build script is plain JavaScript without declarations
 import { buildDist } from '../scripts/build.mjs'
-import { load, machine, type Measurement, startServer, table, writeSection, benchDatabase, BENCH_REDIS_URL, BENCH_VAULT_KEYS, BENCH_SECONDS } from './lib.js'
+import { load, machine, type Measurement, startServer, table, writeSection, benchDatabase, BENCH_REDIS_URL, BENCH_VAULT_KEYS, BENCH_SECONDS, loginHeaders } from './lib.js'
 
 /**
  * `npm run bench:users`: GET /ai/admin/users on 100,000 users in 10 tenants, with auth (embedded
@@ -78,14 +78,7 @@ async function main() {
   try {
     const { tenantId, userId } = await seed(credentials.realm)
     baseline = await startServer('bench/servers/users-baseline.ts', { ...common, BENCH_TENANT_ID: tenantId })
-    const login = await fetch(`${app.url}/v1/auth/login`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ email: credentials.email, password: credentials.password, tenant: credentials.realm }),
-    })
-    if (login.status !== 200) throw new Error(`login failed: ${login.status} ${await login.text()}`)
-    const { accessToken } = (await login.json()) as { accessToken: string }
-    const auth = { authorization: `Bearer ${accessToken}` }
+    const auth = await loginHeaders(app.url, credentials)
     const opts = { connections: 32, durationSeconds: BENCH_SECONDS }
     const scenarios = [
       { name: 'filtered page', query: 'status=active&role=developer&sort=name:asc&page=3&limit=20' },

@@ -1,5 +1,6 @@
 import { join } from 'node:path'
 import type { Logger } from 'pino'
+import type { Config } from '../../config.js'
 import { createFilesystemBlobStore } from './filesystem.js'
 import type { BlobStore } from './types.js'
 
@@ -9,14 +10,7 @@ export type { BlobInfo, BlobStore, PutOptions } from './types.js'
 
 export interface BlobStoreOptions {
   /** Set when S3_ENDPOINT is: objects then live in that bucket and S3 signs the URLs. */
-  s3?: {
-    endpoint: string
-    publicEndpoint?: string
-    accessKey: string
-    secretKey: string
-    bucket: string
-    region: string
-  }
+  s3?: Config['s3']
   dataDir: string
   /** Base of the signed URLs in filesystem mode, which this API serves (registerBlobRoutes). */
   publicUrl: string
