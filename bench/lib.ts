@@ -27,7 +27,7 @@ export interface Server {
 export async function startServer(script: string, env: Record<string, string>, readyPath = '/healthz'): Promise<Server> {
   const port = 20_000 + Math.floor(Math.random() * 20_000)
   // Compiled JavaScript runs as is; TypeScript (the baseline) through tsx.
-  const args = script.endsWith('.js') ? [script] : ['--import', 'tsx', script]
+  const args = /\.m?js$/.test(script) ? [script] : ['--import', 'tsx', script]
   // BENCH_PROFILE_DIR=/some/dir writes a CPU profile of every server a benchmark starts.
   if (process.env.BENCH_PROFILE_DIR) args.unshift('--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE_DIR}`)
   const child = spawn(process.execPath, args, {
@@ -63,18 +63,31 @@ export async function waitForStatus(url: string, status: number, timeoutMs: numb
   }
 }
 
+export interface LoadOptions {
+  connections?: number
+  durationSeconds?: number
+  headers?: Record<string, string>
+  /** Called for every request: the part after the URL's path, so that requests differ. */
+  pathOf?: () => string
+}
+
 export async function load(
   name: string,
   url: string,
-  options: { connections?: number; durationSeconds?: number; headers?: Record<string, string> } = {},
+  options: LoadOptions = {},
 ): Promise<Measurement> {
+  // A new path per request when asked for (relative to url's path: "?q=…" or "/…").
+  const requests = options.pathOf
+    ? [{ setupRequest: (request: autocannon.Request) => ({ ...request, path: new URL(url).pathname + options.pathOf!() }) }]
+    : undefined
   // A short warm-up so JIT and pools are hot before the measured run.
-  await autocannon({ url, connections: options.connections ?? 32, duration: 2, headers: options.headers })
+  await autocannon({ url, connections: options.connections ?? 32, duration: 2, headers: options.headers, requests })
   const result = await autocannon({
     url,
     connections: options.connections ?? 32,
     duration: options.durationSeconds ?? 10,
     headers: options.headers,
+    requests,
   })
   return {
     name,
@@ -84,6 +97,29 @@ export async function load(
     errors: result.errors + result.timeouts,
     non2xx: result.non2xx,
   }
+}
+
+export const BENCH_ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3)
+
+/**
+ * Baseline and candidate loaded in turn, BENCH_ROUNDS times each, so a change in what else the
+ * machine is doing hits both alike; each side reports its median run (by requests/s).
+ */
+export async function compare(
+  baseline: { name: string; url: string; headers?: Record<string, string>; pathOf?: () => string },
+  candidate: { name: string; url: string; headers?: Record<string, string>; pathOf?: () => string },
+  options: { connections?: number; durationSeconds?: number } = {},
+): Promise<[Measurement, Measurement]> {
+  const runs: [Measurement[], Measurement[]] = [[], []]
+  for (let round = 0; round < BENCH_ROUNDS; round++) {
+    runs[0].push(await load(baseline.name, baseline.url, { ...options, headers: baseline.headers, pathOf: baseline.pathOf }))
+    runs[1].push(await load(candidate.name, candidate.url, { ...options, headers: candidate.headers, pathOf: candidate.pathOf }))
+  }
+  // A run that got errors measured something else (an expired token, say): its numbers are void.
+  const failed = [...runs[0], ...runs[1]].find((r) => r.errors > 0 || r.non2xx > 0)
+  if (failed) throw new Error(`${failed.name}: ${failed.errors} errors and ${failed.non2xx} non-2xx answers`)
+  const median = (side: Measurement[]) => [...side].sort((a, b) => a.requestsPerSecond - b.requestsPerSecond)[Math.floor(side.length / 2)]!
+  return [median(runs[0]), median(runs[1])]
 }
 
 export function machine(): string {

@@ -6,7 +6,7 @@ import path from 'node:path'
 import pg from 'pg'
 // @ts-expect-error the build script is plain JavaScript without declarations
 import { buildDist } from '../scripts/build.mjs'
-import { load, machine, type Measurement, startServer, table, writeSection, benchDatabase, BENCH_REDIS_URL, BENCH_VAULT_KEYS, BENCH_SECONDS, loginHeaders } from './lib.js'
+import { compare, machine, type Measurement, startServer, table, writeSection, benchDatabase, BENCH_REDIS_URL, BENCH_VAULT_KEYS, BENCH_SECONDS, BENCH_ROUNDS, loginHeaders } from './lib.js'
 
 /**
  * `npm run bench:users`: GET /ai/admin/users on 100,000 users in 10 tenants, with auth (embedded
@@ -63,7 +63,7 @@ async function main() {
   await buildDist()
   const credentials = { realm: 'bench', email: 'bench-admin@example.test', password: `pw-${randomUUID()}` }
   const common = { DATABASE_URL: dbUrl, DATABASE_POOL_MAX: '20' }
-  const app = await startServer('bench/servers/users-app.ts', {
+  const app = await startServer('bench/servers/users-app.mjs', {
     ...common,
     REDIS_URL: BENCH_REDIS_URL,
     VAULT_KEYS: BENCH_VAULT_KEYS,
@@ -78,25 +78,56 @@ async function main() {
   try {
     const { tenantId, userId } = await seed(credentials.realm)
     baseline = await startServer('bench/servers/users-baseline.ts', { ...common, BENCH_TENANT_ID: tenantId })
-    const auth = await loginHeaders(app.url, credentials)
+    // Access tokens live minutes; a scenario logs in afresh so that none expires while it runs.
+    let auth = await loginHeaders(app.url, credentials)
     const opts = { connections: 32, durationSeconds: BENCH_SECONDS }
     const scenarios = [
       { name: 'filtered page', query: 'status=active&role=developer&sort=name:asc&page=3&limit=20' },
       { name: 'default page', query: 'page=1&limit=20' },
       { name: 'search q', query: 'q=lovelace&sort=createdAt:desc&limit=20' },
     ]
+    // BENCH_ONLY=<regex> runs the matching scenarios only and prints without writing RESULTS.md.
+    const only = process.env.BENCH_ONLY ? new RegExp(process.env.BENCH_ONLY) : undefined
     for (const s of scenarios) {
+      if (only && !only.test(s.name)) continue
+      auth = await loginHeaders(app.url, credentials)
       const check = await fetch(`${app.url}/ai/admin/users?${s.query}`, { headers: auth })
       if (check.status !== 200) throw new Error(`${s.name}: ${check.status} ${await check.text()}`)
-      results.push(await load(`baseline ${s.name}`, `${baseline.url}/users?${s.query}`, opts))
-      results.push(await load(`modelplane ${s.name}`, `${app.url}/ai/admin/users?${s.query}`, { ...opts, headers: auth }))
+      results.push(
+        ...(await compare(
+          { name: `baseline ${s.name}`, url: `${baseline.url}/users?${s.query}` },
+          { name: `modelplane ${s.name}`, url: `${app.url}/ai/admin/users?${s.query}`, headers: auth },
+          opts,
+        )),
+      )
     }
-    results.push(await load('baseline read by id', `${baseline.url}/users/${userId}`, opts))
-    results.push(await load('modelplane read by id', `${app.url}/ai/admin/users/${userId}`, { ...opts, headers: auth }))
+    // A term never asked for before on every request: no total is known, every count is made.
+    if (!only || only.test('search, a new term each request')) {
+      auth = await loginHeaders(app.url, credentials)
+      let term = 10_000
+      const pathOf = () => `?q=${term++ % 90_000 + 10_000}&sort=createdAt:desc&limit=20`
+      results.push(
+        ...(await compare(
+          { name: 'baseline search, a new term each request', url: `${baseline.url}/users`, pathOf },
+          { name: 'modelplane search, a new term each request', url: `${app.url}/ai/admin/users`, headers: auth, pathOf },
+          opts,
+        )),
+      )
+    }
+    if (!only || only.test('read by id')) {
+      auth = await loginHeaders(app.url, credentials)
+      results.push(
+        ...(await compare(
+          { name: 'baseline read by id', url: `${baseline.url}/users/${userId}` },
+          { name: 'modelplane read by id', url: `${app.url}/ai/admin/users/${userId}`, headers: auth },
+          opts,
+        )),
+      )
+    }
   } finally {
     await baseline?.stop()
     await app.stop()
-    await database.drop()
+    if (!process.env.BENCH_KEEP_DB) await database.drop()
   }
   const loadAfter = os.loadavg()
   const others = (() => {
@@ -122,20 +153,27 @@ Busy processes at the end: ${others || 'none above 20% CPU'}.
 
 100,000 users in 10 tenants (≈10,000 per tenant; 5 roles, 4 statuses, a third tagged), seeded in one
 INSERT … SELECT and VACUUM ANALYZEd. autocannon, 32 connections, ${BENCH_SECONDS} s per run after a 2 s warm-up;
-load generator and servers on the same machine, PostgreSQL 15 and Redis on localhost, pools of 20.
-modelplane is the compiled app (LOG_LEVEL=warn, rate limiting off) called with an embedded-issuer
-bearer token (signature check, revocation lookup, permission), TypeBox validation, the capped total
-(counted along a created_at index to page end + 1,000) and serialization of the AiUser schema. The baseline is bare
-Fastify + pg with the naive queries: the same filter, \`ORDER BY … LIMIT/OFFSET\` and a full \`count(*)\`
-for the total, no auth, no validation, \`select *\`.
+baseline and modelplane loaded in turn ${BENCH_ROUNDS} times each, each row the median run by requests/s.
+Load generator and servers on the same 2 cores, PostgreSQL 15 and Redis on localhost, pools of 20.
+
+modelplane is the compiled app as \`npm start\` runs it (LOG_LEVEL=warn, rate limiting off), called with an
+embedded-issuer bearer token (signature check, revocation, permission), TypeBox validation, the
+AiUser serializer, ETag, metrics and security headers. Its list statements are named prepared
+statements, one per filter shape (substring searches excepted: they are planned for their term),
+read in index order; the total is counted to page end + 1,000 at most and then kept in the process
+until a user of the tenant changes (a trigger NOTIFYs every replica). The baseline is bare Fastify + pg
+with the naive queries: the same filter, \`ORDER BY … LIMIT/OFFSET\` and a full \`count(*)\` for the
+total, no auth, no validation, \`select *\`, on the same database and indexes.
 
 Scenarios: filtered page = \`status=active&role=developer&sort=name:asc&page=3\`; default page =
 \`page=1\` (all non-deleted users, newest first); search q = \`q=lovelace\` (substring of name or email,
-trigram index); read by id = one user of the tenant.
+trigram index; the same term on every request, so its total is known after the first); search, a new
+term each request = \`q=<a five-digit number never asked before>\` (no total is known: every request
+counts); read by id = one user of the tenant.
 
 ${table(results, pairs)}
 `
-  writeSection('users', report)
+  if (!process.env.BENCH_ONLY) writeSection('users', report)
   process.stdout.write(`${report}\n`)
 }
 

@@ -18,7 +18,7 @@ import { registerErrorHandling } from './platform/http/error-handler.js'
 import { registerHealthRoutes } from './platform/http/health.js'
 import { type Metrics, registerMetrics } from './platform/http/metrics.js'
 import { registerOpenApi } from './platform/http/openapi.js'
-import { registerSecurityHeaders } from './platform/http/security-headers.js'
+import { registerResponseHeaders } from './platform/http/security-headers.js'
 import { lazySerializerFactory } from './platform/http/lazy-schemas.js'
 import { registerValidation } from './platform/http/validation.js'
 import { loggerOptions } from './platform/logger.js'
@@ -104,10 +104,7 @@ export async function buildApp(
     forceCloseConnections: 'idle',
   }).withTypeProvider<TypeBoxTypeProvider>()
 
-  app.addHook('onRequest', (request, reply, done) => {
-    reply.header('x-request-id', request.id)
-    done()
-  })
+  registerResponseHeaders(app, { documentPrefix: '/docs' })
   registerValidation(app)
   registerErrorHandling(app)
 
@@ -137,7 +134,6 @@ export async function buildApp(
   const events = createEventBus({ database, dapr: config.dapr, enabled: config.parts.events === 'dapr', log })
 
   // Ecosystem plugins.
-  registerSecurityHeaders(app)
   await app.register(cors, {
     origin: config.corsOrigins,
     credentials: true,
@@ -205,12 +201,14 @@ export async function buildApp(
 
   app.addHook('onReady', async () => {
     await events.start()
+    await userAdmin.start()
     await workflows.start()
   })
   // Stop taking work first, then release parts in reverse order of creation.
   app.addHook('onClose', async () => {
     // The engine first: its activities still write to the database and publish events.
     await workflows.stop()
+    await userAdmin.stop()
     await events.stop()
     for (const close of owned.reverse()) {
       try {

@@ -140,9 +140,23 @@ describe('request ids', () => {
 })
 
 describe('security headers', () => {
-  it('sets restrictive headers on API answers', async () => {
-    const res = await app.inject('/healthz')
-    expect(res.headers['x-content-type-options']).toBe('nosniff')
-    expect(res.headers['content-security-policy']).toContain("default-src 'none'")
+  it('sets restrictive headers on API answers, errors included, and keeps them out of caches', async () => {
+    for (const url of ['/healthz', '/no/such']) {
+      const res = await app.inject(url)
+      expect(res.headers['x-content-type-options']).toBe('nosniff')
+      expect(res.headers['content-security-policy']).toBe("default-src 'none'; frame-ancestors 'none'")
+      expect(res.headers['x-frame-options']).toBe('DENY')
+      expect(res.headers['strict-transport-security']).toMatch(/^max-age=\d+/)
+      expect(res.headers['cache-control']).toBe('no-store')
+    }
+  })
+
+  it('adds the document policies to the Swagger UI pages', async () => {
+    const res = await app.inject('/docs/')
+    expect(res.statusCode).toBe(200)
+    expect(res.headers['referrer-policy']).toBe('no-referrer')
+    expect(res.headers['cross-origin-opener-policy']).toBe('same-origin')
+    expect(res.headers['x-frame-options']).toBe('DENY')
+    expect((await app.inject('/healthz')).headers['referrer-policy']).toBeUndefined()
   })
 })

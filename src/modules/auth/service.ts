@@ -25,6 +25,12 @@ import type { ApiKeyRow, AuditRow, TenantRow, UserRow } from './tables.js'
 
 /** How long a resolved principal is reused in-process; changes reach it sooner through invalidation. */
 const PRINCIPAL_TTL_MS = 30_000
+/**
+ * How long a token found not revoked is taken as such without asking the cache again. A
+ * revocation on this replica counts at once, and other replicas hear of it on the invalidation
+ * channel at once; this is the bound when that message is lost.
+ */
+const REVOCATION_RECHECK_MS = 1_000
 const MAX_CACHED = 10_000
 /** A key's last_used_at is written at most this often per key. */
 const TOUCH_INTERVAL_MS = 60_000
@@ -158,6 +164,9 @@ export function createAuthService(deps: AuthServiceDeps) {
    * Revocation is still looked up on every request.
    */
   const verifiedTokens = expiringMap<VerifiedToken>()
+  /** Token ids (jti) by what is known of them: revoked (until they expire), or not revoked a moment ago. */
+  const revokedTokens = expiringMap<true>()
+  const notRevokedTokens = expiringMap<true>()
   const lastTouched = new Map<string, number>()
   let rolePermissions: Cached<Map<string, Set<string>>> | undefined
   let unsubscribe: (() => Promise<void>) | undefined
@@ -248,15 +257,29 @@ export function createAuthService(deps: AuthServiceDeps) {
     return existing
   }
 
-  async function isRevoked(jti: string | undefined): Promise<boolean> {
+  async function isRevoked(jti: string | undefined, expiresAt: Date): Promise<boolean> {
     if (!jti) return false
-    return (await cache.get(`${REVOKED_PREFIX}${jti}`)) !== null
+    if (revokedTokens.get(jti)) return true
+    if (notRevokedTokens.get(jti)) return false
+    const revoked = (await cache.get(`${REVOKED_PREFIX}${jti}`)) !== null
+    if (revoked) revokedTokens.set(jti, true, Math.max(0, expiresAt.getTime() - Date.now()))
+    else notRevokedTokens.set(jti, true, REVOCATION_RECHECK_MS)
+    return revoked
+  }
+
+  /** Revoked here at once; on other replicas when they hear of it, or REVOCATION_RECHECK_MS later at most. */
+  function knowRevoked(jti: string, expiresAtMs: number): void {
+    notRevokedTokens.deleteWhere((_, key) => key === jti)
+    if (expiresAtMs > Date.now()) revokedTokens.set(jti, true, expiresAtMs - Date.now())
   }
 
   async function revoke(jti: string, expiresAt: Date): Promise<boolean> {
     const ttl = Math.ceil((expiresAt.getTime() - Date.now()) / 1000)
     if (ttl > 0) await cache.set(`${REVOKED_PREFIX}${jti}`, '1', ttl)
-    return crud.revokeToken(db, jti, expiresAt)
+    const first = await crud.revokeToken(db, jti, expiresAt)
+    knowRevoked(jti, expiresAt.getTime())
+    await invalidate(`revoked:${expiresAt.getTime()}:${jti}`)
+    return first
   }
 
   async function tenantForToken(realm: string): Promise<TenantRow> {
@@ -280,7 +303,7 @@ export function createAuthService(deps: AuthServiceDeps) {
         verified = await verifier.verify(token)
         verifiedTokens.set(tokenKey, verified, Math.min(PRINCIPAL_TTL_MS, verified.expiresAt.getTime() - Date.now()))
       }
-      if (await isRevoked(verified.tokenId)) throw new UnauthenticatedError('the token has been revoked')
+      if (await isRevoked(verified.tokenId, verified.expiresAt)) throw new UnauthenticatedError('the token has been revoked')
       const key = `${verified.realm}|${verified.subject}`
       let base = userPrincipals.get(key)
       if (!base) {
@@ -359,7 +382,12 @@ export function createAuthService(deps: AuthServiceDeps) {
 
   function dropLocal(message: string): void {
     const [kind, id] = message.split(':', 2) as [string, string | undefined]
-    if (kind === 'user') {
+    if (kind === 'revoked') {
+      // revoked:<expires at, ms>:<jti>; a jti may itself hold colons.
+      const rest = message.slice('revoked:'.length)
+      const at = rest.indexOf(':')
+      if (at > 0) knowRevoked(rest.slice(at + 1), Number(rest.slice(0, at)))
+    } else if (kind === 'user') {
       userPrincipals.deleteWhere((p) => p.userId === id)
       apiKeyPrincipals.deleteWhere((e) => e.row.userId === id)
     } else if (kind === 'key') {
@@ -578,12 +606,12 @@ export function createAuthService(deps: AuthServiceDeps) {
     tenantsByRealm.set(row.realm, row)
     await invalidate('tenant:*')
     log.info({ tenantId: row.id, realm: row.realm }, 'tenant created')
-    return { tenant: tenantView(row), etag: etagOf(row.id, row.updatedAt) }
+    return { tenant: tenantView(row), etag: etagOf(row.updatedAt) }
   }
 
   async function getTenant(principal: Principal, id: string): Promise<{ tenant: TenantView; etag: string }> {
     const row = await visibleTenant(principal, id)
-    return { tenant: tenantView(row), etag: etagOf(row.id, row.updatedAt) }
+    return { tenant: tenantView(row), etag: etagOf(row.updatedAt) }
   }
 
   async function updateTenant(
@@ -596,12 +624,12 @@ export function createAuthService(deps: AuthServiceDeps) {
     const row = await transaction(db, async (tx) => {
       const current = await crud.findTenantByIdForUpdate(tx, id)
       if (!current) throw new TenantNotFoundError()
-      assertIfMatch(ifMatch, etagOf(current.id, current.updatedAt))
+      assertIfMatch(ifMatch, etagOf(current.updatedAt))
       return crud.updateTenant(tx, id, changes)
     })
     await invalidate('tenant:*')
     log.info({ tenantId: id }, 'tenant updated')
-    return { tenant: tenantView(row), etag: etagOf(row.id, row.updatedAt) }
+    return { tenant: tenantView(row), etag: etagOf(row.updatedAt) }
   }
 
   // ---- audit -----------------------------------------------------------------------------------

@@ -58,14 +58,20 @@ export const users = pgTable(
     uniqueIndex('users_tenant_tag_key')
       .on(t.tenantId, t.tag)
       .where(sql`${t.status} <> 'deleted' and ${t.tag} is not null`),
-    // User listings per tenant, newest first, with and without a status filter.
-    index('users_tenant_created_at_idx').on(t.tenantId, t.createdAt.desc(), t.id),
-    index('users_tenant_status_created_at_idx').on(t.tenantId, t.status, t.createdAt.desc()),
+    // User listings per tenant by creation time, with and without a status filter. Ascending on
+    // purpose: scanned backward they give `created_at DESC, id DESC` exactly, which a drizzle
+    // `.desc()` column (NULLS LAST) does not, so `ORDER BY created_at DESC` sorted every match.
+    // Live users (the default listing) have a partial index of their own, so counting them reads
+    // the index alone.
+    index('users_tenant_live_created_at_idx')
+      .on(t.tenantId, t.createdAt, t.id)
+      .where(sql`${t.status} <> 'deleted'`),
+    index('users_tenant_status_created_at_idx').on(t.tenantId, t.status, t.createdAt, t.id),
     // User administration (user_admin): sorting by name or email, filtering by role, and substring
     // search (`q`, ILIKE '%…%') through pg_trgm (migration 0003_pg_trgm creates the extension).
     index('users_tenant_name_idx').on(t.tenantId, t.name, t.id),
     index('users_tenant_email_idx').on(t.tenantId, t.email, t.id),
-    index('users_tenant_role_created_at_idx').on(t.tenantId, t.role, t.createdAt.desc()),
+    index('users_tenant_role_created_at_idx').on(t.tenantId, t.role, t.createdAt, t.id),
     index('users_name_trgm_idx').using('gin', t.name.op('gin_trgm_ops')),
     index('users_email_trgm_idx').using('gin', t.email.op('gin_trgm_ops')),
   ],
@@ -120,7 +126,7 @@ export const apiKeys = pgTable(
     revokedAt: timestamp('revoked_at', { withTimezone: true }),
     createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
   },
-  (t) => [index('api_keys_user_created_at_idx').on(t.userId, t.createdAt.desc())],
+  (t) => [index('api_keys_user_created_at_idx').on(t.userId, t.createdAt)],
 )
 
 /** Token ids refused until they expire anyway (logout, refresh rotation). */
@@ -174,8 +180,9 @@ export const auditLog = pgTable(
     createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
   },
   (t) => [
-    index('audit_log_tenant_created_at_idx').on(t.tenantId, t.createdAt.desc()),
-    index('audit_log_created_at_idx').on(t.createdAt.desc()),
+    // Ascending, scanned backward for newest first (see the users indexes).
+    index('audit_log_tenant_created_at_idx').on(t.tenantId, t.createdAt, t.id),
+    index('audit_log_created_at_idx').on(t.createdAt, t.id),
   ],
 )
 

@@ -6,6 +6,8 @@ import { createUserImport } from './import.js'
 import { registerImportWorkflow } from './import-workflow.js'
 import { registerUserAdminRoutes, registerUserImportRoutes } from './routes.js'
 import { createUserAdminService, type UserAdminService } from './service.js'
+import { createListTotals } from './totals.js'
+import { rawExecutor } from '../../platform/db/raw.js'
 
 export type { UserAdminService } from './service.js'
 export type { UserImport, ImportResult } from './import.js'
@@ -21,18 +23,22 @@ export function createUserAdmin(
   workflows: WorkflowService,
 ) {
   const mode = platform.config.parts.identity
+  const log = platform.log.child({ module: 'user_admin' })
+  const totals = createListTotals({ database: platform.database, log })
   const service: UserAdminService = createUserAdminService({
     db: platform.database.db,
+    raw: rawExecutor(platform.database),
     vault: platform.vault,
-    log: platform.log.child({ module: 'user_admin' }),
+    log,
     mode,
     auth: auth.service,
     keycloak: mode === 'keycloak' ? auth.keycloak : undefined,
+    totals,
   })
   const imports = createUserImport({
     db: platform.database.db,
     blob: platform.blob,
-    log: platform.log.child({ module: 'user_admin' }),
+    log,
     mode,
     workflows,
   })
@@ -40,6 +46,9 @@ export function createUserAdmin(
   return {
     service,
     imports,
+    /** Listens for changes to users, so listing totals can be kept (see totals.ts). */
+    start: () => totals.start(),
+    stop: () => totals.stop(),
     routes: (app: FastifyInstance) => {
       registerUserAdminRoutes(app, service, { embeddedIssuer: mode === 'embedded' })
       registerUserImportRoutes(app, imports)

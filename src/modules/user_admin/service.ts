@@ -2,6 +2,7 @@ import { createHash, randomBytes, randomUUID } from 'node:crypto'
 import type { Logger } from 'pino'
 import type { Principal } from '../../platform/auth/principal.js'
 import { type Database, transaction } from '../../platform/db/client.js'
+import type { Raw } from '../../platform/db/raw.js'
 import { ValidationError } from '../../platform/errors.js'
 import { assertIfMatch, etagOf } from '../../platform/http/etag.js'
 import { pageRequest, parseSort } from '../../platform/http/pagination.js'
@@ -11,16 +12,20 @@ import * as crud from './crud.js'
 import { ADMIN_ROLES, type AdminUserRow, type UserStatus } from './crud.js'
 import { InvalidInviteError, LastAdminError, RoleNotAllowedError, UserNotFoundError } from './errors.js'
 import { LIMITS, SORT_FIELDS } from './schema.js'
+import type { ListTotals } from './totals.js'
 
 const INVITE_TTL_MS = 7 * 86_400_000
 
 export interface UserAdminDeps {
   db: Database
+  /** The same database, for the statements kept in plain SQL. */
+  raw: Raw
   vault: Pick<Vault, 'encrypt'>
   log: Logger
   mode: 'embedded' | 'keycloak'
   auth: Pick<AuthService, 'invalidateUser' | 'revokeApiKeysOfUser' | 'hashPassword'>
   keycloak?: Pick<KeycloakClient, 'createUser' | 'updateUser' | 'deleteUser'>
+  totals: Pick<ListTotals, 'get' | 'forget'>
 }
 
 type WritableStatus = 'active' | 'invited' | 'disabled'
@@ -86,7 +91,7 @@ export function userView(row: AdminUserRow): AiUserView {
   }
 }
 
-const etagOfRow = (row: { id: string; updatedAt: Date; version: number }) => etagOf(row.id, row.updatedAt, row.version)
+const etagOfRow = (row: { updatedAt: Date; version: number }) => etagOf(row.updatedAt, row.version)
 const sha256Hex = (value: string) => createHash('sha256').update(value, 'utf8').digest('hex')
 const isAdminRole = (role: string) => (ADMIN_ROLES as readonly string[]).includes(role)
 const secretContext = (userId: string, name: string) => `user:${userId}:secret:${name}`
@@ -150,7 +155,7 @@ function mergeKeys<T>(current: Record<string, T>, changes: Record<string, T | nu
 }
 
 export function createUserAdminService(deps: UserAdminDeps) {
-  const { db, vault, log, mode, auth, keycloak } = deps
+  const { db, raw, vault, log, mode, auth, keycloak, totals } = deps
 
   function assertMayAssignRole(principal: Principal, ...roles: Array<string | undefined>): void {
     const mayTouchSuper = principal.isSuperuser || principal.role === 'super_admin'
@@ -158,7 +163,7 @@ export function createUserAdminService(deps: UserAdminDeps) {
   }
 
   async function liveUser(principal: Principal, id: string): Promise<AdminUserRow> {
-    const row = await crud.findLiveUser(db, principal.tenantId, id)
+    const row = await crud.findLiveUser(raw, principal.tenantId, id)
     if (!row) throw new UserNotFoundError()
     return row
   }
@@ -171,7 +176,7 @@ export function createUserAdminService(deps: UserAdminDeps) {
   async function list(principal: Principal, query: AiUserListInput) {
     const page = pageRequest(query)
     const sort = parseSort(query.sort, SORT_FIELDS, { field: 'createdAt', direction: 'desc' })
-    const { rows, total, totalExact } = await crud.listUsers(db, {
+    const filter: crud.UserListFilter = {
       tenantId: principal.tenantId,
       q: query.q,
       email: query.email,
@@ -183,7 +188,11 @@ export function createUserAdminService(deps: UserAdminDeps) {
       sort,
       limit: page.limit,
       offset: page.offset,
-    })
+    }
+    const [rows, { total, totalExact }] = await Promise.all([
+      crud.listUsersPage(db, filter),
+      totals.get(filter.tenantId, crud.filterKey(filter), crud.totalCap(filter), () => crud.countUsers(db, filter)),
+    ])
     return { items: rows.map(userView), total, totalExact, page: page.page, limit: page.limit }
   }
 
@@ -231,6 +240,7 @@ export function createUserAdminService(deps: UserAdminDeps) {
       }
       throw err
     }
+    totals.forget(principal.tenantId)
     log.info({ userId: id, tenantId: principal.tenantId }, 'user created')
     const { user, etag } = await reread(principal, id)
     return {
@@ -305,6 +315,7 @@ export function createUserAdminService(deps: UserAdminDeps) {
       }
       throw err
     }
+    totals.forget(principal.tenantId)
     if (input.role !== undefined || input.status !== undefined || input.email !== undefined) await auth.invalidateUser(id)
     log.info({ userId: id, tenantId: principal.tenantId }, 'user updated')
     return reread(principal, id)
@@ -333,6 +344,7 @@ export function createUserAdminService(deps: UserAdminDeps) {
       await crud.closeInvitesOf(tx, id)
       return auth.revokeApiKeysOfUser(id, tx)
     })
+    totals.forget(principal.tenantId)
     await auth.invalidateUser(id)
     log.info({ userId: id, tenantId: principal.tenantId, revokedApiKeys: revoked.length }, 'user deleted')
   }

@@ -60,7 +60,7 @@ export function registerWorkflowRoutes(app: FastifyInstance, service: WorkflowSe
     },
     async (request, reply) => {
       const { run, version, updatedAt } = await service.get(principalOf(request), request.params.id)
-      setEtag(reply, etagOf(run.id, updatedAt, version))
+      setEtag(reply, etagOf(updatedAt, version))
       return run
     },
   )

@@ -12,8 +12,10 @@ export interface ListenOptions {
   /** Names the connection (application_name) and the log lines. */
   name: string
   onNotify(payload: string): void
-  /** PostgreSQL only, after every (re)connect: for whatever committed while nobody listened. */
+  /** After every (re)connect (on PGlite, once): for whatever committed while nobody listened. */
   onConnect?(): void
+  /** PostgreSQL only, when the connection is lost: notifications may be missed until onConnect. */
+  onDisconnect?(): void
   log: Logger
 }
 
@@ -29,6 +31,7 @@ const RECONNECT_MAX_MS = 30_000
 export async function listen(database: DatabaseHandle, options: ListenOptions): Promise<Listener> {
   if (database.pglite) {
     const unlisten = await database.pglite.listen(options.channel, options.onNotify)
+    options.onConnect?.()
     return { close: () => unlisten() }
   }
   if (database.pool) return listenOnPostgres(database.pool, options)
@@ -50,6 +53,7 @@ async function listenOnPostgres(pool: pg.Pool, options: ListenOptions): Promise<
       if (lost) return
       lost = true
       if (current === client) current = undefined
+      options.onDisconnect?.()
       client.end().catch(() => undefined)
       if (closed) return
       log.warn({ err: err && { message: err.message }, retryInMs: delayMs }, `${name} lost its connection`)

@@ -1,12 +1,14 @@
-import { createHash } from 'node:crypto'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { PreconditionFailedError } from '../errors.js'
 
-/** A weak validator from the row's identity and last change; any write moves updated_at. */
-export function etagOf(id: string, updatedAt: Date | string, version?: number): string {
-  const stamp = updatedAt instanceof Date ? updatedAt.toISOString() : updatedAt
-  const digest = createHash('sha1').update(`${id}|${stamp}|${version ?? ''}`).digest('base64url').slice(0, 22)
-  return `W/"${digest}"`
+/**
+ * A weak validator from the row's last change: any write moves updated_at (and, where the table
+ * has one, the version). An ETag belongs to one URL, so the id is not part of it; nothing in it
+ * is secret, so it is not hashed either (a hash per response showed in the read-by-id profile).
+ */
+export function etagOf(updatedAt: Date | string, version?: number): string {
+  const ms = (updatedAt instanceof Date ? updatedAt : new Date(updatedAt)).getTime()
+  return `W/"${version === undefined ? '' : `${version.toString(36)}.`}${ms.toString(36)}"`
 }
 
 /** The If-Match header's tags, or undefined when the caller sent none. */

@@ -24,13 +24,18 @@ export function registerMetrics(app: FastifyInstance): Metrics {
     registers: [registry],
   })
 
-  app.addHook('onResponse', async (request, reply) => {
-    // The route template, never the raw URL: ids in paths would explode the label set.
+  // One labelled child per (method, route, status): observing through it skips hashing the labels.
+  const children = new Map<string, ReturnType<typeof duration.labels>>()
+  app.addHook('onResponse', (request, reply, done) => {
     const route = request.routeOptions.url ?? 'unmatched'
-    duration.observe(
-      { method: request.method, route, status_code: String(reply.statusCode) },
-      reply.elapsedTime / 1000,
-    )
+    const key = `${request.method} ${route} ${reply.statusCode}`
+    let child = children.get(key)
+    if (!child) {
+      child = duration.labels({ method: request.method, route, status_code: String(reply.statusCode) })
+      children.set(key, child)
+    }
+    child.observe(reply.elapsedTime / 1000)
+    done()
   })
   return { registry, dependencyUp }
 }
