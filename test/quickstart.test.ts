@@ -1,3 +1,5 @@
+import fs from 'node:fs'
+import path from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
 import { tempDir } from './helpers/app.js'
 import { freePort, type Started, startCommand } from './helpers/process.js'
@@ -44,6 +46,20 @@ describe('quick start on embedded parts', () => {
     expect(doc.openapi).toBe('3.1.0')
     expect(server.output()).toContain('modelplane ready')
     expect(server.output()).toMatch(/VAULT_KEYS is not set/)
+
+    // The first admin's generated password is in a file only this user can read, never in the log.
+    const file = path.join(dataDir, 'initial-admin-password')
+    expect(fs.statSync(file).mode & 0o777).toBe(0o600)
+    const password = fs.readFileSync(file, 'utf8').trim()
+    expect(password.length).toBeGreaterThanOrEqual(20)
+    expect(server.output()).toContain(file)
+    expect(server.output()).not.toContain(password)
+    const login = await fetch(`${base}/v1/auth/login`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ email: 'admin@modelplane.local', password, tenant: 'local' }),
+    })
+    expect(login.status, await login.clone().text()).toBe(200)
 
     server.child.kill('SIGTERM')
     expect(await server.exited).toBe(0)

@@ -45,6 +45,7 @@ export function createAuth(platform: Pick<Platform, 'config' | 'log' | 'database
     verifier,
     issuer,
     keycloak,
+    dataDir: config.dataDir,
   })
   return {
     service,

@@ -1,3 +1,5 @@
+import fs from 'node:fs'
+import path from 'node:path'
 import { createHash, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto'
 import { decodeJwt } from 'jose'
 import type { Logger } from 'pino'
@@ -49,6 +51,8 @@ export interface AuthServiceDeps {
   verifier: TokenVerifier
   issuer: Issuer
   keycloak?: KeycloakClient
+  /** Where a generated first-admin password is written (DATA_DIR). */
+  dataDir: string
 }
 
 export interface TokenResponse {
@@ -151,7 +155,7 @@ function auditView(row: AuditRow) {
 }
 
 export function createAuthService(deps: AuthServiceDeps) {
-  const { db, cache, log, auth, mode, verifier, issuer, keycloak } = deps
+  const { db, cache, log, auth, mode, verifier, issuer, keycloak, dataDir } = deps
 
   /** The user-derived part of a principal, shared by all of a user's tokens. */
   const userPrincipals = expiringMap<Principal>()
@@ -161,7 +165,7 @@ export function createAuthService(deps: AuthServiceDeps) {
    * Signature checks are the hot path's main cost, and a client sends the same token for minutes:
    * a token string verified once is reused until it expires (at most PRINCIPAL_TTL_MS, so a key
    * withdrawn from the JWKS stops being honoured soon after). Keyed by a hash of the token.
-   * Revocation is still looked up on every request.
+   * Revocation is still checked on every request (see isRevoked).
    */
   const verifiedTokens = expiringMap<VerifiedToken>()
   /** Token ids (jti) by what is known of them: revoked (until they expire), or not revoked a moment ago. */
@@ -442,13 +446,14 @@ export function createAuthService(deps: AuthServiceDeps) {
     })
     if (!created) return // another replica created it first
     if (generated) {
-      // The one deliberate exception to "no secrets in logs": without it nobody could ever log in.
-      // It is printed once, when the account is created, and never again. It goes in the message,
-      // not a field: the logger redacts fields named like secrets.
+      // Never in the log (logs are shipped and kept): in a file only this user can read, once.
+      const file = path.join(dataDir, 'initial-admin-password')
+      fs.mkdirSync(dataDir, { recursive: true })
+      fs.writeFileSync(file, `${password}\n`, { mode: 0o600 })
       log.warn(
-        { email: auth.adminEmail, tenant: LOCAL_REALM },
-        `ADMIN_PASSWORD is not set: created the first admin with the generated password ${password} ` +
-          '(shown this once; log in and change it, or set ADMIN_PASSWORD before the first start)',
+        { email: auth.adminEmail, tenant: LOCAL_REALM, file },
+        'ADMIN_PASSWORD is not set: created the first admin with a generated password, written to the file named here ' +
+          '(log in, change it and delete the file, or set ADMIN_PASSWORD before the first start)',
       )
     } else {
       log.info({ email: auth.adminEmail, tenant: LOCAL_REALM }, 'created the first admin')

@@ -189,9 +189,20 @@ export function createUserAdminService(deps: UserAdminDeps) {
       limit: page.limit,
       offset: page.offset,
     }
+    const pageRows = crud.listUsersPage(db, filter)
+    // A search's count reads every matching row, while most searches fit on one page: its count
+    // waits for the page, and a page that is not full tells the total by itself. Other filters
+    // count from an index, as cheaply in parallel with the page.
+    const count = filter.q
+      ? async () => {
+          const rows = await pageRows
+          const endSeen = rows.length < filter.limit && (rows.length > 0 || filter.offset === 0)
+          return endSeen ? filter.offset + rows.length : crud.countUsers(db, filter)
+        }
+      : () => crud.countUsers(db, filter)
     const [rows, { total, totalExact }] = await Promise.all([
-      crud.listUsersPage(db, filter),
-      totals.get(filter.tenantId, crud.filterKey(filter), crud.totalCap(filter), () => crud.countUsers(db, filter)),
+      pageRows,
+      totals.get(filter.tenantId, crud.filterKey(filter), crud.totalCap(filter), count),
     ])
     return { items: rows.map(userView), total, totalExact, page: page.page, limit: page.limit }
   }

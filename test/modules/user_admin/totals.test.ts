@@ -135,4 +135,24 @@ describe('listing on the embedded database (PGlite)', () => {
     expect(recent.items.map((u) => u.name)).toEqual(['Alan Turing', 'Grace Hopper', 'Grace Kelly'])
     expect((await list(`role=developer&createdTo=${yesterday}`)).total).toBe(0)
   })
+
+  it('reports a search total right whether the page shows the end or not', async () => {
+    const list = async (query: string) => {
+      const response = await app.inject({ method: 'GET', url: `/ai/admin/users?${query}`, headers: bearer(owner.accessToken) })
+      expect(response.statusCode, response.body).toBe(200)
+      return response.json() as { items: Array<{ name: string }>; total: number; totalExact: boolean }
+    }
+    // Two Graces: a full page has to count, a short one shows the end, a page past the end counts.
+    // Each case spells the term differently (the match ignores case), so no total is known yet.
+    for (const [query, items] of [
+      ['q=grace&limit=1', 1],
+      ['q=GRACE&limit=10', 2],
+      ['q=Grace&limit=1&page=2', 1],
+      ['q=gRACE&limit=1&page=7', 0],
+    ] as const) {
+      const page = await list(`${query}&sort=name:asc`)
+      expect(page.items, query).toHaveLength(items)
+      expect(page, query).toMatchObject({ total: 2, totalExact: true })
+    }
+  })
 })
