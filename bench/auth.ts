@@ -4,7 +4,7 @@ import os from 'node:os'
 import path from 'node:path'
 // @ts-expect-error the build script is plain JavaScript without declarations
 import { buildDist } from '../scripts/build.mjs'
-import { load, machine, type Measurement, startServer, table, writeSection, benchDatabase, BENCH_REDIS_URL, BENCH_VAULT_KEYS, BENCH_SECONDS, loginHeaders } from './lib.js'
+import { compare, machine, type Measurement, startServer, table, writeSection, benchDatabase, BENCH_REDIS_URL, BENCH_VAULT_KEYS, BENCH_SECONDS, BENCH_ROUNDS, loginHeaders } from './lib.js'
 
 /**
  * `npm run bench:auth`: what authentication costs. The same database-backed read route, public and
@@ -32,12 +32,12 @@ async function main() {
   try {
     const authorization = await loginHeaders(server.url, credentials)
     const opts = { connections: 32, durationSeconds: BENCH_SECONDS }
-    results.push(await load('public GET /bench/public', `${server.url}/bench/public`, opts))
     results.push(
-      await load('authenticated GET /bench/guarded (bearer JWT)', `${server.url}/bench/guarded`, {
-        ...opts,
-        headers: authorization,
-      }),
+      ...(await compare(
+        { name: 'public GET /bench/public', url: `${server.url}/bench/public` },
+        { name: 'authenticated GET /bench/guarded (bearer JWT)', url: `${server.url}/bench/guarded`, headers: authorization },
+        opts,
+      )),
     )
   } finally {
     await server.stop()
@@ -48,7 +48,7 @@ async function main() {
   const report = `## Authentication cost (\`npm run bench:auth\`)
 
 Measured ${new Date().toISOString().slice(0, 10)} on ${machine()}.
-autocannon, 32 connections, ${BENCH_SECONDS} s per run after a 2 s warm-up, load generator and server in separate
+autocannon, 32 connections, ${BENCH_SECONDS} s per run after a 2 s warm-up, public and guarded in turn ${BENCH_ROUNDS} times\neach (the median run is shown), load generator and server in separate
 processes on the same machine. One compiled modelplane process (PostgreSQL and Redis on localhost,
 LOG_LEVEL=warn, rate limiting off) serves two identical routes reading 20 tenants: one public, one
 guarded by \`workflow:view\` and called with an embedded-issuer RS256 access token (signature check,

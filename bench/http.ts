@@ -5,7 +5,7 @@ import path from 'node:path'
 import pg from 'pg'
 // @ts-expect-error the build script is plain JavaScript without declarations
 import { buildDist } from '../scripts/build.mjs'
-import { load, machine, type Measurement, ROOT, startServer, table, waitForStatus, writeSection, benchDatabase, BENCH_REDIS_URL, BENCH_VAULT_KEYS, BENCH_SECONDS, loginHeaders } from './lib.js'
+import { compare, machine, type Measurement, ROOT, startServer, table, waitForStatus, writeSection, benchDatabase, BENCH_REDIS_URL, BENCH_VAULT_KEYS, BENCH_SECONDS, BENCH_ROUNDS, loginHeaders } from './lib.js'
 
 /**
  * `npm run bench`: the platform's own overhead. modelplane's GET /healthz and a database-backed
@@ -74,14 +74,15 @@ async function main() {
   const results: Measurement[] = []
   try {
     const opts = { connections: 32, durationSeconds: BENCH_SECONDS }
-    results.push(await load('baseline GET /healthz', `${baseline.url}/healthz`, opts))
-    results.push(await load('modelplane GET /healthz', `${app.url}/healthz`, opts))
-    results.push(await load('baseline GET /outbox (page + count)', `${baseline.url}/outbox?limit=20`, opts))
     results.push(
-      await load('modelplane GET /v1/events/outbox', `${app.url}/v1/events/outbox?limit=20`, {
-        ...opts,
-        headers: authorization,
-      }),
+      ...(await compare({ name: 'baseline GET /healthz', url: `${baseline.url}/healthz` }, { name: 'modelplane GET /healthz', url: `${app.url}/healthz` }, opts)),
+    )
+    results.push(
+      ...(await compare(
+        { name: 'baseline GET /outbox (page + count)', url: `${baseline.url}/outbox?limit=20` },
+        { name: 'modelplane GET /v1/events/outbox', url: `${app.url}/v1/events/outbox?limit=20`, headers: authorization },
+        opts,
+      )),
     )
   } finally {
     await Promise.all([app.stop(), baseline.stop()])
@@ -103,7 +104,7 @@ async function main() {
   const report = `## HTTP platform overhead (\`npm run bench\`)
 
 Measured ${new Date().toISOString().slice(0, 10)} on ${machine()}.
-autocannon, 32 connections, ${BENCH_SECONDS} s per run after a 2 s warm-up, load generator and server in separate
+autocannon, 32 connections, ${BENCH_SECONDS} s per run after a 2 s warm-up, baseline and modelplane in turn ${BENCH_ROUNDS} times\neach (the median run is shown), load generator and server in separate
 processes on the same 2 cores. modelplane runs with LOG_LEVEL=warn and rate limiting off (one client
 address would hit the limit); PostgreSQL 15 and Redis on localhost. The outbox table holds 10,000 rows.
 The outbox list is called with an admin's bearer token (it needs \`events:view\`), so it includes
