@@ -1,6 +1,7 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import { createHash, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto'
+import { LRUCache } from 'lru-cache'
 import { decodeJwt } from 'jose'
 import type { Logger } from 'pino'
 import type { Config } from '../../config.js'
@@ -86,27 +87,26 @@ interface Cached<T> {
   until: number
 }
 
-/** A small map with expiry and a size bound: caches here are hints, the database is the truth. */
+/**
+ * A bounded map with expiry: caches here are hints, the database is the truth. lru-cache evicts
+ * the least recently used entry when full (a map cleared when full dropped every principal at once).
+ */
 function expiringMap<T>() {
-  const map = new Map<string, Cached<T>>()
+  // Boxed: lru-cache holds no null, and "known to be absent" (null) is worth caching too.
+  const cache = new LRUCache<string, { value: T }>({ max: MAX_CACHED, ttl: PRINCIPAL_TTL_MS })
   return {
-    get(key: string): T | undefined {
-      const hit = map.get(key)
-      if (!hit) return undefined
-      if (hit.until < Date.now()) {
-        map.delete(key)
-        return undefined
-      }
-      return hit.value
-    },
+    get: (key: string): T | undefined => cache.get(key)?.value,
     set(key: string, value: T, ttlMs = PRINCIPAL_TTL_MS): void {
-      if (map.size >= MAX_CACHED) map.clear()
-      map.set(key, { value, until: Date.now() + ttlMs })
+      if (ttlMs > 0) cache.set(key, { value }, { ttl: ttlMs })
     },
     deleteWhere(test: (value: T, key: string) => boolean): void {
-      for (const [key, entry] of map) if (test(entry.value, key)) map.delete(key)
+      const doomed: string[] = []
+      cache.forEach((entry, key) => {
+        if (test(entry.value, key)) doomed.push(key)
+      })
+      for (const key of doomed) cache.delete(key)
     },
-    clear: () => map.clear(),
+    clear: () => cache.clear(),
   }
 }
 
