@@ -55,6 +55,13 @@ export class ForbiddenError extends AppError {
   }
 }
 
+/** A dependency the request needs cannot be reached now: the caller should retry, not change anything. */
+export class UnavailableError extends AppError {
+  constructor(code: string, message: string) {
+    super(code, 503, message)
+  }
+}
+
 export class DependencyError extends AppError {
   constructor(code: string, message: string) {
     super(code, 502, message)

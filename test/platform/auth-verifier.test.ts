@@ -143,14 +143,18 @@ describe('refused tokens', () => {
     for (const token of ['', 'abc', 'a.b.c', `${'x'.repeat(20_000)}.y.z`]) await expectRefused(verifier.verify(token), 'token malformed')
   })
 
-  it('answers 401 when the realm keys cannot be fetched', async () => {
+  it('answers 503 IDENTITY_PROVIDER_UNAVAILABLE, not 401, when the realm keys cannot be fetched', async () => {
     const down = await startFakeKeycloak()
     const realm = 'tenant-unreachable'
     await down.addRealm(realm)
     const token = await down.mint(realm)
     await down.close()
     const verifier = createTokenVerifier({ issuerBase: down.url, isRealmAllowed: () => true, fetchTimeoutMs: 1000 })
-    await expectRefused(verifier.verify(token), 'token signing keys unavailable')
+    const error = await verifier.verify(token).then(
+      () => undefined,
+      (reason: unknown) => reason,
+    )
+    expect(error).toMatchObject({ status: 503, code: 'IDENTITY_PROVIDER_UNAVAILABLE' })
   })
 })
 

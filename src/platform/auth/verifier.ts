@@ -9,7 +9,7 @@ import {
   type JWTVerifyGetKey,
   jwtVerify,
 } from 'jose'
-import { UnauthenticatedError } from '../errors.js'
+import { UnauthenticatedError, UnavailableError } from '../errors.js'
 
 export interface TokenVerifierOptions {
   /** Issuers are `${issuerBase}/realms/<realm>`: KEYCLOAK_URL in Keycloak mode, the API's PUBLIC_URL in embedded mode. */
@@ -216,8 +216,12 @@ function reportingUnavailableKeys(lookup: JWTVerifyGetKey): JWTVerifyGetKey {
   }
 }
 
-/** Maps a verification failure to a short message that is safe to return and never quotes the token. */
-function refusal(error: unknown): UnauthenticatedError {
+/**
+ * Maps a verification failure to a short message that is safe to return and never quotes the token.
+ * Keys that cannot be fetched are the identity provider's outage, not the caller's fault: 503, so
+ * clients retry instead of sending their users to log in again.
+ */
+function refusal(error: unknown): UnauthenticatedError | UnavailableError {
   if (error instanceof errors.JWTExpired) return new UnauthenticatedError('token expired')
   if (error instanceof errors.JWTClaimValidationFailed) return new UnauthenticatedError(claimRefusal(error.claim, error.reason))
   if (error instanceof errors.JWSSignatureVerificationFailed) return new UnauthenticatedError('token signature invalid')
@@ -225,7 +229,9 @@ function refusal(error: unknown): UnauthenticatedError {
     return new UnauthenticatedError('token signing key unknown')
   }
   if (error instanceof errors.JOSEAlgNotAllowed) return new UnauthenticatedError('token algorithm not accepted')
-  if (error instanceof KeysUnavailable) return new UnauthenticatedError('token signing keys unavailable')
+  if (error instanceof KeysUnavailable) {
+    return new UnavailableError('IDENTITY_PROVIDER_UNAVAILABLE', 'the identity provider\'s signing keys cannot be fetched; retry shortly')
+  }
   return new UnauthenticatedError('token invalid')
 }
 
