@@ -51,6 +51,7 @@ async function main() {
   const engine = await startWorkflowEngine({
     database,
     log,
+    hub: { thread: process.env.BENCH_HUB === 'thread' },
     workflows: [
       {
         name: 'threeSteps',

@@ -10,6 +10,7 @@ import type {
 import type { Logger } from 'pino'
 import type { DatabaseHandle } from '../../platform/db/client.js'
 import { type HubTuning, startTaskHub, type TaskHub } from './hub/index.js'
+import { startTaskHubThread } from './hub/thread.js'
 import { Empty, TaskHubSidecarServiceClient } from './hub/proto.js'
 import { routeSdkLogs } from './sdk-logging.js'
 
@@ -54,8 +55,11 @@ export interface WorkflowEngineOptions {
   dapr?: { host: string; grpcPort: number; apiToken?: string }
   workflows: WorkflowRegistration[]
   activities: ActivityRegistration[]
-  /** The embedded hub's namespace and tuning (tests use a unique name per engine). */
-  hub?: { name?: string; tuning?: Partial<HubTuning> }
+  /**
+   * The embedded hub's namespace and tuning (tests use a unique name per engine). With `thread`
+   * (PostgreSQL only) it runs in a worker thread with a pool of its own of `poolMax` connections.
+   */
+  hub?: { name?: string; tuning?: Partial<HubTuning>; thread?: boolean; poolMax?: number }
   /** How long start waits for the Dapr sidecar to answer. */
   sidecarTimeoutMs?: number
 }
@@ -69,6 +73,9 @@ export interface WorkflowEngine {
   /** Finishes the work items in flight, then disconnects the SDK and stops the hub. Safe to call twice. */
   stop(): Promise<void>
 }
+
+/** Connections of the hub thread's own pool: its statements are short, most runs need one at a time. */
+const HUB_POOL_MAX = 10
 
 const NAME = /^[A-Za-z][A-Za-z0-9_.:-]{0,127}$/
 
@@ -167,12 +174,17 @@ export async function startWorkflowEngine(options: WorkflowEngineOptions): Promi
         log,
       )
     } else {
-      hub = await startTaskHub({
-        database: options.database,
+      const common = {
         log: options.log,
         ...(options.hub?.name ? { name: options.hub.name } : {}),
         ...(options.hub?.tuning ? { tuning: options.hub.tuning } : {}),
-      })
+      }
+      // On PostgreSQL the hub takes a core of its own (see hub/thread.ts); PGlite's one in-process
+      // connection cannot be shared with a thread.
+      hub =
+        options.database.url && options.hub?.thread
+          ? await startTaskHubThread({ ...common, url: options.database.url, poolMax: options.hub?.poolMax ?? HUB_POOL_MAX })
+          : await startTaskHub({ ...common, database: options.database })
       connection = { daprHost: hub.host, daprPort: String(hub.port), daprApiToken: hub.token }
     }
   } catch (err) {

@@ -24,6 +24,8 @@ export type Executor = Database | Transaction
 export interface DatabaseHandle {
   kind: 'postgres' | 'pglite'
   db: Database
+  /** PostgreSQL only: the connection string, for a worker thread that opens its own pool. Never log it. */
+  url?: string
   /** The raw driver, for the few things drizzle does not cover (LISTEN, advisory locks). */
   pool?: pg.Pool
   pglite?: PGlite
@@ -36,6 +38,8 @@ export interface DatabaseOptions {
   dataDir: string
   poolMax: number
   log: Logger
+  /** Names the pool's connections in pg_stat_activity (default `modelplane`). */
+  applicationName?: string
 }
 
 export async function openDatabase(options: DatabaseOptions): Promise<DatabaseHandle> {
@@ -45,7 +49,7 @@ export async function openDatabase(options: DatabaseOptions): Promise<DatabaseHa
       max: options.poolMax,
       idleTimeoutMillis: 30_000,
       connectionTimeoutMillis: 5_000,
-      application_name: 'modelplane',
+      application_name: options.applicationName ?? 'modelplane',
     })
     // An idle client that loses its server must not crash the process; the next query reconnects.
     pool.on('error', (err) => options.log.warn({ err: { message: err.message } }, 'idle database client failed'))
@@ -53,6 +57,7 @@ export async function openDatabase(options: DatabaseOptions): Promise<DatabaseHa
     return {
       kind: 'postgres',
       db,
+      url: options.url,
       pool,
       ping: async () => {
         await pool.query('select 1')

@@ -11,6 +11,7 @@ import pino from 'pino'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { type DatabaseHandle, openDatabase } from '../../../src/platform/db/client.js'
 import { migrate } from '../../../src/platform/db/migrate.js'
+import { startTaskHub } from '../../../src/modules/workflow_ops/hub/index.js'
 import { callActivityWithRetry, retryDelay } from '../../../src/modules/workflow_ops/retry.js'
 import {
   type ActivityRegistration,
@@ -372,6 +373,33 @@ describe('security', () => {
       await stranger.stop()
     }
   })
+})
+
+describe('across processes', () => {
+  it('wakes the other process at once for new work and tells its waiters when a run ends, without waiting for a poll', async () => {
+    // Process A runs the workflows; process B (its own pool and hub, no SDK worker) only takes
+    // calls. Both poll every 30 s: anything quicker than that came through notifications.
+    const name = uniqueHub('pair')
+    const slowPoll = { pollIntervalMs: 30_000 }
+    const runner = await startTestEngine({ database, workflows, activities, hub: name, tuning: slowPoll })
+    const otherDatabase = await openDatabase({ url: TEST_DATABASE_URL, dataDir: '/tmp', poolMax: 4, log })
+    const front = await startTaskHub({ database: otherDatabase, log, name, tuning: slowPoll })
+    const client = new DaprWorkflowClient({ daprHost: front.host, daprPort: String(front.port), daprApiToken: front.token })
+    try {
+      const started = Date.now()
+      const id = await client.scheduleNewWorkflow('gated', 'through B')
+      await client.waitForWorkflowStart(id, false, 10)
+      await client.raiseEvent(id, 'go')
+      const state = await client.waitForWorkflowCompletion(id, true, 20)
+      expect(state?.runtimeStatus).toBe(WorkflowRuntimeStatus.COMPLETED)
+      expect(Date.now() - started).toBeLessThan(10_000)
+    } finally {
+      await client.stop()
+      await front.stop()
+      await runner.stop()
+      await otherDatabase.close()
+    }
+  }, 60_000)
 })
 
 describe('on the embedded database (PGlite)', () => {

@@ -11,32 +11,6 @@ import {
   workflowInstances,
 } from '../tables.js'
 
-/**
- * The LISTEN/NOTIFY channel of the hub. An empty payload means "work may be due"; PostgreSQL folds
- * identical notifications of one transaction, so a busy transaction wakes dispatchers once. A
- * payload of `i:<status>:<hub>/<instance>` says that instance changed state (for WaitForInstance* callers).
- */
-export const WORKFLOW_CHANNEL = 'modelplane_workflows'
-
-/** `i:<new status, or empty when not known>:<hub>/<instance>`: waiters skip a read when the status cannot be final. */
-export function instanceChangedPayload(hub: string, instanceId: string, status: InstanceStatus | '' = ''): string {
-  return `i:${status}:${hub}/${instanceId}`
-}
-
-/** The instance and (if the payload says) its new status, when the payload is about this hub. */
-export function parseInstanceChanged(
-  hub: string,
-  payload: string,
-): { instanceId: string; status: InstanceStatus | undefined } | undefined {
-  if (!payload.startsWith('i:')) return undefined
-  const colon = payload.indexOf(':', 2)
-  if (colon < 0) return undefined
-  const rest = payload.slice(colon + 1)
-  if (!rest.startsWith(`${hub}/`)) return undefined
-  const status = payload.slice(2, colon)
-  return { instanceId: rest.slice(hub.length + 1), status: status === '' ? undefined : (status as InstanceStatus) }
-}
-
 const terminal = sql.join(
   TERMINAL_STATUSES.map((s) => sql`${s}`),
   sql`, `,
@@ -44,19 +18,6 @@ const terminal = sql.join(
 
 function rowsOf<T>(result: unknown): T[] {
   return (result as { rows: T[] }).rows
-}
-
-export async function notifyWork(executor: Executor): Promise<void> {
-  await executor.execute(sql`select pg_notify(${WORKFLOW_CHANNEL}, '')`)
-}
-
-export async function notifyInstanceChanged(
-  executor: Executor,
-  hub: string,
-  instanceId: string,
-  status: InstanceStatus | '' = '',
-): Promise<void> {
-  await executor.execute(sql`select pg_notify(${WORKFLOW_CHANNEL}, ${instanceChangedPayload(hub, instanceId, status)})`)
 }
 
 export async function getInstance(

@@ -1,5 +1,4 @@
 import { TERMINAL_STATUSES, type InstanceStatus, type StoredFailure, type WorkflowInstanceRow } from '../tables.js'
-import { WORKFLOW_CHANNEL } from './crud.js'
 import { hexArray, type Raw, statement } from './sql.js'
 
 /**
@@ -49,12 +48,11 @@ const CREATE_INSTANCE = statement(
      insert into workflow_inbox (hub, instance_id, event, visible_at)
      select hub, instance_id, $6::bytea, next_work_at from ins
      returning id)
-   select pg_notify('${WORKFLOW_CHANNEL}', '') as notified from ins`,
+   select 1 as created from ins`,
 )
 
 /**
- * Creates an instance with its ExecutionStarted event in the inbox and notifies dispatchers, in one
- * statement. False when the id is taken (running, or finished and to be reused): the caller then
+ * Creates an instance with its ExecutionStarted event in the inbox, in one statement. False when the id is taken (running, or finished and to be reused): the caller then
  * takes the transactional path, which tells those apart.
  */
 export async function createNewInstance(
@@ -193,8 +191,6 @@ export interface Completion {
   hub: string
   instanceId: string
   leaseToken: string
-  /** The status the instance had when claimed: a change is announced to waiters. */
-  claimedStatus: InstanceStatus
   /** Events appended to the history, in order. */
   history: Uint8Array[]
   /** Inbox rows the work item consumed. */
@@ -223,57 +219,53 @@ const COMPLETE_ORCHESTRATION = statement(
      select xmin as version from workflow_instances where hub = $1::text and instance_id = $2::text),
    own as (
      select decode(u.e, 'hex') as event, u.v as visible_at
-       from unnest($8::text[], $9::timestamptz[]) as u(e, v)),
+       from unnest($7::text[], $8::timestamptz[]) as u(e, v)),
    inst as (
      update workflow_instances i
         set lease_token = null,
-            status = case when $10::text is not null then $10::text
+            status = case when $9::text is not null then $9::text
                           when i.status = 'pending' then 'running' else i.status end,
-            custom_status = $5::text,
-            history_length = i.history_length + cardinality($6::text[]),
-            output = case when $10::text is not null then $11::text else i.output end,
-            failure = case when $10::text is not null then $12::text::jsonb else i.failure end,
-            completed_at = case when $10::text is not null then now() else i.completed_at end,
+            custom_status = $4::text,
+            history_length = i.history_length + cardinality($5::text[]),
+            output = case when $9::text is not null then $10::text else i.output end,
+            failure = case when $9::text is not null then $11::text::jsonb else i.failure end,
+            completed_at = case when $9::text is not null then now() else i.completed_at end,
             updated_at = now(),
             next_work_at = case
-              when $10::text is not null then null
+              when $9::text is not null then null
               when not (i.xmin = (select version from snap)) then now()
               else least(
                 (select min(b.visible_at) from workflow_inbox b
-                  where b.hub = $1::text and b.instance_id = $2::text and b.id <> all($7::bigint[])),
+                  where b.hub = $1::text and b.instance_id = $2::text and b.id <> all($6::bigint[])),
                 (select min(visible_at) from own))
               end
       where i.hub = $1::text and i.instance_id = $2::text and i.lease_token = $3::uuid
       returning ${INSTANCE_COLUMNS}),
    consumed as (
      delete from workflow_inbox
-      where hub = $1::text and instance_id = $2::text and (id = any($7::bigint[]) or $10::text is not null)
+      where hub = $1::text and instance_id = $2::text and (id = any($6::bigint[]) or $9::text is not null)
         and exists (select 1 from inst)
      returning id),
    dropped as (
      delete from workflow_activity_tasks
-      where hub = $1::text and instance_id = $2::text and $10::text is not null and exists (select 1 from inst)
+      where hub = $1::text and instance_id = $2::text and $9::text is not null and exists (select 1 from inst)
      returning id),
    hist as (
      insert into workflow_history (hub, instance_id, seq, event)
-     select $1::text, $2::text, inst."historyLength" - cardinality($6::text[]) + u.ord, decode(u.e, 'hex')
-       from inst, unnest($6::text[]) with ordinality as u(e, ord)
+     select $1::text, $2::text, inst."historyLength" - cardinality($5::text[]) + u.ord, decode(u.e, 'hex')
+       from inst, unnest($5::text[]) with ordinality as u(e, ord)
      returning seq),
    acts as (
      insert into workflow_activity_tasks (hub, instance_id, execution_id, task_id, name, input)
      select $1::text, $2::text, inst."executionId", t.task_id, t.name, t.input
-       from inst, unnest($13::int[], $14::text[], $15::text[]) as t(task_id, name, input)
+       from inst, unnest($12::int[], $13::text[], $14::text[]) as t(task_id, name, input)
      on conflict do nothing
      returning id),
    timers as (
      insert into workflow_inbox (hub, instance_id, event, visible_at)
      select $1::text, $2::text, own.event, own.visible_at from inst, own
      returning id)
-   select inst.*,
-          case when inst.status <> $4::text
-               then pg_notify('${WORKFLOW_CHANNEL}', 'i:' || inst.status || ':' || $16::text) end as changed,
-          case when cardinality($13::int[]) > 0 then pg_notify('${WORKFLOW_CHANNEL}', '') end as work
-     from inst`,
+   select inst.* from inst`,
 )
 
 /** The instance as committed, or undefined when the lease was lost (nothing was written). */
@@ -282,7 +274,6 @@ export async function completeOrchestration(raw: Raw, c: Completion): Promise<Wo
     c.hub,
     c.instanceId,
     c.leaseToken,
-    c.claimedStatus,
     c.customStatus,
     hexArray(c.history),
     c.inboxIds.map(String),
@@ -294,8 +285,6 @@ export async function completeOrchestration(raw: Raw, c: Completion): Promise<Wo
     c.activities.map((a) => a.taskId),
     c.activities.map((a) => a.name),
     c.activities.map((a) => a.input),
-    // instanceChangedPayload's format, with the status filled in by the statement.
-    `${c.hub}/${c.instanceId}`,
   ])
   return row ? instanceRow(row) : undefined
 }
@@ -356,8 +345,7 @@ const COMPLETE_ACTIVITY = statement(
      select hub, instance_id, $3::bytea from target
      returning id)
    select (select count(*) from task)::int as held,
-          (select count(*) from delivered)::int as delivered,
-          case when exists (select 1 from delivered) then pg_notify('${WORKFLOW_CHANNEL}', '') end as notified`,
+          (select count(*) from delivered)::int as delivered`,
 )
 
 /**

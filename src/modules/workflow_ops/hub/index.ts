@@ -29,6 +29,7 @@ import {
   timestamp,
 } from './proto.js'
 import { rawExecutor } from './sql.js'
+import { createNotifier, WORKFLOW_CHANNEL } from './notifier.js'
 
 /**
  * The embedded durable task hub: a gRPC server on loopback that speaks the Durable Task sidecar
@@ -76,6 +77,10 @@ export interface TaskHubOptions {
   /** Namespace of this hub's rows: hubs of different names on one database never see each other's work. */
   name?: string
   tuning?: Partial<HubTuning>
+  /** The SDK's `dapr-api-token`; generated when absent. A restarted hub keeps its predecessor's. */
+  token?: string
+  /** Loopback port to listen on; any free one when absent. A restarted hub takes its predecessor's. */
+  port?: number
 }
 
 export interface TaskHub {
@@ -207,7 +212,7 @@ export async function startTaskHub(options: TaskHubOptions): Promise<TaskHub> {
   const log = options.log.child({ component: 'workflow-hub', hub })
   if (tuning.maxInFlightPerStream > 100) throw new Error('maxInFlightPerStream must stay at or below 100')
   checkId(hub, 'hub name', 64)
-  const token = randomBytes(24).toString('base64url')
+  const token = options.token ?? randomBytes(24).toString('base64url')
   const tokenBytes = Buffer.from(token)
 
   let state: 'running' | 'quiescing' | 'stopped' = 'running'
@@ -216,8 +221,7 @@ export async function startTaskHub(options: TaskHubOptions): Promise<TaskHub> {
   const activities = new Map<string, HeldActivity>()
   const waiters = new Map<string, Set<(signal: InstanceSignal) => void>>()
   const histories = new Map<string, CachedHistory>()
-  /** Instances whose work item answer this process is committing: it tells their waiters itself, with the row. */
-  const committing = new Set<string>()
+  const notifier = createNotifier({ raw, hub, log })
   const releasing = new Set<Promise<void>>()
   let loop: Promise<void> | undefined
   let wakeAgain = false
@@ -268,13 +272,12 @@ export async function startTaskHub(options: TaskHubOptions): Promise<TaskHub> {
     for (const instanceId of waiters.keys()) signalInstance(instanceId)
   }
 
+  /** Other processes' changes (this hub's own were acted on when they committed). */
   function onNotify(payload: string): void {
-    if (payload === '') return wake()
-    const changed = crud.parseInstanceChanged(hub, payload)
-    if (!changed) return
-    // Our own commit's notification: the committed row follows (or came already) from completeOrchestration.
-    if (changed.status && committing.has(changed.instanceId)) return
-    signalInstance(changed.instanceId, changed.status ? { status: changed.status } : {})
+    const note = notifier.parse(payload)
+    if (!note) return
+    if (note.kind === 'work') return wake()
+    signalInstance(note.instanceId, note.status ? { status: note.status } : {})
   }
 
   function cacheHistory(instanceId: string, executionId: string, events: HistoryEvent[]): void {
@@ -449,11 +452,7 @@ export async function startTaskHub(options: TaskHubOptions): Promise<TaskHub> {
     try {
       const fast = fastCompletion(hub, held.lease, response)
       if (fast) {
-        committing.add(instanceId)
-        const row = await hot.completeOrchestration(raw, fast.completion).finally(() => {
-          // The notification of the commit may still be on its way; it is dropped for a moment longer.
-          setImmediate(() => committing.delete(instanceId))
-        })
+        const row = await hot.completeOrchestration(raw, fast.completion)
         if (!row) {
           histories.delete(instanceId)
           log.info({ instanceId }, 'orchestrator answer came after its lease was lost; dropped')
@@ -461,7 +460,11 @@ export async function startTaskHub(options: TaskHubOptions): Promise<TaskHub> {
         }
         if (fast.completion.final) histories.delete(instanceId)
         else cacheHistory(instanceId, row.executionId, [...held.lease.pastEvents, ...fast.events])
-        if (row.status !== held.lease.claimedStatus) signalInstance(instanceId, { row })
+        if (row.status !== held.lease.claimedStatus) {
+          signalInstance(instanceId, { row })
+          notifier.changed(instanceId, row.status)
+        }
+        if (fast.completion.activities.length > 0) notifier.work()
         wakeAt(row.nextWorkAt)
         return
       }
@@ -476,7 +479,11 @@ export async function startTaskHub(options: TaskHubOptions): Promise<TaskHub> {
         // Late answers of the old execution's activities must not land on the new one's tasks.
         for (const key of [...activities.keys()]) if (key.startsWith(`${instanceId}\u0000`)) activities.delete(key)
       }
-      if (result.statusChanged) signalInstance(instanceId)
+      if (result.changedTo) {
+        signalInstance(instanceId)
+        notifier.changed(instanceId, result.changedTo)
+      }
+      if (result.touched) notifier.work()
       wakeAt(result.nextWorkAt)
     } finally {
       wake()
@@ -498,6 +505,7 @@ export async function startTaskHub(options: TaskHubOptions): Promise<TaskHub> {
         ? taskFailedEvent(response.getTaskid(), failure)
         : taskCompletedEvent(response.getTaskid(), response.getResult()?.getValue())
       const outcome = await hot.completeActivity(raw, { id: held.id, leaseToken: held.leaseToken, event: encode(event) })
+      if (outcome.delivered) notifier.work()
       if (!outcome.held) {
         log.info(
           { instanceId: response.getInstanceid(), taskId: response.getTaskid() },
@@ -622,14 +630,11 @@ export async function startTaskHub(options: TaskHubOptions): Promise<TaskHub> {
     // One statement for a new id; an id in use (running, or finished and reused) takes the transaction.
     const outcome =
       (await hot.createNewInstance(raw, instance)) ? 'created'
-      : await transaction(db, async (tx) => {
-          const created = await crud.createInstance(tx, instance)
-          if (created === 'created') await crud.notifyWork(tx)
-          return created
-        })
+      : await transaction(db, (tx) => crud.createInstance(tx, instance))
     if (outcome === 'exists') {
       throw new HubError(grpc.status.ALREADY_EXISTS, `a workflow with instance id ${instanceId} is already running`)
     }
+    notifier.work()
     cacheHistory(instanceId, executionId, [])
     wake()
     if (startAt) wakeAt(startAt)
@@ -645,13 +650,11 @@ export async function startTaskHub(options: TaskHubOptions): Promise<TaskHub> {
     setStatus?: crud.InboxDelivery['setStatus'],
   ): Promise<void> {
     checkId(instanceId, 'instance id')
-    const delivered = await transaction(db, async (tx) => {
-      const ok = await crud.deliverToInbox(tx, { hub, instanceId, event: encode(event), ...(setStatus ? { setStatus } : {}) })
-      if (ok) {
-        await crud.notifyWork(tx)
-        if (setStatus) await crud.notifyInstanceChanged(tx, hub, instanceId)
-      }
-      return ok
+    const delivered = await crud.deliverToInbox(db, {
+      hub,
+      instanceId,
+      event: encode(event),
+      ...(setStatus ? { setStatus } : {}),
     })
     if (!delivered) {
       const row = await crud.getInstance(db, hub, instanceId)
@@ -659,7 +662,11 @@ export async function startTaskHub(options: TaskHubOptions): Promise<TaskHub> {
       // A finished instance takes no more events; like the sidecar, that is not an error.
       return
     }
-    if (setStatus) signalInstance(instanceId)
+    if (setStatus) {
+      signalInstance(instanceId)
+      notifier.changed(instanceId, '')
+    }
+    notifier.work()
     wake()
   }
 
@@ -793,14 +800,14 @@ export async function startTaskHub(options: TaskHubOptions): Promise<TaskHub> {
   server.addService(TaskHubSidecarServiceService, service)
   const host = '127.0.0.1'
   const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync(`${host}:0`, grpc.ServerCredentials.createInsecure(), (err, bound) =>
+    server.bindAsync(`${host}:${options.port ?? 0}`, grpc.ServerCredentials.createInsecure(), (err, bound) =>
       err ? reject(err) : resolve(bound),
     ),
   )
   let listener: Listener | undefined
   try {
     listener = await listen(database, {
-      channel: crud.WORKFLOW_CHANNEL,
+      channel: WORKFLOW_CHANNEL,
       name: 'workflow-listener',
       onNotify,
       onConnect: onListenerConnected,
@@ -856,6 +863,7 @@ export async function startTaskHub(options: TaskHubOptions): Promise<TaskHub> {
       })
     })
     await Promise.all(releasing)
+    await notifier.flushed()
     log.info('workflow hub stopped')
   }
 

@@ -44,7 +44,8 @@ export interface OrchestratorLease {
 export interface AppliedResponse {
   /** False when the lease was lost meanwhile: nothing was written. */
   applied: boolean
-  statusChanged: boolean
+  /** The instance's new status when the answer changed it (waiters are told, here and elsewhere). */
+  changedTo?: InstanceStatus
   /** When the instance is next due (timer or pending events), if ever. */
   nextWorkAt: Date | null
   /** Instances that received an event (children, parents, event targets) and may now be due. */
@@ -54,7 +55,6 @@ export interface AppliedResponse {
 
 const NOT_APPLIED: AppliedResponse = {
   applied: false,
-  statusChanged: false,
   nextWorkAt: null,
   touched: false,
   continuedAsNew: false,
@@ -185,7 +185,7 @@ export async function applyOrchestratorResponse(
       customStatus,
       historyLength: 0,
     })
-    return { applied: true, statusChanged: false, nextWorkAt, touched: false, continuedAsNew: true }
+    return { applied: true, nextWorkAt, touched: false, continuedAsNew: true }
   }
 
   if (completion) {
@@ -242,9 +242,7 @@ export async function applyOrchestratorResponse(
           touched
       }
     }
-    await crud.notifyInstanceChanged(tx, hub, lease.instanceId, finalState)
-    if (touched) await crud.notifyWork(tx)
-    return { applied: true, statusChanged: true, nextWorkAt: null, touched, continuedAsNew: false }
+    return { applied: true, changedTo: finalState, nextWorkAt: null, touched, continuedAsNew: false }
   }
 
   await crud.appendHistory(tx, {
@@ -284,9 +282,7 @@ export async function applyOrchestratorResponse(
     customStatus,
     historyLength: row.historyLength + history.length,
   })
-  if (status !== row.status) await crud.notifyInstanceChanged(tx, hub, lease.instanceId, status)
-  if (touched) await crud.notifyWork(tx)
-  return { applied: true, statusChanged: status !== row.status, nextWorkAt, touched, continuedAsNew: false }
+  return { applied: true, ...(status !== row.status ? { changedTo: status } : {}), nextWorkAt, touched, continuedAsNew: false }
 }
 
 /** The SDK needs ExecutionStarted before anything else of an execution (it creates the generator). */
@@ -305,7 +301,7 @@ export function startFirst(events: HistoryEvent[]): HistoryEvent[] {
  */
 export function fastCompletion(
   hub: string,
-  lease: OrchestratorLease & { claimedStatus: InstanceStatus; parentInstanceId: string | null },
+  lease: OrchestratorLease & { parentInstanceId: string | null },
   response: InstanceType<typeof pb.OrchestratorResponse>,
 ): { completion: Completion; events: HistoryEvent[] } | undefined {
   const events: HistoryEvent[] = [...lease.newEvents]
@@ -334,7 +330,6 @@ export function fastCompletion(
     hub,
     instanceId: lease.instanceId,
     leaseToken: lease.leaseToken,
-    claimedStatus: lease.claimedStatus,
     inboxIds: lease.inboxIds,
     customStatus: response.getCustomstatus()?.getValue() || null,
   }
