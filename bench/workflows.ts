@@ -17,41 +17,72 @@ import { machine, writeSection, benchDatabase, BENCH_PG_ADMIN_URL } from './lib.
  *   does, latency from each run's planned start: what a caller sees at the target load;
  * - one run at a time: the latency floor.
  * Latency is from `scheduleNewWorkflow` to `waitForWorkflowCompletion` returning.
+ *
+ * Two placements of the hub, measured in turn BENCH_ROUNDS times (the order flips every round) on
+ * a fresh database each, every row the median of its rounds: in the main thread beside the SDK,
+ * and in a worker thread of its own.
  */
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 200)
 const RUNS = Number(process.env.BENCH_RUNS ?? 3_000)
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3)
 const WARMUP_RUNS = 200
 const SINGLE_RUNS = 100
 const OPEN_RATE = Number(process.env.BENCH_RATE ?? 100)
 const OPEN_SECONDS = Number(process.env.BENCH_OPEN_SECONDS ?? 15)
-const benchDb = benchDatabase('modelplane_bench_workflows')
-const dbUrl = benchDb.url
+const DB_NAME = 'modelplane_bench_workflows'
+const benchDb = benchDatabase(DB_NAME)
+
+interface Placement {
+  key: 'main' | 'thread'
+  label: string
+  thread: boolean
+}
+
+const PLACEMENTS: Placement[] = [
+  { key: 'main', label: 'hub in the main thread', thread: false },
+  { key: 'thread', label: 'hub in a worker thread', thread: true },
+]
+
+interface Measurement {
+  closed: { runsPerSecond: number; p50: number; p99: number; failed: number; cpuMsPerRun: number; commitsPerRun: number }
+  open: { completedPerSecond: number; runs: number; p50: number; p99: number; failed: number }
+  single: { runsPerSecond: number; p50: number; p99: number; failed: number }
+  load: number
+}
 
 function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? 0
 }
 
-async function main() {
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b)
+  return sorted[Math.floor((sorted.length - 1) / 2)] ?? 0
+}
+
+/** Transactions PostgreSQL committed for the bench database: statements outside a transaction count one each. */
+async function commits(): Promise<number> {
+  const client = new pg.Client({ connectionString: BENCH_PG_ADMIN_URL })
+  await client.connect()
+  try {
+    await new Promise((resolve) => setTimeout(resolve, 700))
+    await client.query('select pg_stat_force_next_flush()').catch(() => undefined)
+    const { rows } = await client.query<{ n: string }>('select xact_commit::text as n from pg_stat_database where datname = $1', [DB_NAME])
+    return Number(rows[0]?.n ?? 0)
+  } finally {
+    await client.end()
+  }
+}
+
+async function measure(placement: Placement): Promise<Measurement> {
   await benchDb.recreate()
   const log = pino({ level: 'warn' })
-  const database = await openDatabase({ url: dbUrl, dataDir: os.tmpdir(), poolMax: 20, log })
+  const database = await openDatabase({ url: benchDb.url, dataDir: os.tmpdir(), poolMax: 20, log })
   await migrate(database)
-  // BENCH_COUNT=1: count the statements the process sends, by prepared statement name (or text).
-  const counts = new Map<string, number>()
-  if (process.env.BENCH_COUNT === '1' && database.pool) {
-    const pool = database.pool as unknown as { query: (...args: unknown[]) => unknown }
-    const query = pool.query.bind(pool)
-    pool.query = (...args: unknown[]) => {
-      const first = args[0] as string | { name?: string; text?: string }
-      const key = typeof first === 'string' ? first.slice(0, 60) : (first.name ?? first.text?.slice(0, 60) ?? '?')
-      counts.set(key, (counts.get(key) ?? 0) + 1)
-      return query(...args)
-    }
-  }
+  await benchDb.settle()
   const engine = await startWorkflowEngine({
     database,
     log,
-    hub: { thread: process.env.BENCH_HUB === 'thread' },
+    hub: { thread: placement.thread },
     workflows: [
       {
         name: 'threeSteps',
@@ -72,8 +103,25 @@ async function main() {
     return state?.serializedOutput === String(n + 1)
   }
 
+  async function runMany(total: number, concurrency: number) {
+    const latencies: number[] = []
+    let next = 0
+    let failed = 0
+    const started = performance.now()
+    const lane = async () => {
+      while (next < total) {
+        const n = next++
+        const at = performance.now()
+        if (!(await runOne(n).catch(() => false))) failed++
+        latencies.push(performance.now() - at)
+      }
+    }
+    await Promise.all(Array.from({ length: concurrency }, lane))
+    return { seconds: (performance.now() - started) / 1000, latencies: latencies.sort((a, b) => a - b), failed }
+  }
+
   /** Starts `rate` runs per second for `seconds`, on schedule whatever the engine does. */
-  async function runOpen(rate: number, seconds: number): Promise<{ seconds: number; latencies: number[]; failed: number }> {
+  async function runOpen(rate: number, seconds: number) {
     const total = Math.round(rate * seconds)
     const latencies: number[] = []
     let failed = 0
@@ -100,111 +148,135 @@ async function main() {
     return { seconds: (performance.now() - started) / 1000, latencies: latencies.sort((a, b) => a - b), failed }
   }
 
-  /** Transactions PostgreSQL committed for this database: statements outside a transaction count one each. */
-  async function commits(): Promise<number> {
-    const client = new pg.Client({ connectionString: BENCH_PG_ADMIN_URL })
-    await client.connect()
-    try {
-      await new Promise((resolve) => setTimeout(resolve, 700))
-      await client.query('select pg_stat_force_next_flush()').catch(() => undefined)
-      const { rows } = await client.query<{ n: string }>(
-        'select xact_commit::text as n from pg_stat_database where datname = $1',
-        ['modelplane_bench_workflows'],
-      )
-      return Number(rows[0]?.n ?? 0)
-    } finally {
-      await client.end()
-    }
-  }
-
-  async function runMany(
-    total: number,
-    concurrency = CONCURRENCY,
-  ): Promise<{ seconds: number; latencies: number[]; failed: number }> {
-    const latencies: number[] = []
-    let next = 0
-    let failed = 0
-    const started = performance.now()
-    const lane = async () => {
-      while (next < total) {
-        const n = next++
-        const at = performance.now()
-        if (!(await runOne(n))) failed++
-        latencies.push(performance.now() - at)
-      }
-    }
-    await Promise.all(Array.from({ length: concurrency }, lane))
-    return { seconds: (performance.now() - started) / 1000, latencies: latencies.sort((a, b) => a - b), failed }
-  }
-
   try {
-    await runMany(WARMUP_RUNS)
+    await runMany(WARMUP_RUNS, CONCURRENCY)
     const load = os.loadavg()[0]!
     const commitsBefore = await commits()
     const cpuBefore = process.cpuUsage()
-    const { seconds, latencies, failed } = await runMany(RUNS)
+    const closed = await runMany(RUNS, CONCURRENCY)
+    // The whole process: SDK worker, client and hub, whichever thread it runs on.
     const cpu = process.cpuUsage(cpuBefore)
-    // Share of one core this process used (worker, client and hub together).
-    const processCpu = Math.round((cpu.user + cpu.system) / 1e4 / seconds)
-    // CPU time per run: less at the mercy of other work on the machine than runs/s.
-    const cpuMsPerRun = (cpu.user + cpu.system) / 1e3 / RUNS
     const commitsPerRun = ((await commits()) - commitsBefore) / RUNS
-    if (counts.size > 0) {
-      const perRun = [...counts].sort((a, b) => b[1] - a[1]).map(([k, v]) => `${(v / (RUNS + WARMUP_RUNS)).toFixed(2)} ${k}`)
-      console.log(`statements per run (warm-up and closed loop):\n${perRun.join('\n')}`)
-    }
-    const runsPerSecond = Math.round(RUNS / seconds)
-    const p50 = Math.round(percentile(latencies, 50))
-    const p99 = Math.round(percentile(latencies, 99))
-    // With a closed loop of N runs in flight, latency is N / throughput (Little's law): at 200 in
-    // flight, p50 < 100 ms would take 2,000 runs/s. The open loop measures latency at a given rate.
-    const loadOpen = os.loadavg()[0]!
     const open = await runOpen(OPEN_RATE, OPEN_SECONDS)
-    const openRuns = open.latencies.length + open.failed
-    const openP50 = Math.round(percentile(open.latencies, 50))
-    const openP99 = Math.round(percentile(open.latencies, 99))
     const single = await runMany(SINGLE_RUNS, 1)
-    const singleP50 = Math.round(percentile(single.latencies, 50))
-    const singleP99 = Math.round(percentile(single.latencies, 99))
-    console.log({
-      load: load.toFixed(2),
-      closed: { runsPerSecond, p50, p99, failed, seconds: seconds.toFixed(1), commitsPerRun: commitsPerRun.toFixed(1), processCpu, cpuMsPerRun: cpuMsPerRun.toFixed(1) },
-      open: { rate: OPEN_RATE, completedPerSecond: Math.round(openRuns / open.seconds), p50: openP50, p99: openP99, failed: open.failed, load: loadOpen.toFixed(2) },
-      single: { p50: singleP50, p99: singleP99 },
-    })
-    // BENCH_WRITE=0: a trial run that leaves bench/RESULTS.md alone.
-    if (process.env.BENCH_WRITE !== '0') writeSection(
-      'workflows',
-      `## Workflows on the embedded hub (\`npm run bench:workflows\`)
-
-Measured ${new Date().toISOString().slice(0, 10)} on ${machine()}.
-A workflow of three no-op activities in sequence (4 orchestrator and 3 activity work items per run).
-SDK worker, client and hub in one process, PostgreSQL 15 on localhost over TCP (pool of 20), on the
-same 2 cores. Latency: \`scheduleNewWorkflow\` → \`waitForWorkflowCompletion\` returns.
-1-minute load average when the closed loop started: ${load.toFixed(2)}, when the open loop started:
-${loadOpen.toFixed(2)} (other work on the machine shares the cores; a load well above the run's own
-share means the numbers are pessimistic).
-
-| load | runs | runs/s | p50 ms | p99 ms | failed |
-|---|---:|---:|---:|---:|---:|
-| closed loop, ${CONCURRENCY} in flight | ${RUNS} | ${runsPerSecond} | ${p50} | ${p99} | ${failed} |
-| open loop, started at ${OPEN_RATE}/s | ${openRuns} | ${Math.round(openRuns / open.seconds)} | ${openP50} | ${openP99} | ${open.failed} |
-| one at a time | ${SINGLE_RUNS} | ${Math.round(SINGLE_RUNS / single.seconds)} | ${singleP50} | ${singleP99} | ${single.failed} |
-
-In the closed loop this process used ${processCpu} % of one core, ${cpuMsPerRun.toFixed(1)} ms of CPU per run; the
-database committed ${commitsPerRun.toFixed(1)} transactions per run.
-
-Targets: ≥ 100 runs/s and p50 < 100 ms with 200 concurrent. A closed loop that keeps ${CONCURRENCY}
-runs in flight cannot meet both: its latency is in-flight runs ÷ throughput (Little's law), so p50
-< 100 ms there would take 2,000 runs/s. The closed loop row is the throughput measurement; the
-latency target is read on the open loop row: runs arriving at the target rate of ${OPEN_RATE}/s (about
-${OPEN_RATE} × p50 of them in flight at a time) and how long each takes.`,
-    )
+    const openRuns = open.latencies.length + open.failed
+    return {
+      load,
+      closed: {
+        runsPerSecond: RUNS / closed.seconds,
+        p50: percentile(closed.latencies, 50),
+        p99: percentile(closed.latencies, 99),
+        failed: closed.failed,
+        cpuMsPerRun: (cpu.user + cpu.system) / 1e3 / RUNS,
+        commitsPerRun,
+      },
+      open: {
+        completedPerSecond: openRuns / open.seconds,
+        runs: openRuns,
+        p50: percentile(open.latencies, 50),
+        p99: percentile(open.latencies, 99),
+        failed: open.failed,
+      },
+      single: {
+        runsPerSecond: SINGLE_RUNS / single.seconds,
+        p50: percentile(single.latencies, 50),
+        p99: percentile(single.latencies, 99),
+        failed: single.failed,
+      },
+    }
   } finally {
     await engine.stop()
     await database.close()
-    await benchDb.drop()
   }
+}
+
+/** Each figure the median over the rounds; failures summed. */
+function summarise(rounds: Measurement[]) {
+  const m = (pick: (r: Measurement) => number) => median(rounds.map(pick))
+  const sum = (pick: (r: Measurement) => number) => rounds.reduce((n, r) => n + pick(r), 0)
+  return {
+    closed: {
+      runsPerSecond: m((r) => r.closed.runsPerSecond),
+      p50: m((r) => r.closed.p50),
+      p99: m((r) => r.closed.p99),
+      failed: sum((r) => r.closed.failed),
+      cpuMsPerRun: m((r) => r.closed.cpuMsPerRun),
+      commitsPerRun: m((r) => r.closed.commitsPerRun),
+    },
+    open: {
+      completedPerSecond: m((r) => r.open.completedPerSecond),
+      runs: sum((r) => r.open.runs),
+      p50: m((r) => r.open.p50),
+      p99: m((r) => r.open.p99),
+      failed: sum((r) => r.open.failed),
+    },
+    single: {
+      runsPerSecond: m((r) => r.single.runsPerSecond),
+      p50: m((r) => r.single.p50),
+      p99: m((r) => r.single.p99),
+      failed: sum((r) => r.single.failed),
+    },
+    loads: rounds.map((r) => r.load.toFixed(2)).join(', '),
+  }
+}
+
+async function main() {
+  const only = process.env.BENCH_HUB ? PLACEMENTS.filter((p) => p.key === process.env.BENCH_HUB) : PLACEMENTS
+  const rounds = new Map<Placement['key'], Measurement[]>(only.map((p) => [p.key, []]))
+  for (let round = 0; round < ROUNDS; round++) {
+    for (const placement of round % 2 === 0 ? only : [...only].reverse()) {
+      const result = await measure(placement)
+      rounds.get(placement.key)!.push(result)
+      console.log(JSON.stringify({ round: round + 1, placement: placement.key, ...result }))
+    }
+  }
+  await benchDb.drop()
+  const summary = new Map(only.map((p) => [p.key, summarise(rounds.get(p.key)!)]))
+  for (const [key, s] of summary) console.log(key, JSON.stringify(s))
+  // BENCH_WRITE=0 (or a single placement): a trial run that leaves bench/RESULTS.md alone.
+  if (process.env.BENCH_WRITE === '0' || only.length < 2) return
+
+  const main = summary.get('main')!
+  const thread = summary.get('thread')!
+  const r = (n: number) => Math.round(n)
+  const ratio = (a: number, b: number) => `${(a / b).toFixed(2)}×`
+  const rows = PLACEMENTS.flatMap((p) => {
+    const s = summary.get(p.key)!
+    return [
+      `| ${p.label} | closed loop, ${CONCURRENCY} in flight | ${RUNS} × ${ROUNDS} | ${r(s.closed.runsPerSecond)} | ${r(s.closed.p50)} | ${r(s.closed.p99)} | ${s.closed.failed} |`,
+      `| ${p.label} | open loop, started at ${OPEN_RATE}/s | ${s.open.runs} | ${r(s.open.completedPerSecond)} | ${r(s.open.p50)} | ${r(s.open.p99)} | ${s.open.failed} |`,
+      `| ${p.label} | one at a time | ${SINGLE_RUNS} × ${ROUNDS} | ${r(s.single.runsPerSecond)} | ${r(s.single.p50)} | ${r(s.single.p99)} | ${s.single.failed} |`,
+    ]
+  })
+  writeSection(
+    'workflows',
+    `## Workflows on the embedded hub (\`npm run bench:workflows\`)
+
+Measured ${new Date().toISOString().slice(0, 10)} on ${machine()}.
+A workflow of three no-op activities in sequence (4 orchestrator and 3 activity work items per run).
+SDK worker, client and hub in one process, PostgreSQL 15 on localhost over TCP, on the same 2 cores
+(default settings: every commit waits for its WAL flush). Latency: \`scheduleNewWorkflow\` →
+\`waitForWorkflowCompletion\` returns. Each placement of the hub was measured ${ROUNDS} times, in turn (the
+order flipping every round), each time on a new database after a checkpoint; every figure is the
+median of its rounds. 1-minute load averages when the closed loops started: main thread ${main.loads};
+worker thread ${thread.loads}.
+
+| hub | load | runs | runs/s | p50 ms | p99 ms | failed |
+|---|---|---:|---:|---:|---:|---:|
+${rows.join('\n')}
+
+Worker thread against main thread, same run: closed-loop throughput ${ratio(thread.closed.runsPerSecond, main.closed.runsPerSecond)},
+open-loop p50 ${ratio(thread.open.p50, main.open.p50)}, single-run p50 ${ratio(thread.single.p50, main.single.p50)}.
+CPU per run (whole process): main thread ${main.closed.cpuMsPerRun.toFixed(1)} ms, worker thread
+${thread.closed.cpuMsPerRun.toFixed(1)} ms; the database committed ${main.closed.commitsPerRun.toFixed(1)} and
+${thread.closed.commitsPerRun.toFixed(1)} transactions per run.
+
+Targets: ≥ 100 runs/s and p50 < 100 ms with 200 concurrent. A closed loop that keeps ${CONCURRENCY}
+runs in flight cannot meet both: its latency is in-flight runs ÷ throughput (Little's law), so p50
+< 100 ms there would take 2,000 runs/s. The closed-loop rows are the throughput measurement; the
+latency target is read on the open-loop rows: runs arriving at the target rate of ${OPEN_RATE}/s (about
+${OPEN_RATE} × p50 of them in flight at a time) and how long each takes.`,
+  )
 }
 
 main().catch((err) => {

@@ -39,6 +39,8 @@ function record(instanceId: string, what: string): void {
   effects.set(instanceId, [...(effects.get(instanceId) ?? []), what])
 }
 const flakyFailuresLeft = new Map<string, number>()
+/** Labels of 'paced' activities in the order they started. */
+const pacedStarts: string[] = []
 
 const activities: ActivityRegistration[] = [
   {
@@ -66,6 +68,14 @@ const activities: ActivityRegistration[] = [
         throw new Error('transient outage')
       }
       return 'recovered'
+    },
+  },
+  {
+    name: 'paced',
+    activity: async (_ctx: WorkflowActivityContext, label: string) => {
+      pacedStarts.push(label)
+      await new Promise((resolve) => setTimeout(resolve, 30))
+      return label
     },
   },
   {
@@ -146,6 +156,12 @@ const workflows: WorkflowRegistration[] = [
     workflow: async function* (ctx: WorkflowContext) {
       yield ctx.callActivity('broken')
       return 'unreachable'
+    },
+  },
+  {
+    name: 'paced',
+    workflow: async function* (ctx: WorkflowContext, label: string) {
+      return yield ctx.callActivity('paced', label)
     },
   },
   {
@@ -373,6 +389,29 @@ describe('security', () => {
       await stranger.stop()
     }
   })
+})
+
+describe('when busy', () => {
+  it('starts waiting workflows in the order they were scheduled, ahead of ones scheduled later', async () => {
+    // Room for one work item at a time: every workflow after the first waits its turn.
+    const busy = await startTestEngine({ database, workflows, activities, tuning: { maxInFlightPerStream: 1 } })
+    try {
+      pacedStarts.length = 0
+      const ids: string[] = []
+      for (let i = 0; i < 6; i++) ids.push(await busy.client.scheduleNewWorkflow('paced', `early-${i}`))
+      // Later arrivals come while the early ones run and room frees up now and then.
+      for (let i = 0; i < 3; i++) {
+        await new Promise((resolve) => setTimeout(resolve, 20))
+        ids.push(await busy.client.scheduleNewWorkflow('paced', `late-${i}`))
+      }
+      for (const id of ids) {
+        expect((await busy.client.waitForWorkflowCompletion(id, true, 20))?.runtimeStatus).toBe(WorkflowRuntimeStatus.COMPLETED)
+      }
+      expect(pacedStarts).toEqual([...[0, 1, 2, 3, 4, 5].map((i) => `early-${i}`), 'late-0', 'late-1', 'late-2'])
+    } finally {
+      await busy.stop()
+    }
+  }, 60_000)
 })
 
 describe('across processes', () => {

@@ -40,20 +40,25 @@ export async function getInstance(raw: Raw, hub: string, instanceId: string): Pr
 const CREATE_INSTANCE = statement(
   'create_instance',
   `with ins as (
-     insert into workflow_instances (hub, instance_id, execution_id, name, status, input, next_work_at)
-     values ($1::text, $2::text, $3::text, $4::text, 'pending', $5::text, coalesce($7::timestamptz, now()))
+     insert into workflow_instances (hub, instance_id, execution_id, name, status, input, next_work_at, lease_token)
+     values ($1::text, $2::text, $3::text, $4::text, 'pending', $5::text,
+             case when $8::uuid is null then coalesce($7::timestamptz, now())
+                  else now() + $9::int * interval '1 millisecond' end,
+             $8::uuid)
      on conflict do nothing
-     returning hub, instance_id, next_work_at),
+     returning hub, instance_id),
    inbox as (
      insert into workflow_inbox (hub, instance_id, event, visible_at)
-     select hub, instance_id, $6::bytea, next_work_at from ins
+     select hub, instance_id, $6::bytea, coalesce($7::timestamptz, now()) from ins
      returning id)
-   select 1 as created from ins`,
+   select id::text as inbox_id from inbox`,
 )
 
 /**
- * Creates an instance with its ExecutionStarted event in the inbox, in one statement. False when the id is taken (running, or finished and to be reused): the caller then
- * takes the transactional path, which tells those apart.
+ * Creates an instance with its ExecutionStarted event in the inbox, in one statement, leased to
+ * this hub when `handOff` is given (never with a later start). Returns the start event's inbox id,
+ * or undefined when the id is taken (running, or finished and to be reused): the caller then takes
+ * the transactional path, which tells those apart.
  */
 export async function createNewInstance(
   raw: Raw,
@@ -66,8 +71,9 @@ export async function createNewInstance(
     startEvent: Uint8Array
     startAt?: Date
   },
-): Promise<boolean> {
-  const rows = await raw.query(CREATE_INSTANCE, [
+  handOff?: HandOff,
+): Promise<number | undefined> {
+  const [row] = await raw.query<{ inbox_id: string }>(CREATE_INSTANCE, [
     instance.hub,
     instance.instanceId,
     instance.executionId,
@@ -75,8 +81,22 @@ export async function createNewInstance(
     instance.input,
     instance.startEvent,
     instance.startAt?.toISOString() ?? null,
+    handOff?.leaseToken ?? null,
+    handOff?.leaseMs ?? 0,
   ])
-  return rows.length > 0
+  return row ? Number(row.inbox_id) : undefined
+}
+
+/**
+ * Work a statement leases to this hub as it writes it, so the hub hands it to a worker at once
+ * instead of writing it as due and claiming it back with another statement (a commit fewer and a
+ * round trip less per step). Only when the hub has room for it; otherwise the work is left due
+ * for whichever process claims it.
+ */
+export interface HandOff {
+  count: number
+  leaseToken: string
+  leaseMs: number
 }
 
 // ---- claiming orchestrator work ---------------------------------------------------------------
@@ -199,6 +219,8 @@ export interface Completion {
   activities: { taskId: number; name: string; input: string | null }[]
   /** The instance's own timers: inbox events visible from their fire time. */
   timers: { event: Uint8Array; visibleAt: Date }[]
+  /** The first `count` activities are leased to this hub at once (it has room to hand them out). */
+  handOff?: HandOff
   /** Set when the work item ends the instance (completed or failed; no parent, no children to stop). */
   final?: { status: InstanceStatus; output: string | null; failure: StoredFailure | null }
 }
@@ -256,20 +278,32 @@ const COMPLETE_ORCHESTRATION = statement(
        from inst, unnest($5::text[]) with ordinality as u(e, ord)
      returning seq),
    acts as (
-     insert into workflow_activity_tasks (hub, instance_id, execution_id, task_id, name, input)
-     select $1::text, $2::text, inst."executionId", t.task_id, t.name, t.input
-       from inst, unnest($12::int[], $13::text[], $14::text[]) as t(task_id, name, input)
+     insert into workflow_activity_tasks (hub, instance_id, execution_id, task_id, name, input,
+                                          lease_token, next_attempt_at, attempts)
+     select $1::text, $2::text, inst."executionId", t.task_id, t.name, t.input,
+            case when t.ord <= $15::int then $16::uuid end,
+            case when t.ord <= $15::int then now() + $17::int * interval '1 millisecond' else inst."createdAt" end,
+            case when t.ord <= $15::int then 1 else 0 end
+       from inst, unnest($12::int[], $13::text[], $14::text[]) with ordinality as t(task_id, name, input, ord)
      on conflict do nothing
-     returning id),
+     returning id, task_id, lease_token),
    timers as (
      insert into workflow_inbox (hub, instance_id, event, visible_at)
      select $1::text, $2::text, own.event, own.visible_at from inst, own
      returning id)
-   select inst.* from inst`,
+   select inst.*,
+          array(select a.task_id || ':' || a.id from acts a where a.lease_token is not null) as leased
+     from inst`,
 )
 
-/** The instance as committed, or undefined when the lease was lost (nothing was written). */
-export async function completeOrchestration(raw: Raw, c: Completion): Promise<WorkflowInstanceRow | undefined> {
+/**
+ * The instance as committed and the activity tasks it leased at once (task id → row id), or
+ * undefined when the lease was lost (nothing was written).
+ */
+export async function completeOrchestration(
+  raw: Raw,
+  c: Completion,
+): Promise<{ row: WorkflowInstanceRow; leased: Map<number, string> } | undefined> {
   const [row] = await raw.query(COMPLETE_ORCHESTRATION, [
     c.hub,
     c.instanceId,
@@ -285,8 +319,17 @@ export async function completeOrchestration(raw: Raw, c: Completion): Promise<Wo
     c.activities.map((a) => a.taskId),
     c.activities.map((a) => a.name),
     c.activities.map((a) => a.input),
+    c.handOff?.count ?? 0,
+    c.handOff?.leaseToken ?? null,
+    c.handOff?.leaseMs ?? 0,
   ])
-  return row ? instanceRow(row) : undefined
+  if (!row) return undefined
+  const leased = new Map<number, string>()
+  for (const pair of (row.leased as string[] | null) ?? []) {
+    const colon = pair.indexOf(':')
+    leased.set(Number(pair.slice(0, colon)), pair.slice(colon + 1))
+  }
+  return { row: instanceRow(row), leased }
 }
 
 // ---- activities -------------------------------------------------------------------------------
@@ -333,36 +376,90 @@ const COMPLETE_ACTIVITY = statement(
      returning hub, instance_id, execution_id),
    target as (
      update workflow_instances i
-        set next_work_at = case when i.lease_token is null then least(coalesce(i.next_work_at, now()), now())
-                                else i.next_work_at end,
+        set next_work_at = case when i.lease_token is not null then i.next_work_at
+                                when $4::uuid is not null then now() + $5::int * interval '1 millisecond'
+                                else i.created_at end,
+            lease_token = coalesce(i.lease_token, $4::uuid),
             updated_at = now()
        from task
       where i.hub = task.hub and i.instance_id = task.instance_id and i.execution_id = task.execution_id
         and i.status not in (${terminalList})
-     returning i.hub, i.instance_id),
+     returning i.hub, i.instance_id, i.execution_id, i.name, i.status, i.history_length, i.parent_instance_id,
+               coalesce(i.lease_token = $4::uuid, false) as leased),
    delivered as (
      insert into workflow_inbox (hub, instance_id, event)
      select hub, instance_id, $3::bytea from target
-     returning id)
+     returning id),
+   waiting as (
+     select b.id, b.event from workflow_inbox b join target t on b.hub = t.hub and b.instance_id = t.instance_id
+      where t.leased and b.visible_at <= now())
    select (select count(*) from task)::int as held,
-          (select count(*) from delivered)::int as delivered`,
+          (select id::text from delivered) as delivered_id,
+          t.leased, t.instance_id, t.execution_id, t.name, t.status, t.history_length, t.parent_instance_id,
+          array(select w.id::text from waiting w order by w.id) as waiting_ids,
+          array(select encode(w.event, 'hex') from waiting w order by w.id) as waiting_events
+     from (select 1) one left join target t on true`,
 )
+
+export interface ActivityOutcome {
+  /** The lease held: the result is applied (false: a late answer, nothing written). */
+  held: boolean
+  /** The result entered the inbox of the execution that scheduled it (it still runs). */
+  delivered: boolean
+  /** The instance, leased to this hub with its visible inbox, when a hand-off was asked for and it was free. */
+  claim?: Claim
+}
 
 /**
  * Applies an activity result exactly once, in one statement: the task row is deleted only if this
  * claim still holds its lease, and only then does the result enter the inbox of the execution that
- * scheduled it (if that execution still runs). Returns whether the lease held.
+ * scheduled it (if that execution still runs). With `handOff`, the instance is leased to this hub
+ * too if nobody holds it, and comes back as a claim (its inbox read as claimInstances reads it).
  */
 export async function completeActivity(
   raw: Raw,
   completion: { id: string; leaseToken: string; event: Uint8Array },
-): Promise<{ held: boolean; delivered: boolean }> {
-  const [row] = await raw.query<{ held: number; delivered: number }>(COMPLETE_ACTIVITY, [
+  handOff?: HandOff,
+): Promise<ActivityOutcome> {
+  const [row] = await raw.query<{
+    held: number
+    delivered_id: string | null
+    leased: boolean | null
+    instance_id: string | null
+    execution_id: string | null
+    name: string | null
+    status: InstanceStatus | null
+    history_length: number | null
+    parent_instance_id: string | null
+    waiting_ids: string[]
+    waiting_events: string[]
+  }>(COMPLETE_ACTIVITY, [
     completion.id,
     completion.leaseToken,
     completion.event,
+    handOff?.leaseToken ?? null,
+    handOff?.leaseMs ?? 0,
   ])
-  return { held: Number(row?.held ?? 0) > 0, delivered: Number(row?.delivered ?? 0) > 0 }
+  const held = Number(row?.held ?? 0) > 0
+  const deliveredId = row?.delivered_id
+  if (!row || deliveredId == null) return { held, delivered: false }
+  if (!handOff || !row.leased) return { held, delivered: true }
+  // The statement cannot see its own inbox row: it is added to what was already waiting.
+  const inbox = row.waiting_ids.map((id, i) => ({ id: Number(id), event: Buffer.from(row.waiting_events[i]!, 'hex') }))
+  inbox.push({ id: Number(deliveredId), event: Buffer.from(completion.event) })
+  return {
+    held,
+    delivered: true,
+    claim: {
+      instanceId: row.instance_id!,
+      executionId: row.execution_id!,
+      name: row.name!,
+      status: row.status!,
+      historyLength: Number(row.history_length),
+      parentInstanceId: row.parent_instance_id,
+      inbox,
+    },
+  }
 }
 
 // ---- handing back -----------------------------------------------------------------------------

@@ -1,4 +1,5 @@
 import { randomBytes, randomUUID, timingSafeEqual } from 'node:crypto'
+import type { Server as NetServer, Socket } from 'node:net'
 import * as grpc from '@grpc/grpc-js'
 import type { Logger } from 'pino'
 import { type DatabaseHandle, transaction } from '../../../platform/db/client.js'
@@ -203,6 +204,24 @@ function instanceResponse(
   return response
 }
 
+/**
+ * grpc-js turns Nagle's algorithm off on the sockets its client opens but leaves it on for those its
+ * server accepts, so a small answer or work item could wait for the SDK's delayed acknowledgement
+ * (up to 40 ms on Linux) before leaving: seen as single runs taking 110 ms instead of 15. grpc-js
+ * (pinned exactly) keeps its HTTP/2 servers in a private map; if that moves, the hub still works,
+ * slower, and says so.
+ */
+function disableNagle(server: grpc.Server, log: Logger): void {
+  const listeners = (server as unknown as { http2Servers?: unknown }).http2Servers
+  if (!(listeners instanceof Map)) {
+    log.warn('cannot reach the gRPC server sockets to turn off Nagle; small answers may be delayed')
+    return
+  }
+  for (const listener of listeners.keys() as Iterable<NetServer>) {
+    listener.on('connection', (socket: Socket) => socket.setNoDelay(true))
+  }
+}
+
 export async function startTaskHub(options: TaskHubOptions): Promise<TaskHub> {
   const { database } = options
   const db = database.db
@@ -222,6 +241,12 @@ export async function startTaskHub(options: TaskHubOptions): Promise<TaskHub> {
   const waiters = new Map<string, Set<(signal: InstanceSignal) => void>>()
   const histories = new Map<string, CachedHistory>()
   const notifier = createNotifier({ raw, hub, log })
+  /**
+   * Work may be waiting in the database for room on a worker stream (this process wrote some as
+   * due, or a claim pass could not take all there was). New workflows then queue behind it instead
+   * of taking freed room directly: they start in the order they came.
+   */
+  let backlog = false
   const releasing = new Set<Promise<void>>()
   let loop: Promise<void> | undefined
   let wakeAgain = false
@@ -304,16 +329,47 @@ export async function startTaskHub(options: TaskHubOptions): Promise<TaskHub> {
     return best
   }
 
-  function send(stream: WorkStream, item: InstanceType<typeof pb.WorkItem>): boolean {
-    if (!stream.open) return false
-    try {
-      stream.call.write(item)
-      stream.inFlight++
-      return true
-    } catch (err) {
-      log.warn({ err }, 'writing a work item failed')
-      return false
+  /**
+   * Writes a work item to a stream. `reserved`: its room was taken by reserve() beforehand (and is
+   * given back here if the write fails); otherwise the item takes room now.
+   */
+  function send(stream: WorkStream, item: InstanceType<typeof pb.WorkItem>, reserved = false): boolean {
+    if (stream.open) {
+      try {
+        stream.call.write(item)
+        if (!reserved) stream.inFlight++
+        return true
+      } catch (err) {
+        log.warn({ err }, 'writing a work item failed')
+      }
     }
+    if (reserved) stream.inFlight--
+    return false
+  }
+
+  /**
+   * Room for up to `count` work items this hub is about to write and hand out at once (see
+   * hot.HandOff), taken now so that nothing else fills it meanwhile. Each stream given back must be
+   * used by send(…, true) or returned with unreserve().
+   */
+  function reserve(count: number): WorkStream[] {
+    const taken: WorkStream[] = []
+    if (state !== 'running') return taken
+    while (taken.length < count) {
+      const stream = pickStream()
+      if (!stream) break
+      stream.inFlight++
+      taken.push(stream)
+    }
+    return taken
+  }
+
+  function unreserve(streams: WorkStream[]): void {
+    for (const stream of streams) stream.inFlight--
+  }
+
+  function handOff(count: number): hot.HandOff {
+    return { count, leaseToken: randomUUID(), leaseMs: tuning.leaseMs }
   }
 
   function orchestratorItem(lease: HubLease): InstanceType<typeof pb.WorkItem> {
@@ -332,7 +388,24 @@ export async function startTaskHub(options: TaskHubOptions): Promise<TaskHub> {
     if (limit <= 0) return 0
     const leaseToken = randomUUID()
     const claimed = await hot.claimInstances(raw, { hub, limit, leaseMs: tuning.leaseMs, leaseToken })
-    if (claimed.length === 0) return 0
+    if (claimed.length > 0) await handOutInstances(claimed, leaseToken)
+    return claimed.length
+  }
+
+  /**
+   * Sends leased instances to workers as orchestrator work items. `reserved`: room taken for them
+   * beforehand, one stream per claim in order (what is not used is given back).
+   */
+  async function handOutInstances(claimed: hot.Claim[], leaseToken: string, reserved: WorkStream[] = []): Promise<void> {
+    const room = [...reserved]
+    try {
+      await handOutEach(claimed, leaseToken, room)
+    } finally {
+      unreserve(room)
+    }
+  }
+
+  async function handOutEach(claimed: hot.Claim[], leaseToken: string, room: WorkStream[]): Promise<void> {
     // Instances whose history this process does not hold as committed: history and inbox are read
     // again, after the claim (see hot.claimInstances on why the claim's own inbox is not enough).
     const misses = claimed.filter((c) => {
@@ -345,8 +418,10 @@ export async function startTaskHub(options: TaskHubOptions): Promise<TaskHub> {
       const stored = fresh?.histories.get(claim.instanceId)
       const pastEvents = stored ? stored.map(decodeEvent) : histories.get(claim.instanceId)!.events
       const inbox = stored ? (fresh!.inboxes.get(claim.instanceId) ?? []) : claim.inbox
+      const reservedStream = room.shift()
       if (inbox.length === 0 || TERMINAL_STATUSES.includes(claim.status)) {
         // Due only by an expired lease, or a finished instance: nothing for a worker to do.
+        if (reservedStream) unreserve([reservedStream])
         await hot.releaseInstance(raw, hub, claim.instanceId, leaseToken, false)
         continue
       }
@@ -365,53 +440,62 @@ export async function startTaskHub(options: TaskHubOptions): Promise<TaskHub> {
       if (held) {
         // Our own earlier item for it is still with the worker (its lease lapsed): its answer will be
         // refused by the lease check, and this one goes out when it arrives.
+        if (reservedStream) unreserve([reservedStream])
         held.next = lease
         continue
       }
-      const stream = pickStream()
-      if (!stream || !send(stream, orchestratorItem(lease))) {
+      const stream = reservedStream ?? pickStream()
+      if (!stream || !send(stream, orchestratorItem(lease), reservedStream !== undefined)) {
         await hot.releaseInstance(raw, hub, claim.instanceId, leaseToken, true)
         continue
       }
       orchestrations.set(claim.instanceId, { lease, stream })
     }
-    return claimed.length
   }
 
   async function dispatchActivities(limit: number): Promise<number> {
     if (limit <= 0) return 0
     const leaseToken = randomUUID()
     const claimed = await hot.claimActivities(raw, { hub, limit, leaseMs: tuning.leaseMs, leaseToken })
-    for (const task of claimed) {
-      const request = new pb.ActivityRequest()
-      request.setName(task.name)
-      request.setInput(stringValue(task.input))
-      request.setOrchestrationinstance(orchestrationInstance(task.instanceId, task.executionId))
-      request.setTaskid(task.taskId)
-      const item = new pb.WorkItem()
-      item.setActivityrequest(request)
-      const stream = pickStream()
-      if (!stream || !send(stream, item)) {
-        await crud.releaseActivity(db, task.id, leaseToken)
-        continue
-      }
-      activities.set(activityKey(task.instanceId, task.taskId), { id: task.id, leaseToken, stream })
-    }
+    for (const task of claimed) await handOutActivity(task, leaseToken)
     return claimed.length
   }
 
+  /** Sends a leased activity task to a worker (on `reserved` room when given), or hands it back. */
+  async function handOutActivity(task: hot.ClaimedActivity, leaseToken: string, reserved?: WorkStream): Promise<void> {
+    const request = new pb.ActivityRequest()
+    request.setName(task.name)
+    request.setInput(stringValue(task.input))
+    request.setOrchestrationinstance(orchestrationInstance(task.instanceId, task.executionId))
+    request.setTaskid(task.taskId)
+    const item = new pb.WorkItem()
+    item.setActivityrequest(request)
+    const stream = reserved ?? pickStream()
+    if (!stream || !send(stream, item, reserved !== undefined)) {
+      await crud.releaseActivity(db, task.id, leaseToken)
+      return
+    }
+    activities.set(activityKey(task.instanceId, task.taskId), { id: task.id, leaseToken, stream })
+  }
+
   /** One claim pass; returns true when a batch came back full (more may be waiting). */
+  /** Which kind of work the next claim pass serves first. */
+  let activitiesFirst = false
+
   async function dispatchOnce(): Promise<boolean> {
-    // Orchestrators first (they are quick and create the activities), activities get the rest.
-    const room = capacity()
-    const orchestrationLimit = Math.min(tuning.batchSize, room)
-    const claimedOrchestrations = await dispatchOrchestrations(orchestrationLimit)
-    const activityLimit = Math.min(tuning.batchSize, capacity())
-    const claimedActivities = await dispatchActivities(activityLimit)
-    return (
-      (orchestrationLimit > 0 && claimedOrchestrations === orchestrationLimit) ||
-      (activityLimit > 0 && claimedActivities === activityLimit)
-    )
+    // The two kinds take turns at being served first: when room frees one slot at a time (a busy
+    // hub), serving one kind always first would leave the other waiting as long as the first has any.
+    activitiesFirst = !activitiesFirst
+    const kinds = activitiesFirst ? [dispatchActivities, dispatchOrchestrations] : [dispatchOrchestrations, dispatchActivities]
+    let more = false
+    let drained = true
+    for (const dispatch of kinds) {
+      const limit = Math.min(tuning.batchSize, capacity())
+      if (limit === 0) drained = false
+      else if ((await dispatch(limit)) === limit) more = true
+    }
+    if (drained && !more) backlog = false
+    return more
   }
 
   async function runLoop(): Promise<void> {
@@ -449,22 +533,52 @@ export async function startTaskHub(options: TaskHubOptions): Promise<TaskHub> {
     } else {
       orchestrations.delete(instanceId)
     }
+    // Whether the room this answer frees went to work it handed out itself: then there is nothing
+    // new for the claim loop to do.
+    let roomReused = false
     try {
       const fast = fastCompletion(hub, held.lease, response)
       if (fast) {
-        const row = await hot.completeOrchestration(raw, fast.completion)
-        if (!row) {
+        const scheduled = fast.completion.activities
+        const room = reserve(scheduled.length)
+        const offer = room.length > 0 ? handOff(room.length) : undefined
+        let done: Awaited<ReturnType<typeof hot.completeOrchestration>>
+        try {
+          done = await hot.completeOrchestration(raw, { ...fast.completion, ...(offer ? { handOff: offer } : {}) })
+        } catch (err) {
+          unreserve(room)
+          throw err
+        }
+        if (!done) {
+          unreserve(room)
           histories.delete(instanceId)
           log.info({ instanceId }, 'orchestrator answer came after its lease was lost; dropped')
           return
         }
+        const { row, leased } = done
         if (fast.completion.final) histories.delete(instanceId)
         else cacheHistory(instanceId, row.executionId, [...held.lease.pastEvents, ...fast.events])
         if (row.status !== held.lease.claimedStatus) {
           signalInstance(instanceId, { row })
           notifier.changed(instanceId, row.status)
         }
-        if (fast.completion.activities.length > 0) notifier.work()
+        for (const task of scheduled) {
+          const id = leased.get(task.taskId)
+          const stream = id === undefined ? undefined : room.shift()
+          if (!stream) continue
+          await handOutActivity(
+            { id: id!, instanceId, executionId: row.executionId, taskId: task.taskId, name: task.name, input: task.input },
+            offer!.leaseToken,
+            stream,
+          )
+        }
+        unreserve(room)
+        roomReused = leased.size > 0
+        if (leased.size < scheduled.length) {
+          roomReused = false
+          backlog = true
+          notifier.work()
+        }
         wakeAt(row.nextWorkAt)
         return
       }
@@ -486,7 +600,7 @@ export async function startTaskHub(options: TaskHubOptions): Promise<TaskHub> {
       if (result.touched) notifier.work()
       wakeAt(result.nextWorkAt)
     } finally {
-      wake()
+      if (!roomReused) wake()
     }
   }
 
@@ -499,13 +613,32 @@ export async function startTaskHub(options: TaskHubOptions): Promise<TaskHub> {
     }
     activities.delete(key)
     held.stream.inFlight--
+    let roomReused = false
     try {
       const failure = response.getFailuredetails()
       const event = failure
         ? taskFailedEvent(response.getTaskid(), failure)
         : taskCompletedEvent(response.getTaskid(), response.getResult()?.getValue())
-      const outcome = await hot.completeActivity(raw, { id: held.id, leaseToken: held.leaseToken, event: encode(event) })
-      if (outcome.delivered) notifier.work()
+      // The result usually makes its instance due: lease it in the same statement and send it on.
+      const room = reserve(1)
+      const offer = room.length > 0 ? handOff(1) : undefined
+      let outcome: hot.ActivityOutcome
+      try {
+        outcome = await hot.completeActivity(raw, { id: held.id, leaseToken: held.leaseToken, event: encode(event) }, offer)
+      } catch (err) {
+        unreserve(room)
+        throw err
+      }
+      if (outcome.claim) {
+        roomReused = true
+        await handOutInstances([outcome.claim], offer!.leaseToken, room)
+      } else {
+        unreserve(room)
+        if (outcome.delivered) {
+          if (!offer) backlog = true
+          notifier.work()
+        }
+      }
       if (!outcome.held) {
         log.info(
           { instanceId: response.getInstanceid(), taskId: response.getTaskid() },
@@ -513,7 +646,7 @@ export async function startTaskHub(options: TaskHubOptions): Promise<TaskHub> {
         )
       }
     } finally {
-      wake()
+      if (!roomReused) wake()
     }
   }
 
@@ -580,9 +713,12 @@ export async function startTaskHub(options: TaskHubOptions): Promise<TaskHub> {
     // awaited is ignored; anything else (or the fallback poll) reads the instance again.
     let committed: WorkflowInstanceRow | undefined
     let mustRead = false
+    // A signal that comes while the instance is being read finds nobody waiting: it is remembered.
+    let signalled = false
     const waiter = (signal: InstanceSignal) => {
       if (signal.row) committed = signal.row
       else if (!signal.status || done(signal.status)) mustRead = true
+      signalled = true
       poke()
     }
     set.add(waiter)
@@ -592,13 +728,16 @@ export async function startTaskHub(options: TaskHubOptions): Promise<TaskHub> {
         if (!row || done(row.status)) return instanceResponse(row, request.getGetinputsandoutputs())
         if (cancelled) throw new HubError(grpc.status.CANCELLED, 'the caller went away')
         if (state === 'stopped') throw new HubError(grpc.status.UNAVAILABLE, 'the workflow hub is shutting down')
-        const timedOut = await new Promise<boolean>((resolve) => {
-          const timer = setTimeout(() => resolve(true), waiterPollMs)
-          poke = () => {
-            clearTimeout(timer)
-            resolve(false)
-          }
-        })
+        const timedOut =
+          !signalled &&
+          (await new Promise<boolean>((resolve) => {
+            const timer = setTimeout(() => resolve(true), waiterPollMs)
+            poke = () => {
+              clearTimeout(timer)
+              resolve(false)
+            }
+          }))
+        signalled = false
         if (timedOut || mustRead) {
           mustRead = false
           committed = undefined
@@ -627,16 +766,42 @@ export async function startTaskHub(options: TaskHubOptions): Promise<TaskHub> {
       executionStartedEvent({ name, input, instanceId, executionId, ...(startAt ? { scheduledAt: startAt } : {}) }),
     )
     const instance = { hub, instanceId, executionId, name, input, startEvent, ...(startAt ? { startAt } : {}) }
-    // One statement for a new id; an id in use (running, or finished and reused) takes the transaction.
-    const outcome =
-      (await hot.createNewInstance(raw, instance)) ? 'created'
-      : await transaction(db, (tx) => crud.createInstance(tx, instance))
+    // One statement for a new id, leased to this hub when it has room to start it at once; an id
+    // in use (running, or finished and reused) takes the transaction.
+    const room = startAt || backlog ? [] : reserve(1)
+    const offer = room.length > 0 ? handOff(1) : undefined
+    let inboxId: number | undefined
+    try {
+      inboxId = await hot.createNewInstance(raw, instance, offer)
+    } catch (err) {
+      unreserve(room)
+      throw err
+    }
+    if (inboxId === undefined) unreserve(room)
+    const outcome = inboxId !== undefined ? 'created' : await transaction(db, (tx) => crud.createInstance(tx, instance))
     if (outcome === 'exists') {
       throw new HubError(grpc.status.ALREADY_EXISTS, `a workflow with instance id ${instanceId} is already running`)
     }
-    notifier.work()
     cacheHistory(instanceId, executionId, [])
-    wake()
+    if (offer && inboxId !== undefined) {
+      const claim: hot.Claim = {
+        instanceId,
+        executionId,
+        name,
+        status: 'pending',
+        historyLength: 0,
+        parentInstanceId: null,
+        inbox: [{ id: inboxId, event: startEvent }],
+      }
+      // Created already: a failure from here on only leaves it to the claim loop (its lease lapses).
+      void handOutInstances([claim], offer.leaseToken, room).catch((err: unknown) =>
+        log.warn({ err, instanceId }, 'handing out a new workflow failed; it starts when its lease lapses'),
+      )
+    } else {
+      if (!startAt) backlog = true
+      notifier.work()
+      wake()
+    }
     if (startAt) wakeAt(startAt)
     const response = new pb.CreateInstanceResponse()
     response.setInstanceid(instanceId)
@@ -804,6 +969,7 @@ export async function startTaskHub(options: TaskHubOptions): Promise<TaskHub> {
       err ? reject(err) : resolve(bound),
     ),
   )
+  disableNagle(server, log)
   let listener: Listener | undefined
   try {
     listener = await listen(database, {
