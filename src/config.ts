@@ -35,6 +35,7 @@ const EnvSchema = Type.Object({
   TRUST_PROXY: Type.Optional(Bool),
   DAPR_HTTP_PORT: Type.Optional(Port),
   DAPR_GRPC_PORT: Type.Optional(Port),
+  WORKFLOW_HUB_THREAD: Type.Optional(Bool),
   DAPR_HOST: Type.Optional(Type.String({ minLength: 1, maxLength: 255 })),
   APP_API_TOKEN: Type.Optional(Type.String({ minLength: 16, maxLength: 1024 })),
   DAPR_API_TOKEN: Type.Optional(Type.String({ minLength: 16, maxLength: 1024 })),
@@ -119,6 +120,8 @@ export interface Config {
     pubsubName: string
   }
   shutdownTimeoutMs: number
+  /** The embedded workflow hub on PostgreSQL runs in a worker thread of its own (see workflow_ops/hub/thread.ts). */
+  workflowHubThread: boolean
   auth: {
     /** Keycloak's base URL; unset runs the embedded issuer. */
     keycloakUrl?: string
@@ -278,6 +281,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Readonly<Co
       pubsubName: env.DAPR_PUBSUB_NAME ?? 'pubsub',
     },
     shutdownTimeoutMs: env.SHUTDOWN_TIMEOUT_MS ?? 10_000,
+    workflowHubThread: bool(env.WORKFLOW_HUB_THREAD, true),
     auth: {
       keycloakUrl: env.KEYCLOAK_URL?.replace(/\/+$/, ''),
       realms: env.KEYCLOAK_REALMS ? list(env.KEYCLOAK_REALMS) : undefined,

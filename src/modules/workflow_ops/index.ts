@@ -63,7 +63,11 @@ export function createWorkflowOps(
               },
             }
           : {}),
-        hub: { name: options.hub ?? HUB_NAME, ...(options.tuning ? { tuning: options.tuning } : {}) },
+        hub: {
+          name: options.hub ?? HUB_NAME,
+          thread: config.workflowHubThread,
+          ...(options.tuning ? { tuning: options.tuning } : {}),
+        },
       })
       service.attachEngine(engine)
     },

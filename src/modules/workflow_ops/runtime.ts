@@ -183,7 +183,12 @@ export async function startWorkflowEngine(options: WorkflowEngineOptions): Promi
       // connection cannot be shared with a thread.
       hub =
         options.database.url && options.hub?.thread
-          ? await startTaskHubThread({ ...common, url: options.database.url, poolMax: options.hub?.poolMax ?? HUB_POOL_MAX })
+          ? await startTaskHubThread({
+              ...common,
+              url: options.database.url,
+              poolMax: options.hub?.poolMax ?? HUB_POOL_MAX,
+              onRestarted: () => restartWorker(),
+            })
           : await startTaskHub({ ...common, database: options.database })
       connection = { daprHost: hub.host, daprPort: String(hub.port), daprApiToken: hub.token }
     }
@@ -192,11 +197,26 @@ export async function startWorkflowEngine(options: WorkflowEngineOptions): Promi
     throw err
   }
 
-  const runtime = new WorkflowRuntime(connection)
-  raiseWorkerConcurrency(runtime, log)
-  for (const { name, workflow } of options.workflows) runtime.registerWorkflowWithName(name, workflow)
-  for (const { name, activity } of options.activities) runtime.registerActivityWithName(name, activity)
-  await runtime.start()
+  async function startWorker(): Promise<SdkWorkflowRuntime> {
+    const worker = new WorkflowRuntime(connection)
+    raiseWorkerConcurrency(worker, log)
+    for (const { name, workflow } of options.workflows) worker.registerWorkflowWithName(name, workflow)
+    for (const { name, activity } of options.activities) worker.registerActivityWithName(name, activity)
+    await worker.start()
+    return worker
+  }
+  let runtime = await startWorker()
+  // The SDK's worker gives up for good when its first stream fails (a hub thread that died): once
+  // the thread is back, a new worker takes its place.
+  let replacing: Promise<void> | undefined
+  function restartWorker(): void {
+    replacing = (async () => {
+      const old = runtime
+      runtime = await startWorker()
+      await old.stop().catch(() => undefined)
+      log.info('workflow worker reconnected to the restarted hub')
+    })().catch((err: unknown) => log.error({ err }, 'the workflow worker could not reconnect to the restarted hub'))
+  }
   const client = new WorkflowClient(connection)
   log.info(
     { mode: hub ? 'embedded' : 'dapr', workflows: options.workflows.length, activities: options.activities.length },
@@ -207,6 +227,7 @@ export async function startWorkflowEngine(options: WorkflowEngineOptions): Promi
   async function shutDown(): Promise<void> {
     // Work in flight is answered first; then the SDK disconnects (each of its stop()s sleeps a second).
     await hub?.quiesce()
+    await replacing
     await Promise.all([
       runtime.stop().catch((err: unknown) => log.warn({ err }, 'stopping the workflow worker failed')),
       client.stop().catch((err: unknown) => log.warn({ err }, 'stopping the workflow client failed')),

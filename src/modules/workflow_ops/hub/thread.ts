@@ -21,6 +21,8 @@ export interface TaskHubThreadOptions {
   name?: string
   tuning?: Partial<HubTuning>
   log: Logger
+  /** After the thread was started again (the SDK's worker may need to connect anew). */
+  onRestarted?: () => void
 }
 
 /** What the thread is started with (worker.ts reads it). */
@@ -32,6 +34,12 @@ export interface HubThreadData {
   token: string
   port?: number
   level: string
+}
+
+/** The hub as the main thread sees it. */
+export interface TaskHubThread extends TaskHub {
+  /** Ends the thread as a crash would (it is started again): for drills and tests. */
+  crash(): Promise<void>
 }
 
 export type HubThreadRequest = { type: 'quiesce' | 'stop'; id: number }
@@ -69,7 +77,7 @@ interface Thread {
   exited: Promise<void>
 }
 
-export async function startTaskHubThread(options: TaskHubThreadOptions): Promise<TaskHub> {
+export async function startTaskHubThread(options: TaskHubThreadOptions): Promise<TaskHubThread> {
   const name = options.name ?? 'default'
   const token = randomBytes(24).toString('base64url')
   const log = options.log.child({ component: 'workflow-hub', hub: name })
@@ -153,6 +161,7 @@ export async function startTaskHubThread(options: TaskHubThreadOptions): Promise
         (thread) => {
           current = thread
           log.info({ port: thread.port }, 'workflow hub thread started again')
+          options.onRestarted?.()
         },
         (err: unknown) => {
           log.error({ err }, 'the workflow hub thread could not start again')
@@ -202,5 +211,10 @@ export async function startTaskHubThread(options: TaskHubThreadOptions): Promise
     token,
     quiesce: () => (quiesced ??= quiesce()),
     stop: () => (stopped ??= shutDown()),
+    crash: async () => {
+      const thread = current
+      await thread.worker.terminate()
+      await thread.exited
+    },
   }
 }
