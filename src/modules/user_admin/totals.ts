@@ -36,8 +36,8 @@ const CHANNEL = 'users_changed'
  * `users` (migration 0008) NOTIFYs the tenant id on commit of every change to who is listed, by any
  * process or tool, and every process forgets that tenant's totals when it hears it. Each total is
  * stamped with the tenant's generation read before its count started, so a count that raced a
- * change is never served afterwards. While the listening connection is down nothing is cached, and
- * everything is forgotten when it comes back. Writes through this process forget at once, so a
+ * change is never served afterwards. While the listening connection is down (from the moment this
+ * process sees it drop) nothing is cached, and everything is forgotten when it comes back. Writes through this process forget at once, so a
  * caller reads its own change on the same replica; another replica hears of it on commit.
  */
 export function createListTotals(options: { database: DatabaseHandle; log: Logger; maxEntries?: number }): ListTotals {
