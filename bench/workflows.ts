@@ -43,15 +43,29 @@ const PLACEMENTS: Placement[] = [
   { key: 'thread', label: 'hub in a worker thread', thread: true },
 ]
 
+interface Latency {
+  p50: number
+  p99: number
+  failed: number
+}
+
 interface Measurement {
-  closed: { runsPerSecond: number; p50: number; p99: number; failed: number; cpuMsPerRun: number; commitsPerRun: number }
-  open: { completedPerSecond: number; runs: number; p50: number; p99: number; failed: number }
-  single: { runsPerSecond: number; p50: number; p99: number; failed: number }
+  closed: Latency & { runsPerSecond: number; cpuMsPerRun: number; commitsPerRun: number }
+  open: Latency & { completedPerSecond: number; runs: number }
+  single: Latency & { runsPerSecond: number }
   load: number
 }
 
+const PHASES = ['closed', 'open', 'single'] as const
+/** Counts add up over the rounds; every other figure is their median. */
+const SUMMED = new Set(['failed', 'runs'])
+
 function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? 0
+}
+
+function latency(run: { latencies: number[]; failed: number }): Latency {
+  return { p50: percentile(run.latencies, 50), p99: percentile(run.latencies, 99), failed: run.failed }
 }
 
 function median(values: number[]): number {
@@ -163,26 +177,13 @@ async function measure(placement: Placement): Promise<Measurement> {
     return {
       load,
       closed: {
+        ...latency(closed),
         runsPerSecond: RUNS / closed.seconds,
-        p50: percentile(closed.latencies, 50),
-        p99: percentile(closed.latencies, 99),
-        failed: closed.failed,
         cpuMsPerRun: (cpu.user + cpu.system) / 1e3 / RUNS,
         commitsPerRun,
       },
-      open: {
-        completedPerSecond: openRuns / open.seconds,
-        runs: openRuns,
-        p50: percentile(open.latencies, 50),
-        p99: percentile(open.latencies, 99),
-        failed: open.failed,
-      },
-      single: {
-        runsPerSecond: SINGLE_RUNS / single.seconds,
-        p50: percentile(single.latencies, 50),
-        p99: percentile(single.latencies, 99),
-        failed: single.failed,
-      },
+      open: { ...latency(open), completedPerSecond: openRuns / open.seconds, runs: openRuns },
+      single: { ...latency(single), runsPerSecond: SINGLE_RUNS / single.seconds },
     }
   } finally {
     await engine.stop()
@@ -190,32 +191,17 @@ async function measure(placement: Placement): Promise<Measurement> {
   }
 }
 
-/** Each figure the median over the rounds; failures summed. */
-function summarise(rounds: Measurement[]) {
-  const m = (pick: (r: Measurement) => number) => median(rounds.map(pick))
-  const sum = (pick: (r: Measurement) => number) => rounds.reduce((n, r) => n + pick(r), 0)
+/** Each figure over the rounds: counts summed, everything else the median. */
+function summarise(rounds: Measurement[]): Omit<Measurement, 'load'> & { loads: string } {
+  const phase = (name: (typeof PHASES)[number]) =>
+    Object.fromEntries(
+      Object.keys(rounds[0]![name]).map((key) => {
+        const values = rounds.map((r) => (r[name] as unknown as Record<string, number>)[key]!)
+        return [key, SUMMED.has(key) ? values.reduce((a, b) => a + b, 0) : median(values)]
+      }),
+    )
   return {
-    closed: {
-      runsPerSecond: m((r) => r.closed.runsPerSecond),
-      p50: m((r) => r.closed.p50),
-      p99: m((r) => r.closed.p99),
-      failed: sum((r) => r.closed.failed),
-      cpuMsPerRun: m((r) => r.closed.cpuMsPerRun),
-      commitsPerRun: m((r) => r.closed.commitsPerRun),
-    },
-    open: {
-      completedPerSecond: m((r) => r.open.completedPerSecond),
-      runs: sum((r) => r.open.runs),
-      p50: m((r) => r.open.p50),
-      p99: m((r) => r.open.p99),
-      failed: sum((r) => r.open.failed),
-    },
-    single: {
-      runsPerSecond: m((r) => r.single.runsPerSecond),
-      p50: m((r) => r.single.p50),
-      p99: m((r) => r.single.p99),
-      failed: sum((r) => r.single.failed),
-    },
+    ...(Object.fromEntries(PHASES.map((name) => [name, phase(name)])) as unknown as Omit<Measurement, 'load'>),
     loads: rounds.map((r) => r.load.toFixed(2)).join(', '),
   }
 }

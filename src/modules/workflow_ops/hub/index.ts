@@ -368,8 +368,23 @@ export async function startTaskHub(options: TaskHubOptions): Promise<TaskHub> {
     for (const stream of streams) stream.inFlight--
   }
 
-  function handOff(count: number): hot.HandOff {
-    return { count, leaseToken: randomUUID(), leaseMs: tuning.leaseMs }
+  /**
+   * Runs a write that may lease up to `count` of the work it creates to this hub (hot.HandOff),
+   * with room reserved for that work first; the room is given back if the write fails. What the
+   * caller does not use of `room` it hands to handOutInstances or gives back with unreserve().
+   */
+  async function writeWithRoom<T>(
+    count: number,
+    write: (offer: hot.HandOff | undefined) => Promise<T>,
+  ): Promise<{ result: T; room: WorkStream[]; offer: hot.HandOff | undefined }> {
+    const room = reserve(count)
+    const offer = room.length > 0 ? { count: room.length, leaseToken: randomUUID(), leaseMs: tuning.leaseMs } : undefined
+    try {
+      return { result: await write(offer), room, offer }
+    } catch (err) {
+      unreserve(room)
+      throw err
+    }
   }
 
   function orchestratorItem(lease: HubLease): InstanceType<typeof pb.WorkItem> {
@@ -399,57 +414,53 @@ export async function startTaskHub(options: TaskHubOptions): Promise<TaskHub> {
   async function handOutInstances(claimed: hot.Claim[], leaseToken: string, reserved: WorkStream[] = []): Promise<void> {
     const room = [...reserved]
     try {
-      await handOutEach(claimed, leaseToken, room)
+      // Instances whose history this process does not hold as committed: history and inbox are read
+      // again, after the claim (see hot.claimInstances on why the claim's own inbox is not enough).
+      const misses = claimed.filter((c) => {
+        const cached = histories.get(c.instanceId)
+        return !cached || cached.executionId !== c.executionId || cached.events.length !== c.historyLength
+      })
+      const fresh = misses.length > 0 ? await hot.loadFresh(raw, hub, misses.map((c) => c.instanceId)) : undefined
+      const now = new Date()
+      for (const claim of claimed) {
+        const stored = fresh?.histories.get(claim.instanceId)
+        const pastEvents = stored ? stored.map(decodeEvent) : histories.get(claim.instanceId)!.events
+        const inbox = stored ? (fresh!.inboxes.get(claim.instanceId) ?? []) : claim.inbox
+        const reservedStream = room.shift()
+        if (inbox.length === 0 || TERMINAL_STATUSES.includes(claim.status)) {
+          // Due only by an expired lease, or a finished instance: nothing for a worker to do.
+          if (reservedStream) unreserve([reservedStream])
+          await hot.releaseInstance(raw, hub, claim.instanceId, leaseToken, false)
+          continue
+        }
+        const lease: HubLease = {
+          instanceId: claim.instanceId,
+          executionId: claim.executionId,
+          name: claim.name,
+          leaseToken,
+          newEvents: [orchestratorStartedEvent(now), ...startFirst(inbox.map((e) => decodeEvent(e.event)))],
+          inboxIds: inbox.map((e) => e.id),
+          claimedStatus: claim.status,
+          parentInstanceId: claim.parentInstanceId,
+          pastEvents,
+        }
+        const held = orchestrations.get(claim.instanceId)
+        if (held) {
+          // Our own earlier item for it is still with the worker (its lease lapsed): its answer will be
+          // refused by the lease check, and this one goes out when it arrives.
+          if (reservedStream) unreserve([reservedStream])
+          held.next = lease
+          continue
+        }
+        const stream = reservedStream ?? pickStream()
+        if (!stream || !send(stream, orchestratorItem(lease), reservedStream !== undefined)) {
+          await hot.releaseInstance(raw, hub, claim.instanceId, leaseToken, true)
+          continue
+        }
+        orchestrations.set(claim.instanceId, { lease, stream })
+      }
     } finally {
       unreserve(room)
-    }
-  }
-
-  async function handOutEach(claimed: hot.Claim[], leaseToken: string, room: WorkStream[]): Promise<void> {
-    // Instances whose history this process does not hold as committed: history and inbox are read
-    // again, after the claim (see hot.claimInstances on why the claim's own inbox is not enough).
-    const misses = claimed.filter((c) => {
-      const cached = histories.get(c.instanceId)
-      return !cached || cached.executionId !== c.executionId || cached.events.length !== c.historyLength
-    })
-    const fresh = misses.length > 0 ? await hot.loadFresh(raw, hub, misses.map((c) => c.instanceId)) : undefined
-    const now = new Date()
-    for (const claim of claimed) {
-      const stored = fresh?.histories.get(claim.instanceId)
-      const pastEvents = stored ? stored.map(decodeEvent) : histories.get(claim.instanceId)!.events
-      const inbox = stored ? (fresh!.inboxes.get(claim.instanceId) ?? []) : claim.inbox
-      const reservedStream = room.shift()
-      if (inbox.length === 0 || TERMINAL_STATUSES.includes(claim.status)) {
-        // Due only by an expired lease, or a finished instance: nothing for a worker to do.
-        if (reservedStream) unreserve([reservedStream])
-        await hot.releaseInstance(raw, hub, claim.instanceId, leaseToken, false)
-        continue
-      }
-      const lease: HubLease = {
-        instanceId: claim.instanceId,
-        executionId: claim.executionId,
-        name: claim.name,
-        leaseToken,
-        newEvents: [orchestratorStartedEvent(now), ...startFirst(inbox.map((e) => decodeEvent(e.event)))],
-        inboxIds: inbox.map((e) => e.id),
-        claimedStatus: claim.status,
-        parentInstanceId: claim.parentInstanceId,
-        pastEvents,
-      }
-      const held = orchestrations.get(claim.instanceId)
-      if (held) {
-        // Our own earlier item for it is still with the worker (its lease lapsed): its answer will be
-        // refused by the lease check, and this one goes out when it arrives.
-        if (reservedStream) unreserve([reservedStream])
-        held.next = lease
-        continue
-      }
-      const stream = reservedStream ?? pickStream()
-      if (!stream || !send(stream, orchestratorItem(lease), reservedStream !== undefined)) {
-        await hot.releaseInstance(raw, hub, claim.instanceId, leaseToken, true)
-        continue
-      }
-      orchestrations.set(claim.instanceId, { lease, stream })
     }
   }
 
@@ -478,10 +489,10 @@ export async function startTaskHub(options: TaskHubOptions): Promise<TaskHub> {
     activities.set(activityKey(task.instanceId, task.taskId), { id: task.id, leaseToken, stream })
   }
 
-  /** One claim pass; returns true when a batch came back full (more may be waiting). */
   /** Which kind of work the next claim pass serves first. */
   let activitiesFirst = false
 
+  /** One claim pass; returns true when a batch came back full (more may be waiting). */
   async function dispatchOnce(): Promise<boolean> {
     // The two kinds take turns at being served first: when room frees one slot at a time (a busy
     // hub), serving one kind always first would leave the other waiting as long as the first has any.
@@ -540,15 +551,13 @@ export async function startTaskHub(options: TaskHubOptions): Promise<TaskHub> {
       const fast = fastCompletion(hub, held.lease, response)
       if (fast) {
         const scheduled = fast.completion.activities
-        const room = reserve(scheduled.length)
-        const offer = room.length > 0 ? handOff(room.length) : undefined
-        let done: Awaited<ReturnType<typeof hot.completeOrchestration>>
-        try {
-          done = await hot.completeOrchestration(raw, { ...fast.completion, ...(offer ? { handOff: offer } : {}) })
-        } catch (err) {
-          unreserve(room)
-          throw err
-        }
+        const {
+          result: done,
+          room,
+          offer,
+        } = await writeWithRoom(scheduled.length, (handOff) =>
+          hot.completeOrchestration(raw, { ...fast.completion, ...(handOff ? { handOff } : {}) }),
+        )
         if (!done) {
           unreserve(room)
           histories.delete(instanceId)
@@ -573,9 +582,8 @@ export async function startTaskHub(options: TaskHubOptions): Promise<TaskHub> {
           )
         }
         unreserve(room)
-        roomReused = leased.size > 0
+        roomReused = leased.size > 0 && leased.size === scheduled.length
         if (leased.size < scheduled.length) {
-          roomReused = false
           backlog = true
           notifier.work()
         }
@@ -620,15 +628,13 @@ export async function startTaskHub(options: TaskHubOptions): Promise<TaskHub> {
         ? taskFailedEvent(response.getTaskid(), failure)
         : taskCompletedEvent(response.getTaskid(), response.getResult()?.getValue())
       // The result usually makes its instance due: lease it in the same statement and send it on.
-      const room = reserve(1)
-      const offer = room.length > 0 ? handOff(1) : undefined
-      let outcome: hot.ActivityOutcome
-      try {
-        outcome = await hot.completeActivity(raw, { id: held.id, leaseToken: held.leaseToken, event: encode(event) }, offer)
-      } catch (err) {
-        unreserve(room)
-        throw err
-      }
+      const {
+        result: outcome,
+        room,
+        offer,
+      } = await writeWithRoom(1, (handOff) =>
+        hot.completeActivity(raw, { id: held.id, leaseToken: held.leaseToken, event: encode(event) }, handOff),
+      )
       if (outcome.claim) {
         roomReused = true
         await handOutInstances([outcome.claim], offer!.leaseToken, room)
@@ -768,15 +774,11 @@ export async function startTaskHub(options: TaskHubOptions): Promise<TaskHub> {
     const instance = { hub, instanceId, executionId, name, input, startEvent, ...(startAt ? { startAt } : {}) }
     // One statement for a new id, leased to this hub when it has room to start it at once; an id
     // in use (running, or finished and reused) takes the transaction.
-    const room = startAt || backlog ? [] : reserve(1)
-    const offer = room.length > 0 ? handOff(1) : undefined
-    let inboxId: number | undefined
-    try {
-      inboxId = await hot.createNewInstance(raw, instance, offer)
-    } catch (err) {
-      unreserve(room)
-      throw err
-    }
+    const {
+      result: inboxId,
+      room,
+      offer,
+    } = await writeWithRoom(startAt || backlog ? 0 : 1, (handOff) => hot.createNewInstance(raw, instance, handOff))
     if (inboxId === undefined) unreserve(room)
     const outcome = inboxId !== undefined ? 'created' : await transaction(db, (tx) => crud.createInstance(tx, instance))
     if (outcome === 'exists') {
