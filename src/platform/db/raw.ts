@@ -22,6 +22,11 @@ export interface Raw {
 
 const names = new Map<string, string>()
 
+/** Every statement declared so far (the modules that declare them must have been imported). */
+export function declaredStatements(): Statement[] {
+  return [...names].map(([name, text]) => ({ name, text }))
+}
+
 /** Declares a statement; the name is checked for uniqueness so two texts never share one. */
 export function statement(name: string, text: string): Statement {
   if (Buffer.byteLength(name) > 63) throw new Error(`statement name ${name} is longer than 63 bytes`)
