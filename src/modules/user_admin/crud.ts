@@ -370,6 +370,11 @@ export async function liveEmailsAmong(executor: Executor, tenantId: string, emai
   return new Set(result.rows.map((r) => r.email))
 }
 
+/** Samples the users table for the planner (ANALYZE takes no lock that blocks reads or writes). */
+export async function analyzeUsers(executor: Executor): Promise<void> {
+  await executor.execute(sql`analyze ${users}`)
+}
+
 export async function recordImportBatch(
   executor: Executor,
   key: { importId: string; batch: number },
