@@ -13,13 +13,15 @@ const url = process.env.DATABASE_URL!
 const hub = process.env.WORKFLOW_HUB!
 const leaseMs = Number(process.env.LEASE_MS ?? 1_500)
 const stepMs = Number(process.env.STEP_MS ?? 40)
+/** Work items the hub hands this process's worker at once (the hub's default when unset). */
+const maxInFlight = process.env.MAX_IN_FLIGHT ? { maxInFlightPerStream: Number(process.env.MAX_IN_FLIGHT) } : {}
 const log = pino({ level: process.env.LOG_LEVEL ?? 'warn' })
 
 const database = await openDatabase({ url, dataDir: '/tmp', poolMax: 5, log })
 const engine = await startWorkflowEngine({
   database,
   log,
-  hub: { name: hub, tuning: { leaseMs, pollIntervalMs: 100, drainTimeoutMs: 1_000 } },
+  hub: { name: hub, tuning: { leaseMs, pollIntervalMs: 100, drainTimeoutMs: 1_000, ...maxInFlight } },
   workflows: [
     {
       name: 'crashy',

@@ -127,8 +127,12 @@ describe('two processes', () => {
   it('splits the work between them and runs no step twice while its lease is alive', async () => {
     const hub = uniqueHub('pair')
     const runIds = Array.from({ length: 30 }, () => `run-${randomUUID()}`)
-    const first = startWorker(hub, { LEASE_MS: '30000', STEP_MS: '20' })
-    const second = startWorker(hub, { LEASE_MS: '30000', STEP_MS: '20' })
+    // Each process takes at most 4 work items at a time, as a busy one would have room for only a
+    // few: otherwise the first to hear of the 30 new runs may lease them all in one claim, and
+    // each run's later steps stay with the process that holds it.
+    const env = { LEASE_MS: '30000', STEP_MS: '20', MAX_IN_FLIGHT: '4' }
+    const first = startWorker(hub, env)
+    const second = startWorker(hub, env)
     await Promise.all([ready(first), ready(second)])
     const { client, stop } = await scheduler(hub)
     try {
