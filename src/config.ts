@@ -36,6 +36,7 @@ const EnvSchema = Type.Object({
   DAPR_HTTP_PORT: Type.Optional(Port),
   DAPR_GRPC_PORT: Type.Optional(Port),
   WORKFLOW_HUB_THREAD: Type.Optional(Bool),
+  WORKFLOW_RETENTION_DAYS: Type.Optional(Type.Integer({ minimum: 0, maximum: 3650 })),
   DAPR_HOST: Type.Optional(Type.String({ minLength: 1, maxLength: 255 })),
   APP_API_TOKEN: Type.Optional(Type.String({ minLength: 16, maxLength: 1024 })),
   DAPR_API_TOKEN: Type.Optional(Type.String({ minLength: 16, maxLength: 1024 })),
@@ -122,6 +123,8 @@ export interface Config {
   shutdownTimeoutMs: number
   /** The embedded workflow hub on PostgreSQL runs in a worker thread of its own (see workflow_ops/hub/thread.ts). */
   workflowHubThread: boolean
+  /** Finished workflow runs (record, steps, engine history) are deleted this many days after they end; 0 keeps them. */
+  workflowRetentionDays: number
   auth: {
     /** Keycloak's base URL; unset runs the embedded issuer. */
     keycloakUrl?: string
@@ -282,6 +285,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Readonly<Co
     },
     shutdownTimeoutMs: env.SHUTDOWN_TIMEOUT_MS ?? 10_000,
     workflowHubThread: bool(env.WORKFLOW_HUB_THREAD, true),
+    workflowRetentionDays: env.WORKFLOW_RETENTION_DAYS ?? 30,
     auth: {
       keycloakUrl: env.KEYCLOAK_URL?.replace(/\/+$/, ''),
       realms: env.KEYCLOAK_REALMS ? list(env.KEYCLOAK_REALMS) : undefined,

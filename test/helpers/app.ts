@@ -24,6 +24,8 @@ export function testConfig(env: Record<string, string | undefined> = {}): Readon
     VAULT_KEYS: TEST_VAULT_KEYS,
     MIGRATE_ON_START: 'false',
     RATE_LIMIT_MAX: '0',
+    // Apps of different test files share one database: none deletes another's runs unless a test asks.
+    WORKFLOW_RETENTION_DAYS: '0',
     ...env,
   })
 }

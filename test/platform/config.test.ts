@@ -46,6 +46,15 @@ describe('configuration', () => {
     }
   })
 
+  it('keeps finished workflow runs 30 days unless told otherwise, and 0 keeps them for good', () => {
+    expect(loadConfig({}).workflowRetentionDays).toBe(30)
+    expect(loadConfig({ WORKFLOW_RETENTION_DAYS: '7' }).workflowRetentionDays).toBe(7)
+    expect(loadConfig({ WORKFLOW_RETENTION_DAYS: '0' }).workflowRetentionDays).toBe(0)
+    for (const bad of ['-1', '1.5', 'week', '3651']) {
+      expect(() => loadConfig({ WORKFLOW_RETENTION_DAYS: bad })).toThrow(/WORKFLOW_RETENTION_DAYS/)
+    }
+  })
+
   it('never echoes a secret value in its error', () => {
     expect(() => loadConfig({ DATABASE_URL: 'mysql://root:hunter2@db/x' })).toThrow(/DATABASE_URL/)
     expect(() => loadConfig({ DATABASE_URL: 'mysql://root:hunter2@db/x' })).not.toThrow(/hunter2/)

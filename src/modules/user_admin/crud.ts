@@ -370,6 +370,13 @@ export async function liveEmailsAmong(executor: Executor, tenantId: string, emai
   return new Set(result.rows.map((r) => r.email))
 }
 
+/** Deletes an import's ledger (its per-batch outcomes and error report) when its run is purged. */
+export async function deleteImportBatches(executor: Executor, tenantId: string, importId: string): Promise<void> {
+  await executor
+    .delete(userImportBatches)
+    .where(and(eq(userImportBatches.importId, importId), eq(userImportBatches.tenantId, tenantId)))
+}
+
 /** Samples the users table for the planner (ANALYZE takes no lock that blocks reads or writes). */
 export async function analyzeUsers(executor: Executor): Promise<void> {
   await executor.execute(sql`analyze ${users}`)

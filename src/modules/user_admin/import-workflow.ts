@@ -28,6 +28,8 @@ export function registerImportWorkflow(workflows: Pick<WorkflowService, 'registe
       const result: ImportResult = yield* callActivityWithRetry(ctx, ACTIVITY.report, ref, RETRY)
       return result
     },
+    // The ledger holds the error report: it goes with the run (purged, or past its retention).
+    purged: (tx, run) => imports.forget(tx, run.tenantId, run.resource.id),
     activities: [
       {
         name: ACTIVITY.prepare,

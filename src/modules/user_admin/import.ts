@@ -3,7 +3,7 @@ import { json } from 'node:stream/consumers'
 import type { Logger } from 'pino'
 import type { Principal } from '../../platform/auth/principal.js'
 import type { BlobStore } from '../../platform/blob/types.js'
-import { type Database, transaction } from '../../platform/db/client.js'
+import { type Database, type Executor, transaction } from '../../platform/db/client.js'
 import { AppError, NotFoundError } from '../../platform/errors.js'
 import { pageRequest, pageResult } from '../../platform/http/pagination.js'
 import type { WorkflowService } from '../workflow_ops/index.js'
@@ -215,6 +215,11 @@ export function createUserImport(deps: UserImportDeps) {
       ])
       const total = Object.values(failedByCode).reduce((sum, n) => sum + n, 0)
       return pageResult(items, total, page)
+    },
+
+    /** The run of an import is being purged: its ledger goes in the same transaction. */
+    forget(tx: Executor, tenantId: string, importId: string): Promise<void> {
+      return crud.deleteImportBatches(tx, tenantId, importId)
     },
 
     /** For tests: stages rows without starting a run. */

@@ -116,6 +116,25 @@ export async function deleteRun(executor: Executor, id: string): Promise<boolean
   return rows.length > 0
 }
 
+/**
+ * Finished runs that ended before `before`, oldest first: the retention sweep's victims. A
+ * cancelled run still compensating is not finished with.
+ */
+export async function listExpiredRuns(executor: Executor, before: Date, limit: number): Promise<WorkflowRunRow[]> {
+  return executor
+    .select()
+    .from(workflowRuns)
+    .where(
+      and(
+        lt(workflowRuns.finishedAt, before),
+        inArray(workflowRuns.status, [...FINISHED_RUN_STATUSES]),
+        sql`${workflowRuns.compensation} is distinct from 'running'`,
+      ),
+    )
+    .orderBy(asc(workflowRuns.finishedAt))
+    .limit(limit)
+}
+
 export interface RunFilter {
   tenantId: string
   type?: string

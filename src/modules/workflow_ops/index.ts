@@ -24,7 +24,17 @@ export interface WorkflowOpsOptions {
   tuning?: Partial<HubTuning>
   /** Heartbeat period of progress streams. */
   heartbeatMs?: number
+  /** How often the retention sweep runs (tests shorten it). */
+  retentionSweepMs?: number
 }
+
+/** The retention sweep runs this often on every replica, the first time soon after start. */
+const RETENTION_SWEEP_MS = 15 * 60_000
+const RETENTION_FIRST_SWEEP_MS = 60_000
+/** Runs purged per batch, and batches per sweep at most (a backlog is worked off over several sweeps). */
+const RETENTION_BATCH = 100
+const RETENTION_BATCHES_PER_SWEEP = 20
+const DAY_MS = 86_400_000
 
 /**
  * The workflow_ops module: declared workflows run on the engine (the embedded hub, or the Dapr
@@ -41,6 +51,35 @@ export function createWorkflowOps(
   const publisher = createRunEventPublisher({ events, cache, log })
   const service = createWorkflowService({ db: database.db, cache, log, publisher })
   let engine: WorkflowEngine | undefined
+  let sweepTimer: NodeJS.Timeout | undefined
+  let sweeping: Promise<void> | undefined
+  let sweepsOn = false
+
+  /**
+   * Deletes runs that ended more than WORKFLOW_RETENTION_DAYS ago, the engine's history included:
+   * through the workflow client, so on the Dapr sidecar as on the embedded hub. (A sidecar of Dapr
+   * 1.17 or later configured with its own, shorter `stateRetentionPolicy` drops the history first;
+   * purging an instance the engine no longer has is no error.)
+   */
+  async function sweep(): Promise<void> {
+    const before = new Date(Date.now() - config.workflowRetentionDays * DAY_MS)
+    for (let batch = 0; batch < RETENTION_BATCHES_PER_SWEEP; batch++) {
+      if (!sweepsOn) return
+      if ((await service.purgeExpired(before, RETENTION_BATCH)) < RETENTION_BATCH) return
+    }
+  }
+
+  function scheduleSweep(delayMs: number): void {
+    sweepTimer = setTimeout(() => {
+      sweeping = sweep()
+        .catch((err: unknown) => log.warn({ err }, 'the workflow retention sweep failed; it runs again later'))
+        .finally(() => {
+          sweeping = undefined
+          if (sweepsOn) scheduleSweep(options.retentionSweepMs ?? RETENTION_SWEEP_MS)
+        })
+    }, delayMs)
+    sweepTimer.unref()
+  }
 
   return {
     service,
@@ -70,9 +109,14 @@ export function createWorkflowOps(
         },
       })
       service.attachEngine(engine)
+      sweepsOn = config.workflowRetentionDays > 0
+      if (sweepsOn) scheduleSweep(options.retentionSweepMs ?? RETENTION_FIRST_SWEEP_MS)
     },
     /** Finishes the work in flight and disconnects; before the event bus and the database close. */
     async stop(): Promise<void> {
+      sweepsOn = false
+      clearTimeout(sweepTimer)
+      await sweeping
       const running = engine
       await running?.stop()
       service.attachEngine(undefined)

@@ -1,4 +1,5 @@
 import type { WorkflowActivityContext } from '@dapr/dapr'
+import type { Executor } from '../../platform/db/client.js'
 import { describeRunFailure } from './errors.js'
 import { callActivityWithRetry, type RetryPolicy } from './retry.js'
 import type { Activity, ActivityRegistration, Workflow, WorkflowRegistration } from './runtime.js'
@@ -53,6 +54,19 @@ export interface WorkflowDefinition {
   activities?: ActivityRegistration[]
   /** Undoes what a cancelled run did; runs as a durable activity after the run is terminated. Must be idempotent. */
   compensation?: Compensation
+  /**
+   * Deletes what a run of this type left outside the run record (an import's error report, say),
+   * in the transaction that deletes the record: on DELETE /v1/workflows/{id} and when the
+   * retention sweep removes the run.
+   */
+  purged?: (tx: Executor, run: PurgedRun) => Promise<void>
+}
+
+/** What a `purged` hook is told of the run going away. */
+export interface PurgedRun {
+  id: string
+  tenantId: string
+  resource: { kind: string; id: string }
 }
 
 /** What the wrapper's activities do to the records; the service implements it. */

@@ -319,6 +319,34 @@ export function createWorkflowService(deps: WorkflowServiceDeps) {
     return { workflowId: outcome.row.id, deduplicated: !outcome.created }
   }
 
+  /**
+   * The engine's instances of a finished run (its own and its cancellation's, each with its child
+   * workflows), then the record, its steps and whatever the run's type declares it left behind, in
+   * one transaction with the `workflow.purged` event. False when the record was already gone.
+   */
+  async function purgeRun(row: WorkflowRunRow): Promise<boolean> {
+    const engineClient = client()
+    for (const instanceId of [row.id, cancellationInstanceId(row.id)]) {
+      // The record may finish a moment before the engine's instance does (its last step records it).
+      const state = await engineClient.getWorkflowState(instanceId, false)
+      if (!state) continue
+      if (!ENGINE_TERMINAL.has(state.runtimeStatus)) await engineClient.waitForWorkflowCompletion(instanceId, false, 10)
+      await engineClient.purgeWorkflow(instanceId)
+    }
+    const purged = await change('workflow.purged', async (tx) => {
+      const current = await crud.lockRun(tx, row.id, row.tenantId)
+      if (!current) return undefined
+      await definitions.get(current.type)?.purged?.(tx, {
+        id: current.id,
+        tenantId: current.tenantId,
+        resource: { kind: current.resourceKind, id: current.resourceId },
+      })
+      await crud.deleteRun(tx, row.id)
+      return { ...current, version: current.version + 1, updatedAt: new Date() }
+    })
+    return purged !== undefined
+  }
+
   const tracker: RunTracker = {
     async markStarted(runId) {
       await change('workflow.started', (tx) =>
@@ -549,21 +577,28 @@ export function createWorkflowService(deps: WorkflowServiceDeps) {
     async purge(principal: Principal, id: string): Promise<void> {
       const row = await visibleRun(principal, id)
       if (!crud.isFinished(row.status) || row.compensation === 'running') throw workflowNotFinished(row.status)
-      const engineClient = client()
-      for (const instanceId of [id, cancellationInstanceId(id)]) {
-        // The record may finish a moment before the engine's instance does (its last step records it).
-        const state = await engineClient.getWorkflowState(instanceId, false)
-        if (!state) continue
-        if (!ENGINE_TERMINAL.has(state.runtimeStatus)) await engineClient.waitForWorkflowCompletion(instanceId, false, 10)
-        await engineClient.purgeWorkflow(instanceId)
-      }
-      await change('workflow.purged', async (tx) => {
-        const current = await crud.lockRun(tx, id, principal.tenantId)
-        if (!current) return undefined
-        await crud.deleteRun(tx, id)
-        return { ...current, version: current.version + 1, updatedAt: new Date() }
-      })
+      await purgeRun(row)
       log.info({ workflowId: id }, 'workflow run purged')
+    },
+
+    /**
+     * Retention: purges up to `limit` runs that finished before `before`, oldest first, as
+     * DELETE /v1/workflows/{id} would. Answers how many went; a run that cannot be purged now is
+     * logged and left for the next sweep. Several replicas may sweep at once: a run another one
+     * purged meanwhile is skipped.
+     */
+    async purgeExpired(before: Date, limit: number): Promise<number> {
+      if (!engine) return 0
+      let purged = 0
+      for (const row of await crud.listExpiredRuns(db, before, limit)) {
+        try {
+          if (await purgeRun(row)) purged++
+        } catch (err) {
+          log.warn({ err, workflowId: row.id }, 'an expired workflow run could not be purged; the next sweep tries again')
+        }
+      }
+      if (purged > 0) log.info({ purged, finishedBefore: before.toISOString() }, 'expired workflow runs purged')
+      return purged
     },
 
     /**

@@ -226,6 +226,8 @@ export const workflowRuns = pgTable(
     foreignKey({ columns: [t.retryOf], foreignColumns: [t.id] }).onDelete('set null'),
     // The list's default order and each of its filters, newest first within a tenant.
     index('workflow_runs_tenant_created_idx').on(t.tenantId, t.createdAt),
+    // The retention sweep: finished runs, oldest end first (runs in progress are not in it).
+    index('workflow_runs_finished_idx').on(t.finishedAt).where(sql`${t.finishedAt} is not null`),
     index('workflow_runs_tenant_type_created_idx').on(t.tenantId, t.type, t.createdAt),
     index('workflow_runs_tenant_status_created_idx').on(t.tenantId, t.status, t.createdAt),
     index('workflow_runs_tenant_resource_created_idx').on(t.tenantId, t.resourceKind, t.resourceId, t.createdAt),

@@ -255,6 +255,32 @@ describe('bulk import: per-row errors', () => {
     expect(await countUsers(admin.tenantId, `%-${run}@x.test`)).toBe(3)
   })
 
+  it('purging an import run deletes its error report with it and keeps the users it created', async () => {
+    const run = randomUUID().slice(0, 8)
+    const rows = [
+      { email: `kept-${run}@purge.test`, role: 'viewer' },
+      { email: `KEPT-${run}@purge.test`, role: 'viewer' },
+    ]
+    const result = await importAndWait(admin, rows)
+    expect(result).toMatchObject({ created: 1, failed: 1 })
+    const workflowId = result.errorReport.split('/').at(-2)!
+    const report = await app.inject({ method: 'GET', url: result.errorReport, headers: bearer(admin.accessToken) })
+    expect(report.json()).toMatchObject({ total: 1 })
+    const ledger = async () =>
+      (
+        await app.platform.database.pool!.query<{ n: number }>('select count(*)::int as n from user_import_batches where import_id = $1', [
+          result.importId,
+        ])
+      ).rows[0]!.n
+    expect(await ledger()).toBe(1)
+
+    const purge = await app.inject({ method: 'DELETE', url: `/v1/workflows/${workflowId}`, headers: bearer(admin.accessToken) })
+    expect(purge.statusCode).toBe(204)
+    expect(await ledger()).toBe(0)
+    expect((await app.inject({ method: 'GET', url: result.errorReport, headers: bearer(admin.accessToken) })).statusCode).toBe(404)
+    expect(await countUsers(admin.tenantId, `%-${run}@purge.test`)).toBe(1)
+  })
+
   it('a batch run twice (concurrently, then again) inserts its users once and reports the same outcome', async () => {
     const imports = app.services.userImport
     const run = randomUUID().slice(0, 8)

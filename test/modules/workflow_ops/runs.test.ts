@@ -92,9 +92,16 @@ function declareDemo(workflows: WorkflowService): void {
 
 const HUB = uniqueHub('runs')
 
-async function buildRunsApp(options: { hub?: string; heartbeatMs?: number } = {}): Promise<FastifyInstance> {
-  const app = await buildApp(testConfig(), {
-    workflows: { hub: options.hub ?? HUB, tuning: FAST_HUB, heartbeatMs: options.heartbeatMs ?? 15_000 },
+async function buildRunsApp(
+  options: { hub?: string; heartbeatMs?: number; retentionSweepMs?: number; env?: Record<string, string> } = {},
+): Promise<FastifyInstance> {
+  const app = await buildApp(testConfig(options.env ?? {}), {
+    workflows: {
+      hub: options.hub ?? HUB,
+      tuning: FAST_HUB,
+      heartbeatMs: options.heartbeatMs ?? 15_000,
+      ...(options.retentionSweepMs ? { retentionSweepMs: options.retentionSweepMs } : {}),
+    },
   })
   declareDemo(app.services.workflows)
   await app.ready()
@@ -470,5 +477,73 @@ describe('cancel, retry and purge', () => {
     expect(rows[0].n).toBe(0)
     const again = await app.inject({ method: 'DELETE', url: `/v1/workflows/${workflowId}`, headers: bearer(admin.accessToken) })
     expect(again.statusCode).toBe(404)
+  })
+})
+
+describe('retention', () => {
+  /** Moves a run's timestamps back, as if it had run that many days ago. */
+  async function age(id: string, days: number): Promise<void> {
+    await app.platform.database.pool!.query(
+      `update workflow_runs
+          set created_at = created_at - $2 * interval '1 day',
+              started_at = started_at - $2 * interval '1 day',
+              finished_at = finished_at - $2 * interval '1 day'
+        where id = $1`,
+      [id, days],
+    )
+  }
+  const engineInstances = async (id: string) =>
+    (
+      await app.platform.database.pool!.query<{ n: number }>(
+        'select count(*)::int as n from workflow_instances where instance_id = $1',
+        [id],
+      )
+    ).rows[0]!.n
+
+  it('deletes runs that ended longer ago than WORKFLOW_RETENTION_DAYS, with their history, and nothing else', async () => {
+    const label = `keep-${Date.now()}`
+    const expired = (await startDemo(admin, { label: `${label}-expired` })).workflowId
+    const recent = (await startDemo(admin, { label: `${label}-recent` })).workflowId
+    const longRunning = (await startDemo(admin, { label: `${label}-long` }, { type: 'demo.longJob' })).workflowId
+    await untilStatus(expired, ['completed'])
+    await untilStatus(recent, ['completed'])
+    await waitFor(async () => (await getRun(longRunning)).json().currentStep === 1, 10_000, 'the long job never started')
+    await age(expired, 8)
+    await age(recent, 6)
+    // Started 40 days ago and still running: its age alone does not make it expire.
+    await age(longRunning, 40)
+
+    // A replica that keeps runs 7 days and sweeps every 200 ms.
+    const sweeper = await buildRunsApp({ retentionSweepMs: 200, env: { WORKFLOW_RETENTION_DAYS: '7' } })
+    try {
+      await waitFor(async () => (await getRun(expired)).statusCode === 404, 15_000, 'the expired run was never purged')
+      expect(await engineInstances(expired)).toBe(0)
+      // Another sweep has passed, and what is within retention or still running is untouched.
+      await new Promise((resolve) => setTimeout(resolve, 600))
+      expect((await getRun(recent)).json()).toMatchObject({ status: 'completed' })
+      expect(await engineInstances(recent)).toBe(1)
+      expect((await getRun(longRunning)).json()).toMatchObject({ status: 'running' })
+      const events = await app.platform.database.pool!.query<{ n: number }>(
+        `select count(*)::int as n from outbox_events where topic = 'workflow.events' and payload->>'workflowId' = $1 and payload->>'type' = 'workflow.purged'`,
+        [expired],
+      )
+      expect(events.rows[0]!.n).toBe(1)
+    } finally {
+      await sweeper.close()
+    }
+  })
+
+  it('keeps every run when WORKFLOW_RETENTION_DAYS is 0 (every other app of the tests runs so)', async () => {
+    const old = (await startDemo(admin, { label: `ancient-${Date.now()}` })).workflowId
+    await untilStatus(old, ['completed'])
+    await age(old, 3_000)
+    const keeper = await buildRunsApp({ retentionSweepMs: 100, env: { WORKFLOW_RETENTION_DAYS: '0' } })
+    try {
+      await new Promise((resolve) => setTimeout(resolve, 600))
+      expect((await getRun(old)).json()).toMatchObject({ status: 'completed' })
+      expect(await engineInstances(old)).toBe(1)
+    } finally {
+      await keeper.close()
+    }
   })
 })

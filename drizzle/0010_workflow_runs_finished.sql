@@ -1,0 +1,1 @@
+CREATE INDEX "workflow_runs_finished_idx" ON "workflow_runs" USING btree ("finished_at") WHERE "workflow_runs"."finished_at" is not null;
