@@ -1,47 +1,32 @@
 import { randomUUID } from 'node:crypto'
 import { sql } from 'drizzle-orm'
 import type { FastifyInstance } from 'fastify'
-import pg from 'pg'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { buildApp } from '../../src/app.js'
 import { loadConfig } from '../../src/config.js'
 import { transaction } from '../../src/platform/db/client.js'
 import { buildTestApp, tempDir } from '../helpers/app.js'
-import { ADMIN_DATABASE_URL, TEST_VAULT_KEYS } from '../helpers/env.js'
+import { freshDatabase } from '../helpers/database.js'
+import { TEST_VAULT_KEYS } from '../helpers/env.js'
 
 /**
  * The same migrations and the same queries must behave alike on the embedded database (PGlite)
  * and on PostgreSQL: each app below starts on an empty database and migrates it itself.
  */
-const freshDb = `modelplane_mig_${process.pid}_${Date.now()}`
-const freshUrl = (() => {
-  const url = new URL(ADMIN_DATABASE_URL)
-  url.pathname = `/${freshDb}`
-  return url.toString()
-})()
-
-async function admin(statement: string) {
-  const client = new pg.Client({ connectionString: ADMIN_DATABASE_URL })
-  await client.connect()
-  try {
-    await client.query(statement)
-  } finally {
-    await client.end()
-  }
-}
+const fresh = freshDatabase('mig')
 
 const apps: Record<string, FastifyInstance> = {}
 
 beforeAll(async () => {
-  await admin(`create database "${freshDb}"`)
+  await fresh.create()
   apps.pglite = await buildApp(loadConfig({ LOG_LEVEL: 'silent', DATA_DIR: tempDir(), RATE_LIMIT_MAX: '0' }))
-  apps.postgres = await buildTestApp({ DATABASE_URL: freshUrl, MIGRATE_ON_START: 'true', VAULT_KEYS: TEST_VAULT_KEYS })
+  apps.postgres = await buildTestApp({ DATABASE_URL: fresh.url, MIGRATE_ON_START: 'true', VAULT_KEYS: TEST_VAULT_KEYS })
   await apps.pglite.ready()
 }, 60_000)
 
 afterAll(async () => {
   await Promise.all(Object.values(apps).map((app) => app.close()))
-  await admin(`drop database if exists "${freshDb}" with (force)`)
+  await fresh.drop()
 })
 
 describe.each(['pglite', 'postgres'])('database on %s', (kind) => {
@@ -78,7 +63,7 @@ describe.each(['pglite', 'postgres'])('database on %s', (kind) => {
 
 describe('migrations', () => {
   it('are idempotent: a second start on the same database applies nothing and fails nothing', async () => {
-    const again = await buildTestApp({ DATABASE_URL: freshUrl, MIGRATE_ON_START: 'true', VAULT_KEYS: TEST_VAULT_KEYS })
+    const again = await buildTestApp({ DATABASE_URL: fresh.url, MIGRATE_ON_START: 'true', VAULT_KEYS: TEST_VAULT_KEYS })
     await again.close()
   })
 })

@@ -6,7 +6,7 @@ import { migrate } from '../../../src/platform/db/migrate.js'
 import { declaredStatements } from '../../../src/platform/db/raw.js'
 // Imported for its statements: the hub declares them when its modules load.
 import '../../../src/modules/workflow_ops/hub/index.js'
-import { ADMIN_DATABASE_URL } from '../../helpers/env.js'
+import { freshDatabase } from '../../helpers/database.js'
 
 /**
  * The hub's statements are prepared once per pooled connection, and PostgreSQL settles on a
@@ -16,41 +16,26 @@ import { ADMIN_DATABASE_URL } from '../../helpers/env.js'
  * a scan per workflow step for as long as the connection lives. These plans are read here on a
  * freshly migrated database, as the hub's connections would make them.
  */
-const freshDb = `modelplane_plans_${process.pid}_${Date.now()}`
-const freshUrl = (() => {
-  const url = new URL(ADMIN_DATABASE_URL)
-  url.pathname = `/${freshDb}`
-  return url.toString()
-})()
-
-async function admin(statement: string) {
-  const client = new pg.Client({ connectionString: ADMIN_DATABASE_URL })
-  await client.connect()
-  try {
-    await client.query(statement)
-  } finally {
-    await client.end()
-  }
-}
+const fresh = freshDatabase('plans')
 
 let client: pg.Client
 
 beforeAll(async () => {
-  await admin(`create database "${freshDb}"`)
-  const handle = await openDatabase({ url: freshUrl, dataDir: '/tmp', poolMax: 1, log: pino({ level: 'silent' }) })
+  await fresh.create()
+  const handle = await openDatabase({ url: fresh.url, dataDir: '/tmp', poolMax: 1, log: pino({ level: 'silent' }) })
   try {
     await migrate(handle)
   } finally {
     await handle.close()
   }
-  client = new pg.Client({ connectionString: freshUrl })
+  client = new pg.Client({ connectionString: fresh.url })
   await client.connect()
   await client.query('set plan_cache_mode = force_generic_plan')
 })
 
 afterAll(async () => {
   await client?.end()
-  await admin(`drop database if exists "${freshDb}" with (force)`)
+  await fresh.drop()
 })
 
 interface PlanNode {
