@@ -28,8 +28,9 @@ export function registerImportWorkflow(workflows: Pick<WorkflowService, 'registe
       const result: ImportResult = yield* callActivityWithRetry(ctx, ACTIVITY.report, ref, RETRY)
       return result
     },
-    // The ledger holds the error report: it goes with the run (purged, or past its retention).
-    purged: (tx, run) => imports.forget(tx, run.tenantId, run.resource.id),
+    // The ledger holds the error report, the staged files a retry would start from: they go with
+    // the import's last run (purged, or past its retention).
+    purged: (tx, run) => (run.sharedWithOtherRuns ? Promise.resolve() : imports.forget(tx, run.input as ImportRef)),
     activities: [
       {
         name: ACTIVITY.prepare,

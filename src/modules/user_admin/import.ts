@@ -217,9 +217,15 @@ export function createUserImport(deps: UserImportDeps) {
       return pageResult(items, total, page)
     },
 
-    /** The run of an import is being purged: its ledger goes in the same transaction. */
-    forget(tx: Executor, tenantId: string, importId: string): Promise<void> {
-      return crud.deleteImportBatches(tx, tenantId, importId)
+    /**
+     * The import's last run is being purged: its ledger goes in the same transaction, and the
+     * staged files a failed import leaves behind (a completed one deleted them) are removed.
+     */
+    async forget(tx: Executor, ref: ImportRef): Promise<void> {
+      await crud.deleteImportBatches(tx, ref.tenantId, ref.importId)
+      await discardStaged(ref).catch((err: unknown) =>
+        log.warn({ err, importId: ref.importId }, 'the staged files of a purged import could not all be deleted'),
+      )
     },
 
     /** For tests: stages rows without starting a run. */

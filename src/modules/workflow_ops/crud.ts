@@ -71,6 +71,30 @@ export async function lockRun(executor: Executor, id: string, tenantId: string):
   return row
 }
 
+/**
+ * Locks every run of this type on this resource (a run and its retries share one), in id order so
+ * that two transactions doing so never wait on each other in a circle; answers their ids.
+ */
+export async function lockRunsOfResource(
+  executor: Executor,
+  run: Pick<WorkflowRunRow, 'tenantId' | 'type' | 'resourceKind' | 'resourceId'>,
+): Promise<string[]> {
+  const rows = await executor
+    .select({ id: workflowRuns.id })
+    .from(workflowRuns)
+    .where(
+      and(
+        eq(workflowRuns.tenantId, run.tenantId),
+        eq(workflowRuns.resourceKind, run.resourceKind),
+        eq(workflowRuns.resourceId, run.resourceId),
+        eq(workflowRuns.type, run.type),
+      ),
+    )
+    .orderBy(asc(workflowRuns.id))
+    .for('update')
+  return rows.map((r) => r.id)
+}
+
 export type RunPatch = Partial<
   Pick<
     typeof workflowRuns.$inferInsert,

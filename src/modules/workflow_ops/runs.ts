@@ -67,6 +67,13 @@ export interface PurgedRun {
   id: string
   tenantId: string
   resource: { kind: string; id: string }
+  /** The run's input (a retry starts from the same one). */
+  input: unknown
+  /**
+   * Another run of this type on this resource remains (a retry, or the run this one retried): it
+   * started from the same input, so what the runs share must stay.
+   */
+  sharedWithOtherRuns: boolean
 }
 
 /** What the wrapper's activities do to the records; the service implements it. */

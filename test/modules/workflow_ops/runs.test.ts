@@ -66,6 +66,9 @@ function declareDemo(workflows: WorkflowService): void {
         },
       },
     ],
+    purged: async (_tx, run) => {
+      record((run.input as DemoInput).label, run.sharedWithOtherRuns ? 'purged, input still shared' : 'purged, last of its runs')
+    },
   })
   workflows.register({
     name: 'demo.longJob',
@@ -462,6 +465,22 @@ describe('cancel, retry and purge', () => {
     const notFailed = await app.inject({ method: 'POST', url: `/v1/workflows/${retryId}/retry`, headers: bearer(admin.accessToken) })
     expect(notFailed.statusCode).toBe(409)
     expect(notFailed.json().errorCode).toBe('WORKFLOW_NOT_FAILED')
+  })
+
+  it('tells the run type on purge whether a retry still shares the run\'s input, and only the last run is the last', async () => {
+    const label = `purge-retry-${Date.now()}`
+    failuresLeft.set(label, 1)
+    const { workflowId } = await startDemo(admin, { label, failAt: 1 })
+    await untilStatus(workflowId, ['failed'])
+    const retry = await app.inject({ method: 'POST', url: `/v1/workflows/${workflowId}/retry`, headers: bearer(admin.accessToken) })
+    const retryId = retry.json().workflowId as string
+    await untilStatus(retryId, ['completed'])
+    const purge = (id: string) => app.inject({ method: 'DELETE', url: `/v1/workflows/${id}`, headers: bearer(admin.accessToken) })
+    expect((await purge(workflowId)).statusCode).toBe(204)
+    expect(effects.get(label)?.at(-1)).toBe('purged, input still shared')
+    expect((await getRun(retryId)).json()).toMatchObject({ status: 'completed', retryOf: null })
+    expect((await purge(retryId)).statusCode).toBe(204)
+    expect(effects.get(label)?.at(-1)).toBe('purged, last of its runs')
   })
 
   it('purges a finished run: record and history are gone', async () => {
