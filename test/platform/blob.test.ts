@@ -14,6 +14,7 @@ import { registerBlobRoutes } from '../../src/platform/blob/routes.js'
 import { presignBlobUrl } from '../../src/platform/blob/signing.js'
 import { ValidationError } from '../../src/platform/errors.js'
 import { registerErrorHandling } from '../../src/platform/http/error-handler.js'
+import { type SigV4Gateway, startSigV4Gateway } from '../helpers/s3-gateway.js'
 
 const log = pino({ level: 'silent' })
 const signingKey = randomBytes(32)
@@ -28,9 +29,9 @@ interface Subject {
 /** What differs between backends in ways the tests must know about. */
 interface Backend {
   /**
-   * Whether the backend itself refuses a signed URL that was tampered with. s3rver 3.7.1 does not:
-   * it never computes SigV4 signatures (see its lib/middleware/authentication.js) and serves even
-   * unsigned requests, so for S3 this is only provable against real MinIO or S3.
+   * Whether the backend itself refuses a signed URL that was tampered with. s3rver 3.7.1 does not
+   * (it never computes SigV4 signatures and serves even unsigned requests), so the S3 suite runs it
+   * behind test/helpers/s3-gateway.ts, which checks them as S3 does.
    */
   verifiesSignatures: boolean
 }
@@ -420,15 +421,23 @@ describe('filesystem blob store', () => {
 
 let s3Dir: string
 let s3Server: S3rverServer | undefined
+let s3Gateway: SigV4Gateway | undefined
 
 async function setUpS3(): Promise<Subject> {
   s3Dir = mkdtempSync(join(tmpdir(), 'modelplane-s3rver-'))
   const S3rver = createRequire(import.meta.url)('s3rver') as S3rverConstructor
   s3Server = new S3rver({ address: '127.0.0.1', port: 0, silent: true, directory: s3Dir })
   const { port } = await s3Server.run()
+  // s3rver checks no signature: S3's check stands in front of it (test/helpers/s3-gateway.ts).
+  s3Gateway = await startSigV4Gateway({
+    upstream: `http://127.0.0.1:${port}`,
+    accessKey: 'S3RVER',
+    secretKey: 'S3RVER',
+    region: 'us-east-1',
+  })
   const store = await createBlobStore({
     s3: {
-      endpoint: `http://127.0.0.1:${port}`,
+      endpoint: s3Gateway.url,
       accessKey: 'S3RVER',
       secretKey: 'S3RVER',
       bucket: 'modelplane-test',
@@ -444,18 +453,34 @@ async function setUpS3(): Promise<Subject> {
 }
 
 async function tearDownS3(): Promise<void> {
+  await s3Gateway?.close()
   await s3Server?.close()
   if (s3Dir) rmSync(s3Dir, { recursive: true, force: true })
 }
 
-describe('S3 blob store (s3rver)', () => {
+describe('S3 blob store (s3rver behind a SigV4 check)', () => {
   let subject: Subject
   beforeAll(async () => {
     subject = await setUpS3()
   })
   afterAll(tearDownS3)
 
-  blobStoreContract(() => subject, { verifiesSignatures: false })
+  blobStoreContract(() => subject, { verifiesSignatures: true })
+
+  it('stands behind a check that refuses unsigned requests and URLs past their expiry', async () => {
+    const key = uniqueKey('guarded.bin')
+    await subject.store.put(key, 'weights')
+    const unsigned = await fetch(`${s3Gateway!.url}/modelplane-test/${key}`)
+    expect(unsigned.status).toBe(403)
+    expect(await unsigned.text()).toContain('<Code>AccessDenied</Code>')
+
+    // Signed for two seconds from the whole second it was signed in: good for at least one more
+    // second, lapsed three seconds later.
+    const url = new URL(await subject.store.presignGet(key, 2))
+    expect((await fetch(url)).status).toBe(200)
+    await new Promise((resolve) => setTimeout(resolve, 3_100))
+    expect((await fetch(url)).status).toBe(403)
+  })
 })
 
 describe('S3 signed URLs for clients outside the cluster', () => {
