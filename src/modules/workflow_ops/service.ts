@@ -34,6 +34,9 @@ const MAX_RESULT_BYTES = 4 * 1024 * 1024
 const MAX_SUMMARY = 500
 const MAX_MESSAGE = 500
 const MAX_STEPS = 100_000
+/** An expired run that could not be purged is passed over this long, and at most this many are remembered. */
+const UNPURGEABLE_RETRY_MS = 6 * 3_600_000
+const MAX_UNPURGEABLE = 1_000
 /** Fields never echoed into a summary. */
 const SENSITIVE_KEY = /secret|password|passwd|token|credential|kubeconfig|private|(^|_)key$|apikey/i
 
@@ -221,6 +224,8 @@ export function createWorkflowService(deps: WorkflowServiceDeps) {
   const { db, cache, publisher } = deps
   const log = deps.log
   const definitions = new Map<string, WorkflowDefinition>()
+  /** Expired runs whose purge failed, and when the sweep may try them again. */
+  const unpurgeable = new Map<string, number>()
   let engine: WorkflowEngine | undefined
   let sealed = false
 
@@ -324,13 +329,16 @@ export function createWorkflowService(deps: WorkflowServiceDeps) {
    * workflows), then the record, its steps and whatever the run's type declares it left behind, in
    * one transaction with the `workflow.purged` event. False when the record was already gone.
    */
-  async function purgeRun(row: WorkflowRunRow): Promise<boolean> {
+  async function purgeRun(row: WorkflowRunRow, options: { waitSeconds: number }): Promise<boolean> {
     const engineClient = client()
     for (const instanceId of [row.id, cancellationInstanceId(row.id)]) {
       // The record may finish a moment before the engine's instance does (its last step records it).
       const state = await engineClient.getWorkflowState(instanceId, false)
       if (!state) continue
-      if (!ENGINE_TERMINAL.has(state.runtimeStatus)) await engineClient.waitForWorkflowCompletion(instanceId, false, 10)
+      if (!ENGINE_TERMINAL.has(state.runtimeStatus)) {
+        if (options.waitSeconds <= 0) throw new Error(`the engine still runs instance ${instanceId} of a finished run`)
+        await engineClient.waitForWorkflowCompletion(instanceId, false, options.waitSeconds)
+      }
       await engineClient.purgeWorkflow(instanceId)
     }
     const purged = await change('workflow.purged', async (tx) => {
@@ -581,7 +589,7 @@ export function createWorkflowService(deps: WorkflowServiceDeps) {
     async purge(principal: Principal, id: string): Promise<void> {
       const row = await visibleRun(principal, id)
       if (!crud.isFinished(row.status) || row.compensation === 'running') throw workflowNotFinished(row.status)
-      await purgeRun(row)
+      await purgeRun(row, { waitSeconds: 10 })
       log.info({ workflowId: id }, 'workflow run purged')
     },
 
@@ -594,11 +602,18 @@ export function createWorkflowService(deps: WorkflowServiceDeps) {
     async purgeExpired(before: Date, limit: number): Promise<number> {
       if (!engine) return 0
       let purged = 0
-      for (const row of await crud.listExpiredRuns(db, before, limit)) {
+      const now = Date.now()
+      for (const [id, until] of unpurgeable) if (until <= now) unpurgeable.delete(id)
+      // Runs that failed to go lately are passed over, so that a few of them cannot stall the sweep.
+      const rows = (await crud.listExpiredRuns(db, before, limit + unpurgeable.size)).filter((r) => !unpurgeable.has(r.id))
+      for (const row of rows.slice(0, limit)) {
         try {
-          if (await purgeRun(row)) purged++
+          // A run whose instance the engine still runs (it should not, long after the record
+          // finished) is not waited for: it would hold up the sweep. It is logged and tried again.
+          if (await purgeRun(row, { waitSeconds: 0 })) purged++
         } catch (err) {
-          log.warn({ err, workflowId: row.id }, 'an expired workflow run could not be purged; the next sweep tries again')
+          if (unpurgeable.size < MAX_UNPURGEABLE) unpurgeable.set(row.id, now + UNPURGEABLE_RETRY_MS)
+          log.warn({ err, workflowId: row.id }, 'an expired workflow run could not be purged; a later sweep tries again')
         }
       }
       if (purged > 0) log.info({ purged, finishedBefore: before.toISOString() }, 'expired workflow runs purged')

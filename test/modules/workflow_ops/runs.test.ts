@@ -552,6 +552,29 @@ describe('retention', () => {
     }
   })
 
+  it('passes over an expired run whose engine instance still runs, and purges the rest', async () => {
+    const label = `stuck-${Date.now()}`
+    const stuck = (await startDemo(admin, { label: `${label}-engine-busy` }, { type: 'demo.longJob' })).workflowId
+    const done = (await startDemo(admin, { label: `${label}-done` })).workflowId
+    await waitFor(async () => (await getRun(stuck)).json().currentStep === 1, 10_000, 'the long job never started')
+    await untilStatus(done, ['completed'])
+    // A record that says finished long ago while the engine still runs the instance: a state the
+    // sweep must not wait on, nor lose the record of.
+    await app.platform.database.pool!.query(
+      `update workflow_runs set status = 'failed', finished_at = now() - interval '9 days' where id = $1`,
+      [stuck],
+    )
+    await age(done, 9)
+    const sweeper = await buildRunsApp({ retentionSweepMs: 200, env: { WORKFLOW_RETENTION_DAYS: '7' } })
+    try {
+      await waitFor(async () => (await getRun(done)).statusCode === 404, 15_000, 'the expired run was never purged')
+      expect((await getRun(stuck)).json()).toMatchObject({ status: 'failed' })
+      expect(await engineInstances(stuck)).toBe(1)
+    } finally {
+      await sweeper.close()
+    }
+  })
+
   it('keeps every run when WORKFLOW_RETENTION_DAYS is 0 (every other app of the tests runs so)', async () => {
     const old = (await startDemo(admin, { label: `ancient-${Date.now()}` })).workflowId
     await untilStatus(old, ['completed'])
