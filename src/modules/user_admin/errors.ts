@@ -38,3 +38,17 @@ export class InvalidInviteError extends AppError {
     super('INVALID_INVITE', 400, 'the invite is unknown, used or expired')
   }
 }
+
+/** Only an invited user (who has not set a password yet) can be sent a new invite. */
+export class UserNotInvitedError extends ConflictError {
+  constructor(status: string) {
+    super('USER_NOT_INVITED', `only an invited user can be sent an invite; this user is ${status}`)
+  }
+}
+
+/** With Keycloak, users are invited by Keycloak itself (its required-actions email). */
+export class InviteUnavailableError extends ConflictError {
+  constructor() {
+    super('INVITE_UNAVAILABLE', "invites are sent by Keycloak when users live there: use the realm's required-actions email")
+  }
+}

@@ -21,6 +21,7 @@ import {
   ImportErrorsQuery,
   IMPORT_MAX_ROWS,
   UserIdParams,
+  UserInvite,
 } from './schema.js'
 import type { UserAdminService } from './service.js'
 
@@ -125,6 +126,26 @@ export function registerUserAdminRoutes(app: FastifyInstance, service: UserAdmin
     async (request, reply) => {
       await service.remove(principalOf(request), request.params.UserID, ifMatch(request))
       return reply.status(204).send(null)
+    },
+  )
+
+  server.post(
+    '/ai/admin/users/:UserID/invite',
+    {
+      config: requirePermission('user:manage'),
+      schema: {
+        operationId: 'inviteAiUser',
+        tags: ['users'],
+        summary: 'Embedded mode: a new one-time invite for an invited user (imported users get none); earlier ones stop working',
+        description:
+          '409 USER_NOT_INVITED when the user already set a password (or is disabled); 409 INVITE_UNAVAILABLE when users live in Keycloak.',
+        params: UserIdParams,
+        response: { 201: UserInvite },
+      },
+    },
+    async (request, reply) => {
+      request.auditResourceId = request.params.UserID
+      return reply.status(201).send(await service.invite(principalOf(request), request.params.UserID))
     },
   )
 

@@ -86,18 +86,18 @@ export const AiUser = Type.Object(
   { $id: 'AiUser', title: 'AiUser' },
 )
 
+export const UserInvite = Type.Object(
+  {
+    token: Type.String({ description: 'one-time token for POST /v1/auth/accept-invite; shown only in this answer' }),
+    expiresAt: DateTime,
+  },
+  { title: 'UserInvite', description: 'embedded mode only: how an invited user sets their password' },
+)
+
 export const AiUserCreated = Type.Object(
   {
     ...AiUser.properties,
-    invite: Type.Optional(
-      Type.Object(
-        {
-          token: Type.String({ description: 'one-time token for POST /v1/auth/accept-invite; shown only in this answer' }),
-          expiresAt: DateTime,
-        },
-        { description: 'embedded mode only: how the new user sets their password' },
-      ),
-    ),
+    invite: Type.Optional(UserInvite),
   },
   { title: 'AiUserCreated' },
 )

@@ -10,7 +10,14 @@ import type { Vault } from '../../platform/vault.js'
 import type { AuthService, KeycloakClient } from '../auth/index.js'
 import * as crud from './crud.js'
 import { ADMIN_ROLES, type AdminUserRow, type UserStatus } from './crud.js'
-import { InvalidInviteError, LastAdminError, RoleNotAllowedError, UserNotFoundError } from './errors.js'
+import {
+  InvalidInviteError,
+  InviteUnavailableError,
+  LastAdminError,
+  RoleNotAllowedError,
+  UserNotFoundError,
+  UserNotInvitedError,
+} from './errors.js'
 import { LIMITS, SORT_FIELDS } from './schema.js'
 import type { ListTotals } from './totals.js'
 
@@ -360,6 +367,26 @@ export function createUserAdminService(deps: UserAdminDeps) {
     log.info({ userId: id, tenantId: principal.tenantId, revokedApiKeys: revoked.length }, 'user deleted')
   }
 
+  /**
+   * Embedded mode: a new one-time invite for a user who has not accepted one (an imported user, who
+   * gets none, or one whose invite expired or was lost). Earlier invites stop working.
+   */
+  async function invite(principal: Principal, id: string): Promise<{ token: string; expiresAt: string }> {
+    if (mode !== 'embedded') throw new InviteUnavailableError()
+    const token = randomBytes(32).toString('base64url')
+    const expiresAt = new Date(Date.now() + INVITE_TTL_MS)
+    await transaction(db, async (tx) => {
+      const current = await crud.lockLiveUser(tx, principal.tenantId, id)
+      if (!current) throw new UserNotFoundError()
+      assertMayAssignRole(principal, current.role)
+      if (current.status !== 'invited') throw new UserNotInvitedError(current.status)
+      await crud.closeInvitesOf(tx, id)
+      await crud.insertInvite(tx, { userId: id, tokenHash: sha256Hex(token), expiresAt })
+    })
+    log.info({ userId: id, tenantId: principal.tenantId }, 'invite issued')
+    return { token, expiresAt: expiresAt.toISOString() }
+  }
+
   /** Embedded mode: the invited user sets their password with the one-time token and becomes active. */
   async function acceptInvite(input: { token: string; password: string }): Promise<void> {
     // Hash before the transaction: scrypt takes tens of milliseconds and must not hold a lock.
@@ -375,7 +402,7 @@ export function createUserAdminService(deps: UserAdminDeps) {
     log.info({ userId }, 'invite accepted')
   }
 
-  return { list, get: reread, create, update, remove, acceptInvite }
+  return { list, get: reread, create, update, remove, invite, acceptInvite }
 }
 
 export type UserAdminService = ReturnType<typeof createUserAdminService>

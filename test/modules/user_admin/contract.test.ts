@@ -107,6 +107,37 @@ describe('happy', () => {
     expect(JSON.stringify(invites.rows)).not.toContain(invite.token)
   })
 
+  it('sends a new invite to an invited user: the earlier token stops working, the new one activates, and then no more invites', async () => {
+    const address = email('reinvite')
+    const created = (await create({ email: address, role: 'viewer' })).json()
+    const sendInvite = (id: string, who: SeededUser = admin) =>
+      app.inject({ method: 'POST', url: `/ai/admin/users/${id}/invite`, headers: bearer(who.accessToken) })
+
+    const fresh = await sendInvite(created.id)
+    expect(fresh.statusCode, fresh.body).toBe(201)
+    const { token, expiresAt } = fresh.json()
+    expect(token).not.toBe(created.invite.token)
+    expect(new Date(expiresAt).getTime()).toBeGreaterThan(Date.now() + 86_400_000)
+
+    const stale = await app.inject({ method: 'POST', url: '/v1/auth/accept-invite', payload: { token: created.invite.token, password: 'a-long-new-password' } })
+    expect(stale.statusCode).toBe(400)
+    const accept = await app.inject({ method: 'POST', url: '/v1/auth/accept-invite', payload: { token, password: 'a-long-new-password' } })
+    expect(accept.statusCode).toBe(204)
+    const login = await app.inject({ method: 'POST', url: '/v1/auth/login', payload: { email: address, password: 'a-long-new-password', tenant: realm } })
+    expect(login.statusCode).toBe(200)
+
+    // Active now: an invite would let its holder reset the password.
+    const again = await sendInvite(created.id)
+    expect(again.statusCode).toBe(409)
+    expect(again.json().errorCode).toBe('USER_NOT_INVITED')
+    expect((await sendInvite(randomUUID())).statusCode).toBe(404)
+    const outsider = await seedUser(app, { realm: uniqueRealm('ua-other'), role: 'admin' })
+    expect((await sendInvite(created.id, outsider)).statusCode).toBe(404)
+    expect((await sendInvite(created.id, viewer)).statusCode).toBe(403)
+    const bad = await app.inject({ method: 'POST', url: '/ai/admin/users/not-a-uuid/invite', headers: bearer(admin.accessToken) })
+    expect(bad.statusCode).toBe(400)
+  })
+
   it('refuses an expired invite', async () => {
     const created = (await create({ email: email('exp'), role: 'viewer' })).json()
     await app.platform.database.db.execute(sql`update user_invites set expires_at = now() - interval '1 minute' where user_id = ${created.id}`)

@@ -198,6 +198,13 @@ describe('bulk import: happy path', () => {
       sql`select count(*)::int as n from user_invites i join users u on u.id = i.user_id where u.email like ${`%-${run}@csv.test`}`,
     )
     expect(invites.rows[0]!.n).toBe(0)
+
+    // An admin sends an imported user an invite when they want them to sign in.
+    const ann = listed.json().items[0] as { id: string }
+    const invite = await app.inject({ method: 'POST', url: `/ai/admin/users/${ann.id}/invite`, headers: bearer(admin.accessToken) })
+    expect(invite.statusCode).toBe(201)
+    const accept = await app.inject({ method: 'POST', url: '/v1/auth/accept-invite', payload: { token: invite.json().token, password: 'a-long-new-password' } })
+    expect(accept.statusCode).toBe(204)
   })
 
   it('answers the first run for a repeated Idempotency-Key and imports once', async () => {

@@ -47,6 +47,10 @@ describe('keycloak mirroring', () => {
     expect(user).not.toHaveProperty('invite')
     expect(kcUser(email)).toMatchObject({ enabled: true, firstName: 'Mirrored', roles: ['developer'] })
     expect((await rowsWithEmail(email))[0]).toMatchObject({ auth_id: kcUser(email)!.id })
+    // Keycloak invites its own users; the API issues no invite tokens for them.
+    const invite = await call('POST', `/ai/admin/users/${user.id}/invite`)
+    expect(invite.statusCode).toBe(409)
+    expect(invite.json().errorCode).toBe('INVITE_UNAVAILABLE')
 
     const updated = await call('PUT', `/ai/admin/users/${user.id}`, { role: 'viewer', status: 'disabled', name: 'Renamed' })
     expect(updated.statusCode, updated.body).toBe(200)
