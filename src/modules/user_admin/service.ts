@@ -1,7 +1,7 @@
 import { createHash, randomBytes, randomUUID } from 'node:crypto'
 import type { Logger } from 'pino'
 import type { Principal } from '../../platform/auth/principal.js'
-import { type Database, transaction } from '../../platform/db/client.js'
+import { type Database, type Executor, transaction } from '../../platform/db/client.js'
 import type { Raw } from '../../platform/db/raw.js'
 import { ValidationError } from '../../platform/errors.js'
 import { assertIfMatch, etagOf } from '../../platform/http/etag.js'
@@ -232,8 +232,7 @@ export function createUserAdminService(deps: UserAdminDeps) {
       ? await keycloak.createUser(principal.realm, { email: input.email, name, enabled: status !== 'disabled', role: input.role })
       : randomUUID()
     const secrets = mergeKeys<string>({}, input.secrets ?? {}, (key, value) => vault.encrypt(value, secretContext(id, key)))
-    const inviteToken = mode === 'embedded' ? randomBytes(32).toString('base64url') : undefined
-    const inviteExpiresAt = new Date(Date.now() + INVITE_TTL_MS)
+    let invite: { token: string; expiresAt: string } | undefined
     try {
       await transaction(db, async (tx) => {
         await crud.insertUser(tx, {
@@ -248,7 +247,7 @@ export function createUserAdminService(deps: UserAdminDeps) {
           attributes: input.attributes ?? {},
           secrets,
         })
-        if (inviteToken) await crud.insertInvite(tx, { userId: id, tokenHash: sha256Hex(inviteToken), expiresAt: inviteExpiresAt })
+        if (mode === 'embedded') invite = await issueInvite(tx, id)
       })
     } catch (err) {
       if (keycloak) {
@@ -261,10 +260,7 @@ export function createUserAdminService(deps: UserAdminDeps) {
     totals.forget(principal.tenantId)
     log.info({ userId: id, tenantId: principal.tenantId }, 'user created')
     const { user, etag } = await reread(principal, id)
-    return {
-      user: inviteToken ? { ...user, invite: { token: inviteToken, expiresAt: inviteExpiresAt.toISOString() } } : user,
-      etag,
-    }
+    return { user: invite ? { ...user, invite } : user, etag }
   }
 
   /**
@@ -373,17 +369,23 @@ export function createUserAdminService(deps: UserAdminDeps) {
    */
   async function invite(principal: Principal, id: string): Promise<{ token: string; expiresAt: string }> {
     if (mode !== 'embedded') throw new InviteUnavailableError()
-    const token = randomBytes(32).toString('base64url')
-    const expiresAt = new Date(Date.now() + INVITE_TTL_MS)
-    await transaction(db, async (tx) => {
+    const invite = await transaction(db, async (tx) => {
       const current = await crud.lockLiveUser(tx, principal.tenantId, id)
       if (!current) throw new UserNotFoundError()
       assertMayAssignRole(principal, current.role)
       if (current.status !== 'invited') throw new UserNotInvitedError(current.status)
       await crud.closeInvitesOf(tx, id)
-      await crud.insertInvite(tx, { userId: id, tokenHash: sha256Hex(token), expiresAt })
+      return issueInvite(tx, id)
     })
     log.info({ userId: id, tenantId: principal.tenantId }, 'invite issued')
+    return invite
+  }
+
+  /** A one-time invite for the user: stored hashed, its token answered once. */
+  async function issueInvite(tx: Executor, userId: string): Promise<{ token: string; expiresAt: string }> {
+    const token = randomBytes(32).toString('base64url')
+    const expiresAt = new Date(Date.now() + INVITE_TTL_MS)
+    await crud.insertInvite(tx, { userId, tokenHash: sha256Hex(token), expiresAt })
     return { token, expiresAt: expiresAt.toISOString() }
   }
 

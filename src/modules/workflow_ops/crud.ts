@@ -73,14 +73,14 @@ export async function lockRun(executor: Executor, id: string, tenantId: string):
 
 /**
  * Locks every run of this type on this resource (a run and its retries share one), in id order so
- * that two transactions doing so never wait on each other in a circle; answers their ids.
+ * that two transactions doing so never wait on each other in a circle; answers them as locked.
  */
 export async function lockRunsOfResource(
   executor: Executor,
   run: Pick<WorkflowRunRow, 'tenantId' | 'type' | 'resourceKind' | 'resourceId'>,
-): Promise<string[]> {
-  const rows = await executor
-    .select({ id: workflowRuns.id })
+): Promise<WorkflowRunRow[]> {
+  return executor
+    .select()
     .from(workflowRuns)
     .where(
       and(
@@ -92,7 +92,6 @@ export async function lockRunsOfResource(
     )
     .orderBy(asc(workflowRuns.id))
     .for('update')
-  return rows.map((r) => r.id)
 }
 
 export type RunPatch = Partial<

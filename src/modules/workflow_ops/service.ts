@@ -342,16 +342,16 @@ export function createWorkflowService(deps: WorkflowServiceDeps) {
       await engineClient.purgeWorkflow(instanceId)
     }
     const purged = await change('workflow.purged', async (tx) => {
-      // The runs of its resource first (the run among them): a purge of its retry waits its turn.
+      // The run is locked with the others of its resource: a purge of its retry waits its turn.
       const siblings = await crud.lockRunsOfResource(tx, row)
-      const current = await crud.lockRun(tx, row.id, row.tenantId)
+      const current = siblings.find((run) => run.id === row.id)
       if (!current) return undefined
       await definitions.get(current.type)?.purged?.(tx, {
         id: current.id,
         tenantId: current.tenantId,
         resource: { kind: current.resourceKind, id: current.resourceId },
         input: current.input,
-        sharedWithOtherRuns: siblings.some((id) => id !== current.id),
+        sharedWithOtherRuns: siblings.length > 1,
       })
       await crud.deleteRun(tx, row.id)
       return { ...current, version: current.version + 1, updatedAt: new Date() }
