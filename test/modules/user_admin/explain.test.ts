@@ -4,6 +4,7 @@ import type pg from 'pg'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { uniqueRealm } from '../../helpers/auth.js'
 import { buildTestApp } from '../../helpers/app.js'
+import { nodesOf } from '../../helpers/plans.js'
 import { listUsersQueries, type UserListFilter, type UserSortField, type UserStatus } from '../../../src/modules/user_admin/crud.js'
 
 /**
@@ -45,20 +46,6 @@ beforeAll(async () => {
 }, 120_000)
 
 afterAll(() => app.close())
-
-type PlanNode = Record<string, unknown>
-
-/** Every node of a plan; without subplans (the per-row sort of secret names) when asked. */
-function nodesOf(plan: unknown, options: { subplans: boolean } = { subplans: true }): PlanNode[] {
-  const found: PlanNode[] = []
-  const walk = (node: PlanNode) => {
-    if (!options.subplans && node['Parent Relationship'] === 'SubPlan') return
-    found.push(node)
-    for (const child of (node.Plans as PlanNode[] | undefined) ?? []) walk(child)
-  }
-  walk((plan as Array<{ Plan: PlanNode }>)[0]!.Plan)
-  return found
-}
 
 const seqScansOfUsers = (plan: unknown) => nodesOf(plan).filter((n) => n['Node Type'] === 'Seq Scan' && n['Relation Name'] === 'users')
 

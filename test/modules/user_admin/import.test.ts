@@ -10,6 +10,7 @@ import type { Executor } from '../../../src/platform/db/client.js'
 import { buildTestApp, testConfig } from '../../helpers/app.js'
 import { bearer, type SeededUser, seedUser, uniqueRealm } from '../../helpers/auth.js'
 import { startFakeKeycloak } from '../../helpers/keycloak.js'
+import { nodesOf } from '../../helpers/plans.js'
 import { waitFor } from '../../helpers/wait.js'
 import { FAST_HUB, uniqueHub } from '../../helpers/workflow.js'
 import { endsWithin, openEventStream } from '../workflow_ops/sse-client.js'
@@ -102,12 +103,7 @@ async function duplicateCheckPlan(tenantId: string, emails: string[]) {
     },
   } as unknown as Executor
   await liveEmailsAmong(explaining, tenantId, emails)
-  const nodes: Array<Record<string, unknown>> = []
-  const walk = (node: Record<string, unknown>) => {
-    nodes.push(node)
-    for (const child of (node.Plans as Array<Record<string, unknown>> | undefined) ?? []) walk(child)
-  }
-  walk((plan as Array<{ Plan: Record<string, unknown> }>)[0]!.Plan)
+  const nodes = nodesOf(plan)
   return {
     nodeTypes: nodes.map((n) => n['Node Type']),
     usersScans: nodes
