@@ -167,6 +167,20 @@ export async function updateUserIdentity(
   return row!
 }
 
+/**
+ * Ends every session of the user: tokens issued before the returned instant are refused. `iat` has
+ * whole seconds, so the cut-off is the next whole second: a token minted in the same second as
+ * the change is refused too, rather than one minted just before it surviving.
+ */
+export async function endSessionsOf(executor: Executor, userId: string): Promise<Date | undefined> {
+  const [row] = await executor
+    .update(users)
+    .set({ sessionsValidAfter: sql`date_trunc('second', now()) + interval '1 second'` })
+    .where(eq(users.id, userId))
+    .returning({ sessionsValidAfter: users.sessionsValidAfter })
+  return row?.sessionsValidAfter ?? undefined
+}
+
 // ---- API keys ----------------------------------------------------------------------------
 
 export async function insertApiKey(
@@ -274,7 +288,8 @@ export async function insertSigningKey(
 
 // ---- audit -------------------------------------------------------------------------------
 
-export type NewAuditEntry = Omit<AuditRow, 'id' | 'createdAt'>
+export type NewAuditEntry = Omit<AuditRow, 'id' | 'createdAt' | 'clientRequestId' | 'actorTenantId'> &
+  Partial<Pick<AuditRow, 'clientRequestId' | 'actorTenantId'>>
 
 export async function insertAuditEntry(executor: Executor, entry: NewAuditEntry): Promise<void> {
   await executor.insert(auditLog).values(entry)

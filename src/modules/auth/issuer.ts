@@ -47,6 +47,7 @@ export interface RefreshClaims {
   tokenId: string
   sessionId: string
   expiresAt: Date
+  issuedAt?: Date
 }
 
 export interface IssuerOptions {
@@ -177,6 +178,7 @@ export function createIssuer(options: IssuerOptions) {
         tokenId: payload.jti!,
         sessionId: typeof payload.sid === 'string' ? payload.sid : randomUUID(),
         expiresAt: new Date(payload.exp! * 1000),
+        issuedAt: typeof payload.iat === 'number' ? new Date(payload.iat * 1000) : undefined,
       }
     } catch {
       throw refused

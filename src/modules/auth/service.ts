@@ -110,6 +110,12 @@ function expiringMap<T>() {
   }
 }
 
+/** A token without `iat` predates nothing we can tell, so under a cut-off it is refused. */
+function issuedBeforeCutoff(issuedAt: Date | undefined, cutoff: Date | undefined): boolean {
+  if (!cutoff) return false
+  return !issuedAt || issuedAt.getTime() < cutoff.getTime()
+}
+
 function sha256Hex(value: string): string {
   return createHash('sha256').update(value, 'utf8').digest('hex')
 }
@@ -227,6 +233,7 @@ export function createAuthService(deps: AuthServiceDeps) {
       role: user.role,
       permissions: await permissionsOf(user),
       isSuperuser: user.isSuperuser,
+      sessionsValidAfter: user.sessionsValidAfter ?? undefined,
     }
   }
 
@@ -319,6 +326,9 @@ export function createAuthService(deps: AuthServiceDeps) {
         assertUsable(user, tenant)
         base = await userPrincipal(user, tenant)
         userPrincipals.set(key, base)
+      }
+      if (issuedBeforeCutoff(verified.issuedAt, base.sessionsValidAfter)) {
+        throw new UnauthenticatedError('the session has ended; log in again')
       }
       return { ...base, tokenId: verified.tokenId, expiresAt: verified.expiresAt }
     },
@@ -494,6 +504,7 @@ export function createAuthService(deps: AuthServiceDeps) {
     if (!(await revoke(claims.tokenId, claims.expiresAt))) throw new UnauthenticatedError('invalid refresh token')
     const user = await crud.findUserByAuthId(db, tenant.id, claims.subject)
     if (!user || user.status !== 'active' || tenant.status !== 'active') throw new UnauthenticatedError('invalid refresh token')
+    if (issuedBeforeCutoff(claims.issuedAt, user.sessionsValidAfter ?? undefined)) throw new UnauthenticatedError('invalid refresh token')
     const pair = await issuer.mintPair(
       { realm: tenant.realm, authId: user.authId, email: user.email, name: user.name, role: user.role },
       claims.sessionId,
@@ -738,6 +749,12 @@ export function createAuthService(deps: AuthServiceDeps) {
      * invalidateUser after the commit so cached principals go too, here and on every replica.
      */
     revokeApiKeysOfUser: (userId: string, executor: Executor = db) => crud.revokeApiKeysOfUser(executor, userId),
+    /**
+     * Inside the caller's transaction: every token of the user issued until now (and in the rest of
+     * this second) is refused from then on, refresh tokens included. Call invalidateUser after the
+     * commit so cached principals learn the cut-off here and on every replica.
+     */
+    endSessionsOfUser: (userId: string, executor: Executor = db) => crud.endSessionsOf(executor, userId),
     /** The embedded issuer's password hashing, for user administration's invites. */
     hashPassword,
     addUserGrant: async (userId: string, permission: string) => {

@@ -44,6 +44,11 @@ export const users = pgTable(
     attributes: jsonb('attributes').notNull().default({}),
     /** name → vault ciphertext; never returned by the API. */
     secrets: jsonb('secrets').notNull().default({}),
+    /**
+     * Tokens issued before this instant are refused (every session of the user ends at once): set by
+     * a password change, a credential reset, a disable or a delete. Null: no cut-off.
+     */
+    sessionsValidAfter: timestamp('sessions_valid_after', { withTimezone: true }),
     /** Moves on every write through user administration; part of the ETag (updated_at alone has millisecond ties). */
     version: integer('version').notNull().default(1),
     createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
@@ -171,7 +176,12 @@ export const auditLog = pgTable(
     action: text('action').notNull(),
     resourceKind: text('resource_kind'),
     resourceId: text('resource_id'),
+    /** The server's own request id; never the client's. */
     requestId: text('request_id').notNull(),
+    /** What the client sent as X-Request-Id, kept apart: a client can say anything there. */
+    clientRequestId: text('client_request_id'),
+    /** The actor's own tenant when it differs from the tenant acted on (a superuser across tenants). */
+    actorTenantId: uuid('actor_tenant_id'),
     /** The HTTP status of the answer. */
     outcome: integer('outcome').notNull(),
     method: text('method').notNull(),

@@ -14,6 +14,8 @@ export const userInvites = pgTable(
       .references(() => users.id, { onDelete: 'cascade' }),
     /** sha256 of the token, hex. */
     tokenHash: text('token_hash').notNull().unique(),
+    /** invite: first password of a user who never had one; reset: an admin's credential reset. */
+    purpose: text('purpose').$type<'invite' | 'reset'>().notNull().default('invite'),
     expiresAt: timestamp('expires_at', { withTimezone: true }).notNull(),
     usedAt: timestamp('used_at', { withTimezone: true }),
     createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),

@@ -214,6 +214,8 @@ export const workflowRuns = pgTable(
     /** The failed run this one retries. */
     retryOf: uuid('retry_of'),
     idempotencyKey: text('idempotency_key'),
+    /** sha256 of what the request asked for: the same key with a different request is refused (422). */
+    idempotencyFingerprint: text('idempotency_fingerprint'),
     compensation: text('compensation').$type<CompensationState>(),
     version: integer('version').notNull().default(1),
     createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),

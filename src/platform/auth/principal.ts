@@ -14,6 +14,8 @@ export interface Principal {
   permissions: ReadonlySet<string>
   /** May act across tenants. */
   isSuperuser: boolean
+  /** The user's session cut-off: tokens issued before it are refused. */
+  sessionsValidAfter?: Date
   /** `jti` of the access token, for logout. */
   tokenId?: string
   expiresAt?: Date

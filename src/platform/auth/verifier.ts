@@ -36,6 +36,8 @@ export interface VerifiedToken {
   /** `jti` */
   tokenId?: string
   expiresAt: Date
+  /** `iat`, when the token has one: a user's session cut-off refuses tokens issued before it. */
+  issuedAt?: Date
   /** `realm_access.roles` */
   roles: string[]
   /** `resource_access.<client>.roles` */
@@ -257,6 +259,7 @@ function toVerifiedToken(realm: string, issuer: string, claims: JWTPayload): Ver
     subject: claims.sub,
     tokenId: optionalString(claims.jti),
     expiresAt: new Date(claims.exp! * 1000),
+    issuedAt: typeof claims.iat === 'number' ? new Date(claims.iat * 1000) : undefined,
     roles: stringList(asRecord(claims.realm_access)?.roles),
     clientRoles: clientRoles(claims.resource_access),
     azp: optionalString(claims.azp),

@@ -17,6 +17,8 @@ export const outboxEvents = pgTable(
     payload: jsonb('payload').notNull(),
     /** The publishing application (CloudEvent `source`); a dispatcher only delivers its own source's rows. */
     source: text('source').notNull(),
+    /** The tenant whose data the event describes; null for platform events (superusers alone see those). */
+    tenantId: uuid('tenant_id'),
     createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
     /** Delivery attempts started, including one in flight. */
     attempts: integer('attempts').notNull().default(0),
@@ -31,6 +33,8 @@ export const outboxEvents = pgTable(
     // Operator listing, newest first, and the retention sweep of old delivered rows.
     index('outbox_events_created_at_idx').on(t.createdAt),
     index('outbox_events_topic_created_at_idx').on(t.topic, t.createdAt),
+    // A tenant admin's listing: their tenant's events, newest first.
+    index('outbox_events_tenant_created_at_idx').on(t.tenantId, t.createdAt),
   ],
 )
 
