@@ -2,6 +2,10 @@ import closeWithGrace from 'close-with-grace'
 import pino from 'pino'
 import { ConfigError, loadConfig } from './config.js'
 import { openDatabase } from './platform/db/client.js'
+import { DataDirLockedError } from './platform/db/data-lock.js'
+import type { buildApp as BuildAppFn } from './app.js'
+
+type BuildApp = typeof BuildAppFn
 import { loggerOptions } from './platform/logger.js'
 
 let config: ReturnType<typeof loadConfig>
@@ -17,10 +21,20 @@ try {
 
 const log = pino(loggerOptions(config.logLevel))
 // Opening the database (PGlite compiles its WebAssembly) overlaps with loading the rest of the app.
-const [database, { buildApp }] = await Promise.all([
-  openDatabase({ url: config.database.url, dataDir: config.dataDir, poolMax: config.database.poolMax, log }),
-  import('./app.js'),
-])
+let database: Awaited<ReturnType<typeof openDatabase>>
+let buildApp: BuildApp
+try {
+  ;[database, { buildApp }] = await Promise.all([
+    openDatabase({ url: config.database.url, dataDir: config.dataDir, poolMax: config.database.poolMax, log }),
+    import('./app.js'),
+  ])
+} catch (err) {
+  if (err instanceof DataDirLockedError) {
+    log.fatal(err.message)
+    process.exit(1)
+  }
+  throw err
+}
 const app = await buildApp(config, { logger: log, database })
 
 // SIGTERM/SIGINT: stop accepting, let in-flight requests finish, close pools; force-exit after the delay.

@@ -61,8 +61,50 @@ describe('quick start on embedded parts', () => {
     })
     expect(login.status, await login.clone().text()).toBe(200)
 
+    // A second process on the same folder refuses before it opens the embedded database.
+    const second = startCommand(process.execPath, ['scripts/start.mjs'], {
+      PORT: String(await freePort()),
+      HOST: '127.0.0.1',
+      DATA_DIR: dataDir,
+      LOG_LEVEL: 'info',
+    })
+    expect(await second.exited).toBe(1)
+    expect(second.output()).toContain(`DATA_DIR ${dataDir} is in use by another modelplane process (pid ${server.child.pid}`)
+    expect(second.output()).not.toContain('modelplane ready')
+    // ...and the first one still serves, its database intact.
+    expect((await fetch(`${base}/readyz`)).status).toBe(200)
+
     server.child.kill('SIGTERM')
     expect(await server.exited).toBe(0)
     expect(server.output()).toContain('shutting down')
-  }, 60_000)
+    // The lock went with it: the folder can be opened again.
+    expect(fs.existsSync(path.join(dataDir, 'modelplane.lock'))).toBe(false)
+  }, 90_000)
+
+  it('says it is creating the embedded database on a first start, and SIGTERM to `npm start` stops the server', async () => {
+    const port = await freePort()
+    const dataDir = tempDir()
+    const npm = startCommand('npm', ['start', '--silent'], {
+      PORT: String(port),
+      HOST: '127.0.0.1',
+      DATA_DIR: dataDir,
+      LOG_LEVEL: 'info',
+    })
+    server = npm
+    const base = `http://127.0.0.1:${port}`
+    const answers = async () => {
+      try {
+        return (await fetch(`${base}/healthz`)).status === 200
+      } catch {
+        return false
+      }
+    }
+    await waitFor(answers, 45_000, 'the API did not become ready under npm start')
+    expect(npm.output()).toContain('creating the embedded database (first start only')
+    npm.child.kill('SIGTERM')
+    await npm.exited
+    // The server behind npm stops too (it used to keep serving, orphaned) and lets go of the folder.
+    await waitFor(async () => !(await answers()), 20_000, 'the server kept serving after npm start got SIGTERM')
+    await waitFor(() => !fs.existsSync(path.join(dataDir, 'modelplane.lock')), 20_000, 'the data folder stayed locked')
+  }, 90_000)
 })

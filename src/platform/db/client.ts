@@ -10,6 +10,7 @@ import type { ExtractTablesWithRelations } from 'drizzle-orm'
 import { drizzle as drizzlePglite } from 'drizzle-orm/pglite'
 import pg from 'pg'
 import type { Logger } from 'pino'
+import { lockDataDir } from './data-lock.js'
 
 /**
  * One type for both drivers: modules never know whether PGlite or PostgreSQL is underneath.
@@ -65,10 +66,22 @@ export async function openDatabase(options: DatabaseOptions): Promise<DatabaseHa
       close: () => pool.end(),
     }
   }
+  // Before PGlite touches the folder: a second process on it refuses to start (DataDirLockedError).
+  const lock = lockDataDir(options.dataDir)
   const dir = path.join(options.dataDir, 'pg')
-  fs.mkdirSync(dir, { recursive: true })
-  // pg_trgm: the trigram indexes of user search (migration 0003_pg_trgm) need it loaded.
-  const client = await PGlite.create({ dataDir: dir, extensions: { pg_trgm } })
+  let client: PGlite
+  try {
+    if (!fs.existsSync(path.join(dir, 'PG_VERSION'))) {
+      // initdb inside WebAssembly: seconds of silence otherwise, longer on a loaded machine.
+      options.log.info({ dir }, 'creating the embedded database (first start only; takes a few seconds)')
+    }
+    fs.mkdirSync(dir, { recursive: true })
+    // pg_trgm: the trigram indexes of user search (migration 0003_pg_trgm) need it loaded.
+    client = await PGlite.create({ dataDir: dir, extensions: { pg_trgm } })
+  } catch (err) {
+    lock.release()
+    throw err
+  }
   const db = drizzlePglite(client) as unknown as Database
   return {
     kind: 'pglite',
@@ -77,7 +90,13 @@ export async function openDatabase(options: DatabaseOptions): Promise<DatabaseHa
     ping: async () => {
       await db.execute(sql`select 1`)
     },
-    close: () => client.close(),
+    close: async () => {
+      try {
+        await client.close()
+      } finally {
+        lock.release()
+      }
+    },
   }
 }
 
