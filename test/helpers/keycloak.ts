@@ -653,6 +653,14 @@ export async function startFakeKeycloak(): Promise<FakeKeycloak> {
     return { status: 204 }
   }
 
+  /** POST /users/{id}/logout: Keycloak removes every session of the user (refresh tokens stop working) and answers 204. */
+  function adminLogoutUser(call: Call): Reply {
+    const realm = realmOf(call.params.realm)
+    const user = userOf(realm, call.params.id)
+    for (const session of realm.sessions.values()) if (session.userId === user.id) realm.sessions.delete(session.id)
+    return { status: 204 }
+  }
+
   function adminDeleteUser(call: Call): Reply {
     const realm = realmOf(call.params.realm)
     const user = userOf(realm, call.params.id)
@@ -722,6 +730,7 @@ export async function startFakeKeycloak(): Promise<FakeKeycloak> {
     route('PUT', `${users}/:id`, adminUpdateUser),
     route('DELETE', `${users}/:id`, adminDeleteUser),
     route('PUT', `${users}/:id/reset-password`, adminResetPassword),
+    route('POST', `${users}/:id/logout`, adminLogoutUser),
     route('GET', `${users}/:id/role-mappings/realm`, adminListRoleMappings),
     route('POST', `${users}/:id/role-mappings/realm`, adminAddRoleMappings),
     route('DELETE', `${users}/:id/role-mappings/realm`, adminDeleteRoleMappings),

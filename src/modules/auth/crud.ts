@@ -45,6 +45,15 @@ export async function addUserGrant(executor: Executor, userId: string, permissio
   await executor.insert(userGrants).values({ userId, permission }).onConflictDoNothing()
 }
 
+/** False when the user did not have this extra grant. */
+export async function removeUserGrant(executor: Executor, userId: string, permission: string): Promise<boolean> {
+  const rows = await executor
+    .delete(userGrants)
+    .where(and(eq(userGrants.userId, userId), eq(userGrants.permission, permission)))
+    .returning({ permission: userGrants.permission })
+  return rows.length === 1
+}
+
 // ---- tenants -----------------------------------------------------------------------------
 
 export async function findTenantByRealm(executor: Executor, realm: string): Promise<TenantRow | undefined> {

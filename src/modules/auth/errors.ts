@@ -44,3 +44,31 @@ export class KeycloakConflictError extends ConflictError {
     super('DUPLICATE_EMAIL', 'a user with this email already exists in the identity provider')
   }
 }
+
+/** The target outranks the caller (or is a superuser, or the action needs strictly higher rank). */
+export class RankTooLowError extends AppError {
+  constructor(message = 'this user ranks above you: only someone of higher rank may do this') {
+    super('RANK_TOO_LOW', 403, message)
+  }
+}
+
+/** A role (or the superuser flag) above the caller's own rank cannot be handed out by the caller. */
+export class RoleNotAllowedError extends AppError {
+  constructor(message = 'you may only assign roles of your own rank or lower') {
+    super('ROLE_NOT_ALLOWED', 403, message)
+  }
+}
+
+/** A permission can be granted only by someone who holds it. */
+export class GrantNotAllowedError extends AppError {
+  constructor(permissions: string[]) {
+    super('GRANT_NOT_ALLOWED', 403, 'you may only grant permissions you hold yourself', { permissions })
+  }
+}
+
+/** Managing API keys takes a user's own session: a key cannot mint, list or revoke keys. */
+export class SessionRequiredError extends AppError {
+  constructor() {
+    super('SESSION_REQUIRED', 403, 'API keys are managed with a user session (log in), not with an API key')
+  }
+}

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto'
 import type { Logger } from 'pino'
 import type { Config } from '../../config.js'
 import { IdentityProviderError, InvalidCredentialsError, KeycloakConflictError } from './errors.js'
@@ -143,6 +144,19 @@ export function createKeycloakClient(auth: Config['auth'] & { keycloakUrl: strin
         } catch (err) {
           if (statusOf(err) !== 404) throw err
         }
+      }),
+
+    /**
+     * A credential reset: ends every Keycloak session of the user first (so a failure after it leaves
+     * nobody logged in with the old credentials), then sets a temporary password, which makes
+     * Keycloak demand UPDATE_PASSWORD at the next login. Answers the temporary password, once.
+     */
+    resetCredentials: (realm: string, id: string) =>
+      administer('resetting credentials', realm, async (admin) => {
+        await admin.users.logout({ realm, id })
+        const temporaryPassword = randomBytes(18).toString('base64url')
+        await admin.users.resetPassword({ realm, id, credential: { type: 'password', value: temporaryPassword, temporary: true } })
+        return temporaryPassword
       }),
 
     passwordGrant: (realm: string, username: string, password: string) =>

@@ -62,11 +62,30 @@ export const Me = Type.Object(
   { title: 'Me' },
 )
 
+/**
+ * No key lives longer than this: a key is a password that scripts keep in files, and one that never
+ * expires outlives the reason it was made. Absent `expiresInDays` means this many days.
+ */
+export const API_KEY_MAX_DAYS = 365
+
 export const CreateApiKeyBody = StrictObject(
   {
-    name: Type.String({ minLength: 1, maxLength: 100 }),
-    scopes: Type.Array(PermissionName, { minItems: 1, maxItems: PERMISSIONS.length, uniqueItems: true }),
-    expiresInDays: Type.Optional(Type.Integer({ minimum: 1, maximum: 3650 })),
+    name: Type.String({ minLength: 1, maxLength: 100, examples: ['nightly-deploy'] }),
+    scopes: Type.Array(PermissionName, {
+      minItems: 1,
+      maxItems: PERMISSIONS.length,
+      uniqueItems: true,
+      description: "permissions the caller holds; at each use a key carries only those its owner still holds",
+      examples: [['model:view', 'endpoint:manage']],
+    }),
+    expiresInDays: Type.Optional(
+      Type.Integer({
+        minimum: 1,
+        maximum: API_KEY_MAX_DAYS,
+        description: `days until the key expires; at most ${API_KEY_MAX_DAYS}, which is also the default`,
+        examples: [90],
+      }),
+    ),
   },
   { title: 'CreateApiKeyRequest' },
 )

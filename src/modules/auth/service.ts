@@ -17,6 +17,7 @@ import {
   ApiKeyNotFoundError,
   InvalidCredentialsError,
   ScopeNotAllowedError,
+  SessionRequiredError,
   TenantExistsError,
   TenantNotFoundError,
 } from './errors.js'
@@ -24,6 +25,8 @@ import type { Issuer } from './issuer.js'
 import type { KeycloakClient } from './keycloak.js'
 import { hashPassword, verifyPassword, DUMMY_HASH } from './passwords.js'
 import { PERMISSIONS, SEEDED_ROLES, strongestRole } from './permissions.js'
+import { assertMayActOn, assertMayGrant, permissionsBeyond, type Ranked } from './rank.js'
+import { API_KEY_MAX_DAYS } from './schema.js'
 import type { ApiKeyRow, AuditRow, TenantRow, UserRow } from './tables.js'
 
 /** How long a resolved principal is reused in-process; changes reach it sooner through invalidation. */
@@ -40,6 +43,7 @@ const TOUCH_INTERVAL_MS = 60_000
 const INVALIDATION_CHANNEL = 'mp:auth:invalidate'
 const REVOKED_PREFIX = 'mp:revoked:'
 const API_KEY = /^mp_([a-f0-9]{8})_([A-Za-z0-9_-]{43})$/
+const DAY_MS = 86_400_000
 /** The realm every embedded install starts with, and where service principals act. */
 export const LOCAL_REALM = 'local'
 
@@ -355,9 +359,9 @@ export function createAuthService(deps: AuthServiceDeps) {
       if (presented.length !== stored.length || !timingSafeEqual(presented, stored)) {
         throw new UnauthenticatedError('invalid API key')
       }
-      if (entry.row.expiresAt && entry.row.expiresAt.getTime() <= Date.now()) {
-        throw new UnauthenticatedError('the API key has expired')
-      }
+      // Keys made before expiry was capped have none stored: they get the cap, counted from creation.
+      const expiresAt = entry.row.expiresAt?.getTime() ?? entry.row.createdAt.getTime() + API_KEY_MAX_DAYS * DAY_MS
+      if (expiresAt <= Date.now()) throw new UnauthenticatedError('the API key has expired')
       touch(entry.row.id)
       return entry.principal
     },
@@ -555,43 +559,82 @@ export function createAuthService(deps: AuthServiceDeps) {
 
   // ---- API keys -------------------------------------------------------------------------------
 
+  /**
+   * Key management takes the user's own session: a leaked key must not be able to mint a fresh key
+   * (outliving its own revocation), list its siblings or revoke the owner's other keys.
+   */
+  function sessionUserOf(principal: Principal): string {
+    if (principal.kind !== 'user' || !principal.userId) throw new SessionRequiredError()
+    return principal.userId
+  }
+
   async function createApiKey(
     principal: Principal,
     input: { name: string; scopes: string[]; expiresInDays?: number },
   ): Promise<ApiKeyView & { key: string }> {
-    if (!principal.userId) throw new ForbiddenError('only users own API keys')
+    const userId = sessionUserOf(principal)
     const scopes = [...new Set(input.scopes)].sort()
-    const beyond = scopes.filter((s) => !principal.permissions.has(s))
+    const beyond = permissionsBeyond(principal, scopes)
     if (beyond.length > 0) throw new ScopeNotAllowedError(beyond)
+    // The schema caps the days; the min() keeps the cap when the service is called without it.
+    const days = Math.min(input.expiresInDays ?? API_KEY_MAX_DAYS, API_KEY_MAX_DAYS)
     const prefix = randomBytes(4).toString('hex')
     const secret = randomBytes(32).toString('base64url')
     const row = await crud.insertApiKey(db, {
       tenantId: principal.tenantId,
-      userId: principal.userId,
+      userId,
       name: input.name,
       prefix,
       keyHash: sha256Hex(secret),
       scopes,
-      expiresAt: input.expiresInDays ? new Date(Date.now() + input.expiresInDays * 86_400_000) : null,
+      expiresAt: new Date(Date.now() + days * DAY_MS),
     })
-    log.info({ apiKeyId: row.id, userId: principal.userId }, 'API key created')
+    log.info({ apiKeyId: row.id, userId }, 'API key created')
     return { ...apiKeyView(row), key: `mp_${prefix}_${secret}` }
   }
 
   async function listApiKeys(principal: Principal, query: { page?: number; limit?: number }): Promise<PageResult<ApiKeyView>> {
-    if (!principal.userId) return pageResult([], 0, pageRequest(query))
+    const userId = sessionUserOf(principal)
     const page = pageRequest(query)
-    const { rows, total } = await crud.listLiveApiKeys(db, { userId: principal.userId, limit: page.limit, offset: page.offset })
+    const { rows, total } = await crud.listLiveApiKeys(db, { userId, limit: page.limit, offset: page.offset })
     return pageResult(rows.map(apiKeyView), total, page)
   }
 
   async function deleteApiKey(principal: Principal, id: string): Promise<void> {
-    if (!principal.userId) throw new ApiKeyNotFoundError()
-    const row = await crud.revokeApiKey(db, id, principal.userId)
+    const userId = sessionUserOf(principal)
+    const row = await crud.revokeApiKey(db, id, userId)
     if (!row) throw new ApiKeyNotFoundError()
     await invalidate(`key:${row.id}`)
-    log.info({ apiKeyId: row.id, userId: principal.userId }, 'API key revoked')
+    log.info({ apiKeyId: row.id, userId }, 'API key revoked')
   }
+
+  // ---- extra grants ------------------------------------------------------------------------------
+
+  /**
+   * Grants one permission beyond the user's role. The caller has found the target in a tenant the
+   * actor may see (another tenant's user is the caller's 404); the rank rule is checked here, so no
+   * path grants without it: the target ranks no higher than the actor, and the actor holds the permission.
+   */
+  async function addUserGrant(actor: Principal, target: Ranked & { id: string }, permission: string): Promise<void> {
+    assertMayActOn(actor, target)
+    assertMayGrant(actor, { permissions: [permission] })
+    await crud.addUserGrant(db, target.id, permission)
+    await invalidate(`user:${target.id}`)
+    log.info({ userId: target.id, permission, by: actor.id }, 'permission granted')
+  }
+
+  /** Takes an extra grant back, under the same rule as granting it; false when the user did not have it. */
+  async function removeUserGrant(actor: Principal, target: Ranked & { id: string }, permission: string): Promise<boolean> {
+    assertMayActOn(actor, target)
+    assertMayGrant(actor, { permissions: [permission] })
+    const removed = await crud.removeUserGrant(db, target.id, permission)
+    if (removed) await invalidate(`user:${target.id}`)
+    log.info({ userId: target.id, permission, by: actor.id, removed }, 'permission grant removed')
+    return removed
+  }
+
+  /** The user's grants beyond their role, sorted. */
+  const extraGrantsOf = async (userId: string): Promise<string[]> => (await crud.userExtraGrants(db, userId)).sort()
 
   // ---- tenants ----------------------------------------------------------------------------------
 
@@ -757,10 +800,9 @@ export function createAuthService(deps: AuthServiceDeps) {
     endSessionsOfUser: (userId: string, executor: Executor = db) => crud.endSessionsOf(executor, userId),
     /** The embedded issuer's password hashing, for user administration's invites. */
     hashPassword,
-    addUserGrant: async (userId: string, permission: string) => {
-      await crud.addUserGrant(db, userId, permission)
-      await invalidate(`user:${userId}`)
-    },
+    addUserGrant,
+    removeUserGrant,
+    extraGrantsOf,
     jwks: (realm: string) => issuer.publicKeys(realm),
     discovery: (realm: string) => issuer.discovery(realm),
   }

@@ -23,6 +23,8 @@ const columns = {
   tag: users.tag,
   attributes: users.attributes,
   secretNames: sql<string[]>`coalesce(array(select jsonb_object_keys(${users.secrets}) order by 1), '{}')`.as('secret_names'),
+  isSuperuser: users.isSuperuser,
+  hasPassword: sql<boolean>`${users.passwordHash} is not null`.as('has_password'),
   version: users.version,
   createdAt: users.createdAt,
   updatedAt: users.updatedAt,
@@ -39,6 +41,10 @@ export interface AdminUserRow {
   tag: string | null
   attributes: unknown
   secretNames: string[]
+  /** For the rank rule; never shown. */
+  isSuperuser: boolean
+  /** Whether a password is set (never the hash itself). */
+  hasPassword: boolean
   version: number
   createdAt: Date
   updatedAt: Date
@@ -198,6 +204,7 @@ const FIND_LIVE_USER = statement(
   'user_admin_find_live_user',
   `select id, tenant_id as "tenantId", auth_id as "authId", email, name, role, status, tag, attributes,
           coalesce(array(select jsonb_object_keys(secrets) order by 1), '{}') as "secretNames",
+          is_superuser as "isSuperuser", password_hash is not null as "hasPassword",
           version, created_at as "createdAt", updated_at as "updatedAt"
      from users
     where id = $1::uuid and tenant_id = $2::uuid and status <> 'deleted'`,
@@ -300,8 +307,34 @@ export async function updateUser(executor: Executor, id: string, changes: UserCh
 
 // ---- invites ---------------------------------------------------------------------------------
 
-export async function insertInvite(executor: Executor, invite: { userId: string; tokenHash: string; expiresAt: Date }): Promise<void> {
+export type InvitePurpose = 'invite' | 'reset'
+
+export async function insertInvite(
+  executor: Executor,
+  invite: { userId: string; tokenHash: string; expiresAt: Date; purpose: InvitePurpose },
+): Promise<void> {
   await executor.insert(userInvites).values(invite)
+}
+
+/**
+ * Whether an admin ever reset the user's credentials: such a user had a password even when none is
+ * set now, and must not be turned back into an invited user (whose invite the admin would hold).
+ */
+export async function hasCredentialResets(executor: Executor, userId: string): Promise<boolean> {
+  const [row] = await executor
+    .select({ one: sql`1` })
+    .from(userInvites)
+    .where(and(eq(userInvites.userId, userId), eq(userInvites.purpose, 'reset')))
+    .limit(1)
+  return row !== undefined
+}
+
+/** A credential reset: the password is gone until the user sets a new one with their reset token. */
+export async function clearPassword(executor: Executor, id: string): Promise<void> {
+  await executor
+    .update(users)
+    .set({ passwordHash: null, version: sql`${users.version} + 1`, updatedAt: sql`now()` })
+    .where(eq(users.id, id))
 }
 
 /** The unused, unexpired invite with this token hash, locked; with its user's id. */
@@ -321,12 +354,16 @@ export async function closeInvitesOf(executor: Executor, userId: string): Promis
     .where(and(eq(userInvites.userId, userId), isNull(userInvites.usedAt)))
 }
 
-/** Sets the password of an invited (or active) user and makes them active; false when the user cannot accept. */
-export async function activateWithPassword(executor: Executor, userId: string, passwordHash: string): Promise<boolean> {
+/**
+ * Sets the first password of a user without one and makes them active; false when the user cannot
+ * take it. An invite is for an invited user; a reset token for an active user whose credentials an
+ * admin reset. Neither ever replaces a password that is set: that would be a takeover.
+ */
+export async function activateWithPassword(executor: Executor, userId: string, passwordHash: string, purpose: InvitePurpose): Promise<boolean> {
   const rows = await executor
     .update(users)
     .set({ passwordHash, status: 'active', version: sql`${users.version} + 1`, updatedAt: sql`now()` })
-    .where(and(eq(users.id, userId), inArray(users.status, ['invited', 'active'])))
+    .where(and(eq(users.id, userId), eq(users.status, purpose === 'invite' ? 'invited' : 'active'), isNull(users.passwordHash)))
     .returning({ id: users.id })
   return rows.length === 1
 }

@@ -1,5 +1,8 @@
 import { AppError, ConflictError, NotFoundError } from '../../platform/errors.js'
 
+/** The rank rule's refusals (src/modules/auth/rank.ts), thrown here too. */
+export { RankTooLowError, RoleNotAllowedError } from '../auth/errors.js'
+
 export class UserNotFoundError extends NotFoundError {
   constructor() {
     super('user not found', 'USER_NOT_FOUND')
@@ -25,13 +28,6 @@ export class LastAdminError extends ConflictError {
   }
 }
 
-/** Only a super_admin hands out or takes away super_admin. */
-export class RoleNotAllowedError extends AppError {
-  constructor() {
-    super('ROLE_NOT_ALLOWED', 403, 'only a super_admin may grant, change or remove the super_admin role')
-  }
-}
-
 /** Unknown, used, expired, or its user is no longer invitable: one answer for all, it tells nothing. */
 export class InvalidInviteError extends AppError {
   constructor() {
@@ -39,10 +35,35 @@ export class InvalidInviteError extends AppError {
   }
 }
 
-/** Only an invited user (who has not set a password yet) can be sent a new invite. */
+/** Only an invited user who has never set a password can be sent a new invite. */
 export class UserNotInvitedError extends ConflictError {
   constructor(status: string) {
-    super('USER_NOT_INVITED', `only an invited user can be sent an invite; this user is ${status}`)
+    super(
+      'USER_NOT_INVITED',
+      status === 'invited'
+        ? 'this user has had a password: reset their credentials instead of inviting them'
+        : `only an invited user can be sent an invite; this user is ${status}`,
+    )
+  }
+}
+
+/**
+ * `invited` is the state of a user who never had a password. Putting a user who has one back into
+ * it would let the admin who then invites them choose their password: a takeover.
+ */
+export class UserHasPasswordError extends ConflictError {
+  constructor() {
+    super(
+      'USER_HAS_PASSWORD',
+      'this user has had a password and cannot be made invited again: reset their credentials (POST /ai/admin/users/{UserID}/reset-credentials)',
+    )
+  }
+}
+
+/** A credential reset is for a user who has credentials; an invited user is sent an invite. */
+export class UserInvitedError extends ConflictError {
+  constructor() {
+    super('USER_INVITED', 'this user has not set a password yet: send an invite (POST /ai/admin/users/{UserID}/invite)')
   }
 }
 

@@ -1,6 +1,7 @@
 import { Ajv } from 'ajv'
 import { CsvError, parse } from 'csv-parse/sync'
 import { ValidationError } from '../../platform/errors.js'
+import { mayGrantRole, type Ranked } from '../auth/rank.js'
 import { AiUserImportRow, IMPORT_CSV_COLUMNS, IMPORT_MAX_ROWS } from './schema.js'
 
 /** A row that passed every check of its own: what a batch inserts. */
@@ -92,14 +93,14 @@ function describeProblem(): string {
 }
 
 export interface PrepareOptions {
-  /** Whether the importing principal may grant super_admin. */
-  maySuperAdmin: boolean
+  /** Who imports: a row may name no role above their rank. */
+  importer: Ranked
   /** The status of a row that names none. */
   defaultStatus: ImportUser['status']
 }
 
 /**
- * Checks every row on its own (schema, role allowed), then, among the rows that passed, marks each
+ * Checks every row on its own (schema, role within the importer's rank), then, among the rows that passed, marks each
  * later row with an email (case-insensitively) or tag seen earlier in the file as DUPLICATE_IN_FILE:
  * the first occurrence wins. Deterministic: the same rows always prepare the same way.
  */
@@ -110,8 +111,8 @@ export function prepareRows(rows: readonly unknown[], options: PrepareOptions): 
     const row = index + 1
     if (!validateRow(raw)) return { row, email: emailOf(raw), code: 'VALIDATION_ERROR', message: describeProblem() }
     const input = raw as { email: string; name?: string; role: string; tag?: string; status?: ImportUser['status'] }
-    if (input.role === 'super_admin' && !options.maySuperAdmin) {
-      return { row, email: input.email, code: 'ROLE_NOT_ALLOWED', message: 'only a super_admin may grant the super_admin role' }
+    if (!mayGrantRole(options.importer, input.role)) {
+      return { row, email: input.email, code: 'ROLE_NOT_ALLOWED', message: `the role ${input.role} ranks above the importer's` }
     }
     const key = input.email.toLowerCase()
     const emailFirst = emails.get(key)

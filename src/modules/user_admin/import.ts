@@ -6,6 +6,7 @@ import type { BlobStore } from '../../platform/blob/types.js'
 import { type Database, type Executor, transaction } from '../../platform/db/client.js'
 import { AppError, NotFoundError } from '../../platform/errors.js'
 import { pageRequest, pageResult } from '../../platform/http/pagination.js'
+import type { Ranked } from '../auth/rank.js'
 import type { WorkflowService } from '../workflow_ops/index.js'
 import * as crud from './crud.js'
 import { type ImportRowError, type ImportUser, isRowError, type PreparedRow, prepareRows } from './import-rows.js'
@@ -23,7 +24,15 @@ export interface ImportRef {
   tenantId: string
   rows: number
   batches: number
-  maySuperAdmin: boolean
+  /** The importer's rank when the import was accepted: rows above it are refused. */
+  importer?: Ranked
+  /** Runs started before `importer` existed: whether the importer could grant super_admin. */
+  maySuperAdmin?: boolean
+}
+
+/** The importer of a run; a run from before `importer` was recorded keeps the rule it started with. */
+function importerOf(ref: ImportRef): Ranked {
+  return ref.importer ?? { role: ref.maySuperAdmin ? 'super_admin' : 'admin', isSuperuser: false }
 }
 
 export interface ImportResult {
@@ -76,13 +85,13 @@ export const errorReportPath = (workflowId: string) => `/ai/admin/users/import/$
 export function createUserImport(deps: UserImportDeps) {
   const { db, blob, log, mode, workflows } = deps
 
-  async function stage(tenantId: string, rows: readonly unknown[], maySuperAdmin: boolean): Promise<ImportRef> {
+  async function stage(tenantId: string, rows: readonly unknown[], importer: Ranked): Promise<ImportRef> {
     const ref: ImportRef = {
       importId: randomUUID(),
       tenantId,
       rows: rows.length,
       batches: Math.ceil(rows.length / IMPORT_BATCH_SIZE),
-      maySuperAdmin,
+      importer: { role: importer.role, isSuperuser: importer.isSuperuser },
     }
     await blob.put(stagedRowsKey(ref), JSON.stringify(rows), { contentType: 'application/json' })
     return ref
@@ -111,7 +120,7 @@ export function createUserImport(deps: UserImportDeps) {
           'bulk import is not available when users live in Keycloak: import them into the realm with Keycloak\'s own tools; they appear here on first sign-in',
         )
       }
-      const ref = await stage(principal.tenantId, rows, principal.isSuperuser || principal.role === 'super_admin')
+      const ref = await stage(principal.tenantId, rows, principal)
       let started: { workflowId: string; deduplicated: boolean }
       try {
         started = await workflows.start({
@@ -138,7 +147,7 @@ export function createUserImport(deps: UserImportDeps) {
     /** Activity: checks every row and writes the prepared batches. Deterministic, so a re-run rewrites the same files. */
     async prepare(ref: ImportRef): Promise<{ valid: number; invalid: number }> {
       const rows = await readJson<unknown[]>(stagedRowsKey(ref))
-      const prepared = prepareRows(rows, { maySuperAdmin: ref.maySuperAdmin, defaultStatus: 'invited' })
+      const prepared = prepareRows(rows, { importer: importerOf(ref), defaultStatus: 'invited' })
       for (let batch = 0; batch < ref.batches; batch++) {
         const slice = prepared.slice(batch * IMPORT_BATCH_SIZE, (batch + 1) * IMPORT_BATCH_SIZE)
         await blob.put(preparedBatchKey(ref, batch), JSON.stringify(slice), { contentType: 'application/json' })

@@ -16,10 +16,13 @@ import {
   AiUserListQuery,
   AiUserPage,
   AiUserUpdate,
+  CredentialReset,
   ImportErrorsPage,
   ImportErrorsParams,
   ImportErrorsQuery,
   IMPORT_MAX_ROWS,
+  UserGrantParams,
+  UserGrants,
   UserIdParams,
   UserInvite,
 } from './schema.js'
@@ -149,6 +152,62 @@ export function registerUserAdminRoutes(app: FastifyInstance, service: UserAdmin
     },
   )
 
+  server.post(
+    '/ai/admin/users/:UserID/reset-credentials',
+    {
+      config: requirePermission('user:manage'),
+      schema: {
+        operationId: 'resetAiUserCredentials',
+        tags: ['users'],
+        summary: "Reset an active user's credentials: ends every session and API key, clears the password, answers a one-time way back in",
+        description:
+          'Needs a rank strictly above the user\'s (403 RANK_TOO_LOW for a peer or someone higher). Embedded mode answers a reset ' +
+          'token for POST /v1/auth/accept-invite (3 days, earlier tokens closed); Keycloak mode ends the Keycloak sessions and ' +
+          'answers a temporary password Keycloak makes the user change. 409 USER_INVITED for a user who never set a password (invite them).',
+        params: UserIdParams,
+        response: { 200: CredentialReset },
+      },
+    },
+    async (request, reply) => {
+      request.auditResourceId = request.params.UserID
+      // A one-time credential: no cache anywhere may keep it.
+      return reply.header('cache-control', 'no-store').send(await service.resetCredentials(principalOf(request), request.params.UserID))
+    },
+  )
+
+  server.put(
+    '/ai/admin/users/:UserID/grants/:Permission',
+    {
+      config: requirePermission('user:manage'),
+      schema: {
+        operationId: 'grantAiUserPermission',
+        tags: ['users'],
+        summary: "Grant a user one permission beyond their role; only a permission the caller holds, to a user of no higher rank",
+        params: UserGrantParams,
+        response: { 200: UserGrants },
+      },
+    },
+    async (request) => service.grant(principalOf(request), request.params.UserID, request.params.Permission),
+  )
+
+  server.delete(
+    '/ai/admin/users/:UserID/grants/:Permission',
+    {
+      config: requirePermission('user:manage'),
+      schema: {
+        operationId: 'revokeAiUserPermission',
+        tags: ['users'],
+        summary: 'Take back a permission granted beyond the role (204 whether or not the user had it); same rule as granting',
+        params: UserGrantParams,
+        response: { 204: Type.Null() },
+      },
+    },
+    async (request, reply) => {
+      await service.revokeGrant(principalOf(request), request.params.UserID, request.params.Permission)
+      return reply.status(204).send(null)
+    },
+  )
+
   if (options.embeddedIssuer) {
     server.post(
       '/v1/auth/accept-invite',
@@ -157,7 +216,7 @@ export function registerUserAdminRoutes(app: FastifyInstance, service: UserAdmin
         schema: {
           operationId: 'acceptInvite',
           tags: ['auth'],
-          summary: 'Set the password of an invited user with their one-time token; the account becomes active',
+          summary: 'Set the password of an invited user, or of one whose credentials were reset, with their one-time token; the account becomes active',
           body: AcceptInviteBody,
           response: { 204: Type.Null() },
         },

@@ -1,6 +1,6 @@
 import Type from 'typebox'
 import { Page, PageQueryProperties, StrictObject, Uuid } from '../../platform/http/schemas.js'
-import { ROLE_RANK } from '../auth/permissions.js'
+import { PERMISSIONS, ROLE_RANK } from '../auth/permissions.js'
 
 /** Keys of `attributes` and names of `secrets`: short, printable, no dots-only tricks. */
 export const KEY_PATTERN = '^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,63}$'
@@ -133,6 +133,42 @@ export const AiUserListQuery = Type.Object({
 })
 
 export const UserIdParams = Type.Object({ UserID: Uuid })
+
+export const UserGrantParams = Type.Object({
+  UserID: Uuid,
+  Permission: Type.Union(
+    PERMISSIONS.map((p) => Type.Literal(p)),
+    { description: 'a permission of the catalog', examples: ['user:manage'] },
+  ),
+})
+
+export const UserGrants = Type.Object(
+  {
+    userId: Uuid,
+    grants: Type.Array(Type.String(), { description: "the user's permissions beyond their role, sorted", examples: [['audit:view']] }),
+  },
+  { title: 'UserGrants' },
+)
+
+export const CredentialReset = Type.Object(
+  {
+    userId: Uuid,
+    revokedApiKeys: Type.Integer({ minimum: 0, description: 'API keys of the user revoked by the reset', examples: [2] }),
+    token: Type.Optional(
+      Type.String({
+        description: 'embedded mode: one-time token for POST /v1/auth/accept-invite, where the user sets a new password; shown only in this answer',
+        examples: ['J4bQk0v3c1…'],
+      }),
+    ),
+    expiresAt: Type.Optional(DateTime),
+    temporaryPassword: Type.Optional(
+      Type.String({
+        description: 'Keycloak mode: a temporary password Keycloak makes the user change at the next login; shown only in this answer',
+      }),
+    ),
+  },
+  { title: 'CredentialReset', description: "every session and API key of the user has ended and their password is gone" },
+)
 
 export const AcceptInviteBody = StrictObject(
   {

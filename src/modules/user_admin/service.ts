@@ -8,13 +8,15 @@ import { assertIfMatch, etagOf } from '../../platform/http/etag.js'
 import { pageRequest, parseSort } from '../../platform/http/pagination.js'
 import type { Vault } from '../../platform/vault.js'
 import type { AuthService, KeycloakClient } from '../auth/index.js'
+import { assertMayActOn, assertMayGrant } from '../auth/rank.js'
 import * as crud from './crud.js'
-import { ADMIN_ROLES, type AdminUserRow, type UserStatus } from './crud.js'
+import { ADMIN_ROLES, type AdminUserRow, type InvitePurpose, type UserStatus } from './crud.js'
 import {
   InvalidInviteError,
   InviteUnavailableError,
   LastAdminError,
-  RoleNotAllowedError,
+  UserHasPasswordError,
+  UserInvitedError,
   UserNotFoundError,
   UserNotInvitedError,
 } from './errors.js'
@@ -22,6 +24,8 @@ import { LIMITS, SORT_FIELDS } from './schema.js'
 import type { ListTotals } from './totals.js'
 
 const INVITE_TTL_MS = 7 * 86_400_000
+/** A reset token opens an existing account: it lives shorter than an invite. */
+const RESET_TTL_MS = 3 * 86_400_000
 
 export interface UserAdminDeps {
   db: Database
@@ -30,8 +34,11 @@ export interface UserAdminDeps {
   vault: Pick<Vault, 'encrypt'>
   log: Logger
   mode: 'embedded' | 'keycloak'
-  auth: Pick<AuthService, 'invalidateUser' | 'revokeApiKeysOfUser' | 'hashPassword'>
-  keycloak?: Pick<KeycloakClient, 'createUser' | 'updateUser' | 'deleteUser'>
+  auth: Pick<
+    AuthService,
+    'invalidateUser' | 'revokeApiKeysOfUser' | 'endSessionsOfUser' | 'hashPassword' | 'addUserGrant' | 'removeUserGrant' | 'extraGrantsOf'
+  >
+  keycloak?: Pick<KeycloakClient, 'createUser' | 'updateUser' | 'deleteUser' | 'resetCredentials'>
   totals: Pick<ListTotals, 'get' | 'forget'>
 }
 
@@ -81,6 +88,18 @@ export interface AiUserView {
   secretNames: string[]
   createdAt: string
   updatedAt: string
+}
+
+/**
+ * What a credential reset answers, once: embedded mode, the reset token for POST
+ * /v1/auth/accept-invite; Keycloak mode, a temporary password Keycloak makes the user change.
+ */
+export interface CredentialResetView {
+  userId: string
+  revokedApiKeys: number
+  token?: string
+  expiresAt?: string
+  temporaryPassword?: string
 }
 
 export function userView(row: AdminUserRow): AiUserView {
@@ -164,11 +183,6 @@ function mergeKeys<T>(current: Record<string, T>, changes: Record<string, T | nu
 export function createUserAdminService(deps: UserAdminDeps) {
   const { db, raw, vault, log, mode, auth, keycloak, totals } = deps
 
-  function assertMayAssignRole(principal: Principal, ...roles: Array<string | undefined>): void {
-    const mayTouchSuper = principal.isSuperuser || principal.role === 'super_admin'
-    if (!mayTouchSuper && roles.includes('super_admin')) throw new RoleNotAllowedError()
-  }
-
   async function liveUser(principal: Principal, id: string): Promise<AdminUserRow> {
     const row = await crud.findLiveUser(raw, principal.tenantId, id)
     if (!row) throw new UserNotFoundError()
@@ -220,7 +234,7 @@ export function createUserAdminService(deps: UserAdminDeps) {
    * Embedded mode: the row and a one-time invite, in one transaction.
    */
   async function create(principal: Principal, input: AiUserCreateInput) {
-    assertMayAssignRole(principal, input.role)
+    assertMayGrant(principal, { role: input.role })
     if (input.attributes) {
       assertAttributeValues(input.attributes)
       assertAttributeTotals(input.attributes)
@@ -247,7 +261,7 @@ export function createUserAdminService(deps: UserAdminDeps) {
           attributes: input.attributes ?? {},
           secrets,
         })
-        if (mode === 'embedded') invite = await issueInvite(tx, id)
+        if (mode === 'embedded') invite = await issueInvite(tx, id, 'invite')
       })
     } catch (err) {
       if (keycloak) {
@@ -270,7 +284,10 @@ export function createUserAdminService(deps: UserAdminDeps) {
   async function update(principal: Principal, id: string, input: AiUserUpdateInput, ifMatch: string[] | undefined) {
     const before = await liveUser(principal, id)
     assertIfMatch(ifMatch, etagOfRow(before))
-    assertMayAssignRole(principal, input.role, input.role !== undefined ? before.role : undefined)
+    // Before Keycloak is told anything; checked again on the locked row.
+    assertMayActOn(principal, before)
+    if (input.role !== undefined) assertMayGrant(principal, { role: input.role })
+    if (input.status === 'invited' && before.status !== 'invited' && before.hasPassword) throw new UserHasPasswordError()
     if (input.attributes) assertAttributeValues(input.attributes)
     const losesAdmin =
       isAdminRole(before.role) &&
@@ -288,12 +305,17 @@ export function createUserAdminService(deps: UserAdminDeps) {
     const mirrored = keycloak !== undefined && Object.values(identity).some((v) => v !== undefined)
     if (mirrored) await keycloak!.updateUser(principal.realm, before.authId, identity)
 
+    const disables = input.status === 'disabled'
     try {
       await transaction(db, async (tx) => {
         if (losesAdmin) await crud.lockTenantAdmins(tx, principal.tenantId)
         const current = await crud.lockLiveUser(tx, principal.tenantId, id)
         if (!current) throw new UserNotFoundError()
         assertIfMatch(ifMatch, etagOfRow(current))
+        assertMayActOn(principal, current)
+        if (input.status === 'invited' && current.status !== 'invited' && (current.passwordHash !== null || (await crud.hasCredentialResets(tx, id)))) {
+          throw new UserHasPasswordError()
+        }
         if (losesAdmin && (await crud.countActiveAdmins(tx, principal.tenantId, id)) === 0) throw new LastAdminError()
         const changes: crud.UserChanges = {}
         if (input.email !== undefined) changes.email = input.email
@@ -314,6 +336,12 @@ export function createUserAdminService(deps: UserAdminDeps) {
           }
         }
         await crud.updateUser(tx, id, changes)
+        // A disabled user's keys die with the change, and stay dead when the user is enabled again;
+        // so do their sessions (an old refresh token must not come back to life with the account).
+        if (disables) {
+          await auth.revokeApiKeysOfUser(id, tx)
+          await auth.endSessionsOfUser(id, tx)
+        }
       })
     } catch (err) {
       if (mirrored) {
@@ -344,7 +372,7 @@ export function createUserAdminService(deps: UserAdminDeps) {
   async function remove(principal: Principal, id: string, ifMatch: string[] | undefined): Promise<void> {
     const before = await liveUser(principal, id)
     assertIfMatch(ifMatch, etagOfRow(before))
-    assertMayAssignRole(principal, before.role)
+    assertMayActOn(principal, before)
     const losesAdmin = isAdminRole(before.role) && before.status === 'active'
     if (losesAdmin && (await crud.countActiveAdmins(db, principal.tenantId, id)) === 0) throw new LastAdminError()
     if (keycloak) await keycloak.deleteUser(principal.realm, before.authId)
@@ -353,9 +381,11 @@ export function createUserAdminService(deps: UserAdminDeps) {
       const current = await crud.lockLiveUser(tx, principal.tenantId, id)
       if (!current) throw new UserNotFoundError()
       assertIfMatch(ifMatch, etagOfRow(current))
+      assertMayActOn(principal, current)
       if (losesAdmin && (await crud.countActiveAdmins(tx, principal.tenantId, id)) === 0) throw new LastAdminError()
       await crud.updateUser(tx, id, { status: 'deleted' })
       await crud.closeInvitesOf(tx, id)
+      await auth.endSessionsOfUser(id, tx)
       return auth.revokeApiKeysOfUser(id, tx)
     })
     totals.forget(principal.tenantId)
@@ -365,38 +395,82 @@ export function createUserAdminService(deps: UserAdminDeps) {
 
   /**
    * Embedded mode: a new one-time invite for a user who has not accepted one (an imported user, who
-   * gets none, or one whose invite expired or was lost). Earlier invites stop working.
+   * gets none, or one whose invite expired or was lost). Earlier invites stop working. Never for a
+   * user who has a password: whoever holds the invite chooses the password.
    */
   async function invite(principal: Principal, id: string): Promise<{ token: string; expiresAt: string }> {
     if (mode !== 'embedded') throw new InviteUnavailableError()
     const invite = await transaction(db, async (tx) => {
       const current = await crud.lockLiveUser(tx, principal.tenantId, id)
       if (!current) throw new UserNotFoundError()
-      assertMayAssignRole(principal, current.role)
-      if (current.status !== 'invited') throw new UserNotInvitedError(current.status)
+      assertMayActOn(principal, current)
+      if (current.status !== 'invited' || current.passwordHash !== null) throw new UserNotInvitedError(current.status)
       await crud.closeInvitesOf(tx, id)
-      return issueInvite(tx, id)
+      return issueInvite(tx, id, 'invite')
     })
     log.info({ userId: id, tenantId: principal.tenantId }, 'invite issued')
     return invite
   }
 
-  /** A one-time invite for the user: stored hashed, its token answered once. */
-  async function issueInvite(tx: Executor, userId: string): Promise<{ token: string; expiresAt: string }> {
+  /**
+   * Takes an account back from whoever may hold its credentials, with strictly higher rank than its
+   * user: every session and API key of the user ends, the password is cleared, and the user sets a
+   * new one with a one-time reset token (embedded) or Keycloak's temporary password (Keycloak mode).
+   * The user stays `active` throughout: with no password they cannot log in until they redeem it.
+   */
+  async function resetCredentials(principal: Principal, id: string): Promise<CredentialResetView> {
+    const before = await liveUser(principal, id)
+    assertMayActOn(principal, before, { strictly: true })
+    if (before.status === 'invited') throw new UserInvitedError()
+    // Keycloak first, outside the transaction: when it refuses, nothing has changed here.
+    const temporaryPassword = keycloak ? await keycloak.resetCredentials(principal.realm, before.authId) : undefined
+    const { revoked, reset } = await transaction(db, async (tx) => {
+      const current = await crud.lockLiveUser(tx, principal.tenantId, id)
+      if (!current) throw new UserNotFoundError()
+      assertMayActOn(principal, current, { strictly: true })
+      if (current.status === 'invited') throw new UserInvitedError()
+      await auth.endSessionsOfUser(id, tx)
+      const revokedKeys = await auth.revokeApiKeysOfUser(id, tx)
+      await crud.closeInvitesOf(tx, id)
+      await crud.clearPassword(tx, id)
+      return { revoked: revokedKeys, reset: mode === 'embedded' ? await issueInvite(tx, id, 'reset') : undefined }
+    })
+    await auth.invalidateUser(id)
+    log.info({ userId: id, tenantId: principal.tenantId, by: principal.id, revokedApiKeys: revoked.length }, 'credentials reset')
+    return { userId: id, revokedApiKeys: revoked.length, ...reset, ...(temporaryPassword ? { temporaryPassword } : {}) }
+  }
+
+  /** Grants one permission beyond the user's role; the rank rule is the auth service's. */
+  async function grant(principal: Principal, id: string, permission: string): Promise<{ userId: string; grants: string[] }> {
+    const target = await liveUser(principal, id)
+    await auth.addUserGrant(principal, target, permission)
+    return { userId: id, grants: await auth.extraGrantsOf(id) }
+  }
+
+  async function revokeGrant(principal: Principal, id: string, permission: string): Promise<void> {
+    const target = await liveUser(principal, id)
+    await auth.removeUserGrant(principal, target, permission)
+  }
+
+  /** A one-time invite or reset token for the user: stored hashed, its token answered once. */
+  async function issueInvite(tx: Executor, userId: string, purpose: InvitePurpose): Promise<{ token: string; expiresAt: string }> {
     const token = randomBytes(32).toString('base64url')
-    const expiresAt = new Date(Date.now() + INVITE_TTL_MS)
-    await crud.insertInvite(tx, { userId, tokenHash: sha256Hex(token), expiresAt })
+    const expiresAt = new Date(Date.now() + (purpose === 'reset' ? RESET_TTL_MS : INVITE_TTL_MS))
+    await crud.insertInvite(tx, { userId, tokenHash: sha256Hex(token), expiresAt, purpose })
     return { token, expiresAt: expiresAt.toISOString() }
   }
 
-  /** Embedded mode: the invited user sets their password with the one-time token and becomes active. */
+  /**
+   * Embedded mode: the invited user (or one whose credentials were reset) sets their password with
+   * the one-time token and is active. A token never replaces a password that is set.
+   */
   async function acceptInvite(input: { token: string; password: string }): Promise<void> {
     // Hash before the transaction: scrypt takes tens of milliseconds and must not hold a lock.
     const passwordHash = await auth.hashPassword(input.password)
     const userId = await transaction(db, async (tx) => {
       const invite = await crud.lockOpenInvite(tx, sha256Hex(input.token))
       if (!invite) throw new InvalidInviteError()
-      if (!(await crud.activateWithPassword(tx, invite.userId, passwordHash))) throw new InvalidInviteError()
+      if (!(await crud.activateWithPassword(tx, invite.userId, passwordHash, invite.purpose))) throw new InvalidInviteError()
       await crud.closeInvitesOf(tx, invite.userId)
       return invite.userId
     })
@@ -404,7 +478,7 @@ export function createUserAdminService(deps: UserAdminDeps) {
     log.info({ userId }, 'invite accepted')
   }
 
-  return { list, get: reread, create, update, remove, invite, acceptInvite }
+  return { list, get: reread, create, update, remove, invite, resetCredentials, grant, revokeGrant, acceptInvite }
 }
 
 export type UserAdminService = ReturnType<typeof createUserAdminService>

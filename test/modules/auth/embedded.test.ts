@@ -222,7 +222,10 @@ describe('tenants', () => {
   it("answers 404 for another tenant's row to a non-superuser holding tenant:manage", async () => {
     const other = await seedUser(app, { realm: uniqueRealm('oth'), role: 'viewer' })
     const granted = await seedUser(app, { realm: uniqueRealm('grn'), role: 'admin' })
-    await app.services.auth.addUserGrant(granted.id, 'tenant:manage')
+    // Only someone who holds tenant:manage may grant it: here a superuser of the platform.
+    const su = await seedUser(app, { realm: uniqueRealm('sug'), role: 'super_admin', isSuperuser: true })
+    const grantor = await app.services.auth.authenticator.fromBearerToken(su.accessToken)
+    await app.services.auth.addUserGrant(grantor, { id: granted.id, role: 'admin', isSuperuser: false }, 'tenant:manage')
     const own = await app.inject({ method: 'GET', url: `/v1/tenants/${granted.tenantId}`, headers: bearer(granted.accessToken) })
     expect(own.statusCode).toBe(200)
     const foreign = await app.inject({ method: 'GET', url: `/v1/tenants/${other.tenantId}`, headers: bearer(granted.accessToken) })

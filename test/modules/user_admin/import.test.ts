@@ -289,7 +289,7 @@ describe('bulk import: per-row errors', () => {
     const run = randomUUID().slice(0, 8)
     const rows = Array.from({ length: 1_500 }, (_, i) => ({ email: `r${i}-${run}@retry.test`, role: 'viewer' }))
     rows.push({ email: `r0-${run}@retry.test`, role: 'viewer' })
-    const ref = await imports.stage(admin.tenantId, rows, false)
+    const ref = await imports.stage(admin.tenantId, rows, { role: 'admin', isSuperuser: false })
     await imports.prepare(ref)
     const [a, b] = await Promise.all([imports.insertBatch(ref, 0), imports.insertBatch(ref, 0)])
     const c = await imports.insertBatch(ref, 0)
