@@ -195,7 +195,7 @@ export async function buildApp(
   )
   await registerDaprAppSide(app, { events, config })
   if (blob.kind === 'filesystem') await registerBlobRoutes(app, blob, vault.deriveKey('blob-url-signing'))
-  auth.routes(app)
+  auth.routes(app, { initialAdmin: userAdmin.service.createInitialAdmin })
   userAdmin.routes(app)
   workflows.routes(app)
 

@@ -3,7 +3,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import Type from 'typebox'
 import type { Config } from '../config.js'
-import { requirePermission } from './auth/principal.js'
+import { principalOf, requirePermission } from './auth/principal.js'
 import { NotFoundError, UnauthenticatedError } from './errors.js'
 import { type EventBus, SUBSCRIPTION_NAME_PATTERN, TOPIC_PATTERN } from './events/index.js'
 import { Page, PageQueryProperties } from './http/schemas.js'
@@ -194,7 +194,18 @@ export async function registerDaprAppSide(
         operationId: 'listOutboxEvents',
         tags: ['events'],
         summary: 'Outbox events, newest first: what was published and whether it has been delivered',
+        description:
+          "The caller's tenant's events. A superuser sees every tenant's and the platform's events, or one tenant's with " +
+          '`tenantId`; anyone else gets their own tenant whatever `tenantId` says.',
         querystring: Type.Object({
+          tenantId: Type.Optional(
+            Type.String({
+              format: 'uuid',
+              maxLength: 36,
+              description: "superusers: only this tenant's events (ignored for anyone else)",
+              examples: ['0b6a3c9e-2f4d-4e55-9a61-3c1f2a7d8e90'],
+            }),
+          ),
           page: PageQueryProperties.page,
           limit: PageQueryProperties.limit,
           status: Type.Optional(OutboxStatus),
@@ -203,6 +214,6 @@ export async function registerDaprAppSide(
         response: { 200: Page(OutboxEvent, 'OutboxEventPage') },
       },
     },
-    async (request) => events.list(request.query),
+    async (request) => events.list(principalOf(request), request.query),
   )
 }

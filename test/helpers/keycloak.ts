@@ -121,6 +121,12 @@ export interface FakeKeycloak {
   adminRoles(realm: string): string[]
   /** Login sessions (password grant) not yet ended by logout or user deletion. */
   activeSessions(realm: string): number
+  /**
+   * What Keycloak's login page does for a user whose required actions include UPDATE_PASSWORD (a
+   * temporary password): they sign in with the current password and must choose a new one, which
+   * clears the action. Throws as the page would refuse: wrong password, or no such action pending.
+   */
+  updatePasswordAtLogin(realm: string, username: string, current: string, next: string): void
   close(): Promise<void>
 }
 
@@ -840,6 +846,14 @@ export async function startFakeKeycloak(): Promise<FakeKeycloak> {
     adminUsers: (realmName) => [...existingRealm(realmName).users.values()].map((user) => structuredClone(user)),
     adminRoles: (realmName) => [...existingRealm(realmName).roles.keys()],
     activeSessions: (realmName) => existingRealm(realmName).sessions.size,
+    updatePasswordAtLogin(realmName, username, current, next) {
+      const login = username.toLowerCase()
+      const user = [...existingRealm(realmName).users.values()].find((u) => u.username === login || u.email?.toLowerCase() === login)
+      if (!user || user.password === undefined || user.password !== current) throw new Error('fake keycloak: invalid username or password')
+      if (!user.requiredActions.includes('UPDATE_PASSWORD')) throw new Error('fake keycloak: no password update is pending')
+      user.password = next
+      user.requiredActions = user.requiredActions.filter((action) => action !== 'UPDATE_PASSWORD')
+    },
     async close() {
       server.closeAllConnections()
       await new Promise<void>((resolve, reject) => server.close((error) => (error ? reject(error) : resolve())))

@@ -29,6 +29,9 @@ const NO_DAPR: Config['dapr'] = { host: '127.0.0.1', pubsubName: 'pubsub' }
 /** Short poll and backoff so retries happen within a test's patience. */
 const FAST: Partial<DispatcherTuning> = { pollIntervalMs: 50, retryBaseMs: 20, retryMaxMs: 200 }
 
+/** A superuser's view of the outbox: every tenant's events and the platform's. */
+const OPERATOR = { tenantId: randomUUID(), isSuperuser: true }
+
 const handles: DatabaseHandle[] = []
 const buses: EventBus[] = []
 
@@ -103,7 +106,7 @@ describe('publishing through the outbox', () => {
 
     expect(sink.received.map((e) => e.id)).toEqual([kept])
     expect(sink.received[0]!.data).toEqual({ doomed: false })
-    expect((await bus.list({ topic })).total).toBe(1)
+    expect((await bus.list(OPERATOR, { topic })).total).toBe(1)
   })
 
   it('delivers a committed event once, within moments rather than a poll interval', async () => {
@@ -125,7 +128,7 @@ describe('publishing through the outbox', () => {
     expect(sink.received[0]).toMatchObject({ id, topic, source, data: { cluster: 'c-1', ready: true } })
     expect(Number.isNaN(Date.parse(sink.received[0]!.time))).toBe(false)
     expect(latencyMs).toBeLessThan(1_000)
-    const { items } = await bus.list({ topic })
+    const { items } = await bus.list(OPERATOR, { topic })
     expect(items).toEqual([
       expect.objectContaining({ id, status: 'delivered', attempts: 1, lastError: null, nextAttemptAt: null }),
     ])
@@ -157,7 +160,7 @@ describe('restarts and retries', () => {
     await first.start()
     await first.stop()
     const id = await firstHandle.db.transaction((tx) => first.publish(tx, topic, { step: 'queued' }))
-    expect((await first.list({ topic })).items[0]?.status).toBe('pending')
+    expect((await first.list(OPERATOR, { topic })).items[0]?.status).toBe('pending')
     await firstHandle.close()
 
     // A new process: new connections, new bus, same subscriptions.
@@ -190,10 +193,10 @@ describe('restarts and retries', () => {
     const id = await db.db.transaction((tx) => bus.publish(tx, topic, { n: 1 }))
 
     await waitFor(async () => {
-      const [row] = (await bus.list({ topic, status: 'failed' })).items
+      const [row] = (await bus.list(OPERATOR, { topic, status: 'failed' })).items
       return row !== undefined && row.attempts >= 3
     })
-    const [failing] = (await bus.list({ topic })).items
+    const [failing] = (await bus.list(OPERATOR, { topic })).items
     expect(failing).toMatchObject({ id, status: 'failed' })
     expect(failing!.lastError).toBe('subscriber flaky failed: downstream unavailable')
     // Never sooner than half the backoff step: 20 ms after the first failure, 40 ms after the second.
@@ -201,8 +204,8 @@ describe('restarts and retries', () => {
     expect(calls[2]! - calls[1]!).toBeGreaterThanOrEqual(19)
 
     healthy = true
-    await waitFor(async () => (await bus.list({ topic, status: 'delivered' })).total === 1)
-    const [delivered] = (await bus.list({ topic })).items
+    await waitFor(async () => (await bus.list(OPERATOR, { topic, status: 'delivered' })).total === 1)
+    const [delivered] = (await bus.list(OPERATOR, { topic })).items
     expect(delivered!.attempts).toBe(calls.length)
     expect(delivered!.attempts).toBeGreaterThanOrEqual(4)
   })
@@ -226,10 +229,10 @@ describe('restarts and retries', () => {
 
     await waitFor(
       async () =>
-        (await bus.list({ topic: done })).total === 0 &&
-        (await bus.list({ topic: stuck })).items[0]?.status === 'failed',
+        (await bus.list(OPERATOR, { topic: done })).total === 0 &&
+        (await bus.list(OPERATOR, { topic: stuck })).items[0]?.status === 'failed',
     )
-    expect((await bus.list({ topic: stuck })).items.map((i) => i.id)).toEqual([kept])
+    expect((await bus.list(OPERATOR, { topic: stuck })).items.map((i) => i.id)).toEqual([kept])
   })
 
   it('backs off exponentially with jitter, up to the cap', () => {
@@ -276,7 +279,7 @@ describe('restarts and retries', () => {
     await Promise.all([left.drain(), right.drain()])
 
     expect(seen.map((s) => s.id).sort()).toEqual([...ids].sort())
-    expect((await left.list({ topic, status: 'delivered', limit: 100 })).total).toBe(ids.length)
+    expect((await left.list(OPERATOR, { topic, status: 'delivered', limit: 100 })).total).toBe(ids.length)
   })
 
   it('finishes the delivery in flight when stopped, and the event is not delivered again', async () => {
@@ -306,7 +309,7 @@ describe('restarts and retries', () => {
     await stopping
 
     expect(finished).toEqual([id])
-    expect((await bus.list({ topic })).items[0]?.status).toBe('delivered')
+    expect((await bus.list(OPERATOR, { topic })).items[0]?.status).toBe('delivered')
   })
 })
 
@@ -390,11 +393,11 @@ describe('delivery to Dapr pub/sub', () => {
     await bus.start()
 
     const id = await bus.publish(db.db, topic, { retry: true })
-    await waitFor(async () => (await bus.list({ topic, status: 'delivered' })).total === 1)
+    await waitFor(async () => (await bus.list(OPERATOR, { topic, status: 'delivered' })).total === 1)
 
     const attempts = received.filter((r) => r.body.id === id)
     expect(attempts).toHaveLength(3)
-    const [row] = (await bus.list({ topic })).items
+    const [row] = (await bus.list(OPERATOR, { topic })).items
     expect(row).toMatchObject({ status: 'delivered', attempts: 3 })
     expect(row!.lastError).toMatch(/Dapr sidecar answered 500/)
     expect(row!.lastError).not.toContain(SIDECAR_TOKEN)
@@ -408,10 +411,16 @@ describe('Dapr app side', () => {
   const topic = unique('inbound')
   const calls: DeliveredEvent[] = []
   let failNext = false
+  let viewer = OPERATOR
 
   async function buildDaprApp(env: Record<string, string>, events: EventBus): Promise<FastifyInstance> {
     const server = Fastify()
     registerErrorHandling(server)
+    // No auth guard in this app: every request acts as the principal a test sets (a superuser by default).
+    server.decorateRequest('principal', null)
+    server.addHook('onRequest', async (request) => {
+      request.principal = { kind: 'user', id: 'operator', tenantId: viewer.tenantId, realm: 'ops', role: 'super_admin', permissions: new Set(), isSuperuser: viewer.isSuperuser }
+    })
     await registerDaprAppSide(server, { events, config: loadConfig({ LOG_LEVEL: 'silent', ...env }) })
     await server.ready()
     return server
@@ -497,6 +506,40 @@ describe('Dapr app side', () => {
         url: `/v1/events/outbox?topic=${listed}&status=delivered`,
       })
       expect(delivered.json()).toMatchObject({ total: 0, items: [] })
+    })
+  })
+
+  describe('tenant scoping', () => {
+    const tenantA = randomUUID()
+    const tenantB = randomUUID()
+    const scoped = unique('scoped')
+    const ids: Record<'a' | 'b' | 'platform', string> = { a: '', b: '', platform: '' }
+    const listed = async (tenantFilter = '') => {
+      const response = await app.inject({ method: 'GET', url: `/v1/events/outbox?topic=${scoped}&limit=100${tenantFilter}` })
+      expect(response.statusCode, response.body).toBe(200)
+      return (response.json().items as Array<{ id: string }>).map((i) => i.id).sort()
+    }
+
+    beforeAll(async () => {
+      ids.a = await bus.publish(db.db, scoped, { of: 'a' }, { tenantId: tenantA })
+      ids.b = await bus.publish(db.db, scoped, { of: 'b' }, { tenantId: tenantB })
+      ids.platform = await bus.publish(db.db, scoped, { of: 'platform' })
+    })
+
+    afterEach(() => {
+      viewer = OPERATOR
+    })
+
+    it("shows a tenant's admin their own tenant's events only, whatever tenant they ask for", async () => {
+      viewer = { tenantId: tenantB, isSuperuser: false }
+      expect(await listed()).toEqual([ids.b])
+      // Asking for another tenant does not widen the view; a platform event is never shown.
+      expect(await listed(`&tenantId=${tenantA}`)).toEqual([ids.b])
+    })
+
+    it('shows a superuser every event, or one tenant\'s when asked', async () => {
+      expect(await listed()).toEqual([ids.a, ids.b, ids.platform].sort())
+      expect(await listed(`&tenantId=${tenantA}`)).toEqual([ids.a])
     })
   })
 

@@ -95,6 +95,11 @@ export async function insertTenant(
   return row
 }
 
+/** Takes back a tenant whose creation could not be finished; refused by the database once anything refers to it. */
+export async function deleteTenant(executor: Executor, id: string): Promise<void> {
+  await executor.delete(tenants).where(eq(tenants.id, id))
+}
+
 export async function updateTenant(
   executor: Executor,
   id: string,

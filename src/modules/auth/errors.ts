@@ -72,3 +72,17 @@ export class SessionRequiredError extends AppError {
     super('SESSION_REQUIRED', 403, 'API keys are managed with a user session (log in), not with an API key')
   }
 }
+
+/** Tenants are the platform's to make: creating, changing and listing all of them takes a superuser, not a role. */
+export class SuperuserRequiredError extends AppError {
+  constructor() {
+    super('SUPERUSER_REQUIRED', 403, 'only a superuser may create, change or list all tenants')
+  }
+}
+
+/** A realm name that would give a tenant power over the identity provider itself. */
+export class ReservedRealmError extends AppError {
+  constructor(realm: string) {
+    super('REALM_RESERVED', 400, `the realm name "${realm}" is reserved`, [{ field: 'body.realm', message: 'reserved realm name' }])
+  }
+}

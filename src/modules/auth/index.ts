@@ -3,10 +3,10 @@ import type { Platform } from '../../app.js'
 import { createTokenVerifier } from '../../platform/auth/verifier.js'
 import { createIssuer } from './issuer.js'
 import { createKeycloakClient } from './keycloak.js'
-import { registerAuthRoutes } from './routes.js'
+import { type AuthRouteOptions, registerAuthRoutes } from './routes.js'
 import { type AuthService, createAuthService } from './service.js'
 
-export type { AuthService } from './service.js'
+export type { AuthService, InitialAdminGrant, InitialAdminInput, InitialAdminProvisioner } from './service.js'
 export { LOCAL_REALM } from './service.js'
 export type { KeycloakClient } from './keycloak.js'
 
@@ -51,6 +51,7 @@ export function createAuth(platform: Pick<Platform, 'config' | 'log' | 'database
     service,
     /** Keycloak mode: the admin client, for user administration's mirroring. */
     keycloak,
-    routes: (app: FastifyInstance) => registerAuthRoutes(app, service, { embeddedIssuer: mode === 'embedded' }),
+    routes: (app: FastifyInstance, extras: Omit<AuthRouteOptions, 'embeddedIssuer'> = {}) =>
+      registerAuthRoutes(app, service, { ...extras, embeddedIssuer: mode === 'embedded' }),
   }
 }

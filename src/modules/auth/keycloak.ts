@@ -98,8 +98,13 @@ export function createKeycloakClient(auth: Config['auth'] & { keycloakUrl: strin
   }
 
   return {
-    /** Creates an enabled or disabled user with one realm role; returns Keycloak's id. A half-made user is taken back. */
-    createUser: (realm: string, user: { email: string; name: string; enabled: boolean; role: string }) =>
+    /**
+     * Creates an enabled or disabled user with one realm role; returns Keycloak's id. A half-made user is taken back.
+     * With `temporaryPassword` the user signs in with it once and Keycloak makes them choose their own
+     * (a temporary credential sets the UPDATE_PASSWORD required action); the admin API has no way to
+     * hand back an execute-actions link without sending mail.
+     */
+    createUser: (realm: string, user: { email: string; name: string; enabled: boolean; role: string; temporaryPassword?: string }) =>
       administer('creating a user', realm, async (admin) => {
         const { id } = await admin.users.create({
           realm,
@@ -107,9 +112,13 @@ export function createKeycloakClient(auth: Config['auth'] & { keycloakUrl: strin
           email: user.email,
           firstName: user.name,
           enabled: user.enabled,
+          ...(user.temporaryPassword ? { requiredActions: ['UPDATE_PASSWORD'] } : {}),
         })
         try {
           await admin.users.addRealmRoleMappings({ realm, id, roles: [await realmRole(admin, realm, user.role)] })
+          if (user.temporaryPassword) {
+            await admin.users.resetPassword({ realm, id, credential: { type: 'password', value: user.temporaryPassword, temporary: true } })
+          }
         } catch (err) {
           await admin.users.del({ realm, id }).catch(() => undefined)
           throw err
@@ -172,6 +181,15 @@ export function createKeycloakClient(auth: Config['auth'] & { keycloakUrl: strin
         if (!response.ok) log.warn({ realm, status: response.status }, 'keycloak logout refused')
       } catch (err) {
         log.warn({ realm, error: (err as Error).message }, 'keycloak logout failed')
+      }
+    },
+
+    /** Takes back a realm whose tenant could not be finished; a failure is logged (the realm is then left to delete by hand). */
+    async deleteRealm(realm: string): Promise<void> {
+      try {
+        await administer('deleting a realm', realm, (admin) => admin.realms.del({ realm }))
+      } catch {
+        log.error({ realm }, 'taking back the keycloak realm failed: delete it by hand')
       }
     },
 

@@ -11,6 +11,7 @@ import {
   CreateApiKeyBody,
   CreatedApiKey,
   CreateTenantBody,
+  CreatedTenant,
   Discovery,
   IdParams,
   Jwks,
@@ -25,12 +26,18 @@ import {
   TokenResponse,
   UpdateTenantBody,
 } from './schema.js'
-import type { AuthService } from './service.js'
+import type { AuthService, InitialAdminProvisioner } from './service.js'
 
 /** Login is public and so the cheapest target for guessing: a tighter limit than the API's. */
 const LOGIN_RATE_LIMIT = { max: 20, timeWindow: 60_000 }
 
-export function registerAuthRoutes(app: FastifyInstance, service: AuthService, options: { embeddedIssuer: boolean }): void {
+export interface AuthRouteOptions {
+  embeddedIssuer: boolean
+  /** User administration's way to create a new tenant's first admin (it is built after auth). */
+  initialAdmin?: InitialAdminProvisioner
+}
+
+export function registerAuthRoutes(app: FastifyInstance, service: AuthService, options: AuthRouteOptions): void {
   const server = app.withTypeProvider<TypeBoxTypeProvider>()
 
   if (options.embeddedIssuer) {
@@ -192,7 +199,7 @@ export function registerAuthRoutes(app: FastifyInstance, service: AuthService, o
       schema: {
         operationId: 'listTenants',
         tags: ['tenants'],
-        summary: 'Tenants (realms), by realm name',
+        summary: 'Tenants (realms), by realm name: all of them for a superuser, else the caller\'s own',
         querystring: PageQuery,
         response: { 200: TenantPage },
       },
@@ -207,26 +214,35 @@ export function registerAuthRoutes(app: FastifyInstance, service: AuthService, o
       schema: {
         operationId: 'createTenant',
         tags: ['tenants'],
-        summary: 'Create a tenant; in Keycloak mode its realm and roles are created first',
+        summary: 'Superusers: create a tenant, optionally with its first admin; in Keycloak mode its realm and roles are created first',
+        description:
+          '403 SUPERUSER_REQUIRED for anyone but a superuser (a super_admin role is not enough); 400 REALM_RESERVED for ' +
+          '`master`. With `initialAdmin` the answer carries, once, how that admin signs in: an invite token for ' +
+          'POST /v1/auth/accept-invite (embedded mode) or a temporary password Keycloak makes them change (Keycloak mode).',
         body: CreateTenantBody,
-        response: { 201: Tenant },
+        response: { 201: CreatedTenant },
       },
     },
     async (request, reply) => {
-      const { tenant, etag } = await service.createTenant(request.body)
+      const { tenant, etag, initialAdmin } = await service.createTenant(principalOf(request), request.body, options.initialAdmin)
+      request.auditResourceId = tenant.id
       setEtag(reply, etag)
-      return reply.status(201).header('location', `/v1/tenants/${tenant.id}`).send(tenant)
+      return reply
+        .status(201)
+        .header('location', `/v1/tenants/${tenant.id}`)
+        .send(initialAdmin ? { ...tenant, initialAdmin } : tenant)
     },
   )
 
   server.get(
     '/v1/tenants/:id',
     {
-      config: requirePermission('tenant:manage'),
+      // Any member may read their own tenant (GET /v1/auth/me shows it too); another tenant is 404 unless a superuser asks.
+      config: requireAuthenticated(),
       schema: {
         operationId: 'getTenant',
         tags: ['tenants'],
-        summary: 'One tenant',
+        summary: "One tenant: the caller's own, or any for a superuser",
         params: IdParams,
         response: { 200: Tenant },
       },
@@ -245,7 +261,7 @@ export function registerAuthRoutes(app: FastifyInstance, service: AuthService, o
       schema: {
         operationId: 'updateTenant',
         tags: ['tenants'],
-        summary: 'Rename, disable or enable a tenant; If-Match guards against lost updates',
+        summary: 'Superusers: rename, disable or enable a tenant; If-Match guards against lost updates',
         params: IdParams,
         body: UpdateTenantBody,
         response: { 200: Tenant },

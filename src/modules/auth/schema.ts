@@ -116,9 +116,50 @@ export const RealmParams = Type.Object({ realm: RealmName })
 
 export const PageQuery = Type.Object({ page: PageQueryProperties.page, limit: PageQueryProperties.limit })
 
+const InitialAdmin = StrictObject(
+  {
+    email: Type.String({ ...Email, examples: ['ops-lead@acme.example'] }),
+    name: Type.String({ maxLength: 200, pattern: '^[^\\x00]*$', examples: ['Ada Lovelace'] }),
+  },
+  { title: 'InitialAdmin', description: "The tenant's first admin (role admin), who can then administer the tenant" },
+)
+
 export const CreateTenantBody = StrictObject(
-  { realm: RealmName, displayName: Type.String({ minLength: 1, maxLength: 200 }) },
+  {
+    realm: Type.String({
+      ...RealmName,
+      description: 'Letters, digits, _ and -; `master` (Keycloak\'s administration realm) is reserved',
+      examples: ['acme'],
+    }),
+    displayName: Type.String({ minLength: 1, maxLength: 200, examples: ['Acme Corp'] }),
+    initialAdmin: Type.Optional(InitialAdmin),
+  },
   { title: 'CreateTenantRequest' },
+)
+
+export const InitialAdminGrant = Type.Object(
+  {
+    userId: Uuid,
+    email: Type.String(),
+    invite: Type.Optional(
+      Type.Object({
+        token: Type.String({ description: 'Embedded mode: one-time token for POST /v1/auth/accept-invite; shown only in this answer' }),
+        expiresAt: DateTime,
+      }),
+    ),
+    temporaryPassword: Type.Optional(
+      Type.String({
+        description: 'Keycloak mode: one-time password for the first sign-in, where Keycloak makes the admin choose their own; shown only in this answer',
+      }),
+    ),
+    requiredActions: Type.Optional(Type.Array(Type.String(), { description: 'Keycloak mode: what Keycloak asks at the first sign-in', examples: [['UPDATE_PASSWORD']] })),
+  },
+  { title: 'InitialAdminGrant', description: 'How the first admin signs in; hand it to them over a trusted channel' },
+)
+
+export const CreatedTenant = Type.Object(
+  { ...Tenant.properties, initialAdmin: Type.Optional(InitialAdminGrant) },
+  { title: 'CreatedTenant' },
 )
 
 export const UpdateTenantBody = StrictObject(
@@ -149,6 +190,9 @@ export const AuditEntry = Type.Object(
     action: Type.String(),
     resourceKind: Type.Union([Type.String(), Type.Null()]),
     resourceId: Type.Union([Type.String(), Type.Null()]),
+    actorTenantId: Type.Union([Uuid, Type.Null()], {
+      description: "The actor's own tenant when a superuser acted on this one; null when the actor belongs to the tenant",
+    }),
     requestId: Type.String(),
     outcome: Type.Integer(),
     method: Type.String(),

@@ -16,8 +16,10 @@ import * as crud from './crud.js'
 import {
   ApiKeyNotFoundError,
   InvalidCredentialsError,
+  ReservedRealmError,
   ScopeNotAllowedError,
   SessionRequiredError,
+  SuperuserRequiredError,
   TenantExistsError,
   TenantNotFoundError,
 } from './errors.js'
@@ -46,6 +48,37 @@ const API_KEY = /^mp_([a-f0-9]{8})_([A-Za-z0-9_-]{43})$/
 const DAY_MS = 86_400_000
 /** The realm every embedded install starts with, and where service principals act. */
 export const LOCAL_REALM = 'local'
+/**
+ * Realm names no tenant may take: `master` is Keycloak's administration realm (the API's own admin
+ * client signs in there, and its admins rule every realm). Compared case-insensitively, so no
+ * look-alike slips through either.
+ */
+export const RESERVED_REALMS: readonly string[] = ['master']
+
+/** The first admin of a new tenant, as the tenant's creator asked for it. */
+export interface InitialAdminInput {
+  email: string
+  name: string
+}
+
+/**
+ * How the new tenant's first admin signs in, answered once: an invite token (embedded mode) or a
+ * temporary password Keycloak makes them change at first sign-in (Keycloak mode).
+ */
+export interface InitialAdminGrant {
+  userId: string
+  email: string
+  invite?: { token: string; expiresAt: string }
+  temporaryPassword?: string
+  requiredActions?: string[]
+}
+
+/** User administration creates the first admin, as the tenant's creator (auth is built before it, so it is handed in). */
+export type InitialAdminProvisioner = (
+  creator: Principal,
+  tenant: { id: string; realm: string },
+  admin: InitialAdminInput,
+) => Promise<InitialAdminGrant>
 
 export interface AuthServiceDeps {
   db: Database
@@ -157,6 +190,7 @@ function auditView(row: AuditRow) {
     resourceKind: row.resourceKind,
     resourceId: row.resourceId,
     requestId: row.requestId,
+    actorTenantId: row.actorTenantId,
     outcome: row.outcome,
     method: row.method,
     path: row.path,
@@ -646,6 +680,12 @@ export function createAuthService(deps: AuthServiceDeps) {
     return row
   }
 
+  /** The flag, never a role: a `super_admin` of one tenant rules that tenant and nothing beyond it. */
+  function assertSuperuser(principal: Principal): void {
+    if (!principal.isSuperuser) throw new SuperuserRequiredError()
+  }
+
+  /** A superuser lists every tenant; anyone else (holding tenant:manage) their own alone. */
   async function listTenants(principal: Principal, query: { page?: number; limit?: number }): Promise<PageResult<TenantView>> {
     const page = pageRequest(query)
     const { rows, total } = await crud.listTenants(db, {
@@ -656,23 +696,49 @@ export function createAuthService(deps: AuthServiceDeps) {
     return pageResult(rows.map(tenantView), total, page)
   }
 
-  async function createTenant(input: { realm: string; displayName: string }): Promise<{ tenant: TenantView; etag: string }> {
+  /**
+   * Superusers only. With `initialAdmin`, the tenant's first admin is created through user
+   * administration right after the tenant; if that fails the tenant (and its Keycloak realm) is
+   * taken back, so a tenant never exists that nobody can administer without database access.
+   */
+  async function createTenant(
+    principal: Principal,
+    input: { realm: string; displayName: string; initialAdmin?: InitialAdminInput },
+    provisionAdmin?: InitialAdminProvisioner,
+  ): Promise<{ tenant: TenantView; etag: string; initialAdmin?: InitialAdminGrant }> {
+    assertSuperuser(principal)
+    if (RESERVED_REALMS.includes(input.realm.toLowerCase())) throw new ReservedRealmError(input.realm)
+    if (input.initialAdmin && !provisionAdmin) throw new Error('createTenant: an initial admin needs a provisioner')
     if (await crud.findTenantByRealm(db, input.realm)) throw new TenantExistsError(input.realm)
     // Keycloak first: when it refuses, nothing has been written here.
     if (mode === 'keycloak') await keycloak!.createRealm(input.realm, input.displayName)
-    const row = await crud.insertTenant(db, input)
+    const row = await crud.insertTenant(db, { realm: input.realm, displayName: input.displayName })
     if (!row) throw new TenantExistsError(input.realm)
+    let initialAdmin: InitialAdminGrant | undefined
+    if (input.initialAdmin) {
+      try {
+        initialAdmin = await provisionAdmin!(principal, { id: row.id, realm: row.realm }, input.initialAdmin)
+      } catch (err) {
+        await crud.deleteTenant(db, row.id).catch((undo: Error) =>
+          log.error({ tenantId: row.id, error: undo.message }, 'taking back a tenant without its admin failed: delete it by hand'),
+        )
+        if (mode === 'keycloak') await keycloak!.deleteRealm(row.realm)
+        throw err
+      }
+    }
     tenantsByRealm.set(row.realm, row)
     await invalidate('tenant:*')
-    log.info({ tenantId: row.id, realm: row.realm }, 'tenant created')
-    return { tenant: tenantView(row), etag: etagOf(row.updatedAt) }
+    log.info({ tenantId: row.id, realm: row.realm, initialAdmin: initialAdmin?.userId }, 'tenant created')
+    return { tenant: tenantView(row), etag: etagOf(row.updatedAt), ...(initialAdmin ? { initialAdmin } : {}) }
   }
 
+  /** A superuser reads any tenant; anyone else their own (another tenant is "not found"). */
   async function getTenant(principal: Principal, id: string): Promise<{ tenant: TenantView; etag: string }> {
     const row = await visibleTenant(principal, id)
     return { tenant: tenantView(row), etag: etagOf(row.updatedAt) }
   }
 
+  /** Superusers only; for anyone else another tenant is "not found" and their own is forbidden. */
   async function updateTenant(
     principal: Principal,
     id: string,
@@ -680,6 +746,7 @@ export function createAuthService(deps: AuthServiceDeps) {
     ifMatch: string[] | undefined,
   ): Promise<{ tenant: TenantView; etag: string }> {
     await visibleTenant(principal, id)
+    assertSuperuser(principal)
     const row = await transaction(db, async (tx) => {
       const current = await crud.findTenantByIdForUpdate(tx, id)
       if (!current) throw new TenantNotFoundError()
@@ -695,9 +762,12 @@ export function createAuthService(deps: AuthServiceDeps) {
 
   function recordAudit(entry: AuditEntry): void {
     const p = entry.principal
+    // A superuser acting on another tenant: the row is that tenant's (its admins see it), and names the actor's own.
+    const actedOn = entry.actedOnTenantId ?? p.tenantId
     crud
       .insertAuditEntry(db, {
-        tenantId: p.tenantId,
+        tenantId: actedOn,
+        actorTenantId: actedOn === p.tenantId ? null : p.tenantId,
         actorKind: p.kind,
         actorId: p.id,
         action: entry.action.slice(0, 128),

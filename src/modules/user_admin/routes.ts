@@ -1,7 +1,7 @@
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
-import type { FastifyInstance } from 'fastify'
+import type { FastifyInstance, FastifyRequest } from 'fastify'
 import Type from 'typebox'
-import { principalOf, requirePermission } from '../../platform/auth/principal.js'
+import { type Principal, principalOf, requirePermission } from '../../platform/auth/principal.js'
 import { ifMatch, setEtag } from '../../platform/http/etag.js'
 import { IdempotencyHeaders } from '../workflow_ops/schema.js'
 import { errorReportPath, type UserImport } from './import.js'
@@ -23,6 +23,7 @@ import {
   IMPORT_MAX_ROWS,
   UserGrantParams,
   UserGrants,
+  TenantQuery,
   UserIdParams,
   UserInvite,
 } from './schema.js'
@@ -32,12 +33,20 @@ import type { UserAdminService } from './service.js'
 const INVITE_RATE_LIMIT = { max: 20, timeWindow: 60_000 }
 
 const LIST_DESCRIPTION =
-  'Users of the caller\'s tenant. Deleted users appear only with status=deleted. `q` matches a substring of ' +
+  'Users of the caller\'s tenant (a superuser may name another with `tenant`, its id). Deleted users appear only with status=deleted. `q` matches a substring of ' +
   'name or email, case-insensitively, with % and _ taken literally. `total` is counted only up to ' +
   'page×limit+1000 matches: past that it is a lower bound and `totalExact` is false (the page itself is always exact).'
 
 export function registerUserAdminRoutes(app: FastifyInstance, service: UserAdminService, options: { embeddedIssuer: boolean }): void {
   const server = app.withTypeProvider<TypeBoxTypeProvider>()
+
+  /** The caller as they act on `?tenant=`; a change made in another tenant is audited in that tenant. */
+  async function acting(request: FastifyRequest): Promise<Principal> {
+    const principal = principalOf(request)
+    const target = await service.actingIn(principal, (request.query as { tenant?: string } | undefined)?.tenant)
+    if (target.tenantId !== principal.tenantId) request.auditTenantId = target.tenantId
+    return target
+  }
 
   server.get(
     '/ai/admin/users',
@@ -52,7 +61,7 @@ export function registerUserAdminRoutes(app: FastifyInstance, service: UserAdmin
         response: { 200: AiUserPage },
       },
     },
-    async (request) => service.list(principalOf(request), request.query),
+    async (request) => service.list(await acting(request), request.query),
   )
 
   server.post(
@@ -63,12 +72,13 @@ export function registerUserAdminRoutes(app: FastifyInstance, service: UserAdmin
         operationId: 'createAiUser',
         tags: ['users'],
         summary: 'Create a user; in Keycloak mode in the tenant\'s realm too, in embedded mode with a one-time invite',
+        querystring: TenantQuery,
         body: AiUserCreate,
         response: { 201: AiUserCreated },
       },
     },
     async (request, reply) => {
-      const { user, etag } = await service.create(principalOf(request), request.body)
+      const { user, etag } = await service.create(await acting(request), request.body)
       request.auditResourceId = user.id
       setEtag(reply, etag)
       return reply.status(201).header('location', `/ai/admin/users/${user.id}`).send(user)
@@ -84,11 +94,12 @@ export function registerUserAdminRoutes(app: FastifyInstance, service: UserAdmin
         tags: ['users'],
         summary: 'One user (secret names only)',
         params: UserIdParams,
+        querystring: TenantQuery,
         response: { 200: AiUser },
       },
     },
     async (request, reply) => {
-      const { user, etag } = await service.get(principalOf(request), request.params.UserID)
+      const { user, etag } = await service.get(await acting(request), request.params.UserID)
       setEtag(reply, etag)
       return user
     },
@@ -103,12 +114,13 @@ export function registerUserAdminRoutes(app: FastifyInstance, service: UserAdmin
         tags: ['users'],
         summary: 'Update a user; attributes and secrets merge key by key (null removes); If-Match guards against lost updates',
         params: UserIdParams,
+        querystring: TenantQuery,
         body: AiUserUpdate,
         response: { 200: AiUser },
       },
     },
     async (request, reply) => {
-      const { user, etag } = await service.update(principalOf(request), request.params.UserID, request.body, ifMatch(request))
+      const { user, etag } = await service.update(await acting(request), request.params.UserID, request.body, ifMatch(request))
       setEtag(reply, etag)
       return user
     },
@@ -123,11 +135,12 @@ export function registerUserAdminRoutes(app: FastifyInstance, service: UserAdmin
         tags: ['users'],
         summary: 'Soft-delete a user: frees their email and tag, revokes their tokens and API keys at once',
         params: UserIdParams,
+        querystring: TenantQuery,
         response: { 204: Type.Null() },
       },
     },
     async (request, reply) => {
-      await service.remove(principalOf(request), request.params.UserID, ifMatch(request))
+      await service.remove(await acting(request), request.params.UserID, ifMatch(request))
       return reply.status(204).send(null)
     },
   )
@@ -143,12 +156,13 @@ export function registerUserAdminRoutes(app: FastifyInstance, service: UserAdmin
         description:
           '409 USER_NOT_INVITED when the user already set a password (or is disabled); 409 INVITE_UNAVAILABLE when users live in Keycloak.',
         params: UserIdParams,
+        querystring: TenantQuery,
         response: { 201: UserInvite },
       },
     },
     async (request, reply) => {
       request.auditResourceId = request.params.UserID
-      return reply.status(201).send(await service.invite(principalOf(request), request.params.UserID))
+      return reply.status(201).send(await service.invite(await acting(request), request.params.UserID))
     },
   )
 
@@ -165,13 +179,14 @@ export function registerUserAdminRoutes(app: FastifyInstance, service: UserAdmin
           'token for POST /v1/auth/accept-invite (3 days, earlier tokens closed); Keycloak mode ends the Keycloak sessions and ' +
           'answers a temporary password Keycloak makes the user change. 409 USER_INVITED for a user who never set a password (invite them).',
         params: UserIdParams,
+        querystring: TenantQuery,
         response: { 200: CredentialReset },
       },
     },
     async (request, reply) => {
       request.auditResourceId = request.params.UserID
       // A one-time credential: no cache anywhere may keep it.
-      return reply.header('cache-control', 'no-store').send(await service.resetCredentials(principalOf(request), request.params.UserID))
+      return reply.header('cache-control', 'no-store').send(await service.resetCredentials(await acting(request), request.params.UserID))
     },
   )
 
@@ -184,10 +199,11 @@ export function registerUserAdminRoutes(app: FastifyInstance, service: UserAdmin
         tags: ['users'],
         summary: "Grant a user one permission beyond their role; only a permission the caller holds, to a user of no higher rank",
         params: UserGrantParams,
+        querystring: TenantQuery,
         response: { 200: UserGrants },
       },
     },
-    async (request) => service.grant(principalOf(request), request.params.UserID, request.params.Permission),
+    async (request) => service.grant(await acting(request), request.params.UserID, request.params.Permission),
   )
 
   server.delete(
@@ -199,11 +215,12 @@ export function registerUserAdminRoutes(app: FastifyInstance, service: UserAdmin
         tags: ['users'],
         summary: 'Take back a permission granted beyond the role (204 whether or not the user had it); same rule as granting',
         params: UserGrantParams,
+        querystring: TenantQuery,
         response: { 204: Type.Null() },
       },
     },
     async (request, reply) => {
-      await service.revokeGrant(principalOf(request), request.params.UserID, request.params.Permission)
+      await service.revokeGrant(await acting(request), request.params.UserID, request.params.Permission)
       return reply.status(204).send(null)
     },
   )

@@ -117,7 +117,23 @@ export const AiUserPage = Type.Object(
 
 export const SORT_FIELDS = ['createdAt', 'name', 'email'] as const
 
+/**
+ * Superusers: the tenant to act on, by id (ids never change; realm names can be reused after a tenant
+ * is gone). Anyone else may name their own tenant; another is 404 TENANT_NOT_FOUND.
+ */
+const TenantParam = Type.Optional(
+  Type.String({
+    format: 'uuid',
+    maxLength: 36,
+    description: "Superusers: act on this tenant (its id) instead of their own; anyone else's other tenant is 404 TENANT_NOT_FOUND",
+    examples: ['0b6a3c9e-2f4d-4e55-9a61-3c1f2a7d8e90'],
+  }),
+)
+
+export const TenantQuery = Type.Object({ tenant: TenantParam })
+
 export const AiUserListQuery = Type.Object({
+  tenant: TenantParam,
   q: Type.Optional(Type.String({ minLength: 1, maxLength: 200, pattern: NO_NUL, description: 'substring of name or email, case-insensitive' })),
   email: Type.Optional(Type.String({ minLength: 1, maxLength: 254, pattern: NO_NUL, description: 'exact email, case-insensitive' })),
   role: Type.Optional(Type.String({ minLength: 1, maxLength: 64, pattern: NO_NUL })),

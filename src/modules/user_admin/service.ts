@@ -7,7 +7,7 @@ import { ValidationError } from '../../platform/errors.js'
 import { assertIfMatch, etagOf } from '../../platform/http/etag.js'
 import { pageRequest, parseSort } from '../../platform/http/pagination.js'
 import type { Vault } from '../../platform/vault.js'
-import type { AuthService, KeycloakClient } from '../auth/index.js'
+import type { AuthService, InitialAdminGrant, InitialAdminInput, KeycloakClient } from '../auth/index.js'
 import { assertMayActOn, assertMayGrant } from '../auth/rank.js'
 import * as crud from './crud.js'
 import { ADMIN_ROLES, type AdminUserRow, type InvitePurpose, type UserStatus } from './crud.js'
@@ -36,7 +36,7 @@ export interface UserAdminDeps {
   mode: 'embedded' | 'keycloak'
   auth: Pick<
     AuthService,
-    'invalidateUser' | 'revokeApiKeysOfUser' | 'endSessionsOfUser' | 'hashPassword' | 'addUserGrant' | 'removeUserGrant' | 'extraGrantsOf'
+    'invalidateUser' | 'revokeApiKeysOfUser' | 'endSessionsOfUser' | 'hashPassword' | 'addUserGrant' | 'removeUserGrant' | 'extraGrantsOf' | 'getTenant'
   >
   keycloak?: Pick<KeycloakClient, 'createUser' | 'updateUser' | 'deleteUser' | 'resetCredentials'>
   totals: Pick<ListTotals, 'get' | 'forget'>
@@ -233,7 +233,7 @@ export function createUserAdminService(deps: UserAdminDeps) {
    * row cannot be written (a duplicate email or tag) the Keycloak user is deleted again.
    * Embedded mode: the row and a one-time invite, in one transaction.
    */
-  async function create(principal: Principal, input: AiUserCreateInput) {
+  async function create(principal: Principal, input: AiUserCreateInput, options: { temporaryPassword?: string } = {}) {
     assertMayGrant(principal, { role: input.role })
     if (input.attributes) {
       assertAttributeValues(input.attributes)
@@ -243,7 +243,7 @@ export function createUserAdminService(deps: UserAdminDeps) {
     const status: WritableStatus = input.status ?? (mode === 'embedded' ? 'invited' : 'active')
     const name = input.name ?? ''
     const authId = keycloak
-      ? await keycloak.createUser(principal.realm, { email: input.email, name, enabled: status !== 'disabled', role: input.role })
+      ? await keycloak.createUser(principal.realm, { email: input.email, name, enabled: status !== 'disabled', role: input.role, ...options })
       : randomUUID()
     const secrets = mergeKeys<string>({}, input.secrets ?? {}, (key, value) => vault.encrypt(value, secretContext(id, key)))
     let invite: { token: string; expiresAt: string } | undefined
@@ -452,6 +452,38 @@ export function createUserAdminService(deps: UserAdminDeps) {
     await auth.removeUserGrant(principal, target, permission)
   }
 
+  /**
+   * The principal as it acts on `tenant` (a tenant id): unchanged when absent or the caller's own;
+   * another tenant only for a superuser. For anyone else, and for an unknown id, 404 TENANT_NOT_FOUND:
+   * another tenant's existence is not told.
+   */
+  async function actingIn(principal: Principal, tenant: string | undefined): Promise<Principal> {
+    if (tenant === undefined || tenant === principal.tenantId) return principal
+    const { tenant: target } = await auth.getTenant(principal, tenant)
+    return { ...principal, tenantId: target.id, realm: target.realm }
+  }
+
+  /**
+   * The first admin of a tenant its creator (a superuser) just made, created as that superuser would
+   * through POST /ai/admin/users?tenant=…. Embedded mode: invited, with a one-time invite. Keycloak
+   * mode: active in the new realm with a temporary password Keycloak makes them change at first sign-in.
+   */
+  async function createInitialAdmin(
+    creator: Principal,
+    tenant: { id: string; realm: string },
+    admin: InitialAdminInput,
+  ): Promise<InitialAdminGrant> {
+    const temporaryPassword = keycloak ? randomBytes(18).toString('base64url') : undefined
+    const { user } = await create(
+      { ...creator, tenantId: tenant.id, realm: tenant.realm },
+      { email: admin.email, name: admin.name, role: 'admin' },
+      { temporaryPassword },
+    )
+    const grant = { userId: user.id, email: user.email }
+    if (temporaryPassword) return { ...grant, temporaryPassword, requiredActions: ['UPDATE_PASSWORD'] }
+    return 'invite' in user ? { ...grant, invite: user.invite } : grant
+  }
+
   /** A one-time invite or reset token for the user: stored hashed, its token answered once. */
   async function issueInvite(tx: Executor, userId: string, purpose: InvitePurpose): Promise<{ token: string; expiresAt: string }> {
     const token = randomBytes(32).toString('base64url')
@@ -478,7 +510,7 @@ export function createUserAdminService(deps: UserAdminDeps) {
     log.info({ userId }, 'invite accepted')
   }
 
-  return { list, get: reread, create, update, remove, invite, resetCredentials, grant, revokeGrant, acceptInvite }
+  return { list, get: reread, create, update, remove, invite, resetCredentials, grant, revokeGrant, acceptInvite, actingIn, createInitialAdmin }
 }
 
 export type UserAdminService = ReturnType<typeof createUserAdminService>

@@ -76,7 +76,8 @@ export interface RunEventPublisher {
 export function createRunEventPublisher(deps: { events: EventBus; cache: Cache; log: Logger }): RunEventPublisher {
   return {
     async record(executor, event) {
-      await deps.events.publish(executor, WORKFLOW_TOPIC, event)
+      // A run belongs to its tenant: the outbox shows its events to that tenant alone.
+      await deps.events.publish(executor, WORKFLOW_TOPIC, event, { tenantId: event.tenantId })
     },
     async announce(event) {
       try {

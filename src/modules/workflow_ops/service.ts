@@ -560,6 +560,8 @@ export function createWorkflowService(deps: WorkflowServiceDeps) {
 
     /** Starts a failed run again with the same input, as a new run linked to the old one. */
     async retry(principal: Principal, id: string, idempotencyKey?: string): Promise<{ workflowId: string }> {
+      // Before any replay: another tenant's run (or none) is 404 whatever the headers say.
+      const row = await visibleRun(principal, id)
       if (idempotencyKey) {
         const first = await crud.findRunByIdempotencyKey(db, principal.tenantId, idempotencyKey)
         if (first) {
@@ -567,7 +569,6 @@ export function createWorkflowService(deps: WorkflowServiceDeps) {
           return { workflowId: first.id }
         }
       }
-      const row = await visibleRun(principal, id)
       if (row.status !== 'failed') throw workflowNotFailed(row.status)
       const existing = await crud.findRetryOf(db, id)
       if (existing) throw workflowAlreadyRetried(existing.id)

@@ -70,6 +70,7 @@ export function registerAuthGuard(app: FastifyInstance, options: AuthGuardOption
   app.decorate('routeAccess', routeAccess)
   app.decorateRequest('principal', null)
   app.decorateRequest('auditResourceId', null)
+  app.decorateRequest('auditTenantId', null)
 
   app.addHook('onRoute', (route: RouteOptions) => {
     const config = (route.config ?? {}) as { public?: boolean; permission?: string }
@@ -107,6 +108,7 @@ export function registerAuthGuard(app: FastifyInstance, options: AuthGuardOption
         action: schema?.operationId ?? `${request.method} ${url}`,
         resourceKind: kind,
         resourceId: id,
+        actedOnTenantId: request.auditTenantId,
         requestId: request.id,
         outcome: reply.statusCode,
         method: request.method,

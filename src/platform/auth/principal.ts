@@ -34,6 +34,8 @@ export interface AuditEntry {
   action: string
   resourceKind: string | null
   resourceId: string | null
+  /** The tenant acted on when it is not the principal's own (a superuser administering another tenant). */
+  actedOnTenantId?: string | null
   requestId: string
   outcome: number
   method: string
@@ -53,6 +55,8 @@ declare module 'fastify' {
     principal: Principal | null
     /** Set by a handler that creates a resource, so the audit entry names it (the path has no id yet). */
     auditResourceId: string | null
+    /** Set by a handler that acted on another tenant than the caller's, so the audit entry lands in that tenant. */
+    auditTenantId: string | null
   }
   interface FastifyContextConfig {
     /** The permission a caller needs, or AUTHENTICATED; set through requirePermission(). */

@@ -12,6 +12,8 @@ export interface NewOutboxEvent {
   /** Already serialized (and size-checked) by the caller. */
   payloadJson: string
   source: string
+  /** The tenant whose data the event describes; null for a platform event. */
+  tenantId: string | null
 }
 
 /**
@@ -23,7 +25,7 @@ export interface NewOutboxEvent {
 export async function insertOutboxEvent(executor: Executor, event: NewOutboxEvent): Promise<string> {
   const [row] = await executor
     .insert(outboxEvents)
-    .values({ topic: event.topic, payload: sql`${event.payloadJson}::jsonb`, source: event.source })
+    .values({ topic: event.topic, payload: sql`${event.payloadJson}::jsonb`, source: event.source, tenantId: event.tenantId })
     .returning({ id: outboxEvents.id })
   await executor.execute(sql`select pg_notify(${OUTBOX_CHANNEL}, '')`)
   return row!.id
@@ -143,6 +145,8 @@ export async function deleteDeliveredOutboxEvents(
 }
 
 export interface OutboxListFilter {
+  /** Only this tenant's events (platform events have none, so never match); undefined: every event. */
+  tenantId?: string
   status?: OutboxStatus
   topic?: string
   limit: number
@@ -162,12 +166,13 @@ function statusCondition(status: OutboxStatus | undefined): SQL | undefined {
   }
 }
 
-/** Newest first, served by the created_at (or topic, created_at) index. */
+/** Newest first, served by the created_at (or topic, created_at, or tenant_id, created_at) index. */
 export async function listOutboxEvents(
   executor: Executor,
   filter: OutboxListFilter,
 ): Promise<{ rows: OutboxEventRow[]; total: number }> {
   const where = and(
+    filter.tenantId === undefined ? undefined : eq(outboxEvents.tenantId, filter.tenantId),
     statusCondition(filter.status),
     filter.topic === undefined ? undefined : eq(outboxEvents.topic, filter.topic),
   )

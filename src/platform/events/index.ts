@@ -63,10 +63,26 @@ export interface OutboxEventView {
 }
 
 export interface OutboxQuery {
+  /** Only this tenant's events; absent lists every event, platform events included (superusers alone). */
+  tenantId?: string
   page?: number
   limit?: number
   status?: OutboxStatus
   topic?: string
+}
+
+export interface PublishOptions {
+  /**
+   * The tenant whose data the event describes: the outbox shows it to that tenant's admins (and
+   * superusers). Null or absent makes it a platform event, which only superusers see.
+   */
+  tenantId?: string | null
+}
+
+/** Who reads the outbox: a superuser may look at any tenant or all; anyone else sees their own tenant's events. */
+export interface OutboxViewer {
+  tenantId: string
+  isSuperuser: boolean
 }
 
 export interface EventBus {
@@ -74,12 +90,15 @@ export interface EventBus {
    * Records an event in the caller's transaction and returns its id. It is delivered after that
    * transaction commits (within milliseconds when the dispatcher runs) and never if it rolls back.
    */
-  publish(executor: Executor, topic: string, data: unknown): Promise<string>
+  publish(executor: Executor, topic: string, data: unknown, options?: PublishOptions): Promise<string>
   /** Declares an in-process subscriber; on Dapr pub/sub it is also what `/dapr/subscribe` announces. */
   subscribe(subscription: Subscription): void
   subscriptions(): readonly Subscription[]
-  /** The outbox for operators, newest first. */
-  list(query: OutboxQuery): Promise<PageResult<OutboxEventView>>
+  /**
+   * The outbox for operators, newest first. A superuser's `tenantId` narrows to that tenant (absent:
+   * everything); anyone else sees their own tenant's events whatever they ask, and never a platform event.
+   */
+  list(viewer: OutboxViewer, query: OutboxQuery): Promise<PageResult<OutboxEventView>>
   /** Starts the dispatcher: a LISTEN wake-up for fresh events plus a poll for retries and missed wake-ups. */
   start(): Promise<void>
   /** Finishes the delivery in flight, hands back rows claimed but not attempted, and releases connections. */
@@ -348,7 +367,7 @@ export function createEventBus(options: EventBusOptions): EventBus {
   }
 
   return {
-    async publish(executor, topic, data) {
+    async publish(executor, topic, data, options = {}) {
       if (!TOPIC.test(topic)) {
         throw new Error(`invalid topic "${topic.slice(0, 140)}": expected ${TOPIC_PATTERN}`)
       }
@@ -356,7 +375,7 @@ export function createEventBus(options: EventBusOptions): EventBus {
       if (Buffer.byteLength(json) > MAX_EVENT_BYTES) {
         throw new Error(`event for topic ${topic} is larger than ${MAX_EVENT_BYTES} bytes`)
       }
-      return crud.insertOutboxEvent(executor, { topic, payloadJson: json, source })
+      return crud.insertOutboxEvent(executor, { topic, payloadJson: json, source, tenantId: options.tenantId ?? null })
     },
 
     subscribe(subscription) {
@@ -374,9 +393,10 @@ export function createEventBus(options: EventBusOptions): EventBus {
 
     subscriptions: () => [...subscribers],
 
-    async list(query) {
+    async list(viewer, query) {
       const page = pageRequest(query)
       const { rows, total } = await crud.listOutboxEvents(database.db, {
+        tenantId: viewer.isSuperuser ? query.tenantId : viewer.tenantId,
         status: query.status,
         topic: query.topic,
         limit: page.limit,

@@ -285,7 +285,9 @@ describe('happy', () => {
     const text = JSON.stringify(doc)
     for (const title of ['AiUserCreate', 'AiUserUpdate', 'AiUser']) expect(text).toContain(`"title":"${title}"`)
     expect(Object.keys(doc.paths)).toEqual(expect.arrayContaining(['/ai/admin/users', '/ai/admin/users/{UserID}']))
-    expect(doc.paths['/ai/admin/users/{UserID}'].put.parameters[0].name).toBe('UserID')
+    const parameters = doc.paths['/ai/admin/users/{UserID}'].put.parameters as Array<{ name: string; in: string }>
+    expect(parameters.filter((p) => p.in === 'path').map((p) => p.name)).toEqual(['UserID'])
+    expect(parameters.filter((p) => p.in === 'query').map((p) => p.name)).toEqual(['tenant'])
   })
 })
 

@@ -205,7 +205,7 @@ describe('run records', () => {
 
     // Every change went through the outbox on workflow.events.
     await app.platform.events.drain()
-    const outbox = await app.platform.events.list({ topic: 'workflow.events', limit: 100 })
+    const outbox = await app.platform.events.list({ tenantId: admin.tenantId, isSuperuser: false }, { topic: 'workflow.events', limit: 100 })
     const types = outbox.items
       .map((e) => e.data as { workflowId: string; type: string; version: number })
       .filter((e) => e.workflowId === workflowId)
