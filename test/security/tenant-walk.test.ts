@@ -44,6 +44,8 @@ let attackers: Array<{ label: string; user: SeededUser }>
  */
 const PATH_IDS: Record<string, (path: string, ids: PathIds) => string | undefined> = {
   UserID: (_path, ids) => ids.userId,
+  // Not an object of A's but a name every tenant shares: the UserID beside it is what points at A.
+  Permission: (path) => (path.startsWith('/ai/admin/users/') ? 'model:view' : undefined),
   id: (path, ids) => {
     if (path.startsWith('/v1/tenants/')) return ids.tenantId
     if (path.startsWith('/v1/auth/api-keys/')) return ids.apiKeyId
