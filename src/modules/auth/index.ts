@@ -51,6 +51,7 @@ export function createAuth(platform: Pick<Platform, 'config' | 'log' | 'database
     service,
     /** Keycloak mode: the admin client, for user administration's mirroring. */
     keycloak,
-    routes: (app: FastifyInstance) => registerAuthRoutes(app, service, { embeddedIssuer: mode === 'embedded' }),
+    routes: (app: FastifyInstance) =>
+      registerAuthRoutes(app, service, { embeddedIssuer: mode === 'embedded', loginRateLimit: config.loginRateLimit }),
   }
 }
