@@ -639,7 +639,7 @@ export function createAuthService(deps: AuthServiceDeps) {
       await lockout.recordFailure(principal.realm, user.email)
       throw new WrongCurrentPasswordError()
     }
-    // Only after the current password was checked: earlier, "unchanged" would tell a guesser they guessed right.
+    // After the check, so that a wrong current password counts toward the lock whatever else the request holds.
     if (input.newPassword.normalize('NFKC') === input.currentPassword.normalize('NFKC')) throw new PasswordUnchangedError()
     const passwordHash = await hashPassword(input.newPassword)
     const cutoff = await transaction(db, async (tx) => {
