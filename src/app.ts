@@ -159,7 +159,8 @@ export async function buildApp(
     maxAge: 600,
   })
   let rateLimitRedis: Redis | undefined
-  if (config.rateLimit.max > 0) {
+  // Registered for the login limit alone too: routes with a limit of their own keep it when the API's is off.
+  if (config.rateLimit.max > 0 || config.loginRateLimit.max > 0) {
     if (config.redis.url) {
       const { Redis } = await import('ioredis')
       rateLimitRedis = new Redis(config.redis.url, { connectionName: 'modelplane-ratelimit', maxRetriesPerRequest: 1 })
@@ -167,7 +168,7 @@ export async function buildApp(
       owned.push(() => rateLimitRedis!.quit())
     }
     await app.register(rateLimit, {
-      global: true,
+      global: config.rateLimit.max > 0,
       max: config.rateLimit.max,
       timeWindow: config.rateLimit.windowSeconds * 1000,
       redis: rateLimitRedis,

@@ -56,6 +56,12 @@ const EnvSchema = Type.Object({
   ),
   ACCESS_TOKEN_TTL_SECONDS: Type.Optional(Type.Integer({ minimum: 30, maximum: 86_400 })),
   REFRESH_TOKEN_TTL_SECONDS: Type.Optional(Type.Integer({ minimum: 60, maximum: 30 * 86_400 })),
+  LOGIN_RATE_LIMIT_MAX: Type.Optional(Type.Integer({ minimum: 0, maximum: 1_000_000 })),
+  LOGIN_RATE_LIMIT_WINDOW_SECONDS: Type.Optional(Type.Integer({ minimum: 1, maximum: 86_400 })),
+  LOGIN_LOCKOUT_THRESHOLD: Type.Optional(Type.Integer({ minimum: 0, maximum: 1000 })),
+  LOGIN_LOCKOUT_BASE_SECONDS: Type.Optional(Type.Integer({ minimum: 1, maximum: 86_400 })),
+  LOGIN_LOCKOUT_MAX_SECONDS: Type.Optional(Type.Integer({ minimum: 1, maximum: 86_400 })),
+  LOGIN_LOCKOUT_WINDOW_SECONDS: Type.Optional(Type.Integer({ minimum: 1, maximum: 7 * 86_400 })),
 })
 
 /** Never echoed back in an error: they hold credentials. */
@@ -111,6 +117,8 @@ export interface Config {
   corsOrigins: string[] | true | false
   bodyLimitBytes: number
   rateLimit: { max: number; windowSeconds: number }
+  /** Per client address on login, refresh and password change; applies even when `rateLimit` is off. 0 turns it off. */
+  loginRateLimit: { max: number; windowSeconds: number }
   trustProxy: boolean
   dapr: {
     httpPort?: number
@@ -143,6 +151,12 @@ export interface Config {
     daprTrustedApps: Readonly<Record<string, string>>
     accessTokenTtlSeconds: number
     refreshTokenTtlSeconds: number
+    /**
+     * Per account (tenant, lower-cased email): after `threshold` failed passwords within
+     * `windowSeconds` of the first, the account is locked for `baseSeconds`, doubling with each
+     * further failure up to `maxSeconds`. Threshold 0 turns it off.
+     */
+    loginLockout: { threshold: number; baseSeconds: number; maxSeconds: number; windowSeconds: number }
   }
   /** Which side of each adapter pair runs; derived, never set directly. */
   parts: {
@@ -225,6 +239,9 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Readonly<Co
   if (Boolean(env.KEYCLOAK_ADMIN_CLIENT_ID) !== Boolean(env.KEYCLOAK_ADMIN_CLIENT_SECRET)) {
     problems.push('KEYCLOAK_ADMIN_CLIENT_ID and KEYCLOAK_ADMIN_CLIENT_SECRET must be set together')
   }
+  if ((env.LOGIN_LOCKOUT_BASE_SECONDS ?? 30) > (env.LOGIN_LOCKOUT_MAX_SECONDS ?? 900)) {
+    problems.push('LOGIN_LOCKOUT_MAX_SECONDS must be at least LOGIN_LOCKOUT_BASE_SECONDS (defaults 900 and 30)')
+  }
   const vaultKeys = parseVaultKeys(env.VAULT_KEYS, problems)
   if (env.DATABASE_URL && vaultKeys.length === 0) {
     problems.push(
@@ -274,6 +291,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Readonly<Co
     corsOrigins,
     bodyLimitBytes: env.BODY_LIMIT_BYTES ?? 1024 * 1024,
     rateLimit: { max: env.RATE_LIMIT_MAX ?? 600, windowSeconds: env.RATE_LIMIT_WINDOW_SECONDS ?? 60 },
+    loginRateLimit: { max: env.LOGIN_RATE_LIMIT_MAX ?? 20, windowSeconds: env.LOGIN_RATE_LIMIT_WINDOW_SECONDS ?? 60 },
     trustProxy: bool(env.TRUST_PROXY, false),
     dapr: {
       httpPort: env.DAPR_HTTP_PORT,
@@ -301,6 +319,12 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Readonly<Co
       ),
       accessTokenTtlSeconds: env.ACCESS_TOKEN_TTL_SECONDS ?? 300,
       refreshTokenTtlSeconds: env.REFRESH_TOKEN_TTL_SECONDS ?? 1800,
+      loginLockout: {
+        threshold: env.LOGIN_LOCKOUT_THRESHOLD ?? 5,
+        baseSeconds: env.LOGIN_LOCKOUT_BASE_SECONDS ?? 30,
+        maxSeconds: env.LOGIN_LOCKOUT_MAX_SECONDS ?? 900,
+        windowSeconds: env.LOGIN_LOCKOUT_WINDOW_SECONDS ?? 3600,
+      },
     },
     parts: {
       database: env.DATABASE_URL ? 'postgres' : 'pglite',

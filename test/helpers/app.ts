@@ -24,6 +24,8 @@ export function testConfig(env: Record<string, string | undefined> = {}): Readon
     VAULT_KEYS: TEST_VAULT_KEYS,
     MIGRATE_ON_START: 'false',
     RATE_LIMIT_MAX: '0',
+    // Every test file logs in from 127.0.0.1 through one Redis: a per-address login limit would count them all together.
+    LOGIN_RATE_LIMIT_MAX: '0',
     // Apps of different test files share one database: none deletes another's runs unless a test asks.
     WORKFLOW_RETENTION_DAYS: '0',
     ...env,

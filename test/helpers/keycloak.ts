@@ -12,6 +12,9 @@
  * - wrong user credentials answer 401 `invalid_grant`, a bad refresh token 400 `invalid_grant`;
  * - refresh tokens are HS512 (a realm secret) with `typ: "Refresh"`; client_credentials gives no
  *   refresh token;
+ * - a realm with `revokeRefreshToken: true` refuses a refresh token older than the one last used in
+ *   its session ("Stale token") and one used more than `refreshTokenMaxReuse` times, both 400
+ *   `invalid_grant`; the session itself lives on;
  * - every realm has a public `admin-cli` client allowed to use the password grant.
  * Where it is simpler: no default roles are mapped to new users, composites do not exist, every
  * realm publishes one RS256 signer and one ES256 key from the start, and any valid token of realm
@@ -98,8 +101,10 @@ export interface FakeKeycloak {
   /** Confidential client of realm `master` whose client_credentials tokens may call the admin API. */
   adminCredentials: { clientId: string; clientSecret: string }
   issuer(realm: string): string
-  /** Creates an enabled realm with fresh keys; does nothing when it exists. */
-  addRealm(realm: string): Promise<void>
+  /** Creates an enabled realm with fresh keys and these realm settings (e.g. revokeRefreshToken); does nothing when it exists. */
+  addRealm(realm: string, settings?: Record<string, unknown>): Promise<void>
+  /** The realm's settings: as given to addRealm, or to the admin API when it created the realm. */
+  realmSettings(realm: string): Record<string, unknown>
   /** Registers a user (creating missing roles) and returns it; the password grant accepts it. */
   addUser(realm: string, user: FakeUserInput): FakeUser
   addClient(realm: string, client: FakeClientInput): void
@@ -159,6 +164,10 @@ interface Session {
   id: string
   clientId: string
   userId: string
+  /** Refresh token ids issued in this session → order of issue. */
+  refreshTokens: Map<string, number>
+  /** The refresh token last used, and how often (Keycloak's "current refresh token" of the session). */
+  current?: { tokenId: string; uses: number }
 }
 
 interface Realm {
@@ -327,12 +336,14 @@ export async function startFakeKeycloak(): Promise<FakeKeycloak> {
     }
     if (session) {
       const now = Math.floor(Date.now() / 1000)
+      const tokenId = randomUUID()
+      session.refreshTokens.set(tokenId, session.refreshTokens.size)
       body.refresh_token = await new SignJWT({ typ: 'Refresh', azp: session.clientId, sid: session.id, scope: 'openid email profile' })
         .setProtectedHeader({ alg: 'HS512', typ: 'JWT' })
         .setIssuer(issuer(realm.name))
         .setAudience(issuer(realm.name))
         .setSubject(session.userId)
-        .setJti(randomUUID())
+        .setJti(tokenId)
         .setIssuedAt(now)
         .setExpirationTime(now + REFRESH_TOKEN_SECONDS)
         .sign(realm.refreshSecret)
@@ -376,13 +387,17 @@ export async function startFakeKeycloak(): Promise<FakeKeycloak> {
     }
     if (!user.enabled) throw oauthError(400, 'invalid_grant', 'Account disabled')
     if (user.requiredActions.length > 0) throw oauthError(400, 'invalid_grant', 'Account is not fully set up')
-    const session: Session = { id: randomUUID(), clientId: client.clientId, userId: user.id }
+    const session: Session = { id: randomUUID(), clientId: client.clientId, userId: user.id, refreshTokens: new Map() }
     realm.sessions.set(session.id, session)
     return issueTokens(realm, userClaims(realm, user, client.clientId, session.id), session)
   }
 
   /** The session a refresh token belongs to, if the token is genuine, of this client, and the session lives. */
   async function sessionOfRefreshToken(realm: Realm, client: Client, token: string | null): Promise<Session> {
+    return (await refreshTokenOf(realm, client, token)).session
+  }
+
+  async function refreshTokenOf(realm: Realm, client: Client, token: string | null): Promise<{ session: Session; tokenId: string }> {
     let payload: JWTPayload
     try {
       ;({ payload } = await jwtVerify(token ?? '', realm.refreshSecret, { issuer: issuer(realm.name), algorithms: ['HS512'] }))
@@ -392,11 +407,26 @@ export async function startFakeKeycloak(): Promise<FakeKeycloak> {
     if (payload.typ !== 'Refresh' || payload.azp !== client.clientId) throw oauthError(400, 'invalid_grant', 'Invalid refresh token')
     const session = realm.sessions.get(String(payload.sid))
     if (!session) throw oauthError(400, 'invalid_grant', 'Session not active')
-    return session
+    return { session, tokenId: String(payload.jti) }
+  }
+
+  /** Keycloak's refresh token rotation (TokenManager's token reuse check), when the realm turns it on. */
+  function checkRefreshTokenReuse(realm: Realm, session: Session, tokenId: string): void {
+    if (realm.representation.revokeRefreshToken !== true) return
+    const order = session.refreshTokens.get(tokenId) ?? -1
+    const current = session.current
+    if (current && current.tokenId !== tokenId && order < (session.refreshTokens.get(current.tokenId) ?? -1)) {
+      throw oauthError(400, 'invalid_grant', 'Stale token')
+    }
+    if (!current || current.tokenId !== tokenId) session.current = { tokenId, uses: 0 }
+    const maxReuse = typeof realm.representation.refreshTokenMaxReuse === 'number' ? realm.representation.refreshTokenMaxReuse : 0
+    if (session.current!.uses > maxReuse) throw oauthError(400, 'invalid_grant', 'Maximum allowed refresh token reuse exceeded')
+    session.current!.uses += 1
   }
 
   async function refreshGrant(realm: Realm, client: Client, form: URLSearchParams): Promise<Reply> {
-    const session = await sessionOfRefreshToken(realm, client, form.get('refresh_token'))
+    const { session, tokenId } = await refreshTokenOf(realm, client, form.get('refresh_token'))
+    checkRefreshTokenReuse(realm, session, tokenId)
     const user = realm.users.get(session.userId)
     if (!user?.enabled) throw oauthError(400, 'invalid_grant', 'Session not active')
     return issueTokens(realm, userClaims(realm, user, client.clientId, session.id), session)
@@ -802,9 +832,10 @@ export async function startFakeKeycloak(): Promise<FakeKeycloak> {
     url,
     adminCredentials,
     issuer,
-    async addRealm(name) {
-      if (!realms.has(name)) await createRealm(name, {}, true)
+    async addRealm(name, settings = {}) {
+      if (!realms.has(name)) await createRealm(name, { ...settings }, true)
     },
+    realmSettings: (realmName) => structuredClone(existingRealm(realmName).representation),
     addUser(realmName, input) {
       const realm = existingRealm(realmName)
       const user = blankUser(input.id ?? randomUUID(), input.username)

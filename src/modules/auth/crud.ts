@@ -182,6 +182,19 @@ export async function updateUserIdentity(
 }
 
 /**
+ * Replaces the password of an active user; false when the user is not (or no longer) active.
+ * `updated_at` stays: it is the user resource's ETag, and the password is no part of that resource.
+ */
+export async function setPasswordHash(executor: Executor, userId: string, passwordHash: string): Promise<boolean> {
+  const rows = await executor
+    .update(users)
+    .set({ passwordHash })
+    .where(and(eq(users.id, userId), eq(users.status, 'active')))
+    .returning({ id: users.id })
+  return rows.length === 1
+}
+
+/**
  * Ends every session of the user: tokens issued before the returned instant are refused. `iat` has
  * whole seconds, so the cut-off is the next whole second: a token minted in the same second as
  * the change is refused too, rather than one minted just before it surviving.

@@ -86,3 +86,33 @@ export class ReservedRealmError extends AppError {
     super('REALM_RESERVED', 400, `the realm name "${realm}" is reserved`, [{ field: 'body.realm', message: 'reserved realm name' }])
   }
 }
+
+/**
+ * Too many wrong passwords for one account: refused before any password is checked, alike for
+ * accounts that exist and that do not. The route sends `Retry-After` from `retryAfterSeconds`.
+ */
+export class LoginLockedError extends AppError {
+  constructor(readonly retryAfterSeconds: number) {
+    super('LOGIN_LOCKED', 429, 'too many failed logins for this account; try again later', { retryAfterSeconds })
+  }
+}
+
+/** A password change whose current password is wrong: 403, not 401, since the session itself is fine. */
+export class WrongCurrentPasswordError extends AppError {
+  constructor() {
+    super('INVALID_CURRENT_PASSWORD', 403, 'the current password is not right')
+  }
+}
+
+export class PasswordUnchangedError extends AppError {
+  constructor() {
+    super('PASSWORD_UNCHANGED', 400, 'the new password must differ from the current one')
+  }
+}
+
+/** Keycloak mode: passwords are Keycloak's, changed in its account console. */
+export class PasswordChangeUnavailableError extends ConflictError {
+  constructor(accountConsole: string) {
+    super('PASSWORD_CHANGE_UNAVAILABLE', `passwords are managed by Keycloak: change yours at ${accountConsole}`, { accountConsole })
+  }
+}

@@ -51,7 +51,7 @@ export function createAuth(platform: Pick<Platform, 'config' | 'log' | 'database
     service,
     /** Keycloak mode: the admin client, for user administration's mirroring. */
     keycloak,
-    routes: (app: FastifyInstance, extras: Omit<AuthRouteOptions, 'embeddedIssuer'> = {}) =>
-      registerAuthRoutes(app, service, { ...extras, embeddedIssuer: mode === 'embedded' }),
+    routes: (app: FastifyInstance, extras: Omit<AuthRouteOptions, 'embeddedIssuer' | 'loginRateLimit'> = {}) =>
+      registerAuthRoutes(app, service, { ...extras, embeddedIssuer: mode === 'embedded', loginRateLimit: config.loginRateLimit }),
   }
 }

@@ -109,19 +109,29 @@ export function createIssuer(options: IssuerOptions) {
     return { keys: rows.map((r) => r.publicJwk as JWK) }
   }
 
-  async function sign(realm: string, claims: Record<string, unknown>, ttlSeconds: number): Promise<string> {
+  /** `issuedAt` (default now) is rounded down to the second, as `iat` holds whole seconds; `exp` counts from it. */
+  async function sign(realm: string, claims: Record<string, unknown>, ttlSeconds: number, issuedAt = new Date()): Promise<string> {
     const key = await signingKey(realm)
+    const iat = Math.floor(issuedAt.getTime() / 1000)
     return new SignJWT(claims)
       .setProtectedHeader({ alg: ALG, typ: 'JWT', kid: key.kid })
       .setIssuer(issuerOf(realm))
-      .setIssuedAt()
-      .setExpirationTime(`${ttlSeconds}s`)
+      .setIssuedAt(iat)
+      .setExpirationTime(iat + ttlSeconds)
       .setJti(randomUUID())
       .sign(key.privateKey)
   }
 
-  /** An access and a refresh token with the claims Keycloak puts in its own. */
-  async function mintPair(subject: TokenSubject, sessionId: string = randomUUID()): Promise<TokenPair> {
+  /**
+   * An access and a refresh token with the claims Keycloak puts in its own. `issuedAt` mints them
+   * as of a given instant: right after a session cut-off (the next whole second), a pair minted
+   * "now" would fall before it and be refused.
+   */
+  async function mintPair(
+    subject: TokenSubject,
+    sessionId: string = randomUUID(),
+    minting: { issuedAt?: Date } = {},
+  ): Promise<TokenPair> {
     const common = { sub: subject.authId, azp: CLIENT_ID, sid: sessionId, scope: 'openid email profile' }
     const accessToken = await sign(
       subject.realm,
@@ -136,12 +146,14 @@ export function createIssuer(options: IssuerOptions) {
         preferred_username: subject.email,
       },
       options.accessTtlSeconds,
+      minting.issuedAt,
     )
     // Keycloak's refresh tokens name the realm itself as audience; typ keeps them out of the verifier.
     const refreshToken = await sign(
       subject.realm,
       { ...common, aud: issuerOf(subject.realm), typ: 'Refresh' },
       options.refreshTtlSeconds,
+      minting.issuedAt,
     )
     return {
       accessToken,

@@ -9,6 +9,11 @@ import { SEEDED_ROLES } from './permissions.js'
  * and the admin client for creating realms. Never called inside a transaction.
  */
 const TIMEOUT_MS = 5_000
+/**
+ * Refresh tokens rotate and a used one is refused (as the embedded issuer does), so a stolen
+ * refresh token is good for one refresh at most. deploy/keycloak/modelplane-realm.json sets the same.
+ */
+export const REALM_SESSION_POLICY = { revokeRefreshToken: true, refreshTokenMaxReuse: 0 } as const
 
 export interface KeycloakTokens {
   accessToken: string
@@ -204,7 +209,7 @@ export function createKeycloakClient(auth: Config['auth'] & { keycloakUrl: strin
       let created = false
       try {
         await admin.auth({ grantType: 'client_credentials', clientId: auth.adminClientId, clientSecret: auth.adminClientSecret })
-        await admin.realms.create({ realm, displayName, enabled: true })
+        await admin.realms.create({ realm, displayName, enabled: true, ...REALM_SESSION_POLICY })
         created = true
         for (const [name, role] of Object.entries(SEEDED_ROLES)) {
           await admin.roles.create({ realm, name, description: role.description })

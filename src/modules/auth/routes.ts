@@ -1,13 +1,15 @@
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
-import type { FastifyInstance } from 'fastify'
+import type { FastifyInstance, FastifyReply } from 'fastify'
 import Type from 'typebox'
 import { principalOf, requireAuthenticated, requirePermission } from '../../platform/auth/principal.js'
 import { NotFoundError } from '../../platform/errors.js'
 import { ifMatch, setEtag } from '../../platform/http/etag.js'
+import { LoginLockedError } from './errors.js'
 import {
   ApiKeyPage,
   AuditPage,
   AuditQuery,
+  ChangePasswordBody,
   CreateApiKeyBody,
   CreatedApiKey,
   CreateTenantBody,
@@ -28,17 +30,32 @@ import {
 } from './schema.js'
 import type { AuthService, InitialAdminProvisioner } from './service.js'
 
-/** Login is public and so the cheapest target for guessing: a tighter limit than the API's. */
-const LOGIN_RATE_LIMIT = { max: 20, timeWindow: 60_000 }
-
 export interface AuthRouteOptions {
   embeddedIssuer: boolean
+  /** LOGIN_RATE_LIMIT_*: per client address; max 0 leaves these routes to the API's limit. */
+  loginRateLimit: { max: number; windowSeconds: number }
   /** User administration's way to create a new tenant's first admin (it is built after auth). */
   initialAdmin?: InitialAdminProvisioner
 }
 
+/** A locked account's answer says when to come back. */
+async function withRetryAfter<T>(reply: FastifyReply, answer: () => Promise<T>): Promise<T> {
+  try {
+    return await answer()
+  } catch (err) {
+    if (err instanceof LoginLockedError) reply.header('retry-after', String(err.retryAfterSeconds))
+    throw err
+  }
+}
+
 export function registerAuthRoutes(app: FastifyInstance, service: AuthService, options: AuthRouteOptions): void {
   const server = app.withTypeProvider<TypeBoxTypeProvider>()
+  // Password checks are the cheapest target for guessing: a tighter limit than the API's, and one
+  // that holds when the API's is off (RATE_LIMIT_MAX=0).
+  const passwordRateLimit =
+    options.loginRateLimit.max > 0
+      ? { rateLimit: { max: options.loginRateLimit.max, timeWindow: options.loginRateLimit.windowSeconds * 1000 } }
+      : {}
 
   if (options.embeddedIssuer) {
     server.get(
@@ -81,26 +98,30 @@ export function registerAuthRoutes(app: FastifyInstance, service: AuthService, o
   server.post(
     '/v1/auth/login',
     {
-      config: { public: true, rateLimit: LOGIN_RATE_LIMIT },
+      config: { public: true, ...passwordRateLimit },
       schema: {
         operationId: 'login',
         tags: ['auth'],
-        summary: 'Exchange email, password and tenant for an access and a refresh token',
+        summary:
+          'Exchange email, password and tenant for an access and a refresh token; ' +
+          'after repeated wrong passwords the account is locked for a while (429 LOGIN_LOCKED with Retry-After)',
         body: LoginBody,
         response: { 200: TokenResponse },
       },
     },
-    async (request) => service.login(request.body),
+    async (request, reply) => withRetryAfter(reply, () => service.login(request.body)),
   )
 
   server.post(
     '/v1/auth/refresh',
     {
-      config: { public: true, rateLimit: LOGIN_RATE_LIMIT },
+      config: { public: true, ...passwordRateLimit },
       schema: {
         operationId: 'refreshToken',
         tags: ['auth'],
-        summary: 'Exchange a refresh token for a new token pair; the old refresh token stops working',
+        summary:
+          'Exchange a refresh token for a new token pair; the old refresh token stops working, ' +
+          'and presenting it again ends the whole session',
         body: RefreshBody,
         response: { 200: TokenResponse },
       },
@@ -119,7 +140,7 @@ export function registerAuthRoutes(app: FastifyInstance, service: AuthService, o
       schema: {
         operationId: 'logout',
         tags: ['auth'],
-        summary: 'Revoke the access token (and the refresh token when given) at once',
+        summary: "End the access token's session at once: the access token and its session's refresh token stop working",
         body: LogoutBody,
         response: { 204: Type.Null() },
       },
@@ -128,6 +149,24 @@ export function registerAuthRoutes(app: FastifyInstance, service: AuthService, o
       await service.logout(principalOf(request), request.body.refreshToken)
       return reply.status(204).send(null)
     },
+  )
+
+  server.post(
+    '/v1/auth/password',
+    {
+      config: { ...requireAuthenticated(), ...passwordRateLimit },
+      schema: {
+        operationId: 'changePassword',
+        tags: ['auth'],
+        summary:
+          "Change the signed-in user's password (embedded mode; a user session, not an API key). Every session of the " +
+          "user ends, the caller's too, and the answer carries a new token pair for the caller; API keys keep working. " +
+          'Keycloak mode: 409 PASSWORD_CHANGE_UNAVAILABLE (use the account console)',
+        body: ChangePasswordBody,
+        response: { 200: TokenResponse },
+      },
+    },
+    async (request, reply) => withRetryAfter(reply, () => service.changePassword(principalOf(request), request.body)),
   )
 
   server.get(

@@ -20,6 +20,23 @@ export const LoginBody = StrictObject(
 export const RefreshBody = StrictObject({ refreshToken: Jwt }, { title: 'RefreshRequest' })
 export const LogoutBody = StrictObject({ refreshToken: Type.Optional(Jwt) }, { title: 'LogoutRequest' })
 
+/**
+ * A password a user chooses: the same policy as an invited user's first password
+ * (AcceptInviteBody in user_admin; test/security/sessions.test.ts keeps the two in step).
+ */
+export const NewPassword = Type.String({ minLength: 12, maxLength: 1024, description: 'at least 12 characters' })
+
+export const ChangePasswordBody = StrictObject(
+  {
+    currentPassword: Type.String({ minLength: 1, maxLength: 1024 }),
+    newPassword: NewPassword,
+  },
+  {
+    title: 'ChangePasswordRequest',
+    examples: [{ currentPassword: 'the one I have now', newPassword: 'correct horse battery staple' }],
+  },
+)
+
 export const TokenResponse = Type.Object(
   {
     accessToken: Type.String(),

@@ -16,15 +16,19 @@ import * as crud from './crud.js'
 import {
   ApiKeyNotFoundError,
   InvalidCredentialsError,
+  PasswordChangeUnavailableError,
+  PasswordUnchangedError,
   ReservedRealmError,
   ScopeNotAllowedError,
   SessionRequiredError,
   SuperuserRequiredError,
   TenantExistsError,
   TenantNotFoundError,
+  WrongCurrentPasswordError,
 } from './errors.js'
 import type { Issuer } from './issuer.js'
 import type { KeycloakClient } from './keycloak.js'
+import { createLoginLockout } from './lockout.js'
 import { hashPassword, verifyPassword, DUMMY_HASH } from './passwords.js'
 import { PERMISSIONS, SEEDED_ROLES, strongestRole } from './permissions.js'
 import { assertMayActOn, assertMayGrant, permissionsBeyond, type Ranked } from './rank.js'
@@ -44,6 +48,19 @@ const MAX_CACHED = 10_000
 const TOUCH_INTERVAL_MS = 60_000
 const INVALIDATION_CHANNEL = 'mp:auth:invalidate'
 const REVOKED_PREFIX = 'mp:revoked:'
+/**
+ * A revoked login session (`sid`) is kept in the revocation store beside token ids, under this
+ * prefix. Token ids are UUIDs, so the two never collide.
+ */
+const SESSION_KEY_PREFIX = 'sid:'
+/** The verifier accepts access tokens this long past `exp`; a session's revocation outlives them by it. */
+const CLOCK_SKEW_SECONDS = 30
+/**
+ * Keycloak mode: how long a session revoked here is refused. Keycloak can keep renewing a session it
+ * was not told about (logout without the refresh token) up to the realm's SSO session maximum:
+ * 10 h in deploy/keycloak/modelplane-realm.json (`ssoSessionMaxLifespan`).
+ */
+const KEYCLOAK_SESSION_MAX_SECONDS = 36_000
 const API_KEY = /^mp_([a-f0-9]{8})_([A-Za-z0-9_-]{43})$/
 const DAY_MS = 86_400_000
 /** The realm every embedded install starts with, and where service principals act. */
@@ -216,6 +233,15 @@ export function createAuthService(deps: AuthServiceDeps) {
   const revokedTokens = expiringMap<true>()
   const notRevokedTokens = expiringMap<true>()
   const lastTouched = new Map<string, number>()
+  const lockout = createLoginLockout(cache, auth.loginLockout)
+  /**
+   * Embedded mode: no token of a session is minted after its revocation, so the revocation must
+   * outlive the newest refresh or access token minted before it, and nothing more.
+   */
+  const sessionRevocationSeconds =
+    mode === 'keycloak'
+      ? KEYCLOAK_SESSION_MAX_SECONDS
+      : Math.max(auth.refreshTokenTtlSeconds, auth.accessTokenTtlSeconds) + CLOCK_SKEW_SECONDS
   let rolePermissions: Cached<Map<string, Set<string>>> | undefined
   let unsubscribe: (() => Promise<void>) | undefined
 
@@ -306,14 +332,24 @@ export function createAuthService(deps: AuthServiceDeps) {
     return existing
   }
 
-  async function isRevoked(jti: string | undefined, expiresAt: Date): Promise<boolean> {
-    if (!jti) return false
-    if (revokedTokens.get(jti)) return true
-    if (notRevokedTokens.get(jti)) return false
-    const revoked = (await cache.get(`${REVOKED_PREFIX}${jti}`)) !== null
-    if (revoked) revokedTokens.set(jti, true, Math.max(0, expiresAt.getTime() - Date.now()))
-    else notRevokedTokens.set(jti, true, REVOCATION_RECHECK_MS)
+  /** `key` is a token id, or a session's key (sessionKey); `expiresAt` bounds how long a "revoked" is remembered here. */
+  async function isRevoked(key: string | undefined, expiresAt: Date): Promise<boolean> {
+    if (!key) return false
+    if (revokedTokens.get(key)) return true
+    if (notRevokedTokens.get(key)) return false
+    const revoked = (await cache.get(`${REVOKED_PREFIX}${key}`)) !== null
+    if (revoked) revokedTokens.set(key, true, Math.max(0, expiresAt.getTime() - Date.now()))
+    else notRevokedTokens.set(key, true, REVOCATION_RECHECK_MS)
     return revoked
+  }
+
+  function sessionKey(sessionId: string | undefined): string | undefined {
+    return sessionId ? `${SESSION_KEY_PREFIX}${sessionId}` : undefined
+  }
+
+  /** Every token of the login session is refused from now on: its access tokens and its refresh token. */
+  async function revokeSession(sessionId: string): Promise<void> {
+    await revoke(sessionKey(sessionId)!, new Date(Date.now() + sessionRevocationSeconds * 1000))
   }
 
   /** Revoked here at once; on other replicas when they hear of it, or REVOCATION_RECHECK_MS later at most. */
@@ -352,7 +388,13 @@ export function createAuthService(deps: AuthServiceDeps) {
         verified = await verifier.verify(token)
         verifiedTokens.set(tokenKey, verified, Math.min(PRINCIPAL_TTL_MS, verified.expiresAt.getTime() - Date.now()))
       }
-      if (await isRevoked(verified.tokenId, verified.expiresAt)) throw new UnauthenticatedError('the token has been revoked')
+      const sessionId = typeof verified.claims.sid === 'string' && verified.claims.sid.length > 0 ? verified.claims.sid : undefined
+      // Both answers are memoized in-process (REVOCATION_RECHECK_MS): usually no round trip at all.
+      const [tokenRevoked, sessionRevoked] = await Promise.all([
+        isRevoked(verified.tokenId, verified.expiresAt),
+        isRevoked(sessionKey(sessionId), verified.expiresAt),
+      ])
+      if (tokenRevoked || sessionRevoked) throw new UnauthenticatedError('the token has been revoked')
       const key = `${verified.realm}|${verified.subject}`
       let base = userPrincipals.get(key)
       if (!base) {
@@ -368,7 +410,7 @@ export function createAuthService(deps: AuthServiceDeps) {
       if (issuedBeforeCutoff(verified.issuedAt, base.sessionsValidAfter)) {
         throw new UnauthenticatedError('the session has ended; log in again')
       }
-      return { ...base, tokenId: verified.tokenId, expiresAt: verified.expiresAt }
+      return { ...base, tokenId: verified.tokenId, expiresAt: verified.expiresAt, sessionId }
     },
 
     async fromApiKey(key) {
@@ -510,7 +552,24 @@ export function createAuthService(deps: AuthServiceDeps) {
 
   // ---- login, refresh, logout ----------------------------------------------------------------
 
+  /**
+   * Locked accounts are refused before anything else (no password hashed, no Keycloak call);
+   * wrong passwords count toward the lock, a right one clears it.
+   */
   async function login(input: { email: string; password: string; tenant: string }): Promise<TokenResponse> {
+    await lockout.assertOpen(input.tenant, input.email)
+    let tokens: TokenResponse
+    try {
+      tokens = await checkCredentials(input)
+    } catch (err) {
+      if (err instanceof InvalidCredentialsError) await lockout.recordFailure(input.tenant, input.email)
+      throw err
+    }
+    await lockout.reset(input.tenant, input.email)
+    return tokens
+  }
+
+  async function checkCredentials(input: { email: string; password: string; tenant: string }): Promise<TokenResponse> {
     if (mode === 'keycloak') {
       if (!(await isRealmAllowed(input.tenant))) throw new InvalidCredentialsError()
       const tokens = await keycloak!.passwordGrant(input.tenant, input.email, input.password)
@@ -523,23 +582,43 @@ export function createAuthService(deps: AuthServiceDeps) {
     if (!ok || !tenant || tenant.status !== 'active' || !user || user.status !== 'active' || !user.passwordHash) {
       throw new InvalidCredentialsError()
     }
-    const pair = await issuer.mintPair({ realm: tenant.realm, authId: user.authId, email: user.email, name: user.name, role: user.role })
+    // A cut-off is the next whole second (iat has whole seconds): a login within it — right after
+    // redeeming a credential reset — is minted as of the cut-off, or its own tokens would be refused.
+    const cutoff = user.sessionsValidAfter
+    const pair = await issuer.mintPair(
+      { realm: tenant.realm, authId: user.authId, email: user.email, name: user.name, role: user.role },
+      undefined,
+      cutoff && cutoff.getTime() > Date.now() ? { issuedAt: cutoff } : {},
+    )
     log.info({ userId: user.id, tenantId: tenant.id }, 'user logged in')
     return { accessToken: pair.accessToken, refreshToken: pair.refreshToken, expiresIn: pair.expiresIn, tokenType: 'Bearer' }
   }
 
   async function refresh(refreshToken: string): Promise<TokenResponse> {
     if (mode === 'keycloak') {
-      const realm = realmOfUntrusted(refreshToken)
+      const { realm, sessionId } = untrustedClaims(refreshToken)
       if (!realm || !(await isRealmAllowed(realm))) throw new UnauthenticatedError('invalid refresh token')
+      // Keycloak still knows a session logged out here without its refresh token: refuse it ourselves.
+      // (The claim is unverified, but all it can do is get its bearer refused.)
+      if (await isRevoked(sessionKey(sessionId), new Date(Date.now() + REVOCATION_RECHECK_MS))) {
+        throw new UnauthenticatedError('invalid refresh token')
+      }
       const tokens = await keycloak!.refreshGrant(realm, refreshToken)
       return { accessToken: tokens.accessToken, refreshToken: tokens.refreshToken, expiresIn: tokens.expiresIn, tokenType: 'Bearer' }
     }
     const claims = await issuer.verifyRefresh(refreshToken)
     const tenant = await tenantByRealm(claims.realm)
     if (!tenant) throw new UnauthenticatedError('invalid refresh token')
+    if (await isRevoked(sessionKey(claims.sessionId), claims.expiresAt)) throw new UnauthenticatedError('invalid refresh token')
     // Rotation: the first use revokes it; a second use (a stolen copy, or a replay) finds it revoked.
-    if (!(await revoke(claims.tokenId, claims.expiresAt))) throw new UnauthenticatedError('invalid refresh token')
+    if (!(await revoke(claims.tokenId, claims.expiresAt))) {
+      // Reuse detection (OAuth 2.0 Security BCP): one of two parties holding this token is not its
+      // owner, and which one cannot be told. The whole session ends, so the thief's newer tokens die
+      // with the owner's; the owner logs in again.
+      await revokeSession(claims.sessionId)
+      log.warn({ tenantId: tenant.id }, 'a rotated refresh token was presented again: its session is revoked')
+      throw new UnauthenticatedError('invalid refresh token')
+    }
     const user = await crud.findUserByAuthId(db, tenant.id, claims.subject)
     if (!user || user.status !== 'active' || tenant.status !== 'active') throw new UnauthenticatedError('invalid refresh token')
     if (issuedBeforeCutoff(claims.issuedAt, user.sessionsValidAfter ?? undefined)) throw new UnauthenticatedError('invalid refresh token')
@@ -550,13 +629,17 @@ export function createAuthService(deps: AuthServiceDeps) {
     return { accessToken: pair.accessToken, refreshToken: pair.refreshToken, expiresIn: pair.expiresIn, tokenType: 'Bearer' }
   }
 
-  function realmOfUntrusted(token: string): string | undefined {
+  /** Realm and session of a Keycloak token, read without verifying it: only to route it, or to refuse it. */
+  function untrustedClaims(token: string): { realm?: string; sessionId?: string } {
     try {
-      const iss = decodeJwt(token).iss
+      const { iss, sid } = decodeJwt(token)
       const prefix = `${auth.keycloakUrl}/realms/`
-      return typeof iss === 'string' && iss.startsWith(prefix) ? iss.slice(prefix.length) : undefined
+      return {
+        realm: typeof iss === 'string' && iss.startsWith(prefix) ? iss.slice(prefix.length) : undefined,
+        sessionId: typeof sid === 'string' && sid.length > 0 ? sid : undefined,
+      }
     } catch {
-      return undefined
+      return {}
     }
   }
 
@@ -565,14 +648,58 @@ export function createAuthService(deps: AuthServiceDeps) {
       throw new ForbiddenError('only a user session can log out; delete an API key instead')
     }
     await revoke(principal.tokenId, principal.expiresAt)
+    // The session of the access token ends with it: its refresh token dies without being sent here.
+    // (Keycloak mode without the refresh token: Keycloak's session lives on, but every token of it is refused here.)
+    if (principal.sessionId) await revokeSession(principal.sessionId)
     if (refreshToken) {
       if (mode === 'keycloak') await keycloak!.logout(principal.realm, refreshToken)
       else {
         const claims = await issuer.verifyRefresh(refreshToken).catch(() => undefined)
-        if (claims && claims.realm === principal.realm) await revoke(claims.tokenId, claims.expiresAt)
+        if (claims && claims.realm === principal.realm) {
+          await revoke(claims.tokenId, claims.expiresAt)
+          if (claims.sessionId !== principal.sessionId) await revokeSession(claims.sessionId)
+        }
       }
     }
     log.info({ userId: principal.userId, tenantId: principal.tenantId }, 'user logged out')
+  }
+
+  /**
+   * Embedded mode: the signed-in user replaces their password. Every session of theirs ends (the
+   * caller's too), and the caller gets a new pair minted at the cut-off so they stay signed in.
+   * API keys are left alone. A wrong current password counts toward the account's login lock.
+   */
+  async function changePassword(
+    principal: Principal,
+    input: { currentPassword: string; newPassword: string },
+  ): Promise<TokenResponse> {
+    if (principal.kind !== 'user' || !principal.userId) {
+      throw new ForbiddenError('only a signed-in user changes their password, not an API key or a service')
+    }
+    if (mode === 'keycloak') throw new PasswordChangeUnavailableError(`${auth.keycloakUrl}/realms/${principal.realm}/account`)
+    const user = await crud.findUserById(db, principal.userId)
+    if (!user || user.status !== 'active' || !user.passwordHash) throw new UnauthenticatedError('the account is not active')
+    await lockout.assertOpen(principal.realm, user.email)
+    if (!(await verifyPassword(input.currentPassword, user.passwordHash))) {
+      await lockout.recordFailure(principal.realm, user.email)
+      throw new WrongCurrentPasswordError()
+    }
+    // After the check, so that a wrong current password counts toward the lock whatever else the request holds.
+    if (input.newPassword.normalize('NFKC') === input.currentPassword.normalize('NFKC')) throw new PasswordUnchangedError()
+    const passwordHash = await hashPassword(input.newPassword)
+    const cutoff = await transaction(db, async (tx) => {
+      if (!(await crud.setPasswordHash(tx, user.id, passwordHash))) throw new UnauthenticatedError('the account is not active')
+      return crud.endSessionsOf(tx, user.id)
+    })
+    await invalidate(`user:${user.id}`)
+    await lockout.reset(principal.realm, user.email)
+    const pair = await issuer.mintPair(
+      { realm: principal.realm, authId: user.authId, email: user.email, name: user.name, role: user.role },
+      undefined,
+      { issuedAt: cutoff },
+    )
+    log.info({ userId: user.id, tenantId: principal.tenantId }, 'password changed; the other sessions of the user ended')
+    return { accessToken: pair.accessToken, refreshToken: pair.refreshToken, expiresIn: pair.expiresIn, tokenType: 'Bearer' }
   }
 
   async function me(principal: Principal) {
@@ -843,6 +970,7 @@ export function createAuthService(deps: AuthServiceDeps) {
     login,
     refresh,
     logout,
+    changePassword,
     me,
     createApiKey,
     listApiKeys,

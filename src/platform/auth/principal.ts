@@ -18,6 +18,8 @@ export interface Principal {
   sessionsValidAfter?: Date
   /** `jti` of the access token, for logout. */
   tokenId?: string
+  /** `sid` of the access token: the login session its refresh tokens share, ended as a whole at logout. */
+  sessionId?: string
   expiresAt?: Date
 }
 
