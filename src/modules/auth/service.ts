@@ -661,6 +661,7 @@ export function createAuthService(deps: AuthServiceDeps) {
         resourceKind: entry.resourceKind?.slice(0, 64) ?? null,
         resourceId: entry.resourceId,
         requestId: entry.requestId.slice(0, 128),
+        clientRequestId: entry.clientRequestId,
         outcome: entry.outcome,
         method: entry.method,
         path: entry.path.slice(0, 512),

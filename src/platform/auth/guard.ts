@@ -108,6 +108,7 @@ export function registerAuthGuard(app: FastifyInstance, options: AuthGuardOption
         resourceKind: kind,
         resourceId: id,
         requestId: request.id,
+        clientRequestId: request.clientRequestId,
         outcome: reply.statusCode,
         method: request.method,
         path: url,

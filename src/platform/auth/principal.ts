@@ -34,7 +34,10 @@ export interface AuditEntry {
   action: string
   resourceKind: string | null
   resourceId: string | null
+  /** The server's request id. */
   requestId: string
+  /** The client's own X-Request-Id, kept apart from ours. */
+  clientRequestId: string | null
   outcome: number
   method: string
   path: string
