@@ -1,5 +1,3 @@
-import { randomUUID } from 'node:crypto'
-import type { IncomingMessage } from 'node:http'
 import cors from '@fastify/cors'
 import rateLimit from '@fastify/rate-limit'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
@@ -14,12 +12,16 @@ import { registerDaprAppSide } from './platform/dapr.js'
 import { type DatabaseHandle, openDatabase } from './platform/db/client.js'
 import { migrate } from './platform/db/migrate.js'
 import { createEventBus, type EventBus } from './platform/events/index.js'
+import { registerBodyGuards } from './platform/http/body-guards.js'
 import { registerErrorHandling } from './platform/http/error-handler.js'
 import { registerHealthRoutes } from './platform/http/health.js'
+import { registerInputGuards } from './platform/http/input-guards.js'
 import { type Metrics, registerMetrics } from './platform/http/metrics.js'
 import { registerOpenApi } from './platform/http/openapi.js'
 import { registerResponseHeaders } from './platform/http/security-headers.js'
 import { lazySerializerFactory } from './platform/http/lazy-schemas.js'
+import { clientRequestIdOf, newRequestId } from './platform/http/request-id.js'
+import { clientErrorHandler, serverLimitOptions } from './platform/http/server-limits.js'
 import { registerValidation } from './platform/http/validation.js'
 import { loggerOptions } from './platform/logger.js'
 import { registerAuthGuard } from './platform/auth/guard.js'
@@ -69,12 +71,9 @@ declare module 'fastify' {
   }
 }
 
-const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/
-
-/** An incoming x-request-id is honoured when it is a sane token; anything else gets a fresh id. */
-function requestId(req: IncomingMessage): string {
-  const header = req.headers['x-request-id']
-  return typeof header === 'string' && REQUEST_ID.test(header) ? header : randomUUID()
+/** Trusts the `hops` nearest addresses of the chain (the socket's peer first), as proxy-addr does for a number. */
+function trustHops(hops: number): (address: string, hop: number) => boolean {
+  return (_address, hop) => hop < hops
 }
 
 /**
@@ -101,9 +100,17 @@ export async function buildApp(
   const log = overrides.logger ?? pino(loggerOptions(config.logLevel))
   const app = Fastify({
     loggerInstance: log as FastifyBaseLogger,
-    genReqId: requestId,
+    genReqId: newRequestId,
+    // The client's own X-Request-Id goes beside ours in every log line of the request.
+    childLoggerFactory: (logger, bindings, options, raw) => {
+      const clientRequestId = clientRequestIdOf(raw.headers)
+      return logger.child(clientRequestId ? { ...bindings, clientRequestId } : bindings, options)
+    },
     bodyLimit: config.bodyLimitBytes,
-    trustProxy: config.trustProxy,
+    // A hop count as a function: Fastify supports numbers, its types do not.
+    trustProxy: typeof config.trustProxy === 'number' ? trustHops(config.trustProxy) : config.trustProxy,
+    ...serverLimitOptions(config.http),
+    clientErrorHandler: clientErrorHandler(log as FastifyBaseLogger),
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 256 },
     return503OnClosing: true,
     schemaController: { compilersFactory: { buildSerializer: lazySerializerFactory() } },
@@ -121,8 +128,11 @@ export async function buildApp(
     forceCloseConnections: 'idle',
   }).withTypeProvider<TypeBoxTypeProvider>()
 
+  if (config.http.maxConnections > 0) app.server.maxConnections = config.http.maxConnections
   registerResponseHeaders(app, { documentPrefix: '/docs' })
   closeLingeringConnections(app)
+  registerInputGuards(app)
+  registerBodyGuards(app, config.http)
   registerValidation(app)
   registerErrorHandling(app)
 
@@ -153,9 +163,13 @@ export async function buildApp(
 
   // Ecosystem plugins.
   await app.register(cors, {
-    origin: config.corsOrigins,
-    credentials: true,
-    exposedHeaders: ['etag', 'x-request-id', 'retry-after', 'location'],
+    // `*` answers a literal `*`, never the caller's origin reflected back.
+    origin: config.corsOrigins === true ? '*' : config.corsOrigins,
+    // Credentials go to listed origins only: `*` with credentials would let any site act as the user.
+    credentials: config.corsOrigins !== true,
+    methods: ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'],
+    allowedHeaders: ['authorization', 'content-type', 'idempotency-key', 'if-match', 'x-request-id', 'x-api-key'],
+    exposedHeaders: ['etag', 'location', 'x-request-id', 'x-client-request-id', 'retry-after'],
     maxAge: 600,
   })
   let rateLimitRedis: Redis | undefined

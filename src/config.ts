@@ -1,3 +1,4 @@
+import { isIP } from 'node:net'
 import path from 'node:path'
 import { Ajv } from 'ajv'
 import Type, { type Static } from 'typebox'
@@ -32,7 +33,15 @@ const EnvSchema = Type.Object({
   BODY_LIMIT_BYTES: Type.Optional(Type.Integer({ minimum: 1024, maximum: 1024 * 1024 * 1024 })),
   RATE_LIMIT_MAX: Type.Optional(Type.Integer({ minimum: 0, maximum: 1_000_000 })),
   RATE_LIMIT_WINDOW_SECONDS: Type.Optional(Type.Integer({ minimum: 1, maximum: 86_400 })),
-  TRUST_PROXY: Type.Optional(Bool),
+  TRUST_PROXY: Type.Optional(Type.String({ maxLength: 4096 })),
+  REQUEST_TIMEOUT_SECONDS: Type.Optional(Type.Integer({ minimum: 1, maximum: 3600 })),
+  HEADERS_TIMEOUT_SECONDS: Type.Optional(Type.Integer({ minimum: 1, maximum: 600 })),
+  KEEP_ALIVE_TIMEOUT_SECONDS: Type.Optional(Type.Integer({ minimum: 1, maximum: 3600 })),
+  CONNECTION_IDLE_TIMEOUT_SECONDS: Type.Optional(Type.Integer({ minimum: 0, maximum: 86_400 })),
+  MAX_HEADER_BYTES: Type.Optional(Type.Integer({ minimum: 1024, maximum: 1024 * 1024 })),
+  MAX_CONNECTIONS: Type.Optional(Type.Integer({ minimum: 0, maximum: 1_000_000 })),
+  UPLOAD_MIN_BYTES_PER_SECOND: Type.Optional(Type.Integer({ minimum: 1, maximum: 1024 * 1024 * 1024 })),
+  UPLOAD_RATE_WINDOW_SECONDS: Type.Optional(Type.Integer({ minimum: 1, maximum: 3600 })),
   DAPR_HTTP_PORT: Type.Optional(Port),
   DAPR_GRPC_PORT: Type.Optional(Port),
   WORKFLOW_HUB_THREAD: Type.Optional(Bool),
@@ -119,7 +128,22 @@ export interface Config {
   rateLimit: { max: number; windowSeconds: number }
   /** Per client address on login, refresh and password change; applies even when `rateLimit` is off. 0 turns it off. */
   loginRateLimit: { max: number; windowSeconds: number }
-  trustProxy: boolean
+  /** Fastify's trustProxy: false (none), a hop count, or the proxies' addresses and CIDRs. */
+  trustProxy: false | number | string[]
+  /** Limits on connections and on how fast a request must arrive (see platform/http/server-limits.ts). */
+  http: {
+    requestTimeoutMs: number
+    headersTimeoutMs: number
+    keepAliveTimeoutMs: number
+    /** A socket with no traffic either way for this long is closed; 0 never. */
+    connectionIdleTimeoutMs: number
+    maxHeaderBytes: number
+    /** 0: no limit. */
+    maxConnections: number
+    /** Signed uploads have no deadline; they must move at least this many bytes per window instead. */
+    uploadMinBytesPerSecond: number
+    uploadRateWindowMs: number
+  }
   dapr: {
     httpPort?: number
     grpcPort?: number
@@ -203,6 +227,50 @@ function bool(v: string | undefined, fallback: boolean): boolean {
   return v === 'true' || v === '1'
 }
 
+const PROXY_NAMES = new Set(['loopback', 'linklocal', 'uniquelocal'])
+
+function isAddressOrCidr(entry: string): boolean {
+  if (PROXY_NAMES.has(entry)) return true
+  const [address = '', prefix, ...rest] = entry.split('/')
+  const family = isIP(address)
+  if (family === 0 || rest.length > 0) return false
+  if (prefix === undefined) return true
+  return /^\d{1,3}$/.test(prefix) && Number(prefix) <= (family === 4 ? 32 : 128)
+}
+
+/**
+ * The proxies whose X-Forwarded-For is believed. `true` (believe every hop) is refused: the
+ * left-most address of that header is whatever the client wrote, so every request could claim a
+ * new address and walk past the rate limit.
+ */
+function parseTrustProxy(raw: string | undefined, problems: string[]): Config['trustProxy'] {
+  if (raw === undefined || raw === 'false') return false
+  if (raw === 'true') {
+    problems.push(
+      'TRUST_PROXY: "true" is not accepted: it believes every address in X-Forwarded-For, which the client writes ' +
+        'itself, so a forged header would walk past every rate limit. Set the number of proxies in front of the ' +
+        'app (e.g. TRUST_PROXY=1) or their addresses/CIDRs (e.g. TRUST_PROXY=10.0.0.0/8,127.0.0.1)',
+    )
+    return false
+  }
+  if (/^\d+$/.test(raw)) {
+    const hops = Number(raw)
+    if (hops >= 1 && hops <= 32) return hops
+    problems.push(`TRUST_PROXY: a hop count must be 1-32 (got ${JSON.stringify(raw)})`)
+    return false
+  }
+  const entries = list(raw)
+  const bad = entries.filter((e) => !isAddressOrCidr(e))
+  if (entries.length === 0 || bad.length > 0) {
+    problems.push(
+      `TRUST_PROXY: expected a hop count (1-32) or comma-separated proxy addresses/CIDRs ` +
+        `(e.g. 10.0.0.0/8,127.0.0.1); not an address or CIDR: ${JSON.stringify(bad.join(',').slice(0, 200))}`,
+    )
+    return false
+  }
+  return entries
+}
+
 /** Empty strings count as unset, so `FOO=` in an env file means "use the default". */
 function withoutEmpty(source: NodeJS.ProcessEnv): Record<string, string> {
   const out: Record<string, string> = {}
@@ -243,6 +311,13 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Readonly<Co
     problems.push('LOGIN_LOCKOUT_MAX_SECONDS must be at least LOGIN_LOCKOUT_BASE_SECONDS (defaults 900 and 30)')
   }
   const vaultKeys = parseVaultKeys(env.VAULT_KEYS, problems)
+  const trustProxy = parseTrustProxy(env.TRUST_PROXY, problems)
+  if ((env.DAPR_HTTP_PORT || env.DAPR_GRPC_PORT) && !env.APP_API_TOKEN) {
+    problems.push(
+      'APP_API_TOKEN: required when Dapr is on (DAPR_HTTP_PORT or DAPR_GRPC_PORT): without it anyone who can ' +
+        'reach this port could deliver events to /dapr/*; set the token the sidecar sends (its APP_API_TOKEN)',
+    )
+  }
   if (env.DATABASE_URL && vaultKeys.length === 0) {
     problems.push(
       'VAULT_KEYS: required when DATABASE_URL is set (secrets in a shared database need a managed key); ' +
@@ -292,7 +367,17 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Readonly<Co
     bodyLimitBytes: env.BODY_LIMIT_BYTES ?? 1024 * 1024,
     rateLimit: { max: env.RATE_LIMIT_MAX ?? 600, windowSeconds: env.RATE_LIMIT_WINDOW_SECONDS ?? 60 },
     loginRateLimit: { max: env.LOGIN_RATE_LIMIT_MAX ?? 20, windowSeconds: env.LOGIN_RATE_LIMIT_WINDOW_SECONDS ?? 60 },
-    trustProxy: bool(env.TRUST_PROXY, false),
+    trustProxy,
+    http: {
+      requestTimeoutMs: (env.REQUEST_TIMEOUT_SECONDS ?? 30) * 1000,
+      headersTimeoutMs: (env.HEADERS_TIMEOUT_SECONDS ?? 20) * 1000,
+      keepAliveTimeoutMs: (env.KEEP_ALIVE_TIMEOUT_SECONDS ?? 72) * 1000,
+      connectionIdleTimeoutMs: (env.CONNECTION_IDLE_TIMEOUT_SECONDS ?? 120) * 1000,
+      maxHeaderBytes: env.MAX_HEADER_BYTES ?? 16 * 1024,
+      maxConnections: env.MAX_CONNECTIONS ?? 10_000,
+      uploadMinBytesPerSecond: env.UPLOAD_MIN_BYTES_PER_SECOND ?? 16 * 1024,
+      uploadRateWindowMs: (env.UPLOAD_RATE_WINDOW_SECONDS ?? 30) * 1000,
+    },
     dapr: {
       httpPort: env.DAPR_HTTP_PORT,
       grpcPort: env.DAPR_GRPC_PORT,

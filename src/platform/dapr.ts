@@ -6,6 +6,7 @@ import type { Config } from '../config.js'
 import { principalOf, requirePermission } from './auth/principal.js'
 import { NotFoundError, UnauthenticatedError } from './errors.js'
 import { type EventBus, SUBSCRIPTION_NAME_PATTERN, TOPIC_PATTERN } from './events/index.js'
+import { guardedJsonParser } from './http/input-guards.js'
 import { Page, PageQueryProperties } from './http/schemas.js'
 
 function sha256(value: string): Buffer {
@@ -86,32 +87,19 @@ export async function registerDaprAppSide(
 ): Promise<void> {
   const { events, config } = deps
   const server = app.withTypeProvider<TypeBoxTypeProvider>()
-  const daprEnabled = config.parts.events === 'dapr'
   const expectedToken = config.dapr.appApiToken
 
   // Dapr delivers CloudEvents under their own media type; they are JSON, with JSON's 400 on bad input.
-  app.addContentTypeParser(
-    'application/cloudevents+json',
-    { parseAs: 'string' },
-    app.getDefaultJsonParser('error', 'error'),
-  )
+  app.addContentTypeParser('application/cloudevents+json', { parseAs: 'string' }, guardedJsonParser(app))
 
-  if (!expectedToken && daprEnabled) {
-    app.log.warn(
-      'APP_API_TOKEN is not set: /dapr/* accepts event deliveries from anyone who can reach this port',
-    )
-  }
-
-  // Without a token, only a server configured for Dapr pub/sub accepts deliveries: elsewhere no
-  // sidecar can be calling, and an open /dapr/events would let anyone inject events.
+  // The configuration refuses Dapr without APP_API_TOKEN; without one nothing is accepted here,
+  // and an open /dapr/events would let anyone inject events.
   const requireDaprCaller = async (request: FastifyRequest): Promise<void> => {
-    if (expectedToken) {
-      if (!isValidDaprToken(request, expectedToken)) {
-        throw new UnauthenticatedError('a valid dapr-api-token header is required')
-      }
-      return
+    if (!isValidDaprToken(request, expectedToken)) {
+      throw new UnauthenticatedError(
+        expectedToken ? 'a valid dapr-api-token header is required' : 'Dapr pub/sub is not configured on this server',
+      )
     }
-    if (!daprEnabled) throw new UnauthenticatedError('Dapr pub/sub is not configured on this server')
   }
 
   server.get(

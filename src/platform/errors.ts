@@ -67,3 +67,10 @@ export class DependencyError extends AppError {
     super(code, 502, message)
   }
 }
+
+/** The request (or an upload's bytes) did not arrive in time; the connection is closed after the answer. */
+export class RequestTimeoutError extends AppError {
+  constructor(message = 'the request did not arrive in time') {
+    super('REQUEST_TIMEOUT', 408, message)
+  }
+}

@@ -33,6 +33,52 @@ export function redactUrl(url: string): string {
   return changed ? `${url.slice(0, q)}?${params.toString()}` : url
 }
 
+/** Fields of pg's DatabaseError that name things, never values; `detail`, `where` and `hint` may quote row data. */
+const DATABASE_ERROR_FIELDS = ['severity', 'code', 'schema', 'table', 'column', 'dataType', 'constraint', 'routine'] as const
+
+/** Never copied from any error: they hold a query's values (or, for `cause`, are serialized on their own). */
+const VALUE_FIELDS = new Set(['cause', 'params', 'parameters', 'detail', 'where', 'hint', 'internalQuery'])
+
+interface SerializedError {
+  type: string
+  message: string
+  stack?: string
+  code?: unknown
+  [field: string]: unknown
+}
+
+/**
+ * Errors as logged. A failed query must not put its bound values in the log: drizzle's
+ * DrizzleQueryError carries them in `params` and repeats them in its message and stack, and pg's
+ * DatabaseError quotes them in `detail`, `where` and, for invalid input (SQLSTATE class 22), in its
+ * message. Those are dropped or masked; the query text, the SQLSTATE and the names of the table,
+ * column and constraint stay, which is what finding the bug needs.
+ */
+export function serializeError(err: unknown, depth = 0): unknown {
+  if (!(err instanceof Error) || depth > 4) return err
+  const fields = err as Error & Record<string, unknown>
+  let message = err.message
+  const out: SerializedError = { type: err.constructor?.name ?? err.name, message }
+  if (typeof fields.query === 'string' && 'params' in fields) {
+    message = `Failed query: ${fields.query}`
+    out.query = fields.query
+  } else if (typeof fields.severity === 'string' && typeof fields.code === 'string') {
+    if (fields.code.startsWith('22')) message = message.replace(/"(?:[^"]|"")*"/g, '"[value]"')
+    for (const key of DATABASE_ERROR_FIELDS) if (fields[key] !== undefined) out[key] = fields[key]
+  } else {
+    for (const [key, value] of Object.entries(fields)) {
+      if (!VALUE_FIELDS.has(key) && (value === null || typeof value !== 'object')) out[key] = value
+    }
+  }
+  out.message = message
+  if (fields.code !== undefined) out.code = fields.code
+  // The stack's first line repeats the raw message: it is rebuilt from the cleaned one and the frames.
+  const frames = err.stack?.split('\n').filter((line) => line.startsWith('    at '))
+  if (frames) out.stack = [`${out.type}: ${message}`, ...frames].join('\n')
+  if (err.cause !== undefined) out.cause = serializeError(err.cause, depth + 1)
+  return out
+}
+
 export function loggerOptions(level: string): LoggerOptions {
   return {
     level,
@@ -51,6 +97,7 @@ export function loggerOptions(level: string): LoggerOptions {
       log: (object) => redactSecrets(object) as Record<string, unknown>,
     },
     serializers: {
+      err: serializeError,
       req: (req: FastifyRequest) => ({
         method: req.method,
         url: redactUrl(req.url),

@@ -28,6 +28,7 @@ describe('configuration', () => {
       VAULT_KEYS: `k1:${key(1)}`,
       DAPR_GRPC_PORT: '50001',
       DAPR_HTTP_PORT: '3500',
+      APP_API_TOKEN: 'sidecar-to-app-token',
     })
     expect(config.parts).toEqual({ database: 'postgres', cache: 'redis', blob: 's3', workflows: 'dapr', events: 'dapr', identity: 'embedded' })
     expect(config.s3).toMatchObject({ bucket: 'modelplane', region: 'us-east-1' })

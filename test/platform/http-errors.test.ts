@@ -127,15 +127,17 @@ describe('error envelope', () => {
 })
 
 describe('request ids', () => {
-  it('honours a sane incoming x-request-id in the header and the error body', async () => {
+  it('keeps its own request id and echoes a sane client x-request-id apart from it', async () => {
     const res = await app.inject({ url: '/no/such', headers: { 'x-request-id': 'trace-abc.123' } })
-    expect(res.headers['x-request-id']).toBe('trace-abc.123')
-    expect(res.json().requestId).toBe('trace-abc.123')
+    expect(res.headers['x-request-id']).toMatch(/^[0-9a-f-]{36}$/)
+    expect(res.json().requestId).toBe(res.headers['x-request-id'])
+    expect(res.headers['x-client-request-id']).toBe('trace-abc.123')
   })
 
-  it('replaces a hostile x-request-id with a fresh one', async () => {
+  it('drops a hostile x-request-id instead of echoing it', async () => {
     const res = await app.inject({ url: '/no/such', headers: { 'x-request-id': 'a b\u0000<script>' } })
     expect(res.headers['x-request-id']).toMatch(/^[0-9a-f-]{36}$/)
+    expect(res.headers['x-client-request-id']).toBeUndefined()
   })
 })
 

@@ -469,7 +469,8 @@ export function createAuthService(deps: AuthServiceDeps) {
     if ((lastTouched.get(apiKeyId) ?? 0) > now - TOUCH_INTERVAL_MS) return
     if (lastTouched.size >= MAX_CACHED) lastTouched.clear()
     lastTouched.set(apiKeyId, now)
-    crud.touchApiKey(db, apiKeyId).catch((err: Error) => log.warn({ apiKeyId, error: err.message }, 'recording API key use failed'))
+    // `err`, not its message: the serializer keeps a failed query's bound values out of the log.
+    crud.touchApiKey(db, apiKeyId).catch((err: Error) => log.warn({ apiKeyId, err }, 'recording API key use failed'))
   }
 
   // ---- invalidation across replicas ----------------------------------------------------
@@ -901,11 +902,12 @@ export function createAuthService(deps: AuthServiceDeps) {
         resourceKind: entry.resourceKind?.slice(0, 64) ?? null,
         resourceId: entry.resourceId,
         requestId: entry.requestId.slice(0, 128),
+        clientRequestId: entry.clientRequestId,
         outcome: entry.outcome,
         method: entry.method,
         path: entry.path.slice(0, 512),
       })
-      .catch((err: Error) => log.error({ requestId: entry.requestId, error: err.message }, 'writing the audit log failed'))
+      .catch((err: Error) => log.error({ requestId: entry.requestId, err }, 'writing the audit log failed'))
   }
 
   async function listAudit(

@@ -130,7 +130,8 @@ export function createUserImport(deps: UserImportDeps) {
           startedBy: principal.id,
           input: { ...ref },
           inputSummary: `${ref.rows} rows in ${ref.batches} batches`,
-          ...(idempotencyKey ? { idempotencyKey } : {}),
+          // The rows, not the input: the input names this request's freshly staged copy.
+          ...(idempotencyKey ? { idempotencyKey, fingerprintOf: rows } : {}),
         })
       } catch (err) {
         await discardStaged(ref).catch(() => undefined)

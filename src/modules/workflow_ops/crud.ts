@@ -25,6 +25,7 @@ export type NewRun = Pick<
   | 'parentId'
   | 'retryOf'
   | 'idempotencyKey'
+  | 'idempotencyFingerprint'
 >
 
 /** Inserts the run, or nothing when its idempotency key (or the run it retries) is taken. */

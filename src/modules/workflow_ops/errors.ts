@@ -9,6 +9,7 @@ export const WorkflowErrorCode = {
   NOT_FINISHED: 'WORKFLOW_NOT_FINISHED',
   ENGINE_UNAVAILABLE: 'WORKFLOW_ENGINE_UNAVAILABLE',
   SCHEDULE_FAILED: 'WORKFLOW_SCHEDULE_FAILED',
+  IDEMPOTENCY_KEY_REUSED: 'IDEMPOTENCY_KEY_REUSED',
   /** A run's failure when the step that failed named no code of its own. */
   STEP_FAILED: 'WORKFLOW_STEP_FAILED',
 } as const
@@ -33,6 +34,14 @@ export const workflowNotFinished = (status: string) =>
     WorkflowErrorCode.NOT_FINISHED,
     `only a finished workflow run can be purged (this one is ${status})`,
     { status },
+  )
+
+/** 422, not the first run's answer: answering it would tell the caller their different request was done. */
+export const idempotencyKeyReused = () =>
+  new AppError(
+    WorkflowErrorCode.IDEMPOTENCY_KEY_REUSED,
+    422,
+    'this Idempotency-Key was already used for a different request; send a new key with a new request',
   )
 
 export const engineUnavailable = () =>

@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto'
+import { createHash, randomUUID } from 'node:crypto'
 import { WorkflowRuntimeStatus } from '@dapr/dapr/workflow/runtime/WorkflowRuntimeStatus.js'
 import type { Logger } from 'pino'
 import type { Principal } from '../../platform/auth/principal.js'
@@ -9,6 +9,7 @@ import { type PageResult, pageRequest, pageResult, parseSort } from '../../platf
 import * as crud from './crud.js'
 import {
   engineUnavailable,
+  idempotencyKeyReused,
   workflowAlreadyFinished,
   workflowAlreadyRetried,
   workflowNotFailed,
@@ -39,6 +40,25 @@ const UNPURGEABLE_RETRY_MS = 6 * 3_600_000
 const MAX_UNPURGEABLE = 1_000
 /** Fields never echoed into a summary. */
 const SENSITIVE_KEY = /secret|password|passwd|token|credential|kubeconfig|private|(^|_)key$|apikey/i
+
+/** Object keys in code-point order, so that equal JSON values fingerprint equally whatever order they came in. */
+function canonicalJson(value: unknown): string {
+  return JSON.stringify(value, (_key, v: unknown) =>
+    v !== null && typeof v === 'object' && !Array.isArray(v)
+      ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
+      : v,
+  )
+}
+
+/** Stored with an idempotency key and compared when the key comes again. */
+function requestFingerprint(type: string, subject: unknown): string {
+  return createHash('sha256').update(type).update('\n').update(canonicalJson(subject) ?? '').digest('hex')
+}
+
+/** Runs recorded before fingerprints existed have none: their key answers the first run, as it did. */
+function sameRequest(first: WorkflowRunRow, fingerprint: string): boolean {
+  return first.idempotencyFingerprint === null || first.idempotencyFingerprint === fingerprint
+}
 
 export interface RunView {
   id: string
@@ -87,8 +107,16 @@ export interface StartRequest {
   input?: Record<string, unknown>
   /** What the list shows of the input; derived from its plain fields when omitted. */
   inputSummary?: string
-  /** Same key and same tenant: the first run is the answer, nothing starts twice. */
+  /**
+   * Same key, same tenant and the same request: the first run is the answer, nothing starts twice.
+   * The same key with a different request is refused (IDEMPOTENCY_KEY_REUSED).
+   */
   idempotencyKey?: string
+  /**
+   * What makes two requests with one idempotency key the same request, when the input does not
+   * say it (an input that names freshly staged data differs every time); the input by default.
+   */
+  fingerprintOf?: unknown
   /** The run that starts this one. */
   parentId?: string
 }
@@ -286,6 +314,7 @@ export function createWorkflowService(deps: WorkflowServiceDeps) {
     if (Buffer.byteLength(JSON.stringify(input)) > MAX_INPUT_BYTES) {
       throw new ValidationError(`workflow input is larger than ${MAX_INPUT_BYTES} bytes`)
     }
+    const fingerprint = request.idempotencyKey ? requestFingerprint(request.type, request.fingerprintOf ?? input) : null
     const outcome = await transaction(db, async (tx) => {
       const row = await crud.insertRun(tx, {
         id: randomUUID(),
@@ -299,6 +328,7 @@ export function createWorkflowService(deps: WorkflowServiceDeps) {
         parentId: request.parentId ?? null,
         retryOf: request.retryOf ?? null,
         idempotencyKey: request.idempotencyKey ?? null,
+        idempotencyFingerprint: fingerprint,
       })
       if (row) {
         await publisher.record(tx, runEvent('workflow.created', row))
@@ -306,6 +336,7 @@ export function createWorkflowService(deps: WorkflowServiceDeps) {
       }
       if (request.idempotencyKey) {
         const first = await crud.findRunByIdempotencyKey(tx, request.tenantId, request.idempotencyKey)
+        if (first && !sameRequest(first, fingerprint!)) throw idempotencyKeyReused()
         if (first) return { row: first, created: false }
       }
       if (request.retryOf) {
@@ -562,9 +593,12 @@ export function createWorkflowService(deps: WorkflowServiceDeps) {
     async retry(principal: Principal, id: string, idempotencyKey?: string): Promise<{ workflowId: string }> {
       // Before any replay: another tenant's run (or none) is 404 whatever the headers say.
       const row = await visibleRun(principal, id)
+      // A retry is the same request when it retries the same run: its fingerprint is that run's id.
+      const subject = { retryOf: id }
       if (idempotencyKey) {
         const first = await crud.findRunByIdempotencyKey(db, principal.tenantId, idempotencyKey)
         if (first) {
+          if (!sameRequest(first, requestFingerprint(first.type, subject))) throw idempotencyKeyReused()
           await ensureScheduled(first)
           return { workflowId: first.id }
         }
@@ -580,7 +614,7 @@ export function createWorkflowService(deps: WorkflowServiceDeps) {
         input: (row.input ?? {}) as Record<string, unknown>,
         ...(row.inputSummary ? { inputSummary: row.inputSummary } : {}),
         ...(row.parentId ? { parentId: row.parentId } : {}),
-        ...(idempotencyKey ? { idempotencyKey } : {}),
+        ...(idempotencyKey ? { idempotencyKey, fingerprintOf: subject } : {}),
         retryOf: id,
       })
       return { workflowId }

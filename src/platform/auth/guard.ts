@@ -110,6 +110,7 @@ export function registerAuthGuard(app: FastifyInstance, options: AuthGuardOption
         resourceId: id,
         actedOnTenantId: request.auditTenantId,
         requestId: request.id,
+        clientRequestId: request.clientRequestId,
         outcome: reply.statusCode,
         method: request.method,
         path: url,

@@ -38,7 +38,10 @@ export interface AuditEntry {
   resourceId: string | null
   /** The tenant acted on when it is not the principal's own (a superuser administering another tenant). */
   actedOnTenantId?: string | null
+  /** The server's request id. */
   requestId: string
+  /** The client's own X-Request-Id, kept apart from ours. */
+  clientRequestId: string | null
   outcome: number
   method: string
   path: string

@@ -112,7 +112,8 @@ export async function registerBlobRoutes(
     scope.put(
       '/v1/blobs/*',
       {
-        config: { public: true },
+        // No deadline for the body: a minimum transfer rate instead (see http/body-guards.ts).
+        config: { public: true, upload: true },
         schema: {
           operationId: 'uploadBlob',
           tags: ['blobs'],

@@ -31,7 +31,7 @@ const STATUS_CODES: Record<number, string> = {
   413: 'PAYLOAD_TOO_LARGE',
   415: 'UNSUPPORTED_MEDIA_TYPE',
   429: 'RATE_LIMITED',
-  431: 'REQUEST_HEADERS_TOO_LARGE',
+  431: 'HEADERS_TOO_LARGE',
 }
 
 /** ajv's instancePath ("/spec/replicas") or missingProperty, as a dotted field name. */
@@ -92,6 +92,8 @@ export function registerErrorHandling(app: FastifyInstance): void {
     const { status, body } = toEnvelope(error, request.id)
     if (status >= 500) request.log.error({ err: error }, 'request failed')
     else request.log.info({ errorCode: body.errorCode, status }, 'request rejected')
+    // The rest of a body that came too slowly is not waited for: the connection goes with the answer.
+    if (status === 408) reply.header('connection', 'close')
     return reply.status(status).send(body)
   })
 

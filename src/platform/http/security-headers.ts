@@ -1,4 +1,5 @@
 import type { FastifyInstance } from 'fastify'
+import { clientRequestIdOf } from './request-id.js'
 
 /**
  * Security headers, set once per response from precomputed lists. (@fastify/helmet re-derives its
@@ -31,11 +32,20 @@ const DOCUMENT_HEADERS: ReadonlyArray<readonly [string, string]> = [
   ['x-permitted-cross-domain-policies', 'none'],
 ]
 
-/** The request id and the security headers, in the first hook of every request (one hook, not two: it runs on every response). */
+/**
+ * The request ids and the security headers, in the first hook of every request (one hook, not
+ * two: it runs on every response). A client's own X-Request-Id is echoed as X-Client-Request-Id.
+ */
 export function registerResponseHeaders(app: FastifyInstance, options: { documentPrefix: string }): void {
   const { documentPrefix } = options
+  app.decorateRequest('clientRequestId', null)
   app.addHook('onRequest', (request, reply, done) => {
     reply.header('x-request-id', request.id)
+    const clientRequestId = clientRequestIdOf(request.headers)
+    if (clientRequestId) {
+      request.clientRequestId = clientRequestId
+      reply.header('x-client-request-id', clientRequestId)
+    }
     const headers = request.url.startsWith(documentPrefix) ? DOCUMENT_HEADERS : API_HEADERS
     for (const [name, value] of headers) reply.header(name, value)
     done()

@@ -221,15 +221,26 @@ describe('run records', () => {
     ])
   })
 
-  it('answers the first run again for a repeated idempotency key in the same tenant only', async () => {
+  it('answers the first run again for a repeated idempotency key and the same request, in the same tenant only', async () => {
     const key = `key-${Date.now()}`
     const first = await startDemo(admin, { label: `idem-${key}` }, { idempotencyKey: key })
-    const again = await startDemo(admin, { label: `idem-${key}-2` }, { idempotencyKey: key })
+    const again = await startDemo(admin, { label: `idem-${key}` }, { idempotencyKey: key })
     expect(again).toEqual({ workflowId: first.workflowId, deduplicated: true })
     const elsewhere = await startDemo(otherTenantAdmin, { label: `idem-${key}-3` }, { idempotencyKey: key })
     expect(elsewhere.workflowId).not.toBe(first.workflowId)
     await untilStatus(first.workflowId, ['completed'])
-    expect(effects.get(`idem-${key}-2`)).toBeUndefined()
+    expect(effects.get(`idem-${key}`)).toEqual(['step 1', 'step 2', 'step 3'])
+  })
+
+  it('refuses a repeated idempotency key with another input as IDEMPOTENCY_KEY_REUSED, and starts nothing', async () => {
+    const key = `key-reused-${Date.now()}`
+    const first = await startDemo(admin, { label: `reuse-${key}` }, { idempotencyKey: key })
+    await expect(startDemo(admin, { label: `reuse-${key}-2` }, { idempotencyKey: key })).rejects.toMatchObject({
+      code: 'IDEMPOTENCY_KEY_REUSED',
+      status: 422,
+    })
+    await untilStatus(first.workflowId, ['completed'])
+    expect(effects.get(`reuse-${key}-2`)).toBeUndefined()
   })
 
   it('lists runs newest first with filters, within the tenant only', async () => {
@@ -465,6 +476,32 @@ describe('cancel, retry and purge', () => {
     const notFailed = await app.inject({ method: 'POST', url: `/v1/workflows/${retryId}/retry`, headers: bearer(admin.accessToken) })
     expect(notFailed.statusCode).toBe(409)
     expect(notFailed.json().errorCode).toBe('WORKFLOW_NOT_FAILED')
+  })
+
+  it('answers a retry repeated with its Idempotency-Key with the same retry, and refuses the key for another run with 422', async () => {
+    const label = `retry-key-${Date.now()}`
+    failuresLeft.set(`${label}-a`, 1)
+    failuresLeft.set(`${label}-b`, 1)
+    const a = await startDemo(admin, { label: `${label}-a`, failAt: 1 })
+    const b = await startDemo(admin, { label: `${label}-b`, failAt: 1 })
+    await untilStatus(a.workflowId, ['failed'])
+    await untilStatus(b.workflowId, ['failed'])
+    const retry = (id: string) =>
+      app.inject({ method: 'POST', url: `/v1/workflows/${id}/retry`, headers: { ...bearer(admin.accessToken), 'idempotency-key': label } })
+
+    const first = await retry(a.workflowId)
+    expect(first.statusCode).toBe(202)
+    const again = await retry(a.workflowId)
+    expect(again.statusCode).toBe(202)
+    expect(again.json().workflowId).toBe(first.json().workflowId)
+
+    const other = await retry(b.workflowId)
+    expect(other.statusCode).toBe(422)
+    expect(other.json()).toMatchObject({ errorCode: 'IDEMPOTENCY_KEY_REUSED' })
+    // b was not retried: a retry without the key still starts one.
+    const plain = await app.inject({ method: 'POST', url: `/v1/workflows/${b.workflowId}/retry`, headers: bearer(admin.accessToken) })
+    expect(plain.statusCode).toBe(202)
+    expect(plain.json().retryOf).toBe(b.workflowId)
   })
 
   it('tells the run type on purge whether a retry still shares the run\'s input, and only the last run is the last', async () => {
