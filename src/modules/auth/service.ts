@@ -333,10 +333,17 @@ export function createAuthService(deps: AuthServiceDeps) {
   }
 
   /** `key` is a token id, or a session's key (sessionKey); `expiresAt` bounds how long a "revoked" is remembered here. */
-  async function isRevoked(key: string | undefined, expiresAt: Date): Promise<boolean> {
+  /** What this process already knows of a token id or session key; undefined: ask the cache. */
+  function knownRevocation(key: string | undefined): boolean | undefined {
     if (!key) return false
     if (revokedTokens.get(key)) return true
     if (notRevokedTokens.get(key)) return false
+    return undefined
+  }
+
+  async function isRevoked(key: string | undefined, expiresAt: Date): Promise<boolean> {
+    const known = knownRevocation(key)
+    if (known !== undefined || !key) return known ?? false
     const revoked = (await cache.get(`${REVOKED_PREFIX}${key}`)) !== null
     if (revoked) revokedTokens.set(key, true, Math.max(0, expiresAt.getTime() - Date.now()))
     else notRevokedTokens.set(key, true, REVOCATION_RECHECK_MS)
@@ -389,11 +396,17 @@ export function createAuthService(deps: AuthServiceDeps) {
         verifiedTokens.set(tokenKey, verified, Math.min(PRINCIPAL_TTL_MS, verified.expiresAt.getTime() - Date.now()))
       }
       const sessionId = typeof verified.claims.sid === 'string' && verified.claims.sid.length > 0 ? verified.claims.sid : undefined
-      // Both answers are memoized in-process (REVOCATION_RECHECK_MS): usually no round trip at all.
-      const [tokenRevoked, sessionRevoked] = await Promise.all([
-        isRevoked(verified.tokenId, verified.expiresAt),
-        isRevoked(sessionKey(sessionId), verified.expiresAt),
-      ])
+      // Both answers are memoized in-process (REVOCATION_RECHECK_MS): on most requests they are known
+      // here, and the check stays synchronous (no promise per request on the hot path).
+      const sessionRevocationKey = sessionKey(sessionId)
+      let tokenRevoked = knownRevocation(verified.tokenId)
+      let sessionRevoked = knownRevocation(sessionRevocationKey)
+      if (tokenRevoked === undefined || sessionRevoked === undefined) {
+        ;[tokenRevoked, sessionRevoked] = await Promise.all([
+          isRevoked(verified.tokenId, verified.expiresAt),
+          isRevoked(sessionRevocationKey, verified.expiresAt),
+        ])
+      }
       if (tokenRevoked || sessionRevoked) throw new UnauthenticatedError('the token has been revoked')
       const key = `${verified.realm}|${verified.subject}`
       let base = userPrincipals.get(key)
