@@ -62,6 +62,8 @@ async function main() {
     REDIS_URL: BENCH_REDIS_URL,
     VAULT_KEYS: BENCH_VAULT_KEYS,
     RATE_LIMIT_MAX: '0',
+    // One app process, its objects in its own DATA_DIR (the shared-parts rule, src/config.ts).
+    SINGLE_REPLICA: 'true',
     DATA_DIR: fs.mkdtempSync(path.join(os.tmpdir(), 'mp-bench-')),
     ADMIN_EMAIL,
     ADMIN_PASSWORD,

@@ -136,6 +136,13 @@ export async function buildApp(
   registerValidation(app)
   registerErrorHandling(app)
 
+  if (config.unsharedParts.length > 0) {
+    // SINGLE_REPLICA=true on a shared database: allowed, and said out loud (see config.ts, sharedParts).
+    log.warn(
+      { notShared: config.unsharedParts },
+      'SINGLE_REPLICA=true: these parts are not shared, so a second process on this database would not see them',
+    )
+  }
   // Parts first: a part that cannot start stops the process before it serves anything.
   const owned: Array<() => Promise<unknown>> = []
   const database =
@@ -153,6 +160,7 @@ export async function buildApp(
     (await createBlobStore({
       s3: config.s3,
       dataDir: config.dataDir,
+      dir: config.blobDir,
       publicUrl: config.publicUrl,
       signingKey: vault.deriveKey('blob-url-signing'),
       log,

@@ -71,6 +71,9 @@ const EnvSchema = Type.Object({
   LOGIN_LOCKOUT_BASE_SECONDS: Type.Optional(Type.Integer({ minimum: 1, maximum: 86_400 })),
   LOGIN_LOCKOUT_MAX_SECONDS: Type.Optional(Type.Integer({ minimum: 1, maximum: 86_400 })),
   LOGIN_LOCKOUT_WINDOW_SECONDS: Type.Optional(Type.Integer({ minimum: 1, maximum: 7 * 86_400 })),
+  // Replicas (see sharedParts below).
+  BLOB_DIR: Type.Optional(Type.String({ minLength: 1, maxLength: 4096 })),
+  SINGLE_REPLICA: Type.Optional(Bool),
 })
 
 /** Never echoed back in an error: they hold credentials. */
@@ -182,6 +185,17 @@ export interface Config {
      */
     loginLockout: { threshold: number; baseSeconds: number; maxSeconds: number; windowSeconds: number }
   }
+  /**
+   * The filesystem object store's folder: BLOB_DIR (declared shared by the operator) or
+   * DATA_DIR/objects (this process's own). Unused with S3.
+   */
+  blobDir: string
+  /**
+   * With DATABASE_URL: what is not shared between replicas, each naming its variable (empty when
+   * everything is, and always empty on the embedded database, which one process owns). Non-empty
+   * only with SINGLE_REPLICA=true, which the process announces at start as a warning.
+   */
+  unsharedParts: readonly string[]
   /** Which side of each adapter pair runs; derived, never set directly. */
   parts: {
     database: 'pglite' | 'postgres'
@@ -324,6 +338,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Readonly<Co
         'generate one with: node -e "console.log(\'k1:\'+require(\'crypto\').randomBytes(32).toString(\'base64\'))"',
     )
   }
+  const unsharedParts = sharedParts(env, problems)
   if (problems.length > 0) throw new ConfigError(problems)
 
   const port = env.PORT ?? 8080
@@ -363,6 +378,8 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Readonly<Co
         }
       : undefined,
     vaultKeys,
+    blobDir: env.BLOB_DIR ? path.resolve(env.BLOB_DIR) : path.join(path.resolve(env.DATA_DIR ?? './.data'), 'objects'),
+    unsharedParts,
     corsOrigins,
     bodyLimitBytes: env.BODY_LIMIT_BYTES ?? 1024 * 1024,
     rateLimit: { max: env.RATE_LIMIT_MAX ?? 600, windowSeconds: env.RATE_LIMIT_WINDOW_SECONDS ?? 60 },
@@ -421,6 +438,54 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Readonly<Co
     },
   }
   return deepFreeze(config)
+}
+
+// ---- replicas: the shared-parts rule ------------------------------------------------------
+
+/**
+ * DATABASE_URL is the operator saying "this state is shared", and a replica started on it (a
+ * second pod, or a replacement without the first one's disk) must find everything else the first
+ * one left: the objects a running workflow staged, revoked sessions, login failures, rate-limit
+ * counts, progress announcements. So with DATABASE_URL every such part must be shared too, or
+ * the operator must say SINGLE_REPLICA=true. Redis is required rather than letting PostgreSQL
+ * LISTEN/NOTIFY carry the fan-out: the counters (lockout, rate limits) and revocation keys would
+ * still need a shared store. Returns what is not shared (for the start-up warning); pushes a
+ * problem per missing variable otherwise.
+ */
+function sharedParts(env: Env, problems: string[]): string[] {
+  const dataDir = path.resolve(env.DATA_DIR ?? './.data')
+  if (env.BLOB_DIR && env.S3_ENDPOINT) {
+    problems.push('BLOB_DIR and S3_ENDPOINT: set one object store, not both')
+  }
+  if (env.BLOB_DIR && isInside(path.resolve(env.BLOB_DIR), dataDir)) {
+    // The very mistake this rule exists for: a folder of this replica's own, declared shared.
+    problems.push(`BLOB_DIR: must be outside DATA_DIR (${dataDir}), which is this replica's own folder`)
+  }
+  if (!env.DATABASE_URL) return []
+  const unshared: string[] = []
+  if (!env.REDIS_URL) {
+    unshared.push(
+      'REDIS_URL (revoked sessions, login lockouts, rate limits and workflow progress stay in this process)',
+    )
+  }
+  if (!env.S3_ENDPOINT && !env.BLOB_DIR) {
+    unshared.push(
+      `S3_ENDPOINT or BLOB_DIR (objects, workflow staging included, and signed blob URLs stay in ${path.join(dataDir, 'objects')})`,
+    )
+  }
+  if (bool(env.SINGLE_REPLICA, false)) return unshared
+  for (const part of unshared) {
+    problems.push(
+      `${part}: required when DATABASE_URL is set, so that every replica sees it; ` +
+        'set it, or SINGLE_REPLICA=true if exactly one process will ever use this database',
+    )
+  }
+  return []
+}
+
+function isInside(child: string, parent: string): boolean {
+  const relative = path.relative(parent, child)
+  return relative === '' || (!relative.startsWith('..') && !path.isAbsolute(relative))
 }
 
 function deepFreeze<T>(value: T): Readonly<T> {

@@ -28,6 +28,8 @@ export function testConfig(env: Record<string, string | undefined> = {}): Readon
     LOGIN_RATE_LIMIT_MAX: '0',
     // Apps of different test files share one database: none deletes another's runs unless a test asks.
     WORKFLOW_RETENTION_DAYS: '0',
+    // One app per test, with objects in its own DATA_DIR: nothing else reads them. Tests of several replicas declare a shared store.
+    SINGLE_REPLICA: 'true',
     ...env,
   })
 }

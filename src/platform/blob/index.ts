@@ -12,6 +12,11 @@ export interface BlobStoreOptions {
   /** Set when S3_ENDPOINT is: objects then live in that bucket and S3 signs the URLs. */
   s3?: Config['s3']
   dataDir: string
+  /**
+   * The filesystem store's folder when it is not DATA_DIR/objects: BLOB_DIR, a volume every
+   * replica mounts, so that what one replica stores (a workflow's staged files) the others read.
+   */
+  dir?: string
   /** Base of the signed URLs in filesystem mode, which this API serves (registerBlobRoutes). */
   publicUrl: string
   signingKey: Buffer
@@ -25,7 +30,7 @@ export async function createBlobStore(options: BlobStoreOptions): Promise<BlobSt
     return createS3BlobStore({ ...options.s3, log: options.log })
   }
   return createFilesystemBlobStore({
-    root: join(options.dataDir, 'objects'),
+    root: options.dir ?? join(options.dataDir, 'objects'),
     publicUrl: options.publicUrl,
     signingKey: options.signingKey,
   })
