@@ -138,6 +138,9 @@ async function ensureBucket(client: Client, bucket: string, region: string, log:
     log.info({ bucket, region }, 'object store bucket created')
   } catch (err) {
     if (s3CodeOf(err) === 'BucketAlreadyOwnedByYou') return
+    // Servers word a lost race differently (s3rver: BucketAlreadyExists, which on AWS means another
+    // account's bucket). Whether we can reach the bucket now is what counts.
+    if (await client.bucketExists(bucket).catch(() => false)) return
     throw err
   }
 }
