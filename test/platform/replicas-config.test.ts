@@ -110,7 +110,13 @@ describe('replicas: what a shared database requires', () => {
       VAULT_KEYS: TEST_VAULT_KEYS,
       BLOB_DIR: tempDir(),
     })
-    expect(await server.exited).toBe(1)
+    // A server that did start is stopped here, not left behind, and the test fails on its exit code.
+    const stop = setTimeout(() => server.child.kill('SIGKILL'), 20_000)
+    try {
+      expect(await server.exited).toBe(1)
+    } finally {
+      clearTimeout(stop)
+    }
     expect(server.output()).toMatch(/invalid configuration:\n {2}- REDIS_URL .*required when DATABASE_URL is set/)
     expect(server.output()).not.toContain('modelplane ready')
   }, 30_000)
