@@ -4,7 +4,8 @@ import { openDatabase } from './client.js'
 import { migrate } from './migrate.js'
 
 // `npm run db:migrate`: applies pending migrations to DATABASE_URL (or the embedded database) and exits.
-const config = loadConfig()
+// It touches neither cache nor object store: the shared-parts rule (config.ts) has nothing to guard here.
+const config = loadConfig({ ...process.env, SINGLE_REPLICA: 'true' })
 const log = pino({ level: config.logLevel })
 const handle = await openDatabase({
   url: config.database.url,
