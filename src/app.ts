@@ -122,6 +122,7 @@ export async function buildApp(
       return reply.status(status).send({
         errorCode: status === 414 ? 'URI_TOO_LONG' : 'BAD_URL',
         message: status === 414 ? 'a path parameter is longer than allowed' : 'the URL is not valid',
+        details: { fields: [] },
         requestId: request.id,
       })
     },

@@ -7,7 +7,7 @@ import { principalOf, requirePermission } from './auth/principal.js'
 import { NotFoundError, UnauthenticatedError } from './errors.js'
 import { type EventBus, SUBSCRIPTION_NAME_PATTERN, TOPIC_PATTERN } from './events/index.js'
 import { guardedJsonParser } from './http/input-guards.js'
-import { Page, PageQueryProperties } from './http/schemas.js'
+import { Page, PageQueryProperties, StrictObject } from './http/schemas.js'
 
 function sha256(value: string): Buffer {
   return createHash('sha256').update(value, 'utf8').digest()
@@ -125,7 +125,7 @@ export async function registerDaprAppSide(
   )
 
   server.post(
-    '/dapr/events/:name',
+    '/dapr/events/:subscription',
     {
       config: { public: true, rateLimit: false },
       onRequest: requireDaprCaller,
@@ -135,13 +135,13 @@ export async function registerDaprAppSide(
         operationId: 'receiveDaprEvent',
         tags: ['events'],
         summary: 'Delivery of one pub/sub event by the Dapr sidecar to a declared subscription',
-        params: Type.Object({ name: SubscriptionName }),
+        params: Type.Object({ subscription: SubscriptionName }),
         body: CloudEvent,
         response: { 200: DaprDeliveryStatus },
       },
     },
     async (request) => {
-      const subscription = events.subscriptions().find((s) => s.name === request.params.name)
+      const subscription = events.subscriptions().find((s) => s.name === request.params.subscription)
       if (!subscription) throw new NotFoundError('no such subscription', 'SUBSCRIPTION_NOT_FOUND')
       if (request.validationError) {
         request.log.warn(
@@ -185,7 +185,7 @@ export async function registerDaprAppSide(
         description:
           "The caller's tenant's events. A superuser sees every tenant's and the platform's events, or one tenant's with " +
           '`tenantId`; anyone else gets their own tenant whatever `tenantId` says.',
-        querystring: Type.Object({
+        querystring: StrictObject({
           tenantId: Type.Optional(
             Type.String({
               format: 'uuid',

@@ -1,27 +1,40 @@
-/**
- * Every failure the API reports is an AppError: a stable SCREAMING_SNAKE code, an HTTP status,
- * a message safe to show a caller, and optional structured details.
- */
-export class AppError extends Error {
-  constructor(
-    readonly code: string,
-    readonly status: number,
-    message: string,
-    readonly details?: unknown,
-  ) {
-    super(message)
-    this.name = 'AppError'
-  }
-}
-
 export interface FieldProblem {
   field: string
   message: string
 }
 
+/**
+ * `details` of every error envelope has this one shape, so a client reads it the same way for a
+ * 400, a 409 or a 412: `fields` is always there (empty when no input is at fault), and any other
+ * key is context named by the error code (`{status}` of a finished run, `{retryAfterSeconds}`, …).
+ */
+export interface ErrorDetails {
+  fields: FieldProblem[]
+  [context: string]: unknown
+}
+
+/**
+ * Every failure the API reports is an AppError: a stable SCREAMING_SNAKE code, an HTTP status,
+ * a message safe to show a caller, and structured details (docs/api-style.md, Errors).
+ */
+export class AppError extends Error {
+  readonly details: ErrorDetails
+
+  constructor(
+    readonly code: string,
+    readonly status: number,
+    message: string,
+    details: Partial<ErrorDetails> = {},
+  ) {
+    super(message)
+    this.name = 'AppError'
+    this.details = { ...details, fields: details.fields ?? [] }
+  }
+}
+
 export class ValidationError extends AppError {
   constructor(message: string, problems: FieldProblem[] = []) {
-    super('VALIDATION_ERROR', 400, message, problems.length > 0 ? problems : undefined)
+    super('VALIDATION_ERROR', 400, message, { fields: problems })
   }
 }
 
@@ -32,7 +45,7 @@ export class NotFoundError extends AppError {
 }
 
 export class ConflictError extends AppError {
-  constructor(code: string, message: string, details?: unknown) {
+  constructor(code: string, message: string, details?: Partial<ErrorDetails>) {
     super(code, 409, message, details)
   }
 }

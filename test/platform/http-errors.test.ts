@@ -25,7 +25,7 @@ beforeAll(async () => {
   })
   app.get(
     '/test/things',
-    { config: open, schema: { ...doc, operationId: 'listThings', querystring: Type.Object({ limit: Type.Integer({ maximum: 100 }) }) } },
+    { config: open, schema: { ...doc, operationId: 'listThings', querystring: StrictObject({ limit: Type.Integer({ maximum: 100 }) }) } },
     async (req) => ({ limit: (req.query as { limit: number }).limit }),
   )
   app.get('/test/boom', { config: open, schema: { ...doc, operationId: 'boom' } }, async () => {
@@ -61,20 +61,20 @@ describe('error envelope', () => {
     expect(res.statusCode).toBe(400)
     const body = res.json()
     expect(body.errorCode).toBe('VALIDATION_ERROR')
-    const fields = body.details.map((d: { field: string }) => d.field)
+    const fields = body.details.fields.map((d: { field: string }) => d.field)
     expect(fields).toEqual(expect.arrayContaining(['body.name', 'body.replicas']))
   })
 
   it('reports a missing required field by name', async () => {
     const res = await post(JSON.stringify({ name: 'a' }))
     expect(res.statusCode).toBe(400)
-    expect(res.json().details).toContainEqual({ field: 'body.replicas', message: expect.any(String) })
+    expect(res.json().details.fields).toContainEqual({ field: 'body.replicas', message: expect.any(String) })
   })
 
   it('rejects unknown fields instead of dropping them silently', async () => {
     const res = await post(JSON.stringify({ name: 'a', replicas: 1, replica: 5 }))
     expect(res.statusCode).toBe(400)
-    expect(res.json().details).toContainEqual({ field: 'body.replica', message: 'unknown field' })
+    expect(res.json().details.fields).toContainEqual({ field: 'body.replica', message: 'unknown field' })
   })
 
   it('answers an oversized body with 413 PAYLOAD_TOO_LARGE', async () => {
@@ -93,7 +93,7 @@ describe('error envelope', () => {
     expect((await app.inject('/test/things?limit=10')).json()).toEqual({ limit: 10 })
     const res = await app.inject('/test/things?limit=ten')
     expect(res.statusCode).toBe(400)
-    expect(res.json().details[0].field).toBe('querystring.limit')
+    expect(res.json().details.fields[0].field).toBe('querystring.limit')
   })
 
   it('answers an unknown route with 404 NOT_FOUND in the envelope', async () => {
@@ -115,14 +115,19 @@ describe('error envelope', () => {
     const res = await app.inject('/test/boom')
     expect(res.statusCode).toBe(500)
     const body = res.json()
-    expect(body).toEqual({ errorCode: 'INTERNAL_ERROR', message: 'an internal error occurred', requestId: expect.any(String) })
+    expect(body).toEqual({
+      errorCode: 'INTERNAL_ERROR',
+      message: 'an internal error occurred',
+      details: { fields: [] },
+      requestId: expect.any(String),
+    })
     expect(res.body).not.toMatch(/hunter2|corp|stack|at /)
   })
 
   it('passes application errors through with their code, status and details', async () => {
     const res = await app.inject('/test/conflict')
     expect(res.statusCode).toBe(409)
-    expect(res.json()).toMatchObject({ errorCode: 'DUPLICATE_NAME', details: { name: 'a' } })
+    expect(res.json()).toMatchObject({ errorCode: 'DUPLICATE_NAME', details: { fields: [], name: 'a' } })
   })
 })
 

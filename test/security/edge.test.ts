@@ -191,7 +191,7 @@ describe('time and size limits', () => {
       times: 100,
     })
     expect(response.status).toBe(408)
-    expect(response.body).toEqual({ errorCode: 'REQUEST_TIMEOUT', message: expect.any(String), requestId: expect.any(String) })
+    expect(response.body).toEqual({ errorCode: 'REQUEST_TIMEOUT', message: expect.any(String), details: { fields: [] }, requestId: expect.any(String) })
     expect(response.headers.connection).toBe('close')
     expect(await countUsersByEmail(admin.tenantId, email)).toBe(0)
     expect((await app.inject('/healthz')).statusCode).toBe(200)
@@ -205,7 +205,7 @@ describe('time and size limits', () => {
       times: 100,
     })
     expect(response.status).toBe(408)
-    expect(response.body).toEqual({ errorCode: 'REQUEST_TIMEOUT', message: expect.any(String), requestId: expect.any(String) })
+    expect(response.body).toEqual({ errorCode: 'REQUEST_TIMEOUT', message: expect.any(String), details: { fields: [] }, requestId: expect.any(String) })
     expect(response.headers['x-request-id']).toBe(response.body!.requestId)
   })
 
@@ -214,7 +214,7 @@ describe('time and size limits', () => {
       head: `GET /healthz HTTP/1.1\r\nHost: localhost\r\nX-Big: ${'a'.repeat(8192)}\r\n\r\n`,
     })
     expect(response.status).toBe(431)
-    expect(response.body).toEqual({ errorCode: 'HEADERS_TOO_LARGE', message: expect.any(String), requestId: expect.any(String) })
+    expect(response.body).toEqual({ errorCode: 'HEADERS_TOO_LARGE', message: expect.any(String), details: { fields: [] }, requestId: expect.any(String) })
   })
 
   it('answers a NUL byte in a header value with 400 in the envelope', async () => {

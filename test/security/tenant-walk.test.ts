@@ -45,7 +45,7 @@ let attackers: Array<{ label: string; user: SeededUser }>
 const PATH_IDS: Record<string, (path: string, ids: PathIds) => string | undefined> = {
   UserID: (_path, ids) => ids.userId,
   // Not an object of A's but a name every tenant shares: the UserID beside it is what points at A.
-  Permission: (path) => (path.startsWith('/ai/admin/users/') ? 'model:view' : undefined),
+  permission: (path) => (path.startsWith('/ai/admin/users/') ? 'model:view' : undefined),
   id: (path, ids) => {
     if (path.startsWith('/v1/tenants/')) return ids.tenantId
     if (path.startsWith('/v1/auth/api-keys/')) return ids.apiKeyId
@@ -67,7 +67,6 @@ const queryProbes = (): Record<string, string> => ({
   tenant: a.admin.tenantId,
   tenantId: a.admin.tenantId,
   actor: a.admin.id,
-  startedBy: a.admin.id,
   resourceId: a.importId,
   email: a.admin.email,
   q: a.member.email,
@@ -80,6 +79,7 @@ const headerProbes = (): Record<string, string> => ({ 'idempotency-key': a.idemp
 const bodies = (): Record<string, unknown> => ({
   updateTenant: { displayName: 'Owned by B', status: 'disabled' },
   updateAiUser: { name: 'Owned by B', role: 'admin', status: 'disabled' },
+  patchAiUser: { name: 'Owned by B', role: 'admin', status: 'disabled' },
   createAiUser: { email: `planted-${randomUUID().slice(0, 8)}@example.test`, role: 'admin' },
   importAiUsers: [{ email: `b-import-${randomUUID().slice(0, 8)}@example.test`, role: 'viewer' }],
   uploadBlob: 'overwritten by tenant B',

@@ -327,8 +327,8 @@ export interface AuditFilter {
   actorId?: string
   action?: string
   resourceKind?: string
-  from?: Date
-  to?: Date
+  createdFrom?: Date
+  createdTo?: Date
   limit: number
   offset: number
 }
@@ -339,8 +339,8 @@ export async function listAuditEntries(executor: Executor, filter: AuditFilter):
   if (filter.actorId) conditions.push(eq(auditLog.actorId, filter.actorId))
   if (filter.action) conditions.push(eq(auditLog.action, filter.action))
   if (filter.resourceKind) conditions.push(eq(auditLog.resourceKind, filter.resourceKind))
-  if (filter.from) conditions.push(gte(auditLog.createdAt, filter.from))
-  if (filter.to) conditions.push(lte(auditLog.createdAt, filter.to))
+  if (filter.createdFrom) conditions.push(gte(auditLog.createdAt, filter.createdFrom))
+  if (filter.createdTo) conditions.push(lte(auditLog.createdAt, filter.createdTo))
   const where = conditions.length > 0 ? and(...conditions) : undefined
   const [rows, [totalRow]] = await Promise.all([
     executor

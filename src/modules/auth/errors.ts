@@ -83,7 +83,7 @@ export class SuperuserRequiredError extends AppError {
 /** A realm name that would give a tenant power over the identity provider itself. */
 export class ReservedRealmError extends AppError {
   constructor(realm: string) {
-    super('REALM_RESERVED', 400, `the realm name "${realm}" is reserved`, [{ field: 'body.realm', message: 'reserved realm name' }])
+    super('REALM_RESERVED', 400, `the realm name "${realm}" is reserved`, { fields: [{ field: 'body.realm', message: 'reserved realm name' }] })
   }
 }
 

@@ -131,7 +131,7 @@ export const CreatedApiKey = Type.Object(
 export const IdParams = Type.Object({ id: Uuid })
 export const RealmParams = Type.Object({ realm: RealmName })
 
-export const PageQuery = Type.Object({ page: PageQueryProperties.page, limit: PageQueryProperties.limit })
+export const PageQuery = StrictObject({ page: PageQueryProperties.page, limit: PageQueryProperties.limit })
 
 const InitialAdmin = StrictObject(
   {
@@ -187,15 +187,15 @@ export const UpdateTenantBody = StrictObject(
   { title: 'UpdateTenantRequest', minProperties: 1 },
 )
 
-export const AuditQuery = Type.Object({
+export const AuditQuery = StrictObject({
   page: PageQueryProperties.page,
   limit: PageQueryProperties.limit,
   tenantId: Type.Optional(Uuid),
   actor: Type.Optional(Type.String({ minLength: 1, maxLength: 128 })),
   action: Type.Optional(Type.String({ minLength: 1, maxLength: 128 })),
   resourceKind: Type.Optional(Type.String({ minLength: 1, maxLength: 64 })),
-  from: Type.Optional(DateTime),
-  to: Type.Optional(DateTime),
+  createdFrom: Type.Optional(DateTime),
+  createdTo: Type.Optional(DateTime),
 })
 
 export const AuditEntry = Type.Object(

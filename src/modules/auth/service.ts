@@ -932,8 +932,8 @@ export function createAuthService(deps: AuthServiceDeps) {
       actor?: string
       action?: string
       resourceKind?: string
-      from?: string
-      to?: string
+      createdFrom?: string
+      createdTo?: string
     },
   ) {
     const page = pageRequest(query)
@@ -944,8 +944,8 @@ export function createAuthService(deps: AuthServiceDeps) {
       actorId: query.actor,
       action: query.action,
       resourceKind: query.resourceKind,
-      from: query.from ? new Date(query.from) : undefined,
-      to: query.to ? new Date(query.to) : undefined,
+      createdFrom: query.createdFrom ? new Date(query.createdFrom) : undefined,
+      createdTo: query.createdTo ? new Date(query.createdTo) : undefined,
       limit: page.limit,
       offset: page.offset,
     })

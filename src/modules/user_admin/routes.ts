@@ -1,6 +1,6 @@
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
-import type { FastifyInstance, FastifyRequest } from 'fastify'
-import Type from 'typebox'
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import Type, { type Static } from 'typebox'
 import { type Principal, principalOf, requirePermission } from '../../platform/auth/principal.js'
 import { ifMatch, setEtag } from '../../platform/http/etag.js'
 import { IdempotencyHeaders } from '../workflow_ops/schema.js'
@@ -105,6 +105,15 @@ export function registerUserAdminRoutes(app: FastifyInstance, service: UserAdmin
     },
   )
 
+  async function updateUser(
+    request: FastifyRequest<{ Params: Static<typeof UserIdParams>; Querystring: Static<typeof TenantQuery>; Body: Static<typeof AiUserUpdate> }>,
+    reply: FastifyReply,
+  ) {
+    const { user, etag } = await service.update(await acting(request), request.params.UserID, request.body, ifMatch(request))
+    setEtag(reply, etag)
+    return user
+  }
+
   server.put(
     '/ai/admin/users/:UserID',
     {
@@ -119,11 +128,25 @@ export function registerUserAdminRoutes(app: FastifyInstance, service: UserAdmin
         response: { 200: AiUser },
       },
     },
-    async (request, reply) => {
-      const { user, etag } = await service.update(await acting(request), request.params.UserID, request.body, ifMatch(request))
-      setEtag(reply, etag)
-      return user
+    updateUser,
+  )
+
+  // PUT merges key by key, which is what PATCH means: both methods serve the one update (docs/api-style.md, Writes).
+  server.patch(
+    '/ai/admin/users/:UserID',
+    {
+      config: requirePermission('user:manage'),
+      schema: {
+        operationId: 'patchAiUser',
+        tags: ['users'],
+        summary: 'Update a user, as PUT does: attributes and secrets merge key by key (null removes); If-Match guards against lost updates',
+        params: UserIdParams,
+        querystring: TenantQuery,
+        body: AiUserUpdate,
+        response: { 200: AiUser },
+      },
     },
+    updateUser,
   )
 
   server.delete(
@@ -191,7 +214,7 @@ export function registerUserAdminRoutes(app: FastifyInstance, service: UserAdmin
   )
 
   server.put(
-    '/ai/admin/users/:UserID/grants/:Permission',
+    '/ai/admin/users/:UserID/grants/:permission',
     {
       config: requirePermission('user:manage'),
       schema: {
@@ -203,11 +226,11 @@ export function registerUserAdminRoutes(app: FastifyInstance, service: UserAdmin
         response: { 200: UserGrants },
       },
     },
-    async (request) => service.grant(await acting(request), request.params.UserID, request.params.Permission),
+    async (request) => service.grant(await acting(request), request.params.UserID, request.params.permission),
   )
 
   server.delete(
-    '/ai/admin/users/:UserID/grants/:Permission',
+    '/ai/admin/users/:UserID/grants/:permission',
     {
       config: requirePermission('user:manage'),
       schema: {
@@ -220,7 +243,7 @@ export function registerUserAdminRoutes(app: FastifyInstance, service: UserAdmin
       },
     },
     async (request, reply) => {
-      await service.revokeGrant(await acting(request), request.params.UserID, request.params.Permission)
+      await service.revokeGrant(await acting(request), request.params.UserID, request.params.permission)
       return reply.status(204).send(null)
     },
   )

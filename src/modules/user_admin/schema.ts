@@ -130,13 +130,13 @@ const TenantParam = Type.Optional(
   }),
 )
 
-export const TenantQuery = Type.Object({ tenant: TenantParam })
+export const TenantQuery = StrictObject({ tenant: TenantParam })
 
-export const AiUserListQuery = Type.Object({
+export const AiUserListQuery = StrictObject({
   tenant: TenantParam,
   q: Type.Optional(Type.String({ minLength: 1, maxLength: 200, pattern: NO_NUL, description: 'substring of name or email, case-insensitive' })),
   email: Type.Optional(Type.String({ minLength: 1, maxLength: 254, pattern: NO_NUL, description: 'exact email, case-insensitive' })),
-  role: Type.Optional(Type.String({ minLength: 1, maxLength: 64, pattern: NO_NUL })),
+  role: Type.Optional(Role),
   status: Type.Optional(Status),
   tag: Type.Optional(Type.String({ minLength: 1, maxLength: 64, pattern: NO_NUL })),
   createdFrom: Type.Optional(DateTime),
@@ -152,7 +152,7 @@ export const UserIdParams = Type.Object({ UserID: Uuid })
 
 export const UserGrantParams = Type.Object({
   UserID: Uuid,
-  Permission: Type.Union(
+  permission: Type.Union(
     PERMISSIONS.map((p) => Type.Literal(p)),
     { description: 'a permission of the catalog', examples: ['user:manage'] },
   ),
@@ -245,4 +245,4 @@ export const ImportRowError = Type.Object(
 
 export const ImportErrorsPage = Page(ImportRowError, 'ImportErrorsPage')
 
-export const ImportErrorsQuery = Type.Object({ page: PageQueryProperties.page, limit: PageQueryProperties.limit })
+export const ImportErrorsQuery = StrictObject({ page: PageQueryProperties.page, limit: PageQueryProperties.limit })

@@ -1,5 +1,5 @@
 import Type from 'typebox'
-import { Page, PageQueryProperties, Uuid } from '../../platform/http/schemas.js'
+import { Page, PageQueryProperties, StrictObject, Uuid } from '../../platform/http/schemas.js'
 
 
 const DateTime = Type.String({ format: 'date-time' })
@@ -26,7 +26,7 @@ export const IdempotencyHeaders = Type.Object({
   ),
 })
 
-export const ListQuery = Type.Object({
+export const ListQuery = StrictObject({
   ...PageQueryProperties,
   sort: Type.Optional(
     Type.String({
@@ -39,7 +39,7 @@ export const ListQuery = Type.Object({
   status: Type.Optional(RunStatus),
   resourceKind: Type.Optional(Name),
   resourceId: Type.Optional(Type.String({ minLength: 1, maxLength: 256 })),
-  startedBy: Type.Optional(Type.String({ minLength: 1, maxLength: 256 })),
+  actor: Type.Optional(Type.String({ minLength: 1, maxLength: 256, description: 'who started the run (startedBy)' })),
 })
 
 const RunError = Type.Object({ code: Type.String(), message: Type.String() })

@@ -138,7 +138,8 @@ export interface ListQuery {
   status?: RunStatus
   resourceKind?: string
   resourceId?: string
-  startedBy?: string
+  /** Who started the run (a principal id): the actor filter has one name on every list. */
+  actor?: string
 }
 
 export type StreamEventName = 'state' | 'progress' | 'end'
@@ -535,7 +536,7 @@ export function createWorkflowService(deps: WorkflowServiceDeps) {
           status: query.status,
           resourceKind: query.resourceKind,
           resourceId: query.resourceId,
-          startedBy: query.startedBy,
+          startedBy: query.actor,
         },
         { limit: page.limit, offset: page.offset, sort },
       )

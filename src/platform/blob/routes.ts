@@ -3,6 +3,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { FastifyInstance, FastifyReply } from 'fastify'
 import Type, { type Static } from 'typebox'
 import { AppError, ConflictError } from '../errors.js'
+import { StrictObject } from '../http/schemas.js'
 import { BlobNotFoundError } from './keys.js'
 import { InvalidSignatureError, type SignedMethod, verifyBlobRequest } from './signing.js'
 import type { BlobInfo, BlobStore } from './types.js'
@@ -10,7 +11,7 @@ import type { BlobInfo, BlobStore } from './types.js'
 /** The largest object one PUT may carry, the same as S3's single-PUT limit. */
 export const BLOB_BODY_LIMIT_BYTES = 5 * 1024 ** 3
 
-const SignedQuery = Type.Object({
+const SignedQuery = StrictObject({
   method: Type.Union([Type.Literal('GET'), Type.Literal('PUT')]),
   expires: Type.Integer({ minimum: 0, maximum: 99_999_999_999 }),
   // Only bounded here: a malformed signature is a refused signature (403), not a bad request.

@@ -1,12 +1,15 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import { AppError, type FieldProblem } from '../errors.js'
+import { AppError, type ErrorDetails, type FieldProblem } from '../errors.js'
 
 interface Envelope {
   errorCode: string
   message: string
-  details?: unknown
+  details: ErrorDetails
   requestId: string
 }
+
+/** The details of an error about no input in particular. */
+export const NO_DETAILS: Readonly<ErrorDetails> = Object.freeze({ fields: [] })
 
 /** Fastify's own client-error codes, mapped to stable codes a caller can branch on. */
 const FASTIFY_CODES: Record<string, { code: string; message?: string }> = {
@@ -37,15 +40,33 @@ const STATUS_CODES: Record<number, string> = {
 /** ajv's instancePath ("/spec/replicas") or missingProperty, as a dotted field name. */
 function fieldProblems(error: FastifyError): FieldProblem[] {
   const context = error.validationContext ?? 'body'
-  return (error.validation ?? []).map((v) => {
+  const problems: FieldProblem[] = []
+  // A value outside an enumeration fails once per allowed value (and once more for the anyOf):
+  // one problem per field naming every allowed value reads better than seven "must be equal to constant".
+  const allowedByField = new Map<string, string[]>()
+  for (const v of error.validation ?? []) {
     const params = v.params as Record<string, unknown>
     let field = v.instancePath.replace(/^\//, '').replace(/\//g, '.')
     if (typeof params.missingProperty === 'string') field = field ? `${field}.${params.missingProperty}` : params.missingProperty
     if (typeof params.additionalProperty === 'string') {
       field = field ? `${field}.${params.additionalProperty}` : params.additionalProperty
-      return { field: `${context}.${field}`, message: 'unknown field' }
+      problems.push({ field: `${context}.${field}`, message: context === 'querystring' ? 'unknown query parameter' : 'unknown field' })
+      continue
     }
-    return { field: field ? `${context}.${field}` : context, message: v.message ?? 'invalid' }
+    const name = field ? `${context}.${field}` : context
+    const allowed = v.keyword === 'const' ? [params.allowedValue] : v.keyword === 'enum' ? (params.allowedValues as unknown[]) : undefined
+    if (allowed) {
+      const known = allowedByField.get(name)
+      if (!known) problems.push({ field: name, message: '' })
+      allowedByField.set(name, [...(known ?? []), ...allowed.map(String)])
+      continue
+    }
+    if (v.keyword === 'anyOf' && allowedByField.has(name)) continue
+    problems.push({ field: name, message: v.message ?? 'invalid' })
+  }
+  return problems.map((p) => {
+    const allowed = allowedByField.get(p.field)
+    return allowed && p.message === '' ? { field: p.field, message: `must be one of: ${allowed.join(', ')}` } : p
   })
 }
 
@@ -64,7 +85,7 @@ export function toEnvelope(error: unknown, requestId: string): { status: number;
       body: {
         errorCode: 'VALIDATION_ERROR',
         message: `invalid request: ${problems.map((p) => `${p.field} ${p.message}`).join('; ')}`,
-        details: problems,
+        details: { fields: problems },
         requestId,
       },
     }
@@ -77,13 +98,14 @@ export function toEnvelope(error: unknown, requestId: string): { status: number;
       body: {
         errorCode: known?.code ?? STATUS_CODES[status] ?? 'BAD_REQUEST',
         message: known?.message ?? fe.message,
+        details: NO_DETAILS,
         requestId,
       },
     }
   }
   return {
     status: status >= 500 && status < 600 ? status : 500,
-    body: { errorCode: 'INTERNAL_ERROR', message: 'an internal error occurred', requestId },
+    body: { errorCode: 'INTERNAL_ERROR', message: 'an internal error occurred', details: NO_DETAILS, requestId },
   }
 }
 
@@ -101,6 +123,7 @@ export function registerErrorHandling(app: FastifyInstance): void {
     const body: Envelope = {
       errorCode: 'NOT_FOUND',
       message: `no route ${request.method} ${request.url.split('?')[0]?.slice(0, 200)}`,
+      details: NO_DETAILS,
       requestId: request.id,
     }
     return reply.status(404).send(body)

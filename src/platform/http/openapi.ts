@@ -2,14 +2,18 @@ import swagger from '@fastify/swagger'
 import swaggerUi from '@fastify/swagger-ui'
 import type { FastifyInstance, RouteOptions } from 'fastify'
 import type { Config } from '../../config.js'
-import { ErrorEnvelope } from './schemas.js'
+import { ErrorEnvelope, StrictObject } from './schemas.js'
 
 const ERROR_REF = { $ref: 'ErrorEnvelope#' }
+
+/** The query string of a route that takes no parameters: any parameter is unknown, hence a 400. */
+const NO_QUERY = StrictObject({})
 
 /**
  * Every documented route must say what it is (operationId, tags, summary); routes that fail
  * say so in the error envelope, which this hook adds as the 4xx/5xx response of each route.
- * A route missing its description fails at start-up, not in review.
+ * A route missing its description, or with a query string that accepts anything, fails at
+ * start-up, not in review; the rest of docs/api-style.md is checked by test/platform/api-style.test.ts.
  */
 function documentRoute(route: RouteOptions): void {
   const schema = (route.schema ??= {}) as Record<string, unknown>
@@ -17,6 +21,15 @@ function documentRoute(route: RouteOptions): void {
   const missing = ['operationId', 'tags', 'summary'].filter((k) => !schema[k])
   if (missing.length > 0) {
     throw new Error(`route ${route.method} ${route.url} is missing ${missing.join(', ')} in its schema`)
+  }
+  // Unknown query parameters are refused like unknown body fields, so a misspelt filter is a 400
+  // rather than a silently unfiltered list (docs/api-style.md, Query strings).
+  if (!schema.querystring) schema.querystring = NO_QUERY
+  else if ((schema.querystring as { additionalProperties?: unknown }).additionalProperties !== false) {
+    throw new Error(
+      `route ${String(route.method)} ${route.url}: its querystring lets unknown parameters through; ` +
+        'declare it with StrictObject (additionalProperties: false)',
+    )
   }
   const response = (schema.response ??= {}) as Record<string, unknown>
   response['4xx'] ??= ERROR_REF

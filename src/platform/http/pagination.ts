@@ -14,6 +14,8 @@ export interface SortRequest<F extends string> {
 export interface PageResult<T> {
   items: T[]
   total: number
+  /** Every list says whether `total` is exact; lists that cap their count (users) set false past the cap. */
+  totalExact: boolean
   page: number
   limit: number
 }
@@ -37,12 +39,13 @@ export function parseSort<F extends string>(
   const [field, direction = 'asc'] = raw.split(':')
   if (!allowed.includes(field as F) || (direction !== 'asc' && direction !== 'desc')) {
     throw new ValidationError(`sort must be one of ${allowed.map((f) => `${f}:asc|desc`).join(', ')}`, [
-      { field: 'sort', message: `unknown sort "${raw}"` },
+      { field: 'querystring.sort', message: `unknown sort "${raw}"` },
     ])
   }
   return { field: field as F, direction }
 }
 
+/** A page whose total was counted in full. */
 export function pageResult<T>(items: T[], total: number, page: PageRequest): PageResult<T> {
-  return { items, total, page: page.page, limit: page.limit }
+  return { items, total, totalExact: true, page: page.page, limit: page.limit }
 }

@@ -5,7 +5,10 @@ export const ErrorEnvelope = Type.Object(
   {
     errorCode: Type.String({ description: 'Stable SCREAMING_SNAKE code', examples: ['VALIDATION_ERROR'] }),
     message: Type.String(),
-    details: Type.Optional(Type.Unknown()),
+    details: Type.Object(
+      { fields: Type.Array(Type.Object({ field: Type.String(), message: Type.String() })) },
+      { additionalProperties: true, description: 'Always present: `fields` names the inputs at fault (may be empty); other keys depend on errorCode' },
+    ),
     requestId: Type.String(),
   },
   { $id: 'ErrorEnvelope', title: 'ErrorEnvelope' },
@@ -29,6 +32,7 @@ export function Page<T extends TSchema>(item: T, title: string) {
     {
       items: Type.Array(item),
       total: Type.Integer({ minimum: 0 }),
+      totalExact: Type.Boolean({ description: 'false when total is a lower bound (the count stopped early)' }),
       page: Type.Integer({ minimum: 1 }),
       limit: Type.Integer({ minimum: 1 }),
     },

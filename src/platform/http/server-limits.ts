@@ -63,7 +63,7 @@ export function clientErrorHandler(log: FastifyBaseLogger) {
       return
     }
     const requestId = newRequestId()
-    const body = JSON.stringify({ errorCode, message, requestId })
+    const body = JSON.stringify({ errorCode, message, details: { fields: [] }, requestId })
     // Destroyed once written out, not at once: destroying drops what is still buffered.
     socket.end(
       `HTTP/1.1 ${status} ${REASONS[status]}\r\n` +

@@ -260,7 +260,7 @@ describe('run records', () => {
     expect(await ids(`resourceKind=model&resourceId=${tag}-m2`)).toEqual([c.workflowId, b.workflowId])
     expect(await ids(`resourceKind=model&resourceId=${tag}-m2&sort=createdAt:asc`)).toEqual([b.workflowId, c.workflowId])
     expect(await ids(`resourceKind=model&resourceId=${tag}-m2&status=failed`)).toEqual([c.workflowId])
-    expect(await ids(`startedBy=${tester.id}`)).toEqual([c.workflowId])
+    expect(await ids(`actor=${tester.id}`)).toEqual([c.workflowId])
     const typed = (await list('type=demo.threeSteps&limit=2&page=1')).json()
     expect(typed).toMatchObject({ page: 1, limit: 2 })
     expect(typed.items).toHaveLength(2)
