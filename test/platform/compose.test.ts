@@ -296,6 +296,9 @@ describe('the compose set-up against the Keycloak stand-in', () => {
     const me = await app.inject({ method: 'GET', url: '/v1/auth/me', headers: bearer(session.json().accessToken) })
     expect(me.statusCode, me.body).toBe(200)
     expect(me.json()).toMatchObject({ role: 'super_admin', tenant: { realm: 'local' }, user: { email } })
+    // A refresh token is routed to its realm by the issuer it names (localhost:8081), not by the address called.
+    const refreshed = await app.inject({ method: 'POST', url: '/v1/auth/refresh', payload: { refreshToken: session.json().refreshToken } })
+    expect(refreshed.statusCode, refreshed.body).toBe(200)
 
     // The admin client of the compose file creates the realm, its roles and the login client, then the first admin.
     const realm = uniqueRealm('compose')
