@@ -42,6 +42,7 @@ ensure_secret() {
   ensure_secret APP_API_TOKEN "$(random_token)"
   ensure_secret DAPR_API_TOKEN "$(random_token)"
   ensure_secret MODELPLANE_API_CLIENT_SECRET "$(random_token)"
+  ensure_secret KEYCLOAK_ADMIN_CLIENT_SECRET "$(random_token)"
 )
 
 docker compose --env-file "$ENV_FILE" up -d --build

@@ -22,5 +22,6 @@ if [[ -f "$ENV_FILE" ]]; then
 else
   # docker-compose.yml insists on these secrets even to tear down; their values do not matter here.
   VAULT_KEYS=unused APP_API_TOKEN=unused DAPR_API_TOKEN=unused MODELPLANE_API_CLIENT_SECRET=unused \
+    KEYCLOAK_ADMIN_CLIENT_SECRET=unused \
     docker compose down ${down_args[@]+"${down_args[@]}"}
 fi

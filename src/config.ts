@@ -52,6 +52,7 @@ const EnvSchema = Type.Object({
   DAPR_PUBSUB_NAME: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9_.-]{1,128}$' })),
   SHUTDOWN_TIMEOUT_MS: Type.Optional(Type.Integer({ minimum: 0, maximum: 600_000 })),
   KEYCLOAK_URL: Type.Optional(Type.String({ pattern: '^https?://', maxLength: 2048 })),
+  KEYCLOAK_ISSUER_URL: Type.Optional(Type.String({ pattern: '^https?://', maxLength: 2048 })),
   KEYCLOAK_REALMS: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}(\\s*,\\s*[A-Za-z0-9_-]{1,64})*$', maxLength: 8192 })),
   KEYCLOAK_AUDIENCE: Type.Optional(Type.String({ minLength: 1, maxLength: 255 })),
   KEYCLOAK_CLIENT_ID: Type.Optional(Type.String({ minLength: 1, maxLength: 255 })),
@@ -161,8 +162,14 @@ export interface Config {
   /** Finished workflow runs (record, steps, engine history) are deleted this many days after they end; 0 keeps them. */
   workflowRetentionDays: number
   auth: {
-    /** Keycloak's base URL; unset runs the embedded issuer. */
+    /** Keycloak's base URL as this process reaches it (token, JWKS and admin calls); unset runs the embedded issuer. */
     keycloakUrl?: string
+    /**
+     * The base URL Keycloak names in `iss` (its frontend hostname): tokens are issued for
+     * `${keycloakIssuerUrl}/realms/<realm>`. Differs from keycloakUrl when the app reaches Keycloak by
+     * an inner name (http://keycloak:8080) while browsers use another (http://localhost:8081).
+     */
+    keycloakIssuerUrl?: string
     /** Realms whose tokens are trusted; undefined means "the tenants table decides". */
     realms?: readonly string[]
     audience?: string
@@ -321,6 +328,9 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Readonly<Co
   if (Boolean(env.KEYCLOAK_ADMIN_CLIENT_ID) !== Boolean(env.KEYCLOAK_ADMIN_CLIENT_SECRET)) {
     problems.push('KEYCLOAK_ADMIN_CLIENT_ID and KEYCLOAK_ADMIN_CLIENT_SECRET must be set together')
   }
+  if (env.KEYCLOAK_ISSUER_URL && !env.KEYCLOAK_URL) {
+    problems.push('KEYCLOAK_ISSUER_URL: only means something with KEYCLOAK_URL (the address the app calls Keycloak at)')
+  }
   if ((env.LOGIN_LOCKOUT_BASE_SECONDS ?? 30) > (env.LOGIN_LOCKOUT_MAX_SECONDS ?? 900)) {
     problems.push('LOGIN_LOCKOUT_MAX_SECONDS must be at least LOGIN_LOCKOUT_BASE_SECONDS (defaults 900 and 30)')
   }
@@ -408,6 +418,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Readonly<Co
     workflowRetentionDays: env.WORKFLOW_RETENTION_DAYS ?? 30,
     auth: {
       keycloakUrl: env.KEYCLOAK_URL?.replace(/\/+$/, ''),
+      keycloakIssuerUrl: (env.KEYCLOAK_ISSUER_URL ?? env.KEYCLOAK_URL)?.replace(/\/+$/, ''),
       realms: env.KEYCLOAK_REALMS ? list(env.KEYCLOAK_REALMS) : undefined,
       audience: env.KEYCLOAK_AUDIENCE,
       clientId: env.KEYCLOAK_CLIENT_ID ?? 'modelplane-api',

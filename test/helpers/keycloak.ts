@@ -15,7 +15,18 @@
  * - a realm with `revokeRefreshToken: true` refuses a refresh token older than the one last used in
  *   its session ("Stale token") and one used more than `refreshTokenMaxReuse` times, both 400
  *   `invalid_grant`; the session itself lives on;
- * - every realm has a public `admin-cli` client allowed to use the password grant.
+ * - every realm has a public `admin-cli` client allowed to use the password grant;
+ * - a user PUT replaces `email`, `firstName` and `lastName`: one left out is cleared, as Keycloak does
+ *   since 24.0.4 (keycloak/keycloak#28220); other fields left out keep their value;
+ * - user-profile validation as Keycloak 26 answers it (400, `{field, errorMessage, params}`, or
+ *   `{errors: [...]}` for several): usernames 3-255 characters without `<>&"'`, whitespace,
+ *   `$%!#?§,;:*~/\|^=[]{}()` or backquote; first and last names without `<>&"$%!#?§;*~/\|^=[]{}()`;
+ *   emails of one `@` with a local part of at most 64 characters; an existing user's username is
+ *   read-only unless the realm has `editUsernameAllowed: true` (`error-user-attribute-read-only`);
+ * - a realm created through the admin API gets the `clients` of its representation (confidential
+ *   unless `publicClient: true`, direct access grants only with `directAccessGrantsEnabled: true`);
+ * - with `frontendUrl` (KC_HOSTNAME), tokens name `${frontendUrl}/realms/<realm>` as issuer while
+ *   every endpoint is served at `url`, as Keycloak behind two names does.
  * Where it is simpler: no default roles are mapped to new users, composites do not exist, every
  * realm publishes one RS256 signer and one ES256 key from the start, and any valid token of realm
  * `master` may call the admin API.
@@ -95,6 +106,20 @@ export interface AdminCall {
   path: string
 }
 
+export interface FakeKeycloakOptions {
+  /** The hostname tokens carry (Keycloak's KC_HOSTNAME), e.g. http://localhost:8081; default `url`. */
+  frontendUrl?: string
+}
+
+export interface FakeClientView {
+  clientId: string
+  publicClient: boolean
+  directAccessGrants: boolean
+  /** Present for confidential clients. */
+  secret?: string
+  serviceAccount: boolean
+}
+
 export interface FakeKeycloak {
   /** Base URL, e.g. http://127.0.0.1:PORT */
   url: string
@@ -124,6 +149,8 @@ export interface FakeKeycloak {
   realmNames(): string[]
   adminUsers(realm: string): FakeUser[]
   adminRoles(realm: string): string[]
+  /** The realm's clients, `admin-cli` included. */
+  adminClients(realm: string): FakeClientView[]
   /** Login sessions (password grant) not yet ended by logout or user deletion. */
   activeSessions(realm: string): number
   /**
@@ -132,6 +159,8 @@ export interface FakeKeycloak {
    * clears the action. Throws as the page would refuse: wrong password, or no such action pending.
    */
   updatePasswordAtLogin(realm: string, username: string, current: string, next: string): void
+  /** Sets a user's password as the user would in Keycloak's own pages (no required action left). */
+  setPassword(realm: string, userId: string, password: string): void
   close(): Promise<void>
 }
 
@@ -209,7 +238,7 @@ interface Route {
 class Problem extends Error {
   constructor(
     readonly status: number,
-    readonly body: Record<string, string>,
+    readonly body: Record<string, unknown>,
   ) {
     super(`fake keycloak ${status}`)
   }
@@ -218,14 +247,14 @@ class Problem extends Error {
 const oauthError = (status: number, error: string, description: string) =>
   new Problem(status, { error, error_description: description })
 
-export async function startFakeKeycloak(): Promise<FakeKeycloak> {
+export async function startFakeKeycloak(options: FakeKeycloakOptions = {}): Promise<FakeKeycloak> {
   const realms = new Map<string, Realm>()
   const seen: AdminCall[] = []
   const certsFetches = new Map<string, number>()
   const created: string[] = []
   let adminFailure: (call: AdminCall) => boolean = () => false
   let url = ''
-  const issuer = (realm: string) => `${url}/realms/${realm}`
+  const issuer = (realm: string) => `${options.frontendUrl?.replace(/\/+$/, '') ?? url}/realms/${realm}`
 
   // ---- realms, keys, tokens -------------------------------------------------------------------
 
@@ -473,16 +502,18 @@ export async function startFakeKeycloak(): Promise<FakeKeycloak> {
     const realm = realmOf(call.params.realm)
     const base = issuer(realm.name)
     const oidc = `${base}/protocol/openid-connect`
+    // Backchannel endpoints at the address asked (KC_HOSTNAME_BACKCHANNEL_DYNAMIC), browser ones at the frontend name.
+    const backchannel = `${url}/realms/${realm.name}/protocol/openid-connect`
     return {
       status: 200,
       body: {
         issuer: base,
         authorization_endpoint: `${oidc}/auth`,
-        token_endpoint: `${oidc}/token`,
-        introspection_endpoint: `${oidc}/token/introspect`,
-        userinfo_endpoint: `${oidc}/userinfo`,
+        token_endpoint: `${backchannel}/token`,
+        introspection_endpoint: `${backchannel}/token/introspect`,
+        userinfo_endpoint: `${backchannel}/userinfo`,
         end_session_endpoint: `${oidc}/logout`,
-        jwks_uri: `${oidc}/certs`,
+        jwks_uri: `${backchannel}/certs`,
         grant_types_supported: ['authorization_code', 'refresh_token', 'password', 'client_credentials'],
         response_types_supported: ['code'],
         subject_types_supported: ['public', 'pairwise'],
@@ -553,14 +584,31 @@ export async function startFakeKeycloak(): Promise<FakeKeycloak> {
     const name = rep.realm
     if (typeof name !== 'string' || name.length === 0) throw new Problem(400, { errorMessage: 'Realm name cannot be empty' })
     if (realms.has(name)) throw new Problem(409, { errorMessage: `Conflict detected. See logs for details` })
-    const { roles, users: _users, clients: _clients, ...representation } = rep
+    const { roles, users: _users, clients, ...representation } = rep
     const realm = await createRealm(name, representation, rep.enabled === true)
     for (const role of asArray(record(roles).realm)) {
       const { name: roleName, description } = record(role)
       if (typeof roleName === 'string') ensureRole(realm, roleName, typeof description === 'string' ? description : undefined)
     }
+    for (const client of asArray(clients)) importClient(realm, record(client))
     created.push(name)
     return { status: 201, headers: location('admin', 'realms', name) }
+  }
+
+  /**
+   * A client of a realm representation, with Keycloak's defaults for what it leaves out:
+   * confidential (a generated secret unless one is given), no direct access grants, no service account.
+   */
+  function importClient(realm: Realm, rep: Record<string, unknown>): void {
+    if (typeof rep.clientId !== 'string' || rep.clientId.length === 0) throw new Problem(400, { errorMessage: 'Client id is missing' })
+    if (realm.clients.has(rep.clientId)) throw new Problem(409, { errorMessage: `Client ${rep.clientId} already exists` })
+    const confidential = rep.publicClient !== true
+    realm.clients.set(rep.clientId, {
+      clientId: rep.clientId,
+      ...(confidential ? { secret: typeof rep.secret === 'string' ? rep.secret : randomBytes(16).toString('hex') } : {}),
+      directAccessGrants: rep.directAccessGrantsEnabled === true,
+      ...(confidential && rep.serviceAccountsEnabled === true ? { serviceAccount: { id: randomUUID(), roles: [] } } : {}),
+    })
   }
 
   function adminGetRealm(call: Call): Reply {
@@ -621,12 +669,16 @@ export async function startFakeKeycloak(): Promise<FakeKeycloak> {
     if (temporary === true) user.requiredActions.push('UPDATE_PASSWORD')
   }
 
-  /** Copies the fields present in a user representation; absent fields keep their value, as Keycloak's PUT does. */
+  /**
+   * Copies a user representation. `email`, `firstName` and `lastName` are user-profile attributes
+   * that the representation replaces: absent or empty clears them (Keycloak 24.0.4 and later). Other
+   * fields left out keep their value.
+   */
   function applyUserRepresentation(user: FakeUser, rep: Record<string, unknown>): void {
     if (typeof rep.username === 'string') user.username = rep.username.toLowerCase()
-    if (typeof rep.email === 'string') user.email = rep.email
-    if (typeof rep.firstName === 'string') user.firstName = rep.firstName
-    if (typeof rep.lastName === 'string') user.lastName = rep.lastName
+    user.email = nonEmpty(rep.email)
+    user.firstName = nonEmpty(rep.firstName)
+    user.lastName = nonEmpty(rep.lastName)
     if (typeof rep.enabled === 'boolean') user.enabled = rep.enabled
     if (typeof rep.emailVerified === 'boolean') user.emailVerified = rep.emailVerified
     if (Array.isArray(rep.requiredActions)) user.requiredActions = rep.requiredActions.filter((a): a is string => typeof a === 'string')
@@ -634,10 +686,32 @@ export async function startFakeKeycloak(): Promise<FakeKeycloak> {
     for (const credential of asArray(rep.credentials)) applyCredential(user, credential)
   }
 
+  /** Keycloak 26's default user profile: every failing attribute is reported, one error unwrapped. */
+  function validateUserProfile(realm: Realm, existing: FakeUser | undefined, rep: Record<string, unknown>): void {
+    const errors: Array<{ field: string; errorMessage: string; params: string[] }> = []
+    const fail = (field: string, errorMessage: string) => errors.push({ field, errorMessage, params: [field] })
+    if (typeof rep.username === 'string') {
+      const username = rep.username.toLowerCase()
+      if (existing && username !== existing.username && realm.representation.editUsernameAllowed !== true) {
+        fail('username', 'error-user-attribute-read-only')
+      } else if (username.length < 3 || username.length > 255) fail('username', 'error-invalid-length')
+      else if (!USERNAME_ALLOWED.test(username)) fail('username', 'error-username-invalid-character')
+    }
+    const email = nonEmpty(rep.email)
+    if (email !== undefined && !isEmailKeycloakTakes(email)) fail('email', 'error-invalid-email')
+    for (const field of ['firstName', 'lastName'] as const) {
+      const value = nonEmpty(rep[field])
+      if (value !== undefined && !PERSON_NAME_ALLOWED.test(value)) fail(field, 'error-person-name-invalid-character')
+    }
+    if (errors.length === 1) throw new Problem(400, errors[0]!)
+    if (errors.length > 1) throw new Problem(400, { errors })
+  }
+
   function adminCreateUser(call: Call): Reply {
     const realm = realmOf(call.params.realm)
     const rep = record(call.json)
     if (typeof rep.username !== 'string' || rep.username.length === 0) throw new Problem(400, { errorMessage: 'error-user-attribute-required' })
+    validateUserProfile(realm, undefined, rep)
     requireUnique(realm, undefined, rep.username.toLowerCase(), typeof rep.email === 'string' ? rep.email : undefined)
     const user = blankUser(randomUUID(), rep.username)
     applyUserRepresentation(user, rep)
@@ -678,6 +752,7 @@ export async function startFakeKeycloak(): Promise<FakeKeycloak> {
     const realm = realmOf(call.params.realm)
     const user = userOf(realm, call.params.id)
     const rep = record(call.json)
+    validateUserProfile(realm, user, rep)
     requireUnique(realm, user.id, typeof rep.username === 'string' ? rep.username.toLowerCase() : undefined, typeof rep.email === 'string' ? rep.email : undefined)
     applyUserRepresentation(user, rep)
     return { status: 204 }
@@ -876,6 +951,14 @@ export async function startFakeKeycloak(): Promise<FakeKeycloak> {
     realmNames: () => [...realms.keys()],
     adminUsers: (realmName) => [...existingRealm(realmName).users.values()].map((user) => structuredClone(user)),
     adminRoles: (realmName) => [...existingRealm(realmName).roles.keys()],
+    adminClients: (realmName) =>
+      [...existingRealm(realmName).clients.values()].map((client) => ({
+        clientId: client.clientId,
+        publicClient: client.secret === undefined,
+        directAccessGrants: client.directAccessGrants,
+        ...(client.secret === undefined ? {} : { secret: client.secret }),
+        serviceAccount: client.serviceAccount !== undefined,
+      })),
     activeSessions: (realmName) => existingRealm(realmName).sessions.size,
     updatePasswordAtLogin(realmName, username, current, next) {
       const login = username.toLowerCase()
@@ -885,11 +968,32 @@ export async function startFakeKeycloak(): Promise<FakeKeycloak> {
       user.password = next
       user.requiredActions = user.requiredActions.filter((action) => action !== 'UPDATE_PASSWORD')
     },
+    setPassword(realmName, userId, password) {
+      const user = existingRealm(realmName).users.get(userId)
+      if (!user) throw new Error(`fake keycloak: no user ${userId}`)
+      user.password = password
+      user.requiredActions = user.requiredActions.filter((action) => action !== 'UPDATE_PASSWORD')
+    },
     async close() {
       server.closeAllConnections()
       await new Promise<void>((resolve, reject) => server.close((error) => (error ? reject(error) : resolve())))
     },
   }
+}
+
+/** Keycloak's username-prohibited-characters validator, as a pattern of what is allowed. */
+const USERNAME_ALLOWED = /^[^<>&"'\s\v$%!#?§,;:*~/\\|^=[\]{}()`\p{Cc}]+$/u
+/** Keycloak's person-name-prohibited-characters validator (first and last names). */
+const PERSON_NAME_ALLOWED = /^[^<>&"\v$%!#?§;*~/\\|^=[\]{}()\p{Cc}]+$/u
+
+/** The shape Keycloak's email validator insists on, as far as the API can reach it: one @, a local part of 1-64 characters, no whitespace. */
+function isEmailKeycloakTakes(email: string): boolean {
+  const at = email.lastIndexOf('@')
+  return at > 0 && at <= 64 && at < email.length - 1 && !email.slice(0, at).includes('@') && !/\s/.test(email)
+}
+
+function nonEmpty(value: unknown): string | undefined {
+  return typeof value === 'string' && value.length > 0 ? value : undefined
 }
 
 function blankUser(id: string, username: string): FakeUser {

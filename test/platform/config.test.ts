@@ -77,4 +77,16 @@ describe('configuration', () => {
     expect(config.corsOrigins).toEqual(['https://a.example', 'https://b.example'])
     expect(loadConfig({ CORS_ORIGINS: '*' }).corsOrigins).toBe(true)
   })
+
+  it("takes Keycloak's issuer base from KEYCLOAK_URL unless KEYCLOAK_ISSUER_URL names another, and refuses it alone", () => {
+    expect(loadConfig({ KEYCLOAK_URL: 'http://keycloak:8080/' }).auth).toMatchObject({
+      keycloakUrl: 'http://keycloak:8080',
+      keycloakIssuerUrl: 'http://keycloak:8080',
+    })
+    expect(loadConfig({ KEYCLOAK_URL: 'http://keycloak:8080', KEYCLOAK_ISSUER_URL: 'http://localhost:8081/' }).auth).toMatchObject({
+      keycloakUrl: 'http://keycloak:8080',
+      keycloakIssuerUrl: 'http://localhost:8081',
+    })
+    expect(() => loadConfig({ KEYCLOAK_ISSUER_URL: 'http://localhost:8081' })).toThrow(/KEYCLOAK_ISSUER_URL/)
+  })
 })

@@ -192,3 +192,134 @@ describe('OpenID Connect endpoints', () => {
     expect(right.body.refresh_token).toBeUndefined()
   })
 })
+
+describe('user PUT and user-profile validation as in Keycloak 26', () => {
+  it('clears an email, first or last name that a PUT leaves out, and keeps what it sends', async () => {
+    const admin = await adminClient()
+    const realm = uniqueRealm()
+    const { id } = await tenantWithViewer(admin, realm)
+    await admin.users.update({ realm, id }, { email: 'alice@example.test', firstName: 'Alice', lastName: 'Liddell' })
+
+    // A partial PUT, as the API used to send: Keycloak 24.0.4+ wipes the profile fields it lacks.
+    await admin.users.update({ realm, id }, { enabled: false })
+    const partial = await admin.users.findOne({ realm, id })
+    expect(partial).toMatchObject({ username: 'alice', enabled: false })
+    expect(partial).not.toHaveProperty('email')
+    expect(partial).not.toHaveProperty('firstName')
+    expect(partial).not.toHaveProperty('lastName')
+
+    // Read, change, send back whole: nothing is lost.
+    await admin.users.update({ realm, id }, { email: 'alice@example.test', firstName: 'Alice', lastName: 'Liddell' })
+    const whole = (await admin.users.findOne({ realm, id }))!
+    await admin.users.update({ realm, id }, { ...whole, enabled: true })
+    expect(await admin.users.findOne({ realm, id })).toMatchObject({ email: 'alice@example.test', firstName: 'Alice', lastName: 'Liddell', enabled: true })
+  })
+
+  it("refuses usernames with characters Keycloak prohibits (an email such as o'brien@…) with 400 and the field", async () => {
+    const realm = uniqueRealm()
+    await (await adminClient()).realms.create({ realm, enabled: true })
+    const create = (rep: Record<string, unknown>) =>
+      fetch(`${fake.url}/admin/realms/${realm}/users`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${adminToken}`, 'content-type': 'application/json' },
+        body: JSON.stringify(rep),
+      })
+    const adminToken = String((await tokenRequest('master', { grant_type: 'client_credentials', ...asForm(fake.adminCredentials) })).body.access_token)
+
+    for (const username of ["o'brien@example.test", 'two words', 'a/b', 'x!y', 'a#b', 'c$d', 'p%q', 'a&b', 'a*b', 'a=b', 'a?b', 'a^b', 'a{b}', 'a|b', 'a~b']) {
+      const response = await create({ username, email: 'someone@example.test', enabled: true })
+      expect(response.status, username).toBe(400)
+      expect(await response.json()).toEqual({ field: 'username', errorMessage: 'error-username-invalid-character', params: ['username'] })
+    }
+    const tooShort = await create({ username: 'ab', enabled: true })
+    expect(await tooShort.json()).toMatchObject({ field: 'username', errorMessage: 'error-invalid-length' })
+    // Several failures come as a list.
+    const several = await create({ username: 'a b', firstName: 'Smith (Ops)', enabled: true })
+    expect(several.status).toBe(400)
+    expect(await several.json()).toEqual({
+      errors: [
+        { field: 'username', errorMessage: 'error-username-invalid-character', params: ['username'] },
+        { field: 'firstName', errorMessage: 'error-person-name-invalid-character', params: ['firstName'] },
+      ],
+    })
+    // The same address is a valid email, and an opaque username is a valid username.
+    const fine = await create({ username: randomBytes(8).toString('hex'), email: "o'brien@example.test", firstName: "Miles O'Brien", enabled: true })
+    expect(fine.status).toBe(201)
+    expect(fake.adminUsers(realm).map((u) => u.email)).toEqual(["o'brien@example.test"])
+  })
+
+  it("keeps an existing user's username read-only unless the realm allows editing it", async () => {
+    const admin = await adminClient()
+    const locked = uniqueRealm()
+    const { id } = await tenantWithViewer(admin, locked)
+    await expect(admin.users.update({ realm: locked, id }, { username: 'alice2', email: 'alice@example.test' })).rejects.toMatchObject({
+      response: { status: 400 },
+      responseData: { field: 'username', errorMessage: 'error-user-attribute-read-only' },
+    })
+    expect(fake.adminUsers(locked)[0]!.username).toBe('alice')
+    // Sending it back unchanged is no edit.
+    await admin.users.update({ realm: locked, id }, { username: 'ALICE', email: 'alice@example.test' })
+
+    const open = uniqueRealm()
+    await admin.realms.create({ realm: open, enabled: true, editUsernameAllowed: true })
+    const { id: bob } = await admin.users.create({ realm: open, username: 'bob', enabled: true })
+    await admin.users.update({ realm: open, id: bob }, { username: 'robert' })
+    expect(fake.adminUsers(open)[0]!.username).toBe('robert')
+  })
+})
+
+describe('realms imported with clients, and Keycloak behind two names', () => {
+  it("gives a realm created with clients those clients, with Keycloak's defaults for what they leave out", async () => {
+    const admin = await adminClient()
+    const realm = uniqueRealm()
+    await admin.realms.create({
+      realm,
+      enabled: true,
+      clients: [
+        { clientId: 'login', secret: 'login-secret', directAccessGrantsEnabled: true },
+        { clientId: 'browser-only', secret: 'other-secret' },
+      ],
+    })
+    fake.addUser(realm, { username: 'gina', password: 'pw' })
+
+    const ok = await tokenRequest(realm, { grant_type: 'password', client_id: 'login', client_secret: 'login-secret', username: 'gina', password: 'pw' })
+    expect(ok.status).toBe(200)
+    const noSecret = await tokenRequest(realm, { grant_type: 'password', client_id: 'login', username: 'gina', password: 'pw' })
+    expect(noSecret).toMatchObject({ status: 401, body: { error: 'invalid_client' } })
+    const noGrant = await tokenRequest(realm, { grant_type: 'password', client_id: 'browser-only', client_secret: 'other-secret', username: 'gina', password: 'pw' })
+    expect(noGrant).toMatchObject({ status: 400, body: { error: 'unauthorized_client' } })
+  })
+
+  it('names its frontend URL as issuer while serving keys at its own address; the verifier must fetch keys there', async () => {
+    const behind = await startFakeKeycloak({ frontendUrl: 'http://localhost:1' })
+    try {
+      const realm = uniqueRealm()
+      await behind.addRealm(realm)
+      behind.addUser(realm, { username: 'hank', password: 'pw' })
+      const login = await fetch(`${behind.url}/realms/${realm}/protocol/openid-connect/token`, {
+        method: 'POST',
+        body: new URLSearchParams({ grant_type: 'password', client_id: 'admin-cli', username: 'hank', password: 'pw' }),
+      })
+      const accessToken = String(((await login.json()) as Record<string, unknown>).access_token)
+      const discovery = (await (await fetch(`${behind.url}/realms/${realm}/.well-known/openid-configuration`)).json()) as Record<string, string>
+      expect(discovery.issuer).toBe(`http://localhost:1/realms/${realm}`)
+      expect(discovery.jwks_uri).toBe(`${behind.url}/realms/${realm}/protocol/openid-connect/certs`)
+
+      const split = createTokenVerifier({ issuerBase: 'http://localhost:1', keysBase: behind.url, isRealmAllowed: () => true, fetchTimeoutMs: 1000 })
+      expect(await split.verify(accessToken)).toMatchObject({ realm, issuer: `http://localhost:1/realms/${realm}`, preferredUsername: 'hank' })
+      expect(behind.jwksRequests(realm)).toBe(1)
+      // Keys looked for under the issuer's name are not there (nothing listens at localhost:1).
+      const naive = createTokenVerifier({ issuerBase: 'http://localhost:1', isRealmAllowed: () => true, fetchTimeoutMs: 1000 })
+      await expect(naive.verify(accessToken)).rejects.toMatchObject({ code: 'IDENTITY_PROVIDER_UNAVAILABLE' })
+      // And an issuer base of the inner address refuses the token outright.
+      const inner = createTokenVerifier({ issuerBase: behind.url, isRealmAllowed: () => true })
+      await expect(inner.verify(accessToken)).rejects.toMatchObject({ status: 401 })
+    } finally {
+      await behind.close()
+    }
+  })
+})
+
+function asForm(credentials: { clientId: string; clientSecret: string }): Record<string, string> {
+  return { client_id: credentials.clientId, client_secret: credentials.clientSecret }
+}

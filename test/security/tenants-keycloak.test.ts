@@ -14,6 +14,7 @@ import { type FakeKeycloak, startFakeKeycloak } from '../helpers/keycloak.js'
 let kc: FakeKeycloak
 let app: FastifyInstance
 let superuserToken: string
+const clientSecret = `api-secret-${randomUUID()}`
 
 beforeAll(async () => {
   kc = await startFakeKeycloak()
@@ -22,6 +23,7 @@ beforeAll(async () => {
     KEYCLOAK_URL: kc.url,
     KEYCLOAK_ADMIN_CLIENT_ID: kc.adminCredentials.clientId,
     KEYCLOAK_ADMIN_CLIENT_SECRET: kc.adminCredentials.clientSecret,
+    KEYCLOAK_CLIENT_SECRET: clientSecret,
   })
   // The platform realm's tenant (an embedded start, or KEYCLOAK_REALMS, would have made it).
   await app.platform.database.db.execute(sql`insert into tenants (realm, display_name) values ('local', 'Local') on conflict do nothing`)
@@ -53,8 +55,15 @@ describe("a new Keycloak tenant's first admin", () => {
     const rows = await app.platform.database.db.execute(sql`select role, status, auth_id from users where id = ${grant.userId}`)
     expect(rows.rows).toEqual([{ role: 'admin', status: 'active', auth_id: kcUser!.id }])
 
-    // The API's client in the realm (set up with the realm in a real installation).
-    kc.addClient(realm, { clientId: 'modelplane-api' })
+    // The realm came with the API's own login client: confidential, with the configured secret, password grant only.
+    expect(kc.adminClients(realm).find((c) => c.clientId === 'modelplane-api')).toEqual({
+      clientId: 'modelplane-api',
+      publicClient: false,
+      secret: clientSecret,
+      directAccessGrants: true,
+      serviceAccount: false,
+    })
+    expect(kc.adminRoles(realm)).toEqual(expect.arrayContaining(['super_admin', 'admin', 'devops', 'developer', 'tester', 'viewer']))
     // Keycloak refuses the temporary password on its own: the password must be changed at sign-in first.
     expect((await login(realm, email, grant.temporaryPassword)).statusCode).toBe(401)
     const chosen = `chosen-${randomUUID()}`

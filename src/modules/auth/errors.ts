@@ -38,6 +38,16 @@ export class ScopeNotAllowedError extends AppError {
   }
 }
 
+/**
+ * Keycloak's user-profile validation refused a value the API's own schema accepts (say a name with
+ * a character Keycloak forbids in names): the caller's input, so a 400 naming the field, not a 502.
+ */
+export class IdentityProviderRejectedError extends AppError {
+  constructor(problems: Array<{ field: string; message: string }>) {
+    super('IDENTITY_PROVIDER_REJECTED', 400, 'the identity provider refused these values', problems)
+  }
+}
+
 /** Keycloak refused a user because one with that username or email exists in the realm. */
 export class KeycloakConflictError extends ConflictError {
   constructor() {

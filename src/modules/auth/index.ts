@@ -30,7 +30,8 @@ export function createAuth(platform: Pick<Platform, 'config' | 'log' | 'database
   // The verifier asks the service which realms are allowed; the service verifies with the verifier.
   // (The closure runs only when a token is verified, long after `service` is initialized.)
   const verifier = createTokenVerifier({
-    issuerBase: keycloakUrl ?? config.publicUrl,
+    issuerBase: config.auth.keycloakIssuerUrl ?? config.publicUrl,
+    keysBase: keycloakUrl,
     isRealmAllowed: (realm) => service.isRealmAllowed(realm),
     audience: config.auth.audience,
     localKeys: mode === 'embedded' ? (realm) => issuer.publicKeys(realm) : undefined,

@@ -1,7 +1,7 @@
-import { randomBytes } from 'node:crypto'
+import { randomBytes, randomUUID } from 'node:crypto'
 import type { Logger } from 'pino'
 import type { Config } from '../../config.js'
-import { IdentityProviderError, InvalidCredentialsError, KeycloakConflictError } from './errors.js'
+import { IdentityProviderError, IdentityProviderRejectedError, InvalidCredentialsError, KeycloakConflictError } from './errors.js'
 import { SEEDED_ROLES } from './permissions.js'
 
 /**
@@ -20,6 +20,22 @@ export interface KeycloakTokens {
   refreshToken: string
   expiresIn: number
   refreshExpiresIn: number
+}
+
+/** Keycloak's user-profile attributes, as the fields of the API's request body they come from. */
+const FIELD_OF_ATTRIBUTE: Record<string, string> = { email: 'body.email', username: 'body.email', firstName: 'body.name', lastName: 'body.name' }
+
+/**
+ * The problems of a Keycloak 400 from user-profile validation (`{field, errorMessage}` or
+ * `{errors: [...]}`), or undefined when the 400 is about something else (then it is our fault).
+ */
+function profileProblems(data: unknown): Array<{ field: string; message: string }> | undefined {
+  const body = (typeof data === 'object' && data !== null ? data : {}) as { field?: unknown; errorMessage?: unknown; errors?: unknown }
+  const entries = Array.isArray(body.errors) ? (body.errors as Array<typeof body>) : [body]
+  const problems = entries
+    .filter((e) => typeof e?.field === 'string' && typeof e.errorMessage === 'string' && FIELD_OF_ATTRIBUTE[e.field as string])
+    .map((e) => ({ field: FIELD_OF_ATTRIBUTE[e.field as string]!, message: `${String(e.field)}: ${String(e.errorMessage)}` }))
+  return problems.length > 0 && problems.length === entries.length ? problems : undefined
 }
 
 export function createKeycloakClient(auth: Config['auth'] & { keycloakUrl: string }, log: Logger) {
@@ -80,6 +96,22 @@ export function createKeycloakClient(auth: Config['auth'] & { keycloakUrl: strin
     return admin
   }
 
+  /** The API's client in a realm it creates: it signs users in with their password and logs them out, nothing else. */
+  function loginClient() {
+    return {
+      clientId: auth.clientId,
+      name: 'modelplane API',
+      enabled: true,
+      protocol: 'openid-connect',
+      publicClient: auth.clientSecret === undefined,
+      ...(auth.clientSecret === undefined ? {} : { clientAuthenticatorType: 'client-secret', secret: auth.clientSecret }),
+      directAccessGrantsEnabled: true,
+      standardFlowEnabled: false,
+      implicitFlowEnabled: false,
+      serviceAccountsEnabled: false,
+    }
+  }
+
   const statusOf = (err: unknown) => (err as { response?: { status?: number } }).response?.status
 
   /** Runs one admin operation; any failure becomes IdentityProviderError (409 → KeycloakConflictError). */
@@ -92,6 +124,8 @@ export function createKeycloakClient(auth: Config['auth'] & { keycloakUrl: strin
       const status = statusOf(err)
       log.warn({ realm, status, error: (err as Error).message?.slice(0, 300) }, `keycloak: ${what} failed`)
       if (status === 409) throw new KeycloakConflictError()
+      const problems = status === 400 ? profileProblems((err as { responseData?: unknown }).responseData) : undefined
+      if (problems) throw new IdentityProviderRejectedError(problems)
       throw new IdentityProviderError()
     }
   }
@@ -105,6 +139,9 @@ export function createKeycloakClient(auth: Config['auth'] & { keycloakUrl: strin
   return {
     /**
      * Creates an enabled or disabled user with one realm role; returns Keycloak's id. A half-made user is taken back.
+     * The username is an opaque id, never the email: Keycloak's user profile refuses usernames with
+     * characters an email may hold (`o'brien@…`), and an existing user's username is read-only unless
+     * the realm allows editing it. Users sign in with their email (realms allow login with email by default).
      * With `temporaryPassword` the user signs in with it once and Keycloak makes them choose their own
      * (a temporary credential sets the UPDATE_PASSWORD required action); the admin API has no way to
      * hand back an execute-actions link without sending mail.
@@ -113,7 +150,7 @@ export function createKeycloakClient(auth: Config['auth'] & { keycloakUrl: strin
       administer('creating a user', realm, async (admin) => {
         const { id } = await admin.users.create({
           realm,
-          username: user.email,
+          username: randomUUID(),
           email: user.email,
           firstName: user.name,
           enabled: user.enabled,
@@ -131,18 +168,27 @@ export function createKeycloakClient(auth: Config['auth'] & { keycloakUrl: strin
         return id
       }),
 
-    /** Changes what is given; `role` replaces the user's realm role `fromRole`. */
+    /**
+     * Changes what is given; `role` replaces the user's realm role `fromRole`. Keycloak's PUT replaces
+     * the user's profile (since 24.0.4 an email, first or last name left out is cleared), so the
+     * current representation is read, changed and sent back whole. The username stays as it is.
+     * Keycloak has no conditional PUT: an edit made in Keycloak between the read and the write is lost.
+     */
     updateUser: (
       realm: string,
       id: string,
       changes: { email?: string; name?: string; enabled?: boolean; role?: { from: string; to: string } },
     ) =>
       administer('updating a user', realm, async (admin) => {
-        const representation: Record<string, unknown> = {}
-        if (changes.email !== undefined) Object.assign(representation, { email: changes.email, username: changes.email })
-        if (changes.name !== undefined) representation.firstName = changes.name
-        if (changes.enabled !== undefined) representation.enabled = changes.enabled
-        if (Object.keys(representation).length > 0) await admin.users.update({ realm, id }, representation)
+        const changed: Record<string, unknown> = {}
+        if (changes.email !== undefined) changed.email = changes.email
+        if (changes.name !== undefined) changed.firstName = changes.name
+        if (changes.enabled !== undefined) changed.enabled = changes.enabled
+        if (Object.keys(changed).length > 0) {
+          const current = await admin.users.findOne({ realm, id })
+          if (!current) throw new IdentityProviderError('the user no longer exists in the identity provider')
+          await admin.users.update({ realm, id }, { ...current, ...changed })
+        }
         if (changes.role && changes.role.from !== changes.role.to) {
           const [from, to] = await Promise.all([realmRole(admin, realm, changes.role.from).catch(() => undefined), realmRole(admin, realm, changes.role.to)])
           await admin.users.addRealmRoleMappings({ realm, id, roles: [to] })
@@ -198,7 +244,11 @@ export function createKeycloakClient(auth: Config['auth'] & { keycloakUrl: strin
       }
     },
 
-    /** Creates the realm and the seeded roles in it; throws IdentityProviderError on any failure. */
+    /**
+     * Creates the realm with the seeded roles and the API's own login client (KEYCLOAK_CLIENT_ID,
+     * confidential with KEYCLOAK_CLIENT_SECRET when set, password grant only), in one import, so
+     * `POST /v1/auth/login` works in the new tenant at once. Throws IdentityProviderError on any failure.
+     */
     async createRealm(realm: string, displayName: string): Promise<void> {
       if (!auth.adminClientId || !auth.adminClientSecret) {
         throw new IdentityProviderError('KEYCLOAK_ADMIN_CLIENT_ID/SECRET are not configured: realms cannot be created')
@@ -209,11 +259,15 @@ export function createKeycloakClient(auth: Config['auth'] & { keycloakUrl: strin
       let created = false
       try {
         await admin.auth({ grantType: 'client_credentials', clientId: auth.adminClientId, clientSecret: auth.adminClientSecret })
-        await admin.realms.create({ realm, displayName, enabled: true, ...REALM_SESSION_POLICY })
+        await admin.realms.create({
+          realm,
+          displayName,
+          enabled: true,
+          ...REALM_SESSION_POLICY,
+          roles: { realm: Object.entries(SEEDED_ROLES).map(([name, role]) => ({ name, description: role.description })) },
+          clients: [loginClient()],
+        })
         created = true
-        for (const [name, role] of Object.entries(SEEDED_ROLES)) {
-          await admin.roles.create({ realm, name, description: role.description })
-        }
       } catch (err) {
         // A half-made realm would block creating the tenant again: take it back, best effort.
         if (created) await admin.realms.del({ realm }).catch(() => undefined)

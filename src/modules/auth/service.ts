@@ -306,8 +306,10 @@ export function createAuthService(deps: AuthServiceDeps) {
     const role =
       strongestRole([...token.roles, ...(token.clientRoles[auth.clientId] ?? [])]) ?? 'none'
     const email = (token.email ?? token.preferredUsername ?? `${token.subject}@${token.realm}`).slice(0, 254)
-    const name = (token.name ?? token.preferredUsername ?? '').slice(0, 200)
     const existing = await crud.findUserByAuthId(db, tenant.id, token.subject)
+    // No `name` claim (no first or last name in Keycloak) keeps the stored name: users this API
+    // creates have an opaque username (see createUser in keycloak.ts), which is no name.
+    const name = (token.name ?? existing?.name ?? token.preferredUsername ?? '').slice(0, 200)
     if (!existing) {
       const created = await crud.insertUser(db, {
         tenantId: tenant.id,
@@ -523,7 +525,9 @@ export function createAuthService(deps: AuthServiceDeps) {
     unsubscribe = await cache.subscribe(INVALIDATION_CHANNEL, dropLocal)
     await crud.seedRoles(db, SEEDED_ROLES)
     if (mode === 'embedded') await ensureBootstrapAdmin()
-    else for (const realm of auth.realms ?? []) await crud.ensureTenant(db, realm, realm)
+    // Keycloak mode: the platform realm (where superusers live) is a tenant even when no allow-list
+    // names it, or nobody could sign in to create the others.
+    else for (const realm of auth.realms ?? [LOCAL_REALM]) await crud.ensureTenant(db, realm, realm)
     // In memory the revocations die with the process; the table brings them back.
     if (cache.kind === 'memory') {
       for (const { jti, expiresAt } of await crud.unexpiredRevokedTokens(db)) {
@@ -647,7 +651,8 @@ export function createAuthService(deps: AuthServiceDeps) {
   function untrustedClaims(token: string): { realm?: string; sessionId?: string } {
     try {
       const { iss, sid } = decodeJwt(token)
-      const prefix = `${auth.keycloakUrl}/realms/`
+      // Keycloak writes its frontend name into `iss`, which may not be the address this process calls.
+      const prefix = `${auth.keycloakIssuerUrl}/realms/`
       return {
         realm: typeof iss === 'string' && iss.startsWith(prefix) ? iss.slice(prefix.length) : undefined,
         sessionId: typeof sid === 'string' && sid.length > 0 ? sid : undefined,
@@ -690,7 +695,7 @@ export function createAuthService(deps: AuthServiceDeps) {
     if (principal.kind !== 'user' || !principal.userId) {
       throw new ForbiddenError('only a signed-in user changes their password, not an API key or a service')
     }
-    if (mode === 'keycloak') throw new PasswordChangeUnavailableError(`${auth.keycloakUrl}/realms/${principal.realm}/account`)
+    if (mode === 'keycloak') throw new PasswordChangeUnavailableError(`${auth.keycloakIssuerUrl}/realms/${principal.realm}/account`)
     const user = await crud.findUserById(db, principal.userId)
     if (!user || user.status !== 'active' || !user.passwordHash) throw new UnauthenticatedError('the account is not active')
     await lockout.assertOpen(principal.realm, user.email)

@@ -12,15 +12,21 @@ import {
 import { UnauthenticatedError, UnavailableError } from '../errors.js'
 
 export interface TokenVerifierOptions {
-  /** Issuers are `${issuerBase}/realms/<realm>`: KEYCLOAK_URL in Keycloak mode, the API's PUBLIC_URL in embedded mode. */
+  /** Issuers are `${issuerBase}/realms/<realm>`: KEYCLOAK_ISSUER_URL in Keycloak mode, the API's PUBLIC_URL in embedded mode. */
   issuerBase: string
+  /**
+   * Where remote keys are fetched: `${keysBase}/realms/<realm>/protocol/openid-connect/certs`;
+   * default issuerBase. Keycloak mode passes KEYCLOAK_URL: the name tokens carry (a browser's
+   * localhost:8081) need not reach Keycloak from this process.
+   */
+  keysBase?: string
   /** Only realms this says yes to are ever trusted or fetched (KEYCLOAK_REALMS or the tenants table). */
   isRealmAllowed(realm: string): boolean | Promise<boolean>
   /** When set, `aud` (string or array) must contain it (KEYCLOAK_AUDIENCE). */
   audience?: string
   /**
    * Embedded mode: the realm's public keys straight from the database, no HTTP. When absent, keys
-   * come from `${issuer}/protocol/openid-connect/certs`, one cached remote key set per realm.
+   * come from the realm's certs endpoint under keysBase, one cached remote key set per realm.
    */
   localKeys?(realm: string): Promise<JSONWebKeySet>
   /** Allowed clock skew for `exp` and `nbf`; default 30. */
@@ -91,7 +97,7 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
   const clockTolerance = options.clockToleranceSeconds ?? 30
   const keys = options.localKeys
     ? databaseKeySource(options.localKeys)
-    : remoteKeySource(issuerBase, options.fetchTimeoutMs ?? DEFAULT_FETCH_TIMEOUT_MS)
+    : remoteKeySource((options.keysBase ?? issuerBase).replace(/\/+$/, ''), options.fetchTimeoutMs ?? DEFAULT_FETCH_TIMEOUT_MS)
 
   /** The realm named by an untrusted `iss`, or a refusal; nothing is fetched for a realm that fails here. */
   async function trustedRealm(issuer: unknown): Promise<string> {
@@ -148,13 +154,13 @@ function decodeUntrusted(token: string): JWTPayload {
 }
 
 /** One remote key set per realm, created on first use and reused, so concurrent requests share one download. */
-function remoteKeySource(issuerBase: string, timeoutMs: number): KeySource {
+function remoteKeySource(keysBase: string, timeoutMs: number): KeySource {
   const sets = new Map<string, JWTVerifyGetKey>()
   return {
     keyFor(realm) {
       let set = sets.get(realm)
       if (!set) {
-        const url = new URL(`${issuerBase}/realms/${realm}/protocol/openid-connect/certs`)
+        const url = new URL(`${keysBase}/realms/${realm}/protocol/openid-connect/certs`)
         set = createRemoteJWKSet(url, {
           cooldownDuration: REMOTE_KEYS_COOLDOWN_MS,
           cacheMaxAge: REMOTE_KEYS_MAX_AGE_MS,

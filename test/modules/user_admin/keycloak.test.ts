@@ -96,6 +96,55 @@ describe('keycloak mirroring', () => {
     expect(kcUser(email)).toBeUndefined()
   })
 
+  it('keeps the email and name in the realm when a user is disabled, enabled or renamed (Keycloak clears what a PUT leaves out)', async () => {
+    const email = `keep-${randomUUID().slice(0, 8)}@example.test`
+    const user = (await call('POST', '/ai/admin/users', { email, name: 'Kept', role: 'viewer' })).json()
+    const id = kcUser(email)!.id
+
+    expect((await call('PUT', `/ai/admin/users/${user.id}`, { status: 'disabled' })).statusCode).toBe(200)
+    expect(kc.adminUsers(realm).find((u) => u.id === id)).toMatchObject({ enabled: false, email, firstName: 'Kept' })
+    expect((await call('PUT', `/ai/admin/users/${user.id}`, { status: 'active' })).statusCode).toBe(200)
+    expect((await call('PUT', `/ai/admin/users/${user.id}`, { name: 'Renamed' })).statusCode).toBe(200)
+    expect(kc.adminUsers(realm).find((u) => u.id === id)).toMatchObject({ enabled: true, email, firstName: 'Renamed' })
+    const moved = `moved-${randomUUID().slice(0, 8)}@example.test`
+    expect((await call('PUT', `/ai/admin/users/${user.id}`, { email: moved })).statusCode).toBe(200)
+    expect(kc.adminUsers(realm).find((u) => u.id === id)).toMatchObject({ enabled: true, email: moved, firstName: 'Renamed' })
+  })
+
+  it("creates a user whose email Keycloak refuses as a username (o'brien@…), who then signs in with it", async () => {
+    kc.addClient(realm, { clientId: 'modelplane-api' })
+    const email = `o'brien-${randomUUID().slice(0, 8)}@example.test`
+    const created = await call('POST', '/ai/admin/users', { email, name: "Miles O'Brien", role: 'viewer' })
+    expect(created.statusCode, created.body).toBe(201)
+    const inRealm = kcUser(email)!
+    expect(inRealm).toMatchObject({ email, firstName: "Miles O'Brien", enabled: true })
+    // The username is opaque, so an email change never has to edit it (usernames are read-only by default).
+    expect(inRealm.username).not.toContain('@')
+    // The user chooses a password in Keycloak (in real life at their first sign-in).
+    const password = `pw-${randomUUID()}`
+    kc.setPassword(realm, inRealm.id, password)
+    const login = await app.inject({ method: 'POST', url: '/v1/auth/login', payload: { email, password, tenant: realm } })
+    expect(login.statusCode, login.body).toBe(200)
+    const me = await app.inject({ method: 'GET', url: '/v1/auth/me', headers: bearer(login.json().accessToken) })
+    expect(me.json()).toMatchObject({ user: { id: created.json().id, email, name: "Miles O'Brien" } })
+  })
+
+  it('answers 400 IDENTITY_PROVIDER_REJECTED naming the field when Keycloak refuses a value, and writes nothing', async () => {
+    const email = `paren-${randomUUID().slice(0, 8)}@example.test`
+    const refused = await call('POST', '/ai/admin/users', { email, name: 'Smith (Ops)', role: 'viewer' })
+    expect(refused.statusCode).toBe(400)
+    expect(refused.json()).toMatchObject({ errorCode: 'IDENTITY_PROVIDER_REJECTED', details: [{ field: 'body.name' }] })
+    expect(await rowsWithEmail(email)).toHaveLength(0)
+    expect(kcUser(email)).toBeUndefined()
+
+    const user = (await call('POST', '/ai/admin/users', { email, name: 'Smith', role: 'viewer' })).json()
+    const rename = await call('PUT', `/ai/admin/users/${user.id}`, { name: 'Smith & Sons' })
+    expect(rename.statusCode).toBe(400)
+    expect(rename.json().errorCode).toBe('IDENTITY_PROVIDER_REJECTED')
+    expect((await app.inject({ method: 'GET', url: `/ai/admin/users/${user.id}`, headers: bearer(token) })).json()).toMatchObject({ name: 'Smith' })
+    expect(kcUser(email)).toMatchObject({ firstName: 'Smith' })
+  })
+
   it('puts Keycloak back when the database refuses an update (duplicate tag)', async () => {
     const tag = `kcu-${randomUUID().slice(0, 6)}`
     await call('POST', '/ai/admin/users', { email: `${tag}-a@example.test`, role: 'viewer', tag })
