@@ -44,7 +44,7 @@ export class ScopeNotAllowedError extends AppError {
  */
 export class IdentityProviderRejectedError extends AppError {
   constructor(problems: Array<{ field: string; message: string }>) {
-    super('IDENTITY_PROVIDER_REJECTED', 400, 'the identity provider refused these values', problems)
+    super('IDENTITY_PROVIDER_REJECTED', 400, 'the identity provider refused these values', { fields: problems })
   }
 }
 

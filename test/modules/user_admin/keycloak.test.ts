@@ -133,7 +133,7 @@ describe('keycloak mirroring', () => {
     const email = `paren-${randomUUID().slice(0, 8)}@example.test`
     const refused = await call('POST', '/ai/admin/users', { email, name: 'Smith (Ops)', role: 'viewer' })
     expect(refused.statusCode).toBe(400)
-    expect(refused.json()).toMatchObject({ errorCode: 'IDENTITY_PROVIDER_REJECTED', details: [{ field: 'body.name' }] })
+    expect(refused.json()).toMatchObject({ errorCode: 'IDENTITY_PROVIDER_REJECTED', details: { fields: [{ field: 'body.name' }] } })
     expect(await rowsWithEmail(email)).toHaveLength(0)
     expect(kcUser(email)).toBeUndefined()
 
