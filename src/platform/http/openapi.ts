@@ -23,6 +23,22 @@ function documentRoute(route: RouteOptions): void {
   response['5xx'] ??= ERROR_REF
 }
 
+/**
+ * The document's servers, the first of which Swagger UI selects. It is relative (PUBLIC_URL's path
+ * alone, `/` without one), so it resolves against the address the document was fetched from:
+ * "Try it out" calls the origin the page was opened at, whichever host name or address that was.
+ * An absolute PUBLIC_URL on another origin (localhost vs 127.0.0.1) is refused by the page's own
+ * policy (`connect-src 'self'`) and shows as "Failed to fetch". PUBLIC_URL follows, for clients
+ * that read the document somewhere else.
+ */
+export function documentServers(publicUrl: string): Array<{ url: string; description: string }> {
+  const prefix = new URL(publicUrl).pathname.replace(/\/+$/, '')
+  return [
+    { url: prefix || '/', description: 'This server, at the address these docs were opened from' },
+    { url: publicUrl, description: 'PUBLIC_URL' },
+  ]
+}
+
 export async function registerOpenApi(app: FastifyInstance, config: Readonly<Config>): Promise<void> {
   app.addSchema(ErrorEnvelope)
   app.addHook('onRoute', documentRoute)
@@ -36,7 +52,7 @@ export async function registerOpenApi(app: FastifyInstance, config: Readonly<Con
           'tenants and users, and the durable workflows behind every long job.',
         version: '0.1.0',
       },
-      servers: [{ url: config.publicUrl }],
+      servers: documentServers(config.publicUrl),
       components: {
         securitySchemes: {
           bearer: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT or mp_ API key' },
@@ -55,6 +71,8 @@ export async function registerOpenApi(app: FastifyInstance, config: Readonly<Con
         { name: 'workflows', description: 'Workflow runs: progress, live events, cancel, retry, purge' },
       ],
     },
+    // Routes are never under PUBLIC_URL's path (a proxy strips it): nothing to strip from them.
+    stripBasePath: false,
     refResolver: {
       // Shared schemas appear under components.schemas by their $id.
       buildLocalReference: (json, _baseUri, _fragment, i) => String(json.$id ?? `def-${i}`),
