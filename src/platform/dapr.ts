@@ -7,7 +7,7 @@ import { principalOf, requirePermission } from './auth/principal.js'
 import { NotFoundError, UnauthenticatedError } from './errors.js'
 import { type EventBus, SUBSCRIPTION_NAME_PATTERN, TOPIC_PATTERN } from './events/index.js'
 import { guardedJsonParser } from './http/input-guards.js'
-import { Page, PageQueryProperties } from './http/schemas.js'
+import { Page, PageQueryProperties, StringEnum } from './http/schemas.js'
 
 function sha256(value: string): Buffer {
   return createHash('sha256').update(value, 'utf8').digest()
@@ -56,10 +56,10 @@ const CloudEvent = Type.Object(
 
 /** Dapr's subscriber contract: 200 with one of these; 404 drops the message; any other status is retried. */
 const DaprDeliveryStatus = Type.Object({
-  status: Type.Union([Type.Literal('SUCCESS'), Type.Literal('RETRY'), Type.Literal('DROP')]),
+  status: StringEnum(['SUCCESS', 'RETRY', 'DROP']),
 })
 
-const OutboxStatus = Type.Union([Type.Literal('pending'), Type.Literal('failed'), Type.Literal('delivered')])
+const OutboxStatus = StringEnum(['pending', 'failed', 'delivered'])
 
 const OutboxEvent = Type.Object(
   {

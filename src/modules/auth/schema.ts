@@ -1,12 +1,13 @@
 import Type from 'typebox'
-import { Page, PageQueryProperties, StrictObject, Uuid } from '../../platform/http/schemas.js'
+import { Page, PageQueryProperties, StrictObject, StringEnum, Uuid } from '../../platform/http/schemas.js'
 import { PERMISSIONS } from './permissions.js'
 
 export const RealmName = Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}$', minLength: 1, maxLength: 64 })
 const Email = Type.String({ minLength: 3, maxLength: 254, pattern: '^[^@\\s]+@[^@\\s]+$' })
 const Jwt = Type.String({ minLength: 10, maxLength: 16384 })
 const DateTime = Type.String({ format: 'date-time' })
-const PermissionName = Type.Union(PERMISSIONS.map((p) => Type.Literal(p)))
+const PermissionName = StringEnum(PERMISSIONS)
+const TenantStatus = StringEnum(['active', 'disabled'], { examples: ['active'] })
 
 export const LoginBody = StrictObject(
   {
@@ -52,7 +53,7 @@ export const Tenant = Type.Object(
     id: Uuid,
     realm: Type.String(),
     displayName: Type.String(),
-    status: Type.Union([Type.Literal('active'), Type.Literal('disabled')]),
+    status: TenantStatus,
     createdAt: DateTime,
     updatedAt: DateTime,
   },
@@ -61,7 +62,7 @@ export const Tenant = Type.Object(
 
 export const Me = Type.Object(
   {
-    kind: Type.Union([Type.Literal('user'), Type.Literal('api_key'), Type.Literal('service')]),
+    kind: StringEnum(['user', 'api_key', 'service'], { examples: ['user'] }),
     user: Type.Union([
       Type.Object({
         id: Uuid,
@@ -182,7 +183,7 @@ export const CreatedTenant = Type.Object(
 export const UpdateTenantBody = StrictObject(
   {
     displayName: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
-    status: Type.Optional(Type.Union([Type.Literal('active'), Type.Literal('disabled')])),
+    status: Type.Optional(TenantStatus),
   },
   { title: 'UpdateTenantRequest', minProperties: 1 },
 )

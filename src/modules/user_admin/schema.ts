@@ -1,5 +1,5 @@
 import Type from 'typebox'
-import { Page, PageQueryProperties, StrictObject, Uuid } from '../../platform/http/schemas.js'
+import { Page, PageQueryProperties, SortParam, StrictObject, StringEnum, Uuid } from '../../platform/http/schemas.js'
 import { PERMISSIONS, ROLE_RANK } from '../auth/permissions.js'
 
 /** Keys of `attributes` and names of `secrets`: short, printable, no dots-only tricks. */
@@ -19,9 +19,12 @@ export const LIMITS = {
 const NO_NUL = '^[^\\x00]*$'
 const Email = Type.String({ minLength: 3, maxLength: 254, pattern: '^[^@\\s\\x00]+@[^@\\s\\x00]+$' })
 const Name = Type.String({ maxLength: 200, pattern: NO_NUL })
-const Role = Type.Union(ROLE_RANK.map((r) => Type.Literal(r)))
-const WritableStatus = Type.Union([Type.Literal('active'), Type.Literal('invited'), Type.Literal('disabled')])
-const Status = Type.Union([...WritableStatus.anyOf, Type.Literal('deleted')])
+/** Lowest rank first: the list reads as a ladder, and a form's first choice grants the least. */
+const ROLES_ASCENDING = [...ROLE_RANK].reverse() as Array<(typeof ROLE_RANK)[number]>
+const Role = StringEnum(ROLES_ASCENDING, { examples: ['developer'] })
+const WRITABLE_STATUSES = ['active', 'invited', 'disabled'] as const
+const WritableStatus = StringEnum(WRITABLE_STATUSES, { examples: ['active'] })
+const Status = StringEnum([...WRITABLE_STATUSES, 'deleted'], { examples: ['active'] })
 const Tag = Type.String({ minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9][A-Za-z0-9_.:-]*$' })
 const DateTime = Type.String({ format: 'date-time', maxLength: 64 })
 
@@ -141,9 +144,7 @@ export const AiUserListQuery = Type.Object({
   tag: Type.Optional(Type.String({ minLength: 1, maxLength: 64, pattern: NO_NUL })),
   createdFrom: Type.Optional(DateTime),
   createdTo: Type.Optional(DateTime),
-  sort: Type.Optional(
-    Type.String({ maxLength: 64, pattern: '^[A-Za-z_]+(:(asc|desc))?$', description: 'createdAt|name|email, :asc or :desc; default createdAt:desc' }),
-  ),
+  sort: Type.Optional(SortParam(SORT_FIELDS, { description: 'a field alone sorts ascending; default createdAt:desc' })),
   page: PageQueryProperties.page,
   limit: PageQueryProperties.limit,
 })
@@ -152,10 +153,7 @@ export const UserIdParams = Type.Object({ UserID: Uuid })
 
 export const UserGrantParams = Type.Object({
   UserID: Uuid,
-  Permission: Type.Union(
-    PERMISSIONS.map((p) => Type.Literal(p)),
-    { description: 'a permission of the catalog', examples: ['user:manage'] },
-  ),
+  Permission: StringEnum(PERMISSIONS, { description: 'a permission of the catalog', examples: ['user:manage'] }),
 })
 
 export const UserGrants = Type.Object(

@@ -1,16 +1,10 @@
 import Type from 'typebox'
-import { Page, PageQueryProperties, Uuid } from '../../platform/http/schemas.js'
+import { Page, PageQueryProperties, SortParam, StringEnum, Uuid } from '../../platform/http/schemas.js'
 
 
 const DateTime = Type.String({ format: 'date-time' })
 const Nullable = <T extends Parameters<typeof Type.Union>[0][number]>(schema: T) => Type.Union([schema, Type.Null()])
-const RunStatus = Type.Union([
-  Type.Literal('pending'),
-  Type.Literal('running'),
-  Type.Literal('completed'),
-  Type.Literal('failed'),
-  Type.Literal('cancelled'),
-])
+const RunStatus = StringEnum(['pending', 'running', 'completed', 'failed', 'cancelled'], { examples: ['running'] })
 const Name = Type.String({ minLength: 1, maxLength: 128 })
 
 export const IdParams = Type.Object({ id: Uuid })
@@ -28,13 +22,7 @@ export const IdempotencyHeaders = Type.Object({
 
 export const ListQuery = Type.Object({
   ...PageQueryProperties,
-  sort: Type.Optional(
-    Type.String({
-      maxLength: 64,
-      pattern: '^(createdAt|updatedAt)(:(asc|desc))?$',
-      description: 'createdAt:desc by default',
-    }),
-  ),
+  sort: Type.Optional(SortParam(['createdAt', 'updatedAt'], { description: 'a field alone sorts ascending; createdAt:desc by default' })),
   type: Type.Optional(Name),
   status: Type.Optional(RunStatus),
   resourceKind: Type.Optional(Name),
@@ -61,9 +49,7 @@ const runProperties = {
   parentId: Nullable(Uuid),
   retryOf: Nullable(Uuid),
   compensation: Nullable(
-    Type.Union([Type.Literal('running'), Type.Literal('completed'), Type.Literal('failed')], {
-      description: 'Of a cancelled run whose type declares a compensation',
-    }),
+    StringEnum(['running', 'completed', 'failed'], { description: 'Of a cancelled run whose type declares a compensation' }),
   ),
   createdAt: DateTime,
   updatedAt: DateTime,
@@ -77,12 +63,7 @@ export const WorkflowRunStep = Type.Object(
   {
     step: Type.Integer({ minimum: 1 }),
     message: Nullable(Type.String()),
-    status: Type.Union([
-      Type.Literal('running'),
-      Type.Literal('completed'),
-      Type.Literal('failed'),
-      Type.Literal('cancelled'),
-    ]),
+    status: StringEnum(['running', 'completed', 'failed', 'cancelled']),
     startedAt: DateTime,
     finishedAt: Nullable(DateTime),
   },

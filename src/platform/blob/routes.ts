@@ -6,12 +6,13 @@ import { AppError, ConflictError } from '../errors.js'
 import { BlobNotFoundError } from './keys.js'
 import { InvalidSignatureError, type SignedMethod, verifyBlobRequest } from './signing.js'
 import type { BlobInfo, BlobStore } from './types.js'
+import { StringEnum } from '../http/schemas.js'
 
 /** The largest object one PUT may carry, the same as S3's single-PUT limit. */
 export const BLOB_BODY_LIMIT_BYTES = 5 * 1024 ** 3
 
 const SignedQuery = Type.Object({
-  method: Type.Union([Type.Literal('GET'), Type.Literal('PUT')]),
+  method: StringEnum(['GET', 'PUT']),
   expires: Type.Integer({ minimum: 0, maximum: 99_999_999_999 }),
   // Only bounded here: a malformed signature is a refused signature (403), not a bad request.
   sig: Type.String({ minLength: 1, maxLength: 128 }),

@@ -1,5 +1,6 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { AppError, type FieldProblem } from '../errors.js'
+import { describeSchemaErrors, type SchemaError } from './validation.js'
 
 interface Envelope {
   errorCode: string
@@ -34,19 +35,13 @@ const STATUS_CODES: Record<number, string> = {
   431: 'HEADERS_TOO_LARGE',
 }
 
-/** ajv's instancePath ("/spec/replicas") or missingProperty, as a dotted field name. */
+/** One problem per field, named as `<part>.<dotted path>` ("body.spec.replicas", "querystring.status"). */
 function fieldProblems(error: FastifyError): FieldProblem[] {
   const context = error.validationContext ?? 'body'
-  return (error.validation ?? []).map((v) => {
-    const params = v.params as Record<string, unknown>
-    let field = v.instancePath.replace(/^\//, '').replace(/\//g, '.')
-    if (typeof params.missingProperty === 'string') field = field ? `${field}.${params.missingProperty}` : params.missingProperty
-    if (typeof params.additionalProperty === 'string') {
-      field = field ? `${field}.${params.additionalProperty}` : params.additionalProperty
-      return { field: `${context}.${field}`, message: 'unknown field' }
-    }
-    return { field: field ? `${context}.${field}` : context, message: v.message ?? 'invalid' }
-  })
+  return describeSchemaErrors((error.validation ?? []) as SchemaError[]).map(({ field, message }) => ({
+    field: field ? `${context}.${field}` : context,
+    message,
+  }))
 }
 
 export function toEnvelope(error: unknown, requestId: string): { status: number; body: Envelope } {

@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify'
 import Type from 'typebox'
 import type { Metrics } from './metrics.js'
+import { StringEnum } from './schemas.js'
 
 export interface DependencyCheck {
   name: string
@@ -42,7 +43,7 @@ export async function checkDependencies(deps: DependencyCheck[], metrics: Metric
 }
 
 const DependencyStatusSchema = Type.Object({
-  status: Type.Union([Type.Literal('up'), Type.Literal('down')]),
+  status: StringEnum(['up', 'down']),
   latencyMs: Type.Integer(),
   error: Type.Optional(Type.String()),
 })

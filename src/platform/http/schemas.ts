@@ -1,4 +1,4 @@
-import Type, { type TProperties, type TSchema } from 'typebox'
+import Type, { type TEnum, type TProperties, type TSchema, type TSchemaOptions } from 'typebox'
 
 /** The one error envelope every failure uses, 4xx and 5xx alike. */
 export const ErrorEnvelope = Type.Object(
@@ -14,6 +14,23 @@ export const ErrorEnvelope = Type.Object(
 /** Request bodies reject fields they do not know, so a typo is a 400 instead of a silent no-op. */
 export function StrictObject<T extends TProperties>(properties: T, options: Record<string, unknown> = {}) {
   return Type.Object(properties, { ...options, additionalProperties: false })
+}
+
+/**
+ * A string that is one of `values`, as `{type: 'string', enum: [...]}`. A union of literals is an
+ * anyOf of constants instead: OpenAPI shows no list (Swagger UI no dropdown), and a wrong value
+ * fails once per member. Every enumerated field uses this.
+ */
+export function StringEnum<const T extends readonly string[]>(values: T, options: TSchemaOptions = {}): TEnum<[...T]> {
+  return Type.Enum<[...T]>([...values] as [...T], { ...options, type: 'string' } as TSchemaOptions)
+}
+
+/** `sort` over an allow-list of fields, each alone (ascending) or with :asc or :desc. */
+export function SortParam(fields: readonly string[], options: TSchemaOptions = {}) {
+  return StringEnum(
+    fields.flatMap((f) => [f, `${f}:asc`, `${f}:desc`]),
+    options,
+  )
 }
 
 export const Uuid = Type.String({ format: 'uuid', maxLength: 36 })
