@@ -101,4 +101,35 @@ describe('Swagger UI', () => {
       }
     })
   }
+
+  it('shows the realistic examples, and no lock on the public routes', async () => {
+    const context = await browser.newContext()
+    try {
+      const page = await context.newPage()
+      await page.goto(`http://127.0.0.1:${port}/docs`)
+      const login = page.locator('#operations-auth-login')
+      const me = page.locator('#operations-auth-getMe')
+      await login.waitFor()
+      expect(await login.locator('.authorization__btn').count()).toBe(0)
+      expect(await me.locator('.authorization__btn').count()).toBe(1)
+
+      await login.locator('.opblock-summary').click()
+      const requestExample = login.locator('.opblock-section-request-body .highlight-code')
+      await requestExample.waitFor()
+      expect(await requestExample.innerText()).toContain('ada.lovelace@acme.example')
+
+      const create = page.locator('#operations-users-createAiUser')
+      await create.locator('.opblock-summary').click()
+      const createExample = create.locator('.opblock-section-request-body .highlight-code')
+      await createExample.waitFor()
+      expect(await createExample.innerText()).toMatch(/"role": "developer"/)
+      await createExample.scrollIntoViewIfNeeded()
+      await page.screenshot({ path: '/tmp/modelplane-swagger-examples.png' })
+      const created = create.locator('.responses-table .response[data-code="201"]')
+      expect(await created.innerText()).toContain('Created')
+      expect(await created.innerText()).toContain('grace.hopper@acme.example')
+    } finally {
+      await context.close()
+    }
+  })
 })

@@ -23,11 +23,17 @@ const KeyParams = Type.Object({ '*': Type.String({ minLength: 1, maxLength: 1024
 
 const PutHeaders = Type.Object({ 'content-type': Type.Optional(Type.String({ maxLength: 255 })) })
 
-const StoredBlob = Type.Object({
-  key: Type.String({ maxLength: 1024 }),
-  size: Type.Integer({ minimum: 0 }),
-  etag: Type.String({ maxLength: 64 }),
-})
+const StoredBlob = Type.Object(
+  {
+    key: Type.String({ maxLength: 1024 }),
+    size: Type.Integer({ minimum: 0 }),
+    etag: Type.String({ maxLength: 64 }),
+  },
+  {
+    title: 'StoredBlob',
+    examples: [{ key: 'user-imports/0b6a3c9e-2f4d-4e55-9a61-3c1f2a7d8e90/rows.json', size: 5120, etag: '9b2cf535f27731c974343645a3985328' }],
+  },
+)
 
 /** Documented as binary; the handler replies with a stream, which Fastify sends without serializing. */
 const ObjectBytes = Type.Unsafe<Readable>({
@@ -76,6 +82,8 @@ export async function registerBlobRoutes(
           summary: 'Download an object through a signed URL',
           params: KeyParams,
           querystring: SignedQuery,
+          // Whatever type the object was stored with; documented as bytes.
+          produces: ['application/octet-stream'],
           response: { 200: ObjectBytes },
         },
       },

@@ -41,7 +41,19 @@ export const PageQueryProperties = {
   sort: Type.Optional(Type.String({ maxLength: 64, pattern: '^[A-Za-z_]+(:(asc|desc))?$' })),
 }
 
+/** Values the examples of the document share, so one example's ids lead to another's. */
+export const EXAMPLE = {
+  tenantId: '0b6a3c9e-2f4d-4e55-9a61-3c1f2a7d8e90',
+  userId: '5f0c8e2a-9b7d-4c1e-8a3f-2d6b1e9c4a70',
+  workflowId: '9d2b6f14-7c3e-4a8b-b5d1-6e0f2a9c8b37',
+  apiKeyId: 'c41e7a90-3b2d-4f6e-9a8c-1d5b7e2f0a63',
+  createdAt: '2026-03-02T09:15:00.000Z',
+  updatedAt: '2026-03-02T09:20:41.000Z',
+} as const
+
+/** A page of `item`s; its example is a page holding the item's own example. */
 export function Page<T extends TSchema>(item: T, title: string) {
+  const itemExample = (item as { examples?: unknown[] }).examples?.[0]
   return Type.Object(
     {
       items: Type.Array(item),
@@ -49,6 +61,6 @@ export function Page<T extends TSchema>(item: T, title: string) {
       page: Type.Integer({ minimum: 1 }),
       limit: Type.Integer({ minimum: 1 }),
     },
-    { title },
+    { title, ...(itemExample === undefined ? {} : { examples: [{ items: [itemExample], total: 1, page: 1, limit: 20 }] }) },
   )
 }
