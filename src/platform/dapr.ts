@@ -7,7 +7,7 @@ import { principalOf, requirePermission } from './auth/principal.js'
 import { NotFoundError, UnauthenticatedError } from './errors.js'
 import { type EventBus, SUBSCRIPTION_NAME_PATTERN, TOPIC_PATTERN } from './events/index.js'
 import { guardedJsonParser } from './http/input-guards.js'
-import { Page, PageQueryProperties, StrictObject } from './http/schemas.js'
+import { Page, PageQueryProperties, StrictObject, StringEnum } from './http/schemas.js'
 
 function sha256(value: string): Buffer {
   return createHash('sha256').update(value, 'utf8').digest()
@@ -56,10 +56,10 @@ const CloudEvent = Type.Object(
 
 /** Dapr's subscriber contract: 200 with one of these; 404 drops the message; any other status is retried. */
 const DaprDeliveryStatus = Type.Object({
-  status: Type.Union([Type.Literal('SUCCESS'), Type.Literal('RETRY'), Type.Literal('DROP')]),
+  status: StringEnum(['SUCCESS', 'RETRY', 'DROP']),
 })
 
-const OutboxStatus = Type.Union([Type.Literal('pending'), Type.Literal('failed'), Type.Literal('delivered')])
+const OutboxStatus = StringEnum(['pending', 'failed', 'delivered'])
 
 const OutboxEvent = Type.Object(
   {
@@ -74,7 +74,23 @@ const OutboxEvent = Type.Object(
     lastError: Type.Union([Type.String(), Type.Null()]),
     data: Type.Unknown(),
   },
-  { title: 'OutboxEvent' },
+  {
+    title: 'OutboxEvent',
+    examples: [
+      {
+        id: '7b3e9d1a-4c6f-4a2e-8d5b-0f9c2e7a1b46',
+        topic: 'workflow.events',
+        source: 'modelplane',
+        status: 'delivered',
+        attempts: 1,
+        createdAt: '2026-03-02T09:15:02.000Z',
+        nextAttemptAt: null,
+        deliveredAt: '2026-03-02T09:15:02.120Z',
+        lastError: null,
+        data: { workflowId: '9d2b6f14-7c3e-4a8b-b5d1-6e0f2a9c8b37', status: 'running', percent: 40 },
+      },
+    ],
+  },
 )
 
 /**
@@ -191,7 +207,6 @@ export async function registerDaprAppSide(
               format: 'uuid',
               maxLength: 36,
               description: "superusers: only this tenant's events (ignored for anyone else)",
-              examples: ['0b6a3c9e-2f4d-4e55-9a61-3c1f2a7d8e90'],
             }),
           ),
           page: PageQueryProperties.page,

@@ -3,7 +3,7 @@ import Type from 'typebox'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { buildApp } from '../../src/app.js'
 import { ConflictError } from '../../src/platform/errors.js'
-import { StrictObject } from '../../src/platform/http/schemas.js'
+import { StrictObject, StringEnum } from '../../src/platform/http/schemas.js'
 import { testConfig } from '../helpers/app.js'
 
 let app: FastifyInstance
@@ -15,6 +15,10 @@ beforeAll(async () => {
     name: Type.String({ minLength: 1, maxLength: 64 }),
     replicas: Type.Integer({ minimum: 1, maximum: 10 }),
     labels: Type.Optional(Type.Record(Type.String({ maxLength: 32 }), Type.String({ maxLength: 64 }))),
+    size: Type.Optional(StringEnum(['small', 'medium', 'large'])),
+    // A union of literals, as schemas written before StringEnum have it: it must read the same.
+    tier: Type.Optional(Type.Union([Type.Literal('free'), Type.Literal('pro'), Type.Literal('team')])),
+    note: Type.Optional(Type.Union([Type.String({ maxLength: 4 }), Type.Null()])),
   })
   const doc = { tags: ['test'], summary: 'test route' }
   // The envelope is under test here, not auth: the routes are public.
@@ -69,6 +73,27 @@ describe('error envelope', () => {
     const res = await post(JSON.stringify({ name: 'a' }))
     expect(res.statusCode).toBe(400)
     expect(res.json().details.fields).toContainEqual({ field: 'body.replicas', message: expect.any(String) })
+  })
+
+  it('names the allowed values of an enumerated field once, in one entry per field', async () => {
+    const before = received.length
+    const res = await post(JSON.stringify({ name: 'a', replicas: 1, size: 'huge', tier: 'gold' }))
+    expect(res.statusCode).toBe(400)
+    const body = res.json()
+    expect(body.details.fields).toEqual([
+      { field: 'body.size', message: 'must be one of small, medium, large' },
+      { field: 'body.tier', message: 'must be one of free, pro, team' },
+    ])
+    expect(body.message).toBe('invalid request: body.size must be one of small, medium, large; body.tier must be one of free, pro, team')
+    expect(res.body).not.toContain('constant')
+    expect(received.length).toBe(before)
+  })
+
+  it('says what a nullable field failed on, not that it is not null', async () => {
+    const tooLong = await post(JSON.stringify({ name: 'a', replicas: 1, note: 'too long' }))
+    expect(tooLong.json().details.fields).toEqual([{ field: 'body.note', message: 'must NOT have more than 4 characters' }])
+    const wrongType = await post(JSON.stringify({ name: 'a', replicas: 1, note: 7 }))
+    expect(wrongType.json().details.fields).toEqual([{ field: 'body.note', message: 'must be string or null' }])
   })
 
   it('rejects unknown fields instead of dropping them silently', async () => {

@@ -1,6 +1,7 @@
 import { Ajv } from 'ajv'
 import { CsvError, parse } from 'csv-parse/sync'
 import { ValidationError } from '../../platform/errors.js'
+import { describeSchemaErrors, type SchemaError } from '../../platform/http/validation.js'
 import { mayGrantRole, type Ranked } from '../auth/rank.js'
 import { AiUserImportRow, IMPORT_CSV_COLUMNS, IMPORT_MAX_ROWS } from './schema.js'
 
@@ -29,7 +30,8 @@ export type PreparedRow = ImportUser | ImportRowError
 
 export const isRowError = (row: PreparedRow): row is ImportRowError => 'code' in row
 
-const validateRow = new Ajv({ allErrors: false, strict: false, coerceTypes: false }).compile(AiUserImportRow)
+// Every problem of a row at once: whoever fixes the file should not need one import per mistake.
+const validateRow = new Ajv({ allErrors: true, strict: false, coerceTypes: false }).compile(AiUserImportRow)
 
 /**
  * Parses a CSV import: a header naming columns among IMPORT_CSV_COLUMNS (email and role required),
@@ -78,18 +80,14 @@ function emailOf(raw: unknown): string | null {
   return typeof email === 'string' ? email.slice(0, 254) : null
 }
 
-/** The first schema problem of a row, as "field message". */
+/** A row's schema problems, one per field, as "field message; field message". */
 function describeProblem(): string {
-  const error = validateRow.errors?.[0]
-  if (!error) return 'invalid row'
-  const params = error.params as Record<string, unknown>
-  const field =
-    (typeof params.missingProperty === 'string' && params.missingProperty) ||
-    (typeof params.additionalProperty === 'string' && params.additionalProperty) ||
-    error.instancePath.replace(/^\//, '') ||
-    'row'
-  const message = typeof params.additionalProperty === 'string' ? 'is not an importable field' : (error.message ?? 'is invalid')
-  return `${field.slice(0, 64)} ${message}`
+  const problems = describeSchemaErrors((validateRow.errors ?? []) as SchemaError[], { unknownField: 'is not an importable field' })
+  if (problems.length === 0) return 'invalid row'
+  return problems
+    .map(({ field, message }) => `${(field || 'row').slice(0, 64)} ${message}`)
+    .join('; ')
+    .slice(0, 500)
 }
 
 export interface PrepareOptions {

@@ -1,5 +1,5 @@
 import Type from 'typebox'
-import { Page, PageQueryProperties, StrictObject, Uuid } from '../../platform/http/schemas.js'
+import { EXAMPLE, Page, PageQueryProperties, SortParam, StrictObject, StringEnum, Uuid } from '../../platform/http/schemas.js'
 import { PERMISSIONS, ROLE_RANK } from '../auth/permissions.js'
 
 /** Keys of `attributes` and names of `secrets`: short, printable, no dots-only tricks. */
@@ -17,12 +17,16 @@ export const LIMITS = {
 
 /** PostgreSQL text cannot hold NUL: refused here as a 400 rather than failing in the database. */
 const NO_NUL = '^[^\\x00]*$'
-const Email = Type.String({ minLength: 3, maxLength: 254, pattern: '^[^@\\s\\x00]+@[^@\\s\\x00]+$' })
-const Name = Type.String({ maxLength: 200, pattern: NO_NUL })
-const Role = Type.Union(ROLE_RANK.map((r) => Type.Literal(r)))
-const WritableStatus = Type.Union([Type.Literal('active'), Type.Literal('invited'), Type.Literal('disabled')])
-const Status = Type.Union([...WritableStatus.anyOf, Type.Literal('deleted')])
-const Tag = Type.String({ minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9][A-Za-z0-9_.:-]*$' })
+const Email = Type.String({ minLength: 3, maxLength: 254, pattern: '^[^@\\s\\x00]+@[^@\\s\\x00]+$', examples: ['grace.hopper@acme.example'] })
+const Name = Type.String({ maxLength: 200, pattern: NO_NUL, examples: ['Grace Hopper'] })
+/** Lowest rank first: the list reads as a ladder, and a form's first choice grants the least. */
+const ROLES_ASCENDING = [...ROLE_RANK].reverse() as Array<(typeof ROLE_RANK)[number]>
+const Role = StringEnum(ROLES_ASCENDING, { examples: ['developer'] })
+const WRITABLE_STATUSES = ['active', 'invited', 'disabled'] as const
+const WritableStatus = StringEnum(WRITABLE_STATUSES, { examples: ['active'] })
+// Also a list filter: no example, which Swagger UI would send on "Try it out".
+const Status = StringEnum([...WRITABLE_STATUSES, 'deleted'])
+const Tag = Type.String({ minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9][A-Za-z0-9_.:-]*$', examples: ['emp-1042'] })
 const DateTime = Type.String({ format: 'date-time', maxLength: 64 })
 
 const attributes = (value: ReturnType<typeof Type.Unknown>) =>
@@ -49,7 +53,20 @@ export const AiUserCreate = StrictObject(
     attributes: Type.Optional(attributes(Type.Unknown())),
     secrets: Type.Optional(secrets(SecretValue)),
   },
-  { $id: 'AiUserCreate', title: 'AiUserCreate' },
+  {
+    $id: 'AiUserCreate',
+    title: 'AiUserCreate',
+    examples: [
+      {
+        email: 'grace.hopper@acme.example',
+        name: 'Grace Hopper',
+        role: 'developer',
+        tag: 'emp-1042',
+        attributes: { team: 'inference', costCenter: 'CC-311' },
+        secrets: { 'registry-token': 'rt-4f9c2a7e' },
+      },
+    ],
+  },
 )
 
 export const AiUserUpdate = StrictObject(
@@ -67,8 +84,23 @@ export const AiUserUpdate = StrictObject(
     title: 'AiUserUpdate',
     minProperties: 1,
     description: '`attributes` and `secrets` are merged key by key; a key set to null is removed',
+    examples: [{ role: 'devops', attributes: { team: 'platform', costCenter: null } }],
   },
 )
+
+const USER_EXAMPLE = {
+  id: EXAMPLE.userId,
+  email: 'grace.hopper@acme.example',
+  name: 'Grace Hopper',
+  role: 'developer',
+  status: 'active',
+  tag: 'emp-1042',
+  attributes: { team: 'inference', costCenter: 'CC-311' },
+  secretNames: ['registry-token'],
+  createdAt: EXAMPLE.createdAt,
+  updatedAt: EXAMPLE.updatedAt,
+}
+const INVITE_EXAMPLE = { token: 'Xq7rV2mK9pL4sT8wZ1cN6bH3', expiresAt: '2026-03-09T09:15:00.000Z' }
 
 export const AiUser = Type.Object(
   {
@@ -83,7 +115,7 @@ export const AiUser = Type.Object(
     createdAt: DateTime,
     updatedAt: DateTime,
   },
-  { $id: 'AiUser', title: 'AiUser' },
+  { $id: 'AiUser', title: 'AiUser', examples: [USER_EXAMPLE] },
 )
 
 export const UserInvite = Type.Object(
@@ -91,7 +123,7 @@ export const UserInvite = Type.Object(
     token: Type.String({ description: 'one-time token for POST /v1/auth/accept-invite; shown only in this answer' }),
     expiresAt: DateTime,
   },
-  { title: 'UserInvite', description: 'embedded mode only: how an invited user sets their password' },
+  { title: 'UserInvite', description: 'embedded mode only: how an invited user sets their password', examples: [INVITE_EXAMPLE] },
 )
 
 export const AiUserCreated = Type.Object(
@@ -99,7 +131,7 @@ export const AiUserCreated = Type.Object(
     ...AiUser.properties,
     invite: Type.Optional(UserInvite),
   },
-  { title: 'AiUserCreated' },
+  { title: 'AiUserCreated', examples: [{ ...USER_EXAMPLE, status: 'invited', invite: INVITE_EXAMPLE }] },
 )
 
 export const AiUserPage = Type.Object(
@@ -112,7 +144,7 @@ export const AiUserPage = Type.Object(
     page: Type.Integer({ minimum: 1 }),
     limit: Type.Integer({ minimum: 1 }),
   },
-  { title: 'AiUserPage' },
+  { title: 'AiUserPage', examples: [{ items: [USER_EXAMPLE], total: 1, totalExact: true, page: 1, limit: 20 }] },
 )
 
 export const SORT_FIELDS = ['createdAt', 'name', 'email'] as const
@@ -125,8 +157,8 @@ const TenantParam = Type.Optional(
   Type.String({
     format: 'uuid',
     maxLength: 36,
+    // No example: Swagger UI fills an optional parameter with it on "Try it out" and sends a made-up tenant.
     description: "Superusers: act on this tenant (its id) instead of their own; anyone else's other tenant is 404 TENANT_NOT_FOUND",
-    examples: ['0b6a3c9e-2f4d-4e55-9a61-3c1f2a7d8e90'],
   }),
 )
 
@@ -136,14 +168,13 @@ export const AiUserListQuery = StrictObject({
   tenant: TenantParam,
   q: Type.Optional(Type.String({ minLength: 1, maxLength: 200, pattern: NO_NUL, description: 'substring of name or email, case-insensitive' })),
   email: Type.Optional(Type.String({ minLength: 1, maxLength: 254, pattern: NO_NUL, description: 'exact email, case-insensitive' })),
-  role: Type.Optional(Role),
+  // Filters carry no example: Swagger UI would send it as the value on "Try it out".
+  role: Type.Optional(StringEnum(ROLES_ASCENDING)),
   status: Type.Optional(Status),
   tag: Type.Optional(Type.String({ minLength: 1, maxLength: 64, pattern: NO_NUL })),
   createdFrom: Type.Optional(DateTime),
   createdTo: Type.Optional(DateTime),
-  sort: Type.Optional(
-    Type.String({ maxLength: 64, pattern: '^[A-Za-z_]+(:(asc|desc))?$', description: 'createdAt|name|email, :asc or :desc; default createdAt:desc' }),
-  ),
+  sort: Type.Optional(SortParam(SORT_FIELDS, { description: 'a field alone sorts ascending; default createdAt:desc' })),
   page: PageQueryProperties.page,
   limit: PageQueryProperties.limit,
 })
@@ -152,10 +183,7 @@ export const UserIdParams = Type.Object({ UserID: Uuid })
 
 export const UserGrantParams = Type.Object({
   UserID: Uuid,
-  permission: Type.Union(
-    PERMISSIONS.map((p) => Type.Literal(p)),
-    { description: 'a permission of the catalog', examples: ['user:manage'] },
-  ),
+  permission: StringEnum(PERMISSIONS, { description: 'a permission of the catalog', examples: ['user:manage'] }),
 })
 
 export const UserGrants = Type.Object(
@@ -163,7 +191,7 @@ export const UserGrants = Type.Object(
     userId: Uuid,
     grants: Type.Array(Type.String(), { description: "the user's permissions beyond their role, sorted", examples: [['audit:view']] }),
   },
-  { title: 'UserGrants' },
+  { title: 'UserGrants', examples: [{ userId: EXAMPLE.userId, grants: ['audit:view'] }] },
 )
 
 export const CredentialReset = Type.Object(
@@ -173,7 +201,7 @@ export const CredentialReset = Type.Object(
     token: Type.Optional(
       Type.String({
         description: 'embedded mode: one-time token for POST /v1/auth/accept-invite, where the user sets a new password; shown only in this answer',
-        examples: ['J4bQk0v3c1…'],
+        examples: ['J4bQk0v3c1Wm8RtY2uZp6sXa'],
       }),
     ),
     expiresAt: Type.Optional(DateTime),
@@ -183,7 +211,11 @@ export const CredentialReset = Type.Object(
       }),
     ),
   },
-  { title: 'CredentialReset', description: "every session and API key of the user has ended and their password is gone" },
+  {
+    title: 'CredentialReset',
+    description: 'every session and API key of the user has ended and their password is gone',
+    examples: [{ userId: EXAMPLE.userId, revokedApiKeys: 2, token: 'J4bQk0v3c1Wm8RtY2uZp6sXa', expiresAt: '2026-03-05T09:15:00.000Z' }],
+  },
 )
 
 export const AcceptInviteBody = StrictObject(
@@ -191,7 +223,7 @@ export const AcceptInviteBody = StrictObject(
     token: Type.String({ minLength: 16, maxLength: 128 }),
     password: Type.String({ minLength: 12, maxLength: 1024 }),
   },
-  { title: 'AcceptInviteRequest' },
+  { title: 'AcceptInviteRequest', examples: [{ token: 'Xq7rV2mK9pL4sT8wZ1cN6bH3', password: 'correct horse battery staple' }] },
 )
 
 // ---- bulk import -------------------------------------------------------------------------------
@@ -221,6 +253,12 @@ export const AiUserImportBody = Type.Array(Type.Unknown({ description: 'an AiUse
   description:
     `JSON: an array of rows {email, name?, role, tag?, status?}. text/csv: a header row naming columns among ` +
     `${IMPORT_CSV_COLUMNS.join(',')} (email and role required), then one user per line. At most ${IMPORT_MAX_ROWS} rows.`,
+  examples: [
+    [
+      { email: 'ada.lovelace@acme.example', name: 'Ada Lovelace', role: 'developer', tag: 'emp-1001' },
+      { email: 'alan.turing@acme.example', role: 'viewer', status: 'active' },
+    ],
+  ],
 })
 
 export const AiUserImportAccepted = Type.Object(
@@ -228,7 +266,7 @@ export const AiUserImportAccepted = Type.Object(
     workflowId: Uuid,
     rows: Type.Integer({ minimum: 1, description: 'rows received' }),
   },
-  { title: 'AiUserImportAccepted' },
+  { title: 'AiUserImportAccepted', examples: [{ workflowId: EXAMPLE.workflowId, rows: 2 }] },
 )
 
 export const ImportErrorsParams = Type.Object({ id: Uuid })
@@ -240,7 +278,10 @@ export const ImportRowError = Type.Object(
     code: Type.String({ description: 'VALIDATION_ERROR | ROLE_NOT_ALLOWED | DUPLICATE_IN_FILE | DUPLICATE_EMAIL | DUPLICATE_TAG' }),
     message: Type.String(),
   },
-  { title: 'ImportRowError' },
+  {
+    title: 'ImportRowError',
+    examples: [{ row: 7, email: 'alan.turing@acme.example', code: 'DUPLICATE_EMAIL', message: 'a user with this email already exists in the tenant' }],
+  },
 )
 
 export const ImportErrorsPage = Page(ImportRowError, 'ImportErrorsPage')

@@ -1,16 +1,11 @@
 import Type from 'typebox'
-import { Page, PageQueryProperties, StrictObject, Uuid } from '../../platform/http/schemas.js'
+import { EXAMPLE, Page, PageQueryProperties, SortParam, StrictObject, StringEnum, Uuid } from '../../platform/http/schemas.js'
 
 
 const DateTime = Type.String({ format: 'date-time' })
 const Nullable = <T extends Parameters<typeof Type.Union>[0][number]>(schema: T) => Type.Union([schema, Type.Null()])
-const RunStatus = Type.Union([
-  Type.Literal('pending'),
-  Type.Literal('running'),
-  Type.Literal('completed'),
-  Type.Literal('failed'),
-  Type.Literal('cancelled'),
-])
+// Also a list filter: no example, which Swagger UI would send on "Try it out".
+const RunStatus = StringEnum(['pending', 'running', 'completed', 'failed', 'cancelled'])
 const Name = Type.String({ minLength: 1, maxLength: 128 })
 
 export const IdParams = Type.Object({ id: Uuid })
@@ -28,13 +23,7 @@ export const IdempotencyHeaders = Type.Object({
 
 export const ListQuery = StrictObject({
   ...PageQueryProperties,
-  sort: Type.Optional(
-    Type.String({
-      maxLength: 64,
-      pattern: '^(createdAt|updatedAt)(:(asc|desc))?$',
-      description: 'createdAt:desc by default',
-    }),
-  ),
+  sort: Type.Optional(SortParam(['createdAt', 'updatedAt'], { description: 'a field alone sorts ascending; createdAt:desc by default' })),
   type: Type.Optional(Name),
   status: Type.Optional(RunStatus),
   resourceKind: Type.Optional(Name),
@@ -61,9 +50,7 @@ const runProperties = {
   parentId: Nullable(Uuid),
   retryOf: Nullable(Uuid),
   compensation: Nullable(
-    Type.Union([Type.Literal('running'), Type.Literal('completed'), Type.Literal('failed')], {
-      description: 'Of a cancelled run whose type declares a compensation',
-    }),
+    StringEnum(['running', 'completed', 'failed'], { description: 'Of a cancelled run whose type declares a compensation' }),
   ),
   createdAt: DateTime,
   updatedAt: DateTime,
@@ -71,22 +58,43 @@ const runProperties = {
   finishedAt: Nullable(DateTime),
 }
 
-export const WorkflowRun = Type.Object(runProperties, { title: 'WorkflowRun' })
+const RUN_EXAMPLE = {
+  id: EXAMPLE.workflowId,
+  type: 'user_admin.importUsers',
+  tenantId: EXAMPLE.tenantId,
+  resource: { kind: 'user_import', id: '4a7d2c9e-1f5b-4e3a-8c6d-0b9f2e7a5c18' },
+  startedBy: EXAMPLE.userId,
+  status: 'running',
+  currentStep: 2,
+  totalSteps: 3,
+  percent: 40,
+  message: 'batch 2 of 3',
+  error: null,
+  inputSummary: '2,500 rows',
+  resultSummary: null,
+  parentId: null,
+  retryOf: null,
+  compensation: null,
+  createdAt: EXAMPLE.createdAt,
+  updatedAt: EXAMPLE.updatedAt,
+  startedAt: '2026-03-02T09:15:01.000Z',
+  finishedAt: null,
+}
+
+export const WorkflowRun = Type.Object(runProperties, { title: 'WorkflowRun', examples: [RUN_EXAMPLE] })
 
 export const WorkflowRunStep = Type.Object(
   {
     step: Type.Integer({ minimum: 1 }),
     message: Nullable(Type.String()),
-    status: Type.Union([
-      Type.Literal('running'),
-      Type.Literal('completed'),
-      Type.Literal('failed'),
-      Type.Literal('cancelled'),
-    ]),
+    status: StringEnum(['running', 'completed', 'failed', 'cancelled']),
     startedAt: DateTime,
     finishedAt: Nullable(DateTime),
   },
-  { title: 'WorkflowRunStep' },
+  {
+    title: 'WorkflowRunStep',
+    examples: [{ step: 1, message: 'rows checked', status: 'completed', startedAt: '2026-03-02T09:15:01.000Z', finishedAt: '2026-03-02T09:15:03.000Z' }],
+  },
 )
 
 export const WorkflowRunDetail = Type.Object(
@@ -95,7 +103,19 @@ export const WorkflowRunDetail = Type.Object(
     result: Type.Unknown({ description: "The workflow's output (null while it runs, or when too large to keep)" }),
     steps: Type.Array(WorkflowRunStep),
   },
-  { title: 'WorkflowRunDetail' },
+  {
+    title: 'WorkflowRunDetail',
+    examples: [
+      {
+        ...RUN_EXAMPLE,
+        result: null,
+        steps: [
+          { step: 1, message: 'rows checked', status: 'completed', startedAt: '2026-03-02T09:15:01.000Z', finishedAt: '2026-03-02T09:15:03.000Z' },
+          { step: 2, message: 'batch 2 of 3', status: 'running', startedAt: '2026-03-02T09:15:03.000Z', finishedAt: null },
+        ],
+      },
+    ],
+  },
 )
 
 export const WorkflowRunPage = Page(WorkflowRun, 'WorkflowRunPage')
@@ -113,7 +133,10 @@ export const CancelAccepted = Type.Object(
     status: Type.Literal('cancelled'),
     compensation: Nullable(Type.Literal('running')),
   },
-  { title: 'WorkflowCancelAccepted' },
+  { title: 'WorkflowCancelAccepted', examples: [{ workflowId: EXAMPLE.workflowId, status: 'cancelled', compensation: null }] },
 )
 
-export const RetryAccepted = Type.Object({ workflowId: Uuid, retryOf: Uuid }, { title: 'WorkflowRetryAccepted' })
+export const RetryAccepted = Type.Object(
+  { workflowId: Uuid, retryOf: Uuid },
+  { title: 'WorkflowRetryAccepted', examples: [{ workflowId: '2e6c9a41-8d3f-4b7e-a5c2-7f1b0d4e9a36', retryOf: EXAMPLE.workflowId }] },
+)

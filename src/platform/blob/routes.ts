@@ -7,12 +7,13 @@ import { StrictObject } from '../http/schemas.js'
 import { BlobNotFoundError } from './keys.js'
 import { InvalidSignatureError, type SignedMethod, verifyBlobRequest } from './signing.js'
 import type { BlobInfo, BlobStore } from './types.js'
+import { StringEnum } from '../http/schemas.js'
 
 /** The largest object one PUT may carry, the same as S3's single-PUT limit. */
 export const BLOB_BODY_LIMIT_BYTES = 5 * 1024 ** 3
 
 const SignedQuery = StrictObject({
-  method: Type.Union([Type.Literal('GET'), Type.Literal('PUT')]),
+  method: StringEnum(['GET', 'PUT']),
   expires: Type.Integer({ minimum: 0, maximum: 99_999_999_999 }),
   // Only bounded here: a malformed signature is a refused signature (403), not a bad request.
   sig: Type.String({ minLength: 1, maxLength: 128 }),
@@ -23,11 +24,17 @@ const KeyParams = Type.Object({ '*': Type.String({ minLength: 1, maxLength: 1024
 
 const PutHeaders = Type.Object({ 'content-type': Type.Optional(Type.String({ maxLength: 255 })) })
 
-const StoredBlob = Type.Object({
-  key: Type.String({ maxLength: 1024 }),
-  size: Type.Integer({ minimum: 0 }),
-  etag: Type.String({ maxLength: 64 }),
-})
+const StoredBlob = Type.Object(
+  {
+    key: Type.String({ maxLength: 1024 }),
+    size: Type.Integer({ minimum: 0 }),
+    etag: Type.String({ maxLength: 64 }),
+  },
+  {
+    title: 'StoredBlob',
+    examples: [{ key: 'user-imports/0b6a3c9e-2f4d-4e55-9a61-3c1f2a7d8e90/rows.json', size: 5120, etag: '9b2cf535f27731c974343645a3985328' }],
+  },
+)
 
 /** Documented as binary; the handler replies with a stream, which Fastify sends without serializing. */
 const ObjectBytes = Type.Unsafe<Readable>({
@@ -76,6 +83,8 @@ export async function registerBlobRoutes(
           summary: 'Download an object through a signed URL',
           params: KeyParams,
           querystring: SignedQuery,
+          // Whatever type the object was stored with; documented as bytes.
+          produces: ['application/octet-stream'],
           response: { 200: ObjectBytes },
         },
       },

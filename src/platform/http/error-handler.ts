@@ -1,5 +1,6 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { AppError, type ErrorDetails, type FieldProblem } from '../errors.js'
+import { describeSchemaErrors, type SchemaError } from './validation.js'
 
 interface Envelope {
   errorCode: string
@@ -37,37 +38,14 @@ const STATUS_CODES: Record<number, string> = {
   431: 'HEADERS_TOO_LARGE',
 }
 
-/** ajv's instancePath ("/spec/replicas") or missingProperty, as a dotted field name. */
+/** One problem per field, named as `<part>.<dotted path>` ("body.spec.replicas", "querystring.status"). */
 function fieldProblems(error: FastifyError): FieldProblem[] {
   const context = error.validationContext ?? 'body'
-  const problems: FieldProblem[] = []
-  // A value outside an enumeration fails once per allowed value (and once more for the anyOf):
-  // one problem per field naming every allowed value reads better than seven "must be equal to constant".
-  const allowedByField = new Map<string, string[]>()
-  for (const v of error.validation ?? []) {
-    const params = v.params as Record<string, unknown>
-    let field = v.instancePath.replace(/^\//, '').replace(/\//g, '.')
-    if (typeof params.missingProperty === 'string') field = field ? `${field}.${params.missingProperty}` : params.missingProperty
-    if (typeof params.additionalProperty === 'string') {
-      field = field ? `${field}.${params.additionalProperty}` : params.additionalProperty
-      problems.push({ field: `${context}.${field}`, message: context === 'querystring' ? 'unknown query parameter' : 'unknown field' })
-      continue
-    }
-    const name = field ? `${context}.${field}` : context
-    const allowed = v.keyword === 'const' ? [params.allowedValue] : v.keyword === 'enum' ? (params.allowedValues as unknown[]) : undefined
-    if (allowed) {
-      const known = allowedByField.get(name)
-      if (!known) problems.push({ field: name, message: '' })
-      allowedByField.set(name, [...(known ?? []), ...allowed.map(String)])
-      continue
-    }
-    if (v.keyword === 'anyOf' && allowedByField.has(name)) continue
-    problems.push({ field: name, message: v.message ?? 'invalid' })
-  }
-  return problems.map((p) => {
-    const allowed = allowedByField.get(p.field)
-    return allowed && p.message === '' ? { field: p.field, message: `must be one of: ${allowed.join(', ')}` } : p
-  })
+  const unknownField = context === 'querystring' ? 'unknown query parameter' : 'unknown field'
+  return describeSchemaErrors((error.validation ?? []) as SchemaError[], { unknownField }).map(({ field, message }) => ({
+    field: field ? `${context}.${field}` : context,
+    message,
+  }))
 }
 
 export function toEnvelope(error: unknown, requestId: string): { status: number; body: Envelope } {

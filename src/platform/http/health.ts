@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify'
 import Type from 'typebox'
 import type { Metrics } from './metrics.js'
+import { StringEnum } from './schemas.js'
 
 export interface DependencyCheck {
   name: string
@@ -42,7 +43,7 @@ export async function checkDependencies(deps: DependencyCheck[], metrics: Metric
 }
 
 const DependencyStatusSchema = Type.Object({
-  status: Type.Union([Type.Literal('up'), Type.Literal('down')]),
+  status: StringEnum(['up', 'down']),
   latencyMs: Type.Integer(),
   error: Type.Optional(Type.String()),
 })
@@ -56,7 +57,7 @@ export function registerHealthRoutes(app: FastifyInstance, deps: DependencyCheck
         operationId: 'getLiveness',
         tags: ['operations'],
         summary: 'Liveness: the process is up and serving',
-        response: { 200: Type.Object({ status: Type.Literal('ok') }) },
+        response: { 200: Type.Object({ status: Type.Literal('ok') }, { examples: [{ status: 'ok' }] }) },
       },
     },
     async () => ({ status: 'ok' as const }),
@@ -71,14 +72,28 @@ export function registerHealthRoutes(app: FastifyInstance, deps: DependencyCheck
         tags: ['operations'],
         summary: 'Readiness: database, cache and object store all answer',
         response: {
-          200: Type.Object({
-            status: Type.Literal('ready'),
-            checks: Type.Record(Type.String(), DependencyStatusSchema),
-          }),
-          503: Type.Object({
-            status: Type.Literal('not_ready'),
-            checks: Type.Record(Type.String(), DependencyStatusSchema),
-          }),
+          200: Type.Object(
+            {
+              status: Type.Literal('ready'),
+              checks: Type.Record(Type.String(), DependencyStatusSchema),
+            },
+            { examples: [{ status: 'ready', checks: { database: { status: 'up', latencyMs: 2 }, cache: { status: 'up', latencyMs: 1 } } }] },
+          ),
+          503: Type.Object(
+            {
+              status: Type.Literal('not_ready'),
+              checks: Type.Record(Type.String(), DependencyStatusSchema),
+            },
+            {
+              description: 'Not ready: a dependency did not answer within 2 s; `checks` says which',
+              examples: [
+                {
+                  status: 'not_ready',
+                  checks: { database: { status: 'up', latencyMs: 2 }, cache: { status: 'down', latencyMs: 2000, error: 'no answer within 2000 ms' } },
+                },
+              ],
+            },
+          ),
         },
       },
     },
@@ -99,7 +114,7 @@ export function registerHealthRoutes(app: FastifyInstance, deps: DependencyCheck
         tags: ['operations'],
         summary: 'Prometheus metrics in the text exposition format',
         produces: ['text/plain'],
-        response: { 200: Type.String() },
+        response: { 200: Type.String({ examples: ['modelplane_dependency_up{dependency="database"} 1\n'] }) },
       },
     },
     async (_request, reply) => {

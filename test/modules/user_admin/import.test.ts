@@ -251,11 +251,28 @@ describe('bulk import: per-row errors', () => {
       [9, 'VALIDATION_ERROR'],
       [11, 'DUPLICATE_IN_FILE'],
     ])
-    expect(result.errors[0]).toMatchObject({ email: `no-role-${run}@x.test`, message: 'role must have required property \'role\'' })
+    expect(result.errors[0]).toMatchObject({ email: `no-role-${run}@x.test`, message: 'role is required' })
     expect(result.errors[2]!.message).toContain('secrets')
     expect(result.errors[7]!.email).toBeNull()
     expect(await countUsers(admin.tenantId, `ok%-${run}@x.test`)).toBe(2)
     expect(await countUsers(admin.tenantId, `%-${run}@x.test`)).toBe(3)
+  })
+
+  it('says which roles and statuses a row may name, once per field, from JSON and from CSV alike', async () => {
+    const run = randomUUID().slice(0, 8)
+    const allowedRoles = 'must be one of viewer, tester, developer, devops, admin, super_admin'
+    const json = await importAndWait(admin, [
+      { email: `wizard-${run}@x.test`, role: 'wizard' },
+      { email: `both-${run}@x.test`, role: 'boss', status: 'sleeping' },
+    ])
+    expect(json).toMatchObject({ created: 0, failed: 2 })
+    expect(json.errors.map((e) => e.message)).toEqual([
+      `role ${allowedRoles}`,
+      `role ${allowedRoles}; status must be one of active, invited, disabled`,
+    ])
+    const csv = await importAndWait(admin, `email,role\ncsv-${run}@x.test,Admin\n`)
+    expect(csv.errors.map((e) => [e.code, e.message])).toEqual([['VALIDATION_ERROR', `role ${allowedRoles}`]])
+    expect(await countUsers(admin.tenantId, `%-${run}@x.test`)).toBe(0)
   })
 
   it('purging an import run deletes its error report with it and keeps the users it created', async () => {
