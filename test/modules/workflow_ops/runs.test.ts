@@ -301,33 +301,32 @@ describe('run records', () => {
     expect((await app.inject({ method: 'GET', url: '/v1/workflows' })).statusCode).toBe(401)
   })
 
-  it('answers hostile ids and queries with 4xx, never 500', async () => {
-    const urls = [
-      '/v1/workflows/not-a-uuid',
-      `/v1/workflows/${'9'.repeat(300)}`,
-      '/v1/workflows/%00',
-      "/v1/workflows/1'%20or%201=1--",
-      '/v1/workflows/..%2F..%2Fetc%2Fpasswd',
-      '/v1/workflows/00000000-0000-0000-0000-000000000000',
-      '/v1/workflows/00000000-0000-0000-0000-000000000000/events',
-      '/v1/workflows?status=exploded',
-      '/v1/workflows?sort=input:asc',
-      '/v1/workflows?limit=1000',
-      `/v1/workflows?resourceId=${'x'.repeat(5000)}`,
+  it('answers hostile ids and queries with 4xx in the error envelope, never 500', async () => {
+    const cases: Array<[string, number, string]> = [
+      ['/v1/workflows/not-a-uuid', 400, 'VALIDATION_ERROR'],
+      // Past the router's maxParamLength: refused before routing, in the same envelope.
+      [`/v1/workflows/${'9'.repeat(300)}`, 414, 'URI_TOO_LONG'],
+      ['/v1/workflows/%00', 400, 'VALIDATION_ERROR'],
+      ["/v1/workflows/1'%20or%201=1--", 400, 'VALIDATION_ERROR'],
+      ['/v1/workflows/..%2F..%2Fetc%2Fpasswd', 400, 'VALIDATION_ERROR'],
+      ['/v1/workflows/00000000-0000-0000-0000-000000000000', 404, 'WORKFLOW_NOT_FOUND'],
+      ['/v1/workflows/00000000-0000-0000-0000-000000000000/events', 404, 'WORKFLOW_NOT_FOUND'],
+      ['/v1/workflows?status=exploded', 400, 'VALIDATION_ERROR'],
+      ['/v1/workflows?sort=input:asc', 400, 'VALIDATION_ERROR'],
+      ['/v1/workflows?limit=1000', 400, 'VALIDATION_ERROR'],
+      [`/v1/workflows?resourceId=${'x'.repeat(5000)}`, 400, 'VALIDATION_ERROR'],
     ]
-    for (const url of urls) {
-      const res = await app.inject({ method: 'GET', url, headers: bearer(admin.accessToken) })
-      expect(res.statusCode, url).toBeGreaterThanOrEqual(400)
-      expect(res.statusCode, url).toBeLessThan(500)
-      // (An id past the router's maxParamLength is refused by Fastify's router with its own body.)
-      if (res.statusCode !== 414) expect(res.json().errorCode, url).toEqual(expect.any(String))
+    const check = (url: string, res: Awaited<ReturnType<typeof app.inject>>, status: number, errorCode: string) => {
+      expect(res.statusCode, url).toBe(status)
+      expect(res.json(), url).toMatchObject({ errorCode, message: expect.any(String), requestId: expect.any(String) })
     }
-    for (const method of ['POST', 'DELETE'] as const) {
-      const url = method === 'POST' ? '/v1/workflows/%E0%A4%A/cancel' : '/v1/workflows/not-a-uuid'
-      const res = await app.inject({ method, url, headers: bearer(admin.accessToken) })
-      expect(res.statusCode, url).toBeGreaterThanOrEqual(400)
-      expect(res.statusCode, url).toBeLessThan(500)
+    for (const [url, status, errorCode] of cases) {
+      check(url, await app.inject({ method: 'GET', url, headers: bearer(admin.accessToken) }), status, errorCode)
     }
+    const cancel = '/v1/workflows/%E0%A4%A/cancel'
+    check(cancel, await app.inject({ method: 'POST', url: cancel, headers: bearer(admin.accessToken) }), 400, 'BAD_URL')
+    const remove = '/v1/workflows/not-a-uuid'
+    check(remove, await app.inject({ method: 'DELETE', url: remove, headers: bearer(admin.accessToken) }), 400, 'VALIDATION_ERROR')
   })
 })
 
