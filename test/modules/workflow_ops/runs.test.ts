@@ -560,8 +560,11 @@ describe('retention', () => {
     const expired = (await startDemo(admin, { label: `${label}-expired` })).workflowId
     const recent = (await startDemo(admin, { label: `${label}-recent` })).workflowId
     const longRunning = (await startDemo(admin, { label: `${label}-long` }, { type: 'demo.longJob' })).workflowId
+    // Aged only after the first purge: its purge shows a later sweep has passed.
+    const marker = (await startDemo(admin, { label: `${label}-marker` })).workflowId
     await untilStatus(expired, ['completed'])
     await untilStatus(recent, ['completed'])
+    await untilStatus(marker, ['completed'])
     await waitFor(async () => (await getRun(longRunning)).json().currentStep === 1, 10_000, 'the long job never started')
     await age(expired, 8)
     await age(recent, 6)
@@ -573,8 +576,10 @@ describe('retention', () => {
     try {
       await waitFor(async () => (await getRun(expired)).statusCode === 404, 15_000, 'the expired run was never purged')
       expect(await engineInstances(expired)).toBe(0)
-      // Another sweep has passed, and what is within retention or still running is untouched.
-      await new Promise((resolve) => setTimeout(resolve, 600))
+      // Another sweep has passed (it purged the marker, aged since), and what is within retention
+      // or still running is untouched.
+      await age(marker, 8)
+      await waitFor(async () => (await getRun(marker)).statusCode === 404, 15_000, 'no sweep after the first purge')
       expect((await getRun(recent)).json()).toMatchObject({ status: 'completed' })
       expect(await engineInstances(recent)).toBe(1)
       expect((await getRun(longRunning)).json()).toMatchObject({ status: 'running' })
