@@ -4,7 +4,7 @@ import os from 'node:os'
 import path from 'node:path'
 // @ts-expect-error the build script is plain JavaScript without declarations
 import { buildDist } from '../scripts/build.mjs'
-import { compare, machine, type Measurement, startServer, table, writeSection, benchDatabase, BENCH_REDIS_URL, BENCH_VAULT_KEYS, BENCH_SECONDS, BENCH_ROUNDS, loginHeaders } from './lib.js'
+import { compare, cores, machine, type Measurement, startServer, table, writeSection, benchDatabase, BENCH_REDIS_URL, BENCH_VAULT_KEYS, BENCH_SECONDS, BENCH_ROUNDS, loginHeaders } from './lib.js'
 
 /**
  * `npm run bench:auth`: what authentication costs. The same database-backed read route, public and
@@ -49,10 +49,10 @@ async function main() {
   const cost = 1 - guarded.requestsPerSecond / open.requestsPerSecond
   const report = `## Authentication cost (\`npm run bench:auth\`)
 
-Measured ${new Date().toISOString().slice(0, 10)} on ${machine()}.
+Measured ${new Date().toISOString().slice(0, 10)} on ${await machine({ redis: true })}.
 autocannon, 32 connections, ${BENCH_SECONDS} s per run after a 2 s warm-up, public and guarded in turn ${BENCH_ROUNDS} times\neach (the median run is shown), load generator and server in separate
-processes on the same machine. One compiled modelplane process (PostgreSQL and Redis on localhost,
-LOG_LEVEL=warn, rate limiting off) serves two identical routes reading 20 tenants: one public, one
+processes sharing the same ${cores()} cores. One compiled modelplane process (LOG_LEVEL=warn, rate
+limiting off) serves two identical routes reading 20 tenants: one public, one
 guarded by \`workflow:view\` and called with an embedded-issuer RS256 access token (signature check,
 revocation lookup in Redis, principal cached in-process, permission check).
 

@@ -5,7 +5,7 @@ import path from 'node:path'
 import pg from 'pg'
 // @ts-expect-error the build script is plain JavaScript without declarations
 import { buildDist } from '../scripts/build.mjs'
-import { compare, machine, type Measurement, ROOT, startServer, table, waitForStatus, writeSection, benchDatabase, BENCH_REDIS_URL, BENCH_VAULT_KEYS, BENCH_SECONDS, BENCH_ROUNDS, loginHeaders } from './lib.js'
+import { compare, cores, machine, type Measurement, ROOT, startServer, table, waitForStatus, writeSection, benchDatabase, BENCH_REDIS_URL, BENCH_VAULT_KEYS, BENCH_SECONDS, BENCH_ROUNDS, loginHeaders } from './lib.js'
 
 /**
  * `npm run bench`: the platform's own overhead. modelplane's GET /healthz and a database-backed
@@ -15,6 +15,7 @@ import { compare, machine, type Measurement, ROOT, startServer, table, waitForSt
 const database = benchDatabase('modelplane_bench')
 const dbUrl = database.url
 const ADMIN_EMAIL = 'bench-admin@example.test'
+const OUTBOX_ROWS = 10_000
 const ADMIN_PASSWORD = `bench-${Math.random().toString(36).slice(2)}-password`
 
 async function seedOutbox(rows: number) {
@@ -68,7 +69,7 @@ async function main() {
     ADMIN_EMAIL,
     ADMIN_PASSWORD,
   })
-  await seedOutbox(10_000)
+  await seedOutbox(OUTBOX_ROWS)
   // The outbox list needs events:view: log in as the first admin, as an operator would.
   const authorization = await loginHeaders(app.url, { email: ADMIN_EMAIL, password: ADMIN_PASSWORD, realm: 'local' })
   const baseline = await startServer('bench/servers/baseline.ts', { DATABASE_URL: dbUrl })
@@ -105,10 +106,10 @@ async function main() {
 
   const report = `## HTTP platform overhead (\`npm run bench\`)
 
-Measured ${new Date().toISOString().slice(0, 10)} on ${machine()}.
+Measured ${new Date().toISOString().slice(0, 10)} on ${await machine({ redis: true })}.
 autocannon, 32 connections, ${BENCH_SECONDS} s per run after a 2 s warm-up, baseline and modelplane in turn ${BENCH_ROUNDS} times\neach (the median run is shown), load generator and server in separate
-processes on the same 2 cores. modelplane runs with LOG_LEVEL=warn and rate limiting off (one client
-address would hit the limit); PostgreSQL 15 and Redis on localhost. The outbox table holds 10,000 rows.
+processes sharing the same ${cores()} cores. modelplane runs with LOG_LEVEL=warn and rate limiting off (one client
+address would hit the limit). The outbox table holds ${OUTBOX_ROWS.toLocaleString('en-US')} rows.
 The outbox list is called with an admin's bearer token (it needs \`events:view\`), so it includes
 authentication. The baseline is bare Fastify + pg with the same query and no auth, validation, envelope or metrics.
 

@@ -4,6 +4,7 @@ import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import autocannon from 'autocannon'
+import { Redis } from 'ioredis'
 import pg from 'pg'
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
@@ -106,34 +107,106 @@ export const BENCH_ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3)
  * machine is doing hits both alike; each side reports its median run (by requests/s).
  */
 export async function compare(
-  baseline: { name: string; url: string; headers?: Record<string, string>; pathOf?: () => string },
-  candidate: { name: string; url: string; headers?: Record<string, string>; pathOf?: () => string },
+  baseline: Side,
+  candidate: Side,
   options: { connections?: number; durationSeconds?: number } = {},
 ): Promise<[Measurement, Measurement]> {
-  const runs: [Measurement[], Measurement[]] = [[], []]
-  for (let round = 0; round < BENCH_ROUNDS; round++) {
-    runs[0].push(await load(baseline.name, baseline.url, { ...options, headers: baseline.headers, pathOf: baseline.pathOf }))
-    runs[1].push(await load(candidate.name, candidate.url, { ...options, headers: candidate.headers, pathOf: candidate.pathOf }))
-  }
-  // A run that got errors measured something else (an expired token, say): its numbers are void.
-  const failed = [...runs[0], ...runs[1]].find((r) => r.errors > 0 || r.non2xx > 0)
-  if (failed) throw new Error(`${failed.name}: ${failed.errors} errors and ${failed.non2xx} non-2xx answers`)
-  const median = (side: Measurement[]) => [...side].sort((a, b) => a.requestsPerSecond - b.requestsPerSecond)[Math.floor(side.length / 2)]!
-  return [median(runs[0]), median(runs[1])]
+  const [a, b] = await compareAll([baseline, candidate], options)
+  return [a!, b!]
 }
 
-export function machine(): string {
+export interface Side {
+  name: string
+  url: string
+  headers?: Record<string, string>
+  pathOf?: () => string
+}
+
+/** compare() for any number of sides: each loaded in turn, BENCH_ROUNDS times, median run each. */
+export async function compareAll(sides: Side[], options: { connections?: number; durationSeconds?: number } = {}): Promise<Measurement[]> {
+  const runs: Measurement[][] = sides.map(() => [])
+  for (let round = 0; round < BENCH_ROUNDS; round++) {
+    for (const [i, side] of sides.entries()) {
+      runs[i]!.push(await load(side.name, side.url, { ...options, headers: side.headers, pathOf: side.pathOf }))
+    }
+  }
+  // A run that got errors measured something else (an expired token, say): its numbers are void.
+  const failed = runs.flat().find((r) => r.errors > 0 || r.non2xx > 0)
+  if (failed) throw new Error(`${failed.name}: ${failed.errors} errors and ${failed.non2xx} non-2xx answers`)
+  const median = (side: Measurement[]) => [...side].sort((a, b) => a.requestsPerSecond - b.requestsPerSecond)[Math.floor(side.length / 2)]!
+  return runs.map(median)
+}
+
+/** Cores this process may run on: what the load generator and the servers it starts share. */
+export function cores(): number {
+  return os.availableParallelism()
+}
+
+/** Whether a server URL points at this machine (so it shares the cores with the benchmark). */
+function where(url: string): string {
+  const { hostname, port } = new URL(url)
+  const local = ['127.0.0.1', 'localhost', '::1', '[::1]'].includes(hostname)
+  return local ? `on this machine (${hostname}:${port})` : `at ${hostname}:${port}`
+}
+
+/** PostgreSQL's version as the server reports it, e.g. "15.8". */
+export async function postgresVersion(url = BENCH_PG_ADMIN_URL): Promise<string> {
+  const client = new pg.Client({ connectionString: url })
+  await client.connect()
+  try {
+    const { rows } = await client.query<{ server_version: string }>('show server_version')
+    return rows[0]!.server_version.split(' ')[0]!
+  } finally {
+    await client.end()
+  }
+}
+
+/** Redis's version from INFO server, or "unreachable". */
+export async function redisVersion(url = BENCH_REDIS_URL): Promise<string> {
+  const redis = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 1 })
+  try {
+    await redis.connect()
+    return /redis_version:(\S+)/.exec(await redis.info('server'))?.[1] ?? 'unknown'
+  } catch {
+    return 'unreachable'
+  } finally {
+    redis.disconnect()
+  }
+}
+
+/**
+ * The machine and the servers a benchmark ran on, read from the system and the servers themselves
+ * (nothing typed in): cores and CPU model, memory, Node, kernel, and PostgreSQL's (and, when the
+ * benchmark uses it, Redis's) version and whether it runs on this machine.
+ */
+export async function machine(options: { redis?: boolean } = {}): Promise<string> {
   const cpus = os.cpus()
-  return `${cpus.length} × ${cpus[0]?.model ?? 'cpu'}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, Node ${process.version}, ${os.platform()} ${os.release()}`
+  const parts = [
+    `${cores()} × ${cpus[0]?.model ?? 'cpu'}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, Node ${process.version}, ${os.platform()} ${os.release()}`,
+    `PostgreSQL ${await postgresVersion()} ${where(BENCH_PG_ADMIN_URL)}`,
+  ]
+  if (options.redis) parts.push(`Redis ${await redisVersion()} ${where(BENCH_REDIS_URL)}`)
+  return parts.join('; ')
 }
 
 export function table(rows: Measurement[], baseline?: Record<string, string>): string {
-  const lines = ['| run | req/s | p50 ms | p99 ms | errors | non-2xx | vs baseline |', '|---|---:|---:|---:|---:|---:|---:|']
+  return tableVs(rows, { 'vs baseline': baseline ?? {} })
+}
+
+/** The results table with one ratio column per named baseline map (run name → its baseline's name). */
+export function tableVs(rows: Measurement[], baselines: Record<string, Record<string, string>>): string {
+  const headers = Object.keys(baselines)
+  const lines = [
+    `| run | req/s | p50 ms | p99 ms | errors | non-2xx | ${headers.join(' | ')} |`,
+    `|---|---:|---:|---:|---:|---:|${headers.map(() => '---:').join('|')}|`,
+  ]
   const byName = new Map(rows.map((r) => [r.name, r]))
   for (const r of rows) {
-    const base = baseline?.[r.name] ? byName.get(baseline[r.name]!) : undefined
-    const ratio = base ? `${(r.requestsPerSecond / base.requestsPerSecond).toFixed(2)}×` : '—'
-    lines.push(`| ${r.name} | ${r.requestsPerSecond} | ${r.p50Ms} | ${r.p99Ms} | ${r.errors} | ${r.non2xx} | ${ratio} |`)
+    const ratios = headers.map((h) => {
+      const base = baselines[h]![r.name] ? byName.get(baselines[h]![r.name]!) : undefined
+      return base ? `${(r.requestsPerSecond / base.requestsPerSecond).toFixed(2)}×` : '—'
+    })
+    lines.push(`| ${r.name} | ${r.requestsPerSecond} | ${r.p50Ms} | ${r.p99Ms} | ${r.errors} | ${r.non2xx} | ${ratios.join(' | ')} |`)
   }
   return lines.join('\n')
 }

@@ -5,9 +5,11 @@ import { openDatabase } from '../../src/platform/db/client.js'
 
 /**
  * A worker process for the crash and two-process tests: an engine on the shared database under the
- * hub name it is given, running `crashy` runs of three steps. Each step records that it ran
- * (`wf_step_runs`, one row per execution) and applies its effect idempotently (`wf_step_effects`,
- * keyed by run and step), so the tests can tell executions from effects.
+ * hub name it is given, running `crashy` runs of three steps. Each step records that it started
+ * (`wf_step_runs`) and, after its work, that it finished (`wf_step_effects`): one row per execution
+ * in each, with this process's pid, and no key that would fold a repeat into the first. So the
+ * tests see every repeat of a step and can tell one that followed a killed process (expected of
+ * at-least-once activities) from one a live process was handed again (a bug).
  */
 const url = process.env.DATABASE_URL!
 const hub = process.env.WORKFLOW_HUB!
@@ -42,8 +44,8 @@ const engine = await startWorkflowEngine({
         ])
         await new Promise((resolve) => setTimeout(resolve, stepMs))
         await database.pool!.query(
-          'insert into wf_step_effects (run_id, step) values ($1, $2) on conflict do nothing',
-          [input.runId, input.step],
+          'insert into wf_step_effects (run_id, step, pid) values ($1, $2, $3)',
+          [input.runId, input.step, process.pid],
         )
         return input.step
       },

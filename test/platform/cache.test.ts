@@ -32,12 +32,19 @@ function cacheSuite(name: string, make: () => Cache) {
       expect(await cache.get(k)).toBeNull()
     })
 
-    it('expires values after their TTL', async () => {
+    it('expires values after their TTL, and not before', async () => {
       const cache = open()
-      const k = key()
-      await cache.set(k, 'v', 1)
-      expect(await cache.get(k)).toBe('v')
-      await waitFor(async () => (await cache.get(k)) === null, 3_000)
+      const [short, long] = [key(), key()]
+      // A long TTL beside the short one: what a read right after set sees cannot depend on how busy
+      // the machine is, and the long value shows expiry goes by each value's own TTL.
+      const setAt = Date.now()
+      await cache.set(short, 'v', 1)
+      await cache.set(long, 'w', 600)
+      await waitFor(async () => (await cache.get(short)) === null, 15_000, 'the 1 s value never expired')
+      // At least 2 s after the set (waiting longer only lengthens the test): a TTL read as
+      // milliseconds would have dropped the long value by now, seconds cannot have.
+      await new Promise((resolve) => setTimeout(resolve, Math.max(0, 2_000 - (Date.now() - setAt))))
+      expect(await cache.get(long)).toBe('w')
     })
 
     it('stores only the first of several setIfAbsent calls', async () => {
@@ -66,8 +73,14 @@ function cacheSuite(name: string, make: () => Cache) {
       await waitFor(() => seen.length === 2)
       expect(seen).toEqual(['one', 'two'])
       await unsubscribe()
+      // A marker on another channel of the same subscriber, published after 'three' by the same
+      // publisher, arrives after 'three' would have: once it is in, 'three' had its chance.
+      const marker = key()
+      const markers: string[] = []
+      await subscriber.subscribe(marker, (m) => markers.push(m))
       await publisher.publish(channel, 'three')
-      await new Promise((r) => setTimeout(r, 100))
+      await publisher.publish(marker, 'after three')
+      await waitFor(() => markers.length === 1)
       expect(seen).toEqual(['one', 'two'])
     })
 

@@ -109,25 +109,25 @@ describe('publishing through the outbox', () => {
     expect((await bus.list(OPERATOR, { topic })).total).toBe(1)
   })
 
-  it('delivers a committed event once, within moments rather than a poll interval', async () => {
+  it('delivers a committed event once, on the commit notification rather than the next poll', async () => {
     const source = unique('test')
     const topic = unique('committed')
-    // No poll to speak of: only the commit notification can bring the event in time.
+    // The next poll is a minute away and the wait below gives up long before: only the commit
+    // notification can bring the event. (How fast it comes is a benchmark's question, not a test's.)
     const bus = makeBus(db, source, { tuning: { ...FAST, pollIntervalMs: 60_000 } })
     const sink = recorder()
     bus.subscribe({ name: 'sink', topic, handler: sink.handler })
     await bus.start()
+    // The start-up pass (for rows committed while no dispatcher ran) is over before the commit.
+    await bus.drain()
 
-    const published = Date.now()
     const id = await db.db.transaction((tx) => bus.publish(tx, topic, { cluster: 'c-1', ready: true }))
-    await waitFor(() => sink.received.length === 1, 2_000, 'event not delivered after commit')
-    const latencyMs = Date.now() - published
+    await waitFor(() => sink.received.length === 1, 20_000, 'event not delivered after commit')
     await bus.drain()
 
     expect(sink.received).toHaveLength(1)
     expect(sink.received[0]).toMatchObject({ id, topic, source, data: { cluster: 'c-1', ready: true } })
     expect(Number.isNaN(Date.parse(sink.received[0]!.time))).toBe(false)
-    expect(latencyMs).toBeLessThan(1_000)
     const { items } = await bus.list(OPERATOR, { topic })
     expect(items).toEqual([
       expect.objectContaining({ id, status: 'delivered', attempts: 1, lastError: null, nextAttemptAt: null }),
@@ -251,6 +251,13 @@ describe('restarts and retries', () => {
     const tuning = { ...FAST, batchSize: 3 }
     const left = makeBus(await openHandle(), source, { tuning })
     const right = makeBus(await openHandle(), source, { tuning })
+    // Whichever dispatcher delivers first holds its first event until the other has delivered one
+    // too: only a table the two really share lets the second claim work while the first holds some.
+    // (The hold gives up after a while so that a failing run ends with a failed assertion, not a hang.)
+    let bothDelivering: () => void = () => {}
+    const both = new Promise<void>((resolve) => {
+      bothDelivering = resolve
+    })
     for (const [name, bus] of [
       ['left', left],
       ['right', right],
@@ -260,7 +267,8 @@ describe('restarts and retries', () => {
         topic,
         handler: async (event) => {
           seen.push({ bus: name, id: event.id })
-          await new Promise((resolve) => setImmediate(resolve))
+          if (new Set(seen.map((s) => s.bus)).size === 2) bothDelivering()
+          await Promise.race([both, new Promise((resolve) => setTimeout(resolve, 5_000))])
         },
       })
     }
@@ -275,10 +283,11 @@ describe('restarts and retries', () => {
       })
       ids.push(...published)
     }
-    await waitFor(() => new Set(seen.map((s) => s.id)).size === ids.length)
+    await waitFor(() => new Set(seen.map((s) => s.id)).size === ids.length, 20_000, 'not every event delivered')
     await Promise.all([left.drain(), right.drain()])
 
     expect(seen.map((s) => s.id).sort()).toEqual([...ids].sort())
+    expect(new Set(seen.map((s) => s.bus))).toEqual(new Set(['left', 'right']))
     expect((await left.list(OPERATOR, { topic, status: 'delivered', limit: 100 })).total).toBe(ids.length)
   })
 
@@ -310,6 +319,17 @@ describe('restarts and retries', () => {
 
     expect(finished).toEqual([id])
     expect((await bus.list(OPERATOR, { topic })).items[0]?.status).toBe('delivered')
+
+    // A dispatcher started afterwards on the same source and subscription delivers what comes next
+    // (the control) and never the event the stopped one finished.
+    const next = recorder()
+    const successor = makeBus(await openHandle(), source)
+    successor.subscribe({ name: 'slow', topic, handler: next.handler })
+    await successor.start()
+    const later = await bus.publish(db.db, topic, {})
+    await waitFor(() => next.received.length > 0, 20_000, 'the successor delivered nothing')
+    await successor.drain()
+    expect(next.received.map((e) => e.id)).toEqual([later])
   })
 })
 

@@ -38,8 +38,13 @@ describe('rate limiting', () => {
     const app = await buildTestApp({ RATE_LIMIT_MAX: '1' })
     try {
       const remoteAddress = `10.8.${Math.floor(Math.random() * 250)}.${Math.floor(Math.random() * 250)}`
-      for (let i = 0; i < 5; i++) {
-        expect((await app.inject({ url: '/healthz', remoteAddress })).statusCode).toBe(200)
+      // The control: this address has spent its budget of one on an ordinary route.
+      await app.inject({ url: '/v1/events/outbox', remoteAddress })
+      expect((await app.inject({ url: '/v1/events/outbox', remoteAddress })).statusCode).toBe(429)
+      for (let i = 0; i < 3; i++) {
+        for (const url of ['/healthz', '/readyz', '/metrics']) {
+          expect((await app.inject({ url, remoteAddress })).statusCode, url).toBe(200)
+        }
       }
     } finally {
       await app.close()

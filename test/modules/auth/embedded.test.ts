@@ -372,19 +372,27 @@ describe('security', () => {
 
   it('keeps a revoked token refused after a restart of the app (memory cache reloads from the table)', async () => {
     const local = await buildTestApp({ REDIS_URL: undefined })
+    const realmOfRestart = uniqueRealm('rst')
+    let revoked: SeededUser
+    let kept: SeededUser
     try {
-      const user = await seedUser(local, { realm: uniqueRealm('rst'), role: 'viewer' })
-      const out = await local.inject({ method: 'POST', url: '/v1/auth/logout', headers: bearer(user.accessToken) })
+      revoked = await seedUser(local, { realm: realmOfRestart, role: 'viewer' })
+      kept = await seedUser(local, { realm: realmOfRestart, role: 'viewer' })
+      const out = await local.inject({ method: 'POST', url: '/v1/auth/logout', headers: bearer(revoked.accessToken) })
       expect(out.statusCode, out.body).toBe(204)
-      const restarted = await buildTestApp({ REDIS_URL: undefined })
-      try {
-        const response = await restarted.inject({ method: 'GET', url: '/v1/auth/me', headers: bearer(user.accessToken) })
-        expect(response.statusCode).toBe(401)
-      } finally {
-        await restarted.close()
-      }
     } finally {
+      // The first instance is gone before the second starts: nothing it holds in memory survives.
       await local.close()
+    }
+    const restarted = await buildTestApp({ REDIS_URL: undefined })
+    try {
+      // The control: the restarted app accepts a token that was never revoked.
+      const control = await restarted.inject({ method: 'GET', url: '/v1/auth/me', headers: bearer(kept.accessToken) })
+      expect(control.statusCode, control.body).toBe(200)
+      const response = await restarted.inject({ method: 'GET', url: '/v1/auth/me', headers: bearer(revoked.accessToken) })
+      expect(response.statusCode).toBe(401)
+    } finally {
+      await restarted.close()
     }
   })
 

@@ -12,7 +12,12 @@ import { buildTestApp } from '../../helpers/app.js'
 let app: FastifyInstance
 let admin: SeededUser
 let realm: string
+let otherRealm: string
+let otherAdmin: SeededUser
 const ids: Record<string, string> = {}
+
+/** Rows a query that escaped its filters would reveal: none matches any hostile query below literally. */
+const decoys: Record<string, string> = {}
 
 beforeAll(async () => {
   app = await buildTestApp()
@@ -23,11 +28,36 @@ beforeAll(async () => {
     ['underscore', 'snake_case', 'under_score@example.test'],
     ['plain', 'Plain Person', 'plainxscore@example.test'],
     ['unicode', 'Zoë Ünïcødé 日本', 'zoe@example.test'],
+    // The one row whose name holds the first injection string: a literal search finds it and nothing else.
+    ['literal', "O' or 1=1 -- Connor", 'oconnor@example.test'],
   ] as const) {
     const r = await app.inject({ method: 'POST', url: '/ai/admin/users', headers: bearer(admin.accessToken), payload: { email, name, role: 'viewer' } })
     expect(r.statusCode, r.body).toBe(201)
     ids[key] = r.json().id
   }
+  // A tagged admin-role user and a deleted user of this tenant, and a user of another tenant.
+  const tagged = await app.inject({
+    method: 'POST',
+    url: '/ai/admin/users',
+    headers: bearer(admin.accessToken),
+    payload: { email: 'tagged@example.test', name: 'Tagged Admin', role: 'admin', tag: 'vip' },
+  })
+  expect(tagged.statusCode, tagged.body).toBe(201)
+  decoys.tagged = tagged.json().id
+  const gone = await app.inject({ method: 'POST', url: '/ai/admin/users', headers: bearer(admin.accessToken), payload: { email: 'gone@example.test', name: 'Gone', role: 'viewer' } })
+  decoys.deleted = gone.json().id
+  const deleted = await app.inject({ method: 'DELETE', url: `/ai/admin/users/${decoys.deleted}`, headers: bearer(admin.accessToken) })
+  expect(deleted.statusCode, deleted.body).toBeLessThan(300)
+  otherRealm = uniqueRealm('uah-other')
+  otherAdmin = await seedUser(app, { realm: otherRealm, role: 'admin' })
+  const outsider = await app.inject({
+    method: 'POST',
+    url: '/ai/admin/users',
+    headers: bearer(otherAdmin.accessToken),
+    payload: { email: 'outsider@example.test', name: 'Outsider', role: 'viewer', tag: 'vip' },
+  })
+  expect(outsider.statusCode, outsider.body).toBe(201)
+  decoys.outsider = outsider.json().id
 })
 
 afterAll(() => app.close())
@@ -53,43 +83,63 @@ describe('hostile input', () => {
     expect(idsOf((await list(`q=${encodeURIComponent('日本')}`)).json())).toEqual([ids.unicode])
   })
 
-  it('never answers 500 and never changes the table, whatever the query string', async () => {
+  it('shows the decoys to the filters meant to find them (the control for the test below)', async () => {
+    expect(idsOf((await list('tag=vip')).json())).toEqual([decoys.tagged])
+    expect(idsOf((await list('status=deleted')).json())).toEqual([decoys.deleted])
+    const outsiders = await app.inject({ method: 'GET', url: '/ai/admin/users?tag=vip', headers: bearer(otherAdmin.accessToken) })
+    expect(idsOf(outsiders.json())).toEqual([decoys.outsider])
+  })
+
+  it('answers every hostile query string with a 4xx or exactly its literal matches, and changes nothing', async () => {
     const before = await snapshot()
-    const queries = [
-      `q=${encodeURIComponent("' or 1=1 --")}`,
-      `q=${encodeURIComponent("'; drop table users; --")}`,
-      `email=${encodeURIComponent("x' or 'a'='a")}`,
-      `tag=${encodeURIComponent('") or true; --')}`,
-      `role=${encodeURIComponent("admin' --")}`,
-      `q=${'a'.repeat(10_000)}`,
-      `email=${'b'.repeat(10_000)}`,
-      'q=a&q=b',
-      'role=viewer&role=admin',
-      'status=deleted&status=active',
-      'status=gone',
-      'sort=password_hash:asc',
-      'sort=createdAt:sideways',
-      `sort=${encodeURIComponent('name; drop table users')}`,
-      'sort=name:asc:desc',
-      'page=0',
-      'page=-1',
-      'limit=1000',
-      'limit=abc',
-      'createdFrom=yesterday',
-      `createdTo=${encodeURIComponent('2020-01-01T00:00:00Z; select 1')}`,
-      `q=${encodeURIComponent('\u0000')}`,
-      `email=${encodeURIComponent('a\u0000@b.c')}`,
-      `tag=${encodeURIComponent('\u0000')}`,
-      `q=${encodeURIComponent('😀'.repeat(50))}`,
-      // A lone surrogate, percent-encoded as raw bytes (not valid UTF-8).
-      'q=%ED%A0%80',
-      'q=%FF%FE',
+    // Each query with what it must give: a status (refused in the error envelope) or the ids a
+    // literal reading matches. An injection that widened the filter would list the other users of the
+    // tenant, the deleted one or the other tenant's, and fail the exact comparison.
+    const cases: Array<[string, number | string[]]> = [
+      [`q=${encodeURIComponent("' or 1=1 --")}`, [ids.literal!]],
+      [`q=${encodeURIComponent("'; drop table users; --")}`, []],
+      [`q=${encodeURIComponent("%' or '%'='")}`, []],
+      [`email=${encodeURIComponent("x' or 'a'='a")}`, []],
+      [`email=${encodeURIComponent("' or ''='")}`, []],
+      [`tag=${encodeURIComponent('") or true; --')}`, []],
+      [`tag=${encodeURIComponent("vip' or '1'='1")}`, []],
+      [`role=${encodeURIComponent("admin' --")}`, []],
+      [`role=${encodeURIComponent("viewer' or role <> '")}`, []],
+      [`q=${'a'.repeat(10_000)}`, 400],
+      [`email=${'b'.repeat(10_000)}`, 400],
+      ['q=a&q=b', 400],
+      ['role=viewer&role=admin', 400],
+      ['status=deleted&status=active', 400],
+      ['status=gone', 400],
+      ['sort=password_hash:asc', 400],
+      ['sort=createdAt:sideways', 400],
+      [`sort=${encodeURIComponent('name; drop table users')}`, 400],
+      ['sort=name:asc:desc', 400],
+      ['page=0', 400],
+      ['page=-1', 400],
+      ['limit=1000', 400],
+      ['limit=abc', 400],
+      ['createdFrom=yesterday', 400],
+      [`createdTo=${encodeURIComponent('2020-01-01T00:00:00Z; select 1')}`, 400],
+      [`q=${encodeURIComponent('\u0000')}`, 400],
+      [`email=${encodeURIComponent('a\u0000@b.c')}`, 400],
+      [`tag=${encodeURIComponent('\u0000')}`, 400],
+      [`q=${encodeURIComponent('😀'.repeat(50))}`, []],
+      // A lone surrogate and bytes that are not UTF-8, percent-encoded raw: read as replacement characters.
+      ['q=%ED%A0%80', []],
+      ['q=%FF%FE', []],
     ]
-    for (const query of queries) {
+    for (const [query, expected] of cases) {
       const response = await list(query)
-      expect(response.statusCode, `${query.slice(0, 60)} → ${response.body.slice(0, 200)}`).toBeLessThan(500)
-      if (response.statusCode === 200) expect(response.json().items.every((u: { email: string }) => !u.email.includes("'"))).toBe(true)
-      else expect(response.json().errorCode).toEqual(expect.any(String))
+      const label = `${query.slice(0, 60)} → ${response.body.slice(0, 200)}`
+      if (typeof expected === 'number') {
+        expect(response.statusCode, label).toBe(expected)
+        expect(response.json().errorCode, label).toEqual(expect.any(String))
+      } else {
+        expect(response.statusCode, label).toBe(200)
+        expect(idsOf(response.json()), label).toEqual([...expected].sort())
+        expect(response.json().total, label).toBe(expected.length)
+      }
     }
     expect(await snapshot()).toEqual(before)
   })

@@ -4,8 +4,9 @@ import { and, eq, inArray } from 'drizzle-orm'
 import pino from 'pino'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startTaskHub, type TaskHub } from '../../../src/modules/workflow_ops/hub/index.js'
+import { EventCase, pb } from '../../../src/modules/workflow_ops/hub/proto.js'
 import { routeSdkLogs } from '../../../src/modules/workflow_ops/sdk-logging.js'
-import { workflowInstances } from '../../../src/modules/workflow_ops/tables.js'
+import { workflowHistory, workflowInstances } from '../../../src/modules/workflow_ops/tables.js'
 import { type DatabaseHandle, openDatabase } from '../../../src/platform/db/client.js'
 import { TEST_DATABASE_URL } from '../../helpers/env.js'
 import { type Started, startCommand } from '../../helpers/process.js'
@@ -16,7 +17,10 @@ import { uniqueHub } from '../../helpers/workflow.js'
  * Worker processes (test/helpers/workflow-worker.ts) share the run's database. The test schedules
  * runs through a hub of the same name that has no worker of its own, so all work is done by the
  * children; it kills them with SIGKILL mid-run and checks what a user would: every run completes
- * once, every step's effect exists once.
+ * once, and a step runs again only because the process running it was killed. Steps are at least
+ * once by design (a process can die after a step's work and before its answer is recorded), so the
+ * bound on repeats is the sharp one: each repeat of a step follows an execution by a killed
+ * process, and no live process ever runs a step twice.
  */
 const log = pino({ level: 'silent' })
 let database: DatabaseHandle
@@ -27,10 +31,11 @@ const detachSdkLogs = routeSdkLogs(log)
 beforeAll(async () => {
   database = await openDatabase({ url: TEST_DATABASE_URL, dataDir: '/tmp', poolMax: 5, log })
   await database.pool!.query(
-    'create table if not exists wf_step_runs (run_id text not null, step int not null, pid int not null)',
+    'create table if not exists wf_step_runs (id bigserial primary key, run_id text not null, step int not null, pid int not null)',
   )
+  // No key on (run_id, step): a second effect of a step must be visible, not folded into the first.
   await database.pool!.query(
-    'create table if not exists wf_step_effects (run_id text not null, step int not null, primary key (run_id, step))',
+    'create table if not exists wf_step_effects (id bigserial primary key, run_id text not null, step int not null, pid int not null)',
   )
 })
 
@@ -73,6 +78,55 @@ async function count(sql: string, runIds: string[]): Promise<number> {
   return Number(rows[0]!.n)
 }
 
+interface StepRecord {
+  run_id: string
+  step: number
+  pid: number
+}
+
+/** Rows of wf_step_runs or wf_step_effects for the runs, grouped by run and step, in insertion order. */
+async function byStep(table: 'wf_step_runs' | 'wf_step_effects', runIds: string[]): Promise<Map<string, number[]>> {
+  const { rows } = await database.pool!.query<StepRecord>(
+    `select run_id, step, pid from ${table} where run_id = any($1) order by id`,
+    [runIds],
+  )
+  const grouped = new Map<string, number[]>()
+  for (const row of rows) {
+    const key = `${row.run_id}#${row.step}`
+    grouped.set(key, [...(grouped.get(key) ?? []), row.pid])
+  }
+  return grouped
+}
+
+/**
+ * The steps that ran more than the once at-least-once allows: a repeat is fine only when every
+ * earlier execution was in a process that was later killed (its answer died with it). Returns
+ * `run#step: pids` for each offender, so a failure names them.
+ */
+function unexplainedRepeats(grouped: Map<string, number[]>, killed: Set<number>): string[] {
+  const offenders: string[] = []
+  for (const [key, pids] of grouped) {
+    if (pids.slice(0, -1).some((pid) => !killed.has(pid))) offenders.push(`${key}: ${pids.join(',')}`)
+  }
+  return offenders
+}
+
+/** How many history events of each kind every run's history holds, by run. */
+async function historyCounts(hub: string, runIds: string[]): Promise<Map<string, { completed: number; tasks: number }>> {
+  const rows = await database.db
+    .select({ instanceId: workflowHistory.instanceId, event: workflowHistory.event })
+    .from(workflowHistory)
+    .where(and(eq(workflowHistory.hub, hub), inArray(workflowHistory.instanceId, runIds)))
+  const counts = new Map(runIds.map((id) => [id, { completed: 0, tasks: 0 }]))
+  for (const row of rows) {
+    const kind = pb.HistoryEvent.deserializeBinary(row.event).getEventtypeCase()
+    const entry = counts.get(row.instanceId)!
+    if (kind === EventCase.EXECUTIONCOMPLETED) entry.completed++
+    if (kind === EventCase.TASKCOMPLETED) entry.tasks++
+  }
+  return counts
+}
+
 async function statuses(hub: string, runIds: string[]): Promise<string[]> {
   const rows = await database.db
     .select({ status: workflowInstances.status })
@@ -88,14 +142,18 @@ describe('crash recovery', () => {
     const { client, stop } = await scheduler(hub)
     try {
       for (const id of runIds) await client.scheduleNewWorkflow('crashy', id, id)
-      const effects = () => count('select count(*) as n from wf_step_effects where run_id = any($1)', runIds)
+      // Progress is steps finished at least once (a repeat must not count twice).
+      const finishedSteps = () =>
+        count('select count(*) as n from (select distinct run_id, step from wf_step_effects where run_id = any($1)) s', runIds)
 
       // Kill at three points: early, in the middle, late.
+      const killed = new Set<number>()
       for (const atLeast of [3, 14, 26]) {
         const worker = startWorker(hub)
         await ready(worker)
-        await waitFor(async () => (await effects()) >= atLeast, 30_000, `no progress to ${atLeast} effects`)
+        await waitFor(async () => (await finishedSteps()) >= atLeast, 30_000, `no progress to ${atLeast} steps`)
         worker.child.kill('SIGKILL')
+        killed.add(worker.child.pid!)
         await worker.exited
       }
       const survivor = startWorker(hub)
@@ -108,15 +166,24 @@ describe('crash recovery', () => {
       survivor.child.kill('SIGTERM')
       await survivor.exited
 
-      expect(await effects()).toBe(runIds.length * 3)
+      // Every run completed once, with its three steps' results, and says so.
+      for (const [id, counts] of await historyCounts(hub, runIds)) expect(counts, id).toEqual({ completed: 1, tasks: 3 })
       for (const id of runIds) {
         const state = await client.getWorkflowState(id, true)
         expect(state?.serializedOutput).toBe('"done"')
       }
-      // Some steps ran more than once (killed mid-step, or their answer was lost with the process),
-      // which is why steps are idempotent; none ran fewer than once.
-      const executions = await count('select count(*) as n from wf_step_runs where run_id = any($1)', runIds)
-      expect(executions).toBeGreaterThanOrEqual(runIds.length * 3)
+      // Every step started and finished, and each repeat of either followed a killed process.
+      const executions = await byStep('wf_step_runs', runIds)
+      const effects = await byStep('wf_step_effects', runIds)
+      expect(executions.size).toBe(runIds.length * 3)
+      expect(effects.size).toBe(runIds.length * 3)
+      expect(unexplainedRepeats(executions, killed)).toEqual([])
+      expect(unexplainedRepeats(effects, killed)).toEqual([])
+      // The kills hit processes with work in hand, and the survivor, never killed, ran each step at most once.
+      for (const pid of killed) expect([...executions.values()].some((pids) => pids.includes(pid)), `pid ${pid}`).toBe(true)
+      const survivorRuns = [...executions.values()].flat().filter((pid) => pid === survivor.child.pid).length
+      const survivorSteps = [...executions.values()].filter((pids) => pids.includes(survivor.child.pid!)).length
+      expect(survivorRuns).toBe(survivorSteps)
     } finally {
       await stop()
     }
@@ -148,8 +215,13 @@ describe('two processes', () => {
       )
       expect(rows).toHaveLength(2)
       expect(rows.every((r) => Number(r.n) > 0)).toBe(true)
-      const executions = await count('select count(*) as n from wf_step_runs where run_id = any($1)', runIds)
-      expect(executions).toBe(runIds.length * 3)
+      // Nobody was killed: every step of every run started once and finished once, in one process.
+      const executions = await byStep('wf_step_runs', runIds)
+      const effects = await byStep('wf_step_effects', runIds)
+      expect(executions.size).toBe(runIds.length * 3)
+      expect([...executions.values()].filter((pids) => pids.length !== 1)).toEqual([])
+      expect(effects).toEqual(executions)
+      for (const [id, counts] of await historyCounts(hub, runIds)) expect(counts, id).toEqual({ completed: 1, tasks: 3 })
     } finally {
       await stop()
       first.child.kill('SIGTERM')
