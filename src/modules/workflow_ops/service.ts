@@ -468,14 +468,19 @@ export function createWorkflowService(deps: WorkflowServiceDeps) {
         input: row.input,
       }
     },
-    async finishCompensation(runId, error) {
+    async finishCompensation(runId, error, result) {
+      // What the compensation reports of the cancelled run (an import's counts) is its result.
+      const reported =
+        result !== undefined && result !== null && Buffer.byteLength(JSON.stringify(result)) <= MAX_RESULT_BYTES
+          ? { result, resultSummary: summarize(result) }
+          : {}
       await change('workflow.compensated', (tx) =>
         crud.updateRun(
           tx,
           runId,
           error
             ? { compensation: 'failed', message: `cancelled; compensation failed: ${error.message}`.slice(0, MAX_MESSAGE) }
-            : { compensation: 'completed', message: 'cancelled; compensated' },
+            : { compensation: 'completed', message: 'cancelled; compensated', ...reported },
           ['cancelled'],
         ),
       )
