@@ -21,6 +21,15 @@ let browser: BrowserContext
 let page: Page
 let admin: SeededUser
 
+/** The page's EventSource, as far as the test uses it (the project's types have no DOM). */
+interface PageEventSource {
+  readyState: number
+  onopen: (() => void) | null
+  onerror: (() => void) | null
+  addEventListener(type: string, listener: (event: unknown) => void): void
+  close(): void
+}
+
 interface Seen {
   type: string
   lastEventId: string
@@ -70,35 +79,41 @@ async function ticket(path: string): Promise<string> {
 async function openInPage(name: string, url: string): Promise<void> {
   await page.evaluate(
     ({ name, url }) => {
-      const w = window as unknown as { __seen: Record<string, unknown[]>; __state: Record<string, string>; __sources: Record<string, EventSource> }
+      const w = globalThis as unknown as {
+        __seen: Record<string, unknown[]>
+        __state: Record<string, string>
+        __sources: Record<string, PageEventSource>
+        EventSource: new (url: string) => PageEventSource
+      }
       w.__seen ??= {}
       w.__state ??= {}
       w.__sources ??= {}
+      const CLOSED = 2
       const seen: unknown[] = (w.__seen[name] = [])
-      const source = new EventSource(url)
+      const source = new w.EventSource(url)
       w.__sources[name] = source
       for (const type of ['state', 'progress', 'end', 'ticket-expired']) {
         source.addEventListener(type, (event) => {
-          const message = event as MessageEvent<string>
+          const message = event as { data: string; lastEventId: string }
           seen.push({ type, lastEventId: message.lastEventId, data: JSON.parse(message.data) })
           // The documented way to stop: the run is over, so do not let EventSource reconnect.
           if (type === 'end' && name.startsWith('run')) source.close()
         })
       }
       source.onopen = () => (w.__state[name] = 'open')
-      source.onerror = () => (w.__state[name] = source.readyState === EventSource.CLOSED ? 'closed' : 'reconnecting')
+      source.onerror = () => (w.__state[name] = source.readyState === CLOSED ? 'closed' : 'reconnecting')
     },
     { name, url },
   )
 }
 
-const seenIn = (name: string) => page.evaluate((n) => (window as unknown as { __seen: Record<string, Seen[]> }).__seen[n] ?? [], name)
-const stateOf = (name: string) => page.evaluate((n) => (window as unknown as { __state: Record<string, string> }).__state[n], name)
+const seenIn = (name: string) => page.evaluate((n) => (globalThis as unknown as { __seen: Record<string, Seen[]> }).__seen[n] ?? [], name)
+const stateOf = (name: string) => page.evaluate((n) => (globalThis as unknown as { __state: Record<string, string> }).__state[n], name)
 
 describe('EventSource in Chromium', () => {
   it('follows a user import on the tenant stream and on the run stream to its completion', async () => {
     await openInPage('tenant', await ticket('/v1/workflows/stream-ticket'))
-    await page.waitForFunction(() => (window as unknown as { __state: Record<string, string> }).__state.tenant === 'open')
+    await page.waitForFunction(() => (globalThis as unknown as { __state: Record<string, string> }).__state.tenant === 'open')
     const rows = Array.from({ length: 3_000 }, (_, i) => ({ email: `es-${i}@example.test`, name: `E ${i}`, role: 'viewer' }))
     const started = await app.inject({
       method: 'POST',
@@ -111,7 +126,7 @@ describe('EventSource in Chromium', () => {
     await openInPage('run', await ticket(`/v1/workflows/${workflowId}/stream-ticket`))
     await page.waitForFunction(
       (id) =>
-        ((window as unknown as { __seen: Record<string, Seen[]> }).__seen.tenant ?? []).some((e) => e.type === 'end' && e.data.workflowId === id),
+        ((globalThis as unknown as { __seen: Record<string, Seen[]> }).__seen.tenant ?? []).some((e) => e.type === 'end' && e.data.workflowId === id),
       workflowId,
       { timeout: 20_000 },
     )
@@ -122,7 +137,7 @@ describe('EventSource in Chromium', () => {
     expect(percents).toEqual([...percents].sort((a, b) => a - b))
     expect(tenant.at(-1)).toMatchObject({ type: 'end', data: { status: 'completed', percent: 100 } })
 
-    await page.waitForFunction(() => ((window as unknown as { __seen: Record<string, Seen[]> }).__seen.run ?? []).some((e) => e.type === 'end'), undefined, {
+    await page.waitForFunction(() => ((globalThis as unknown as { __seen: Record<string, Seen[]> }).__seen.run ?? []).some((e) => e.type === 'end'), undefined, {
       timeout: 20_000,
     })
     const run = await seenIn('run')
@@ -133,7 +148,7 @@ describe('EventSource in Chromium', () => {
 
     // Reconnecting after the end with its id: 204, and EventSource stops for good (CLOSED).
     await openInPage('after-end', `${await ticket(`/v1/workflows/${workflowId}/stream-ticket`)}&lastEventId=${run.at(-1)!.lastEventId}`)
-    await page.waitForFunction(() => (window as unknown as { __state: Record<string, string> }).__state['after-end'] === 'closed', undefined, {
+    await page.waitForFunction(() => (globalThis as unknown as { __state: Record<string, string> }).__state['after-end'] === 'closed', undefined, {
       timeout: 10_000,
     })
     expect(await seenIn('after-end')).toEqual([])
