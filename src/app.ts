@@ -178,7 +178,7 @@ export async function buildApp(
     credentials: config.corsOrigins !== true,
     methods: ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'],
     allowedHeaders: ['authorization', 'content-type', 'idempotency-key', 'if-match', 'x-request-id', 'x-api-key'],
-    exposedHeaders: ['etag', 'location', 'x-request-id', 'x-client-request-id', 'retry-after'],
+    exposedHeaders: ['etag', 'location', 'x-request-id', 'x-client-request-id', 'retry-after', 'www-authenticate'],
     maxAge: 600,
   })
   let rateLimitRedis: Redis | undefined
@@ -216,7 +216,7 @@ export async function buildApp(
   const platform: Platform = { config, log, database, cache, blob, vault, events, metrics }
   app.decorate('platform', platform)
   // Modules declare their workflows on workflows.service while they are built; the engine starts on ready.
-  const workflows = createWorkflowOps(platform, overrides.workflows)
+  const workflows = createWorkflowOps(platform, overrides.workflows, auth.service.authenticator)
   const userAdmin = createUserAdmin(platform, auth, workflows.service)
   app.decorate('services', {
     auth: auth.service,

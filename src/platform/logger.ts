@@ -2,7 +2,7 @@ import type { LoggerOptions } from 'pino'
 import type { FastifyRequest } from 'fastify'
 
 /** A key whose name says it holds a credential is never logged, however deep it sits. */
-const SECRET_KEY = /pass(word)?|secret|token|authorization|cookie|api[-_]?key|credential|private[-_]?key|kubeconfig|signature|^sig$/i
+const SECRET_KEY = /pass(word)?|secret|token|authorization|cookie|api[-_]?key|credential|private[-_]?key|kubeconfig|signature|^sig$|^ticket$/i
 export const REDACTED = '[redacted]'
 
 export function redactSecrets(value: unknown, depth = 0): unknown {
@@ -18,7 +18,7 @@ export function redactSecrets(value: unknown, depth = 0): unknown {
   return out
 }
 
-/** Query parameters such as ?sig= or ?token= are credentials too. */
+/** Query parameters such as ?sig=, ?token= or a stream's ?ticket= are credentials too. */
 export function redactUrl(url: string): string {
   const q = url.indexOf('?')
   if (q < 0) return url

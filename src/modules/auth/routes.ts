@@ -109,7 +109,8 @@ export function registerAuthRoutes(app: FastifyInstance, service: AuthService, o
         response: { 200: TokenResponse },
       },
     },
-    async (request, reply) => withRetryAfter(reply, () => service.login(request.body)),
+    async (request, reply) =>
+      withRetryAfter(reply, () => service.login(request.body, { requestId: request.id, clientRequestId: request.clientRequestId })),
   )
 
   server.post(

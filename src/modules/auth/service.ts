@@ -9,7 +9,7 @@ import type { AuditEntry, Authenticator, Principal } from '../../platform/auth/p
 import type { TokenVerifier, VerifiedToken } from '../../platform/auth/verifier.js'
 import type { Cache } from '../../platform/cache/types.js'
 import { type Database, type Executor, transaction } from '../../platform/db/client.js'
-import { ForbiddenError, UnauthenticatedError } from '../../platform/errors.js'
+import { AppError, ForbiddenError, UnauthenticatedError } from '../../platform/errors.js'
 import { assertIfMatch, etagOf } from '../../platform/http/etag.js'
 import { type PageResult, pageRequest, pageResult } from '../../platform/http/pagination.js'
 import * as crud from './crud.js'
@@ -108,6 +108,12 @@ export interface AuthServiceDeps {
   keycloak?: KeycloakClient
   /** Where a generated first-admin password is written (DATA_DIR). */
   dataDir: string
+}
+
+/** The request a login came in, for its audit entry. */
+export interface LoginRequest {
+  requestId: string
+  clientRequestId: string | null
 }
 
 export interface TokenResponse {
@@ -428,6 +434,29 @@ export function createAuthService(deps: AuthServiceDeps) {
       return { ...base, tokenId: verified.tokenId, expiresAt: verified.expiresAt, sessionId }
     },
 
+    async fromSession(ref) {
+      if (ref.tokenExpiresAt.getTime() <= Date.now()) throw new UnauthenticatedError('token expired')
+      const tokenKey = ref.tokenId
+      const sessionRevocationKey = sessionKey(ref.sessionId)
+      const [tokenRevoked, sessionRevoked] = await Promise.all([
+        isRevoked(tokenKey, ref.tokenExpiresAt),
+        isRevoked(sessionRevocationKey, ref.tokenExpiresAt),
+      ])
+      if (tokenRevoked || sessionRevoked) throw new UnauthenticatedError('the token has been revoked')
+      // Cached beside the token principals: a change of the user drops it with them (deleteWhere by userId).
+      const key = `user-id|${ref.userId}`
+      let base = userPrincipals.get(key)
+      if (!base) {
+        const [user, tenant] = await Promise.all([crud.findUserById(db, ref.userId), crud.findTenantById(db, ref.tenantId)])
+        if (!tenant || user?.tenantId !== tenant.id) throw new UnauthenticatedError('unknown user')
+        assertUsable(user, tenant)
+        base = await userPrincipal(user, tenant)
+        userPrincipals.set(key, base)
+      }
+      if (issuedBeforeCutoff(ref.issuedAt, base.sessionsValidAfter)) throw new UnauthenticatedError('the session has ended; log in again')
+      return { ...base, tokenId: ref.tokenId, expiresAt: ref.tokenExpiresAt, sessionId: ref.sessionId }
+    },
+
     async fromApiKey(key) {
       const match = API_KEY.exec(key)
       if (!match) throw new UnauthenticatedError('invalid API key')
@@ -574,27 +603,79 @@ export function createAuthService(deps: AuthServiceDeps) {
    * Locked accounts are refused before anything else (no password hashed, no Keycloak call);
    * wrong passwords count toward the lock, a right one clears it.
    */
-  async function login(input: { email: string; password: string; tenant: string }): Promise<TokenResponse> {
-    await lockout.assertOpen(input.tenant, input.email)
-    let tokens: TokenResponse
+  async function login(input: { email: string; password: string; tenant: string }, request?: LoginRequest): Promise<TokenResponse> {
+    const attempt: { userId?: string } = {}
+    let outcome = 500
     try {
-      tokens = await checkCredentials(input)
+      await lockout.assertOpen(input.tenant, input.email)
+      let tokens: TokenResponse
+      try {
+        tokens = await checkCredentials(input, attempt)
+      } catch (err) {
+        if (err instanceof InvalidCredentialsError) await lockout.recordFailure(input.tenant, input.email)
+        throw err
+      }
+      await lockout.reset(input.tenant, input.email)
+      outcome = 200
+      return tokens
     } catch (err) {
-      if (err instanceof InvalidCredentialsError) await lockout.recordFailure(input.tenant, input.email)
+      outcome = err instanceof AppError ? err.status : 500
       throw err
+    } finally {
+      if (request) void auditLogin(input, attempt.userId, outcome, request)
     }
-    await lockout.reset(input.tenant, input.email)
-    return tokens
   }
 
-  async function checkCredentials(input: { email: string; password: string; tenant: string }): Promise<TokenResponse> {
+  /**
+   * Every login attempt the handler saw lands in the audit log of the tenant it named (when such a
+   * tenant exists), with its outcome (200, 401, 429 for a locked account) and the account: its user
+   * id when there is one, otherwise a hash of tenant and email (a mistyped email may be a password).
+   * Attempts refused by the per-address rate limit never reach here, or a flood would fill the log.
+   */
+  async function auditLogin(
+    input: { email: string; tenant: string },
+    knownUserId: string | undefined,
+    outcome: number,
+    request: LoginRequest,
+  ): Promise<void> {
+    try {
+      const tenant = await tenantByRealm(input.tenant)
+      const userId = knownUserId ?? (tenant ? (await crud.findLiveUserByEmail(db, tenant.id, input.email))?.id : undefined)
+      const account = createHash('sha256').update(`${input.tenant}\n${input.email.toLowerCase()}`).digest('base64url').slice(0, 22)
+      writeAudit({
+        tenantId: tenant?.id ?? null,
+        actorTenantId: null,
+        actorKind: userId ? 'user' : 'anonymous',
+        actorId: userId ?? `account:${account}`,
+        action: 'login',
+        resourceKind: 'session',
+        resourceId: null,
+        requestId: request.requestId.slice(0, 128),
+        clientRequestId: request.clientRequestId,
+        outcome,
+        method: 'POST',
+        path: '/v1/auth/login',
+      })
+    } catch (err) {
+      log.error({ requestId: request.requestId, err }, 'writing the audit log failed')
+    }
+  }
+
+  async function checkCredentials(
+    input: { email: string; password: string; tenant: string },
+    attempt: { userId?: string },
+  ): Promise<TokenResponse> {
     if (mode === 'keycloak') {
       if (!(await isRealmAllowed(input.tenant))) throw new InvalidCredentialsError()
       const tokens = await keycloak!.passwordGrant(input.tenant, input.email, input.password)
+      const tenant = await tenantByRealm(input.tenant)
+      const subject = decodeJwt(tokens.accessToken).sub
+      if (tenant && subject) attempt.userId = (await crud.findUserByAuthId(db, tenant.id, subject))?.id
       return { accessToken: tokens.accessToken, refreshToken: tokens.refreshToken, expiresIn: tokens.expiresIn, tokenType: 'Bearer' }
     }
     const tenant = await tenantByRealm(input.tenant)
     const user = tenant ? await crud.findLiveUserByEmail(db, tenant.id, input.email) : undefined
+    attempt.userId = user?.id
     // Hash something whether or not the user exists: timing must not tell which.
     const ok = await verifyPassword(input.password, user?.passwordHash ?? DUMMY_HASH)
     if (!ok || !tenant || tenant.status !== 'active' || !user || user.status !== 'active' || !user.passwordHash) {
@@ -906,26 +987,28 @@ export function createAuthService(deps: AuthServiceDeps) {
 
   // ---- audit -----------------------------------------------------------------------------------
 
+  function writeAudit(row: Parameters<typeof crud.insertAuditEntry>[1]): void {
+    crud.insertAuditEntry(db, row).catch((err: Error) => log.error({ requestId: row.requestId, err }, 'writing the audit log failed'))
+  }
+
   function recordAudit(entry: AuditEntry): void {
     const p = entry.principal
     // A superuser acting on another tenant: the row is that tenant's (its admins see it), and names the actor's own.
     const actedOn = entry.actedOnTenantId ?? p.tenantId
-    crud
-      .insertAuditEntry(db, {
-        tenantId: actedOn,
-        actorTenantId: actedOn === p.tenantId ? null : p.tenantId,
-        actorKind: p.kind,
-        actorId: p.id,
-        action: entry.action.slice(0, 128),
-        resourceKind: entry.resourceKind?.slice(0, 64) ?? null,
-        resourceId: entry.resourceId,
-        requestId: entry.requestId.slice(0, 128),
-        clientRequestId: entry.clientRequestId,
-        outcome: entry.outcome,
-        method: entry.method,
-        path: entry.path.slice(0, 512),
-      })
-      .catch((err: Error) => log.error({ requestId: entry.requestId, err }, 'writing the audit log failed'))
+    writeAudit({
+      tenantId: actedOn,
+      actorTenantId: actedOn === p.tenantId ? null : p.tenantId,
+      actorKind: p.kind,
+      actorId: p.id,
+      action: entry.action.slice(0, 128),
+      resourceKind: entry.resourceKind?.slice(0, 64) ?? null,
+      resourceId: entry.resourceId,
+      requestId: entry.requestId.slice(0, 128),
+      clientRequestId: entry.clientRequestId,
+      outcome: entry.outcome,
+      method: entry.method,
+      path: entry.path.slice(0, 512),
+    })
   }
 
   async function listAudit(

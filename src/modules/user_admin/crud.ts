@@ -438,6 +438,19 @@ export async function findImportBatch(executor: Executor, key: { importId: strin
   return row
 }
 
+/**
+ * Claims every batch of the import that no batch activity has claimed yet, as done with nothing
+ * created: no batch inserts anything afterwards. A batch whose transaction is in flight is waited
+ * for (the insert conflicts with its uncommitted claim), so the ledger is final once this returns.
+ */
+export async function closeImportLedger(executor: Executor, ref: { importId: string; tenantId: string; batches: number }): Promise<void> {
+  if (ref.batches <= 0) return
+  await executor.execute(sql`
+    insert into ${userImportBatches} (import_id, batch, tenant_id)
+    select ${ref.importId}::uuid, b, ${ref.tenantId}::uuid from generate_series(0, ${ref.batches - 1}::int) b
+    on conflict do nothing`)
+}
+
 /** Users created and rows refused by code, over every batch of the import. */
 export async function importTotals(executor: Executor, importId: string): Promise<{ created: number; failedByCode: Record<string, number> }> {
   const [sums] = await executor

@@ -30,6 +30,8 @@ export function registerImportWorkflow(workflows: Pick<WorkflowService, 'registe
     },
     // The ledger holds the error report, the staged files a retry would start from: they go with
     // the import's last run (purged, or past its retention).
+    // A cancel keeps the users created so far and reports them as the run's result.
+    compensation: (_ctx, run) => imports.reportCancelled(run.input as ImportRef, run.runId),
     purged: (tx, run) => (run.sharedWithOtherRuns ? Promise.resolve() : imports.forget(tx, run.input as ImportRef)),
     activities: [
       {

@@ -213,6 +213,35 @@ export function createUserImport(deps: UserImportDeps) {
       }
     },
 
+    /**
+     * Compensation of a cancelled import: the users it created stay (the cancel stops the import,
+     * it does not undo it). The ledger is closed first, so a batch still in flight finishes or
+     * never starts, and then totalled into what the cancelled run reports: created and refused
+     * before the cancel, and the rows never reached.
+     */
+    async reportCancelled(ref: ImportRef, workflowId: string): Promise<ImportResult & { cancelled: true; notProcessed: number }> {
+      await crud.closeImportLedger(db, ref)
+      const { created, failedByCode } = await crud.importTotals(db, ref.importId)
+      const failed = Object.values(failedByCode).reduce((sum, n) => sum + n, 0)
+      const errors = await crud.listImportErrors(db, ref.importId, { limit: IMPORT_RESULT_ERRORS, offset: 0 })
+      await discardStaged(ref).catch((err: unknown) =>
+        log.warn({ err, importId: ref.importId }, 'the staged files of a cancelled import could not all be deleted'),
+      )
+      log.info({ workflowId, importId: ref.importId, tenantId: ref.tenantId, created, failed }, 'user import cancelled')
+      return {
+        importId: ref.importId,
+        rows: ref.rows,
+        created,
+        failed,
+        failedByCode,
+        errors,
+        errorsTruncated: failed > errors.length,
+        errorReport: errorReportPath(workflowId),
+        cancelled: true,
+        notProcessed: Math.max(0, ref.rows - created - failed),
+      }
+    },
+
     /** Every refused row of an import run of the caller's tenant, in row order, a page at a time. */
     async errors(principal: Principal, workflowId: string, query: { page?: number; limit?: number }) {
       const { run } = await workflows.get(principal, workflowId)

@@ -1,4 +1,4 @@
-import { and, asc, count, desc, eq, inArray, lt, type SQL, sql } from 'drizzle-orm'
+import { and, asc, count, desc, eq, gte, inArray, lt, type SQL, sql } from 'drizzle-orm'
 import type { Executor } from '../../platform/db/client.js'
 import {
   FINISHED_RUN_STATUSES,
@@ -228,4 +228,18 @@ export async function listSteps(executor: Executor, runId: string): Promise<Work
 
 export function isFinished(status: RunStatus): boolean {
   return FINISHED_RUN_STATUSES.includes(status)
+}
+
+/**
+ * The tenant's runs changed at or after `since`, oldest change first: what a reconnecting tenant
+ * stream missed. Read through the (tenant_id, created_at) index and filtered: there is no index on
+ * updated_at, and a reconnect is rare next to the list queries.
+ */
+export async function runsChangedSince(executor: Executor, tenantId: string, since: Date, limit: number): Promise<WorkflowRunRow[]> {
+  return executor
+    .select()
+    .from(workflowRuns)
+    .where(and(eq(workflowRuns.tenantId, tenantId), gte(workflowRuns.updatedAt, since)))
+    .orderBy(asc(workflowRuns.updatedAt), asc(workflowRuns.id))
+    .limit(limit)
 }

@@ -60,6 +60,14 @@ export function runChannel(runId: string): string {
   return `workflow-run:${runId}`
 }
 
+/**
+ * The cache channel every run change of a tenant is fanned out on, for the tenant-wide stream (a
+ * browser opens about six streams per origin over HTTP/1.1: a dashboard of many runs uses this one).
+ */
+export function tenantChannel(tenantId: string): string {
+  return `workflow-tenant:${tenantId}`
+}
+
 export interface RunEventPublisher {
   /** Records the event in the caller's transaction (the outbox delivers it after commit). */
   record(executor: Executor, event: RunEvent): Promise<void>
@@ -81,7 +89,11 @@ export function createRunEventPublisher(deps: { events: EventBus; cache: Cache; 
     },
     async announce(event) {
       try {
-        await deps.cache.publish(runChannel(event.workflowId), JSON.stringify(event))
+        const message = JSON.stringify(event)
+        await Promise.all([
+          deps.cache.publish(runChannel(event.workflowId), message),
+          deps.cache.publish(tenantChannel(event.tenantId), message),
+        ])
       } catch (err) {
         deps.log.warn({ err, workflowId: event.workflowId }, 'announcing a workflow change failed')
       }

@@ -6,11 +6,14 @@ import { registerWorkflowRoutes } from './routes.js'
 import { engineRegistrations } from './runs.js'
 import { startWorkflowEngine, type WorkflowEngine } from './runtime.js'
 import { createWorkflowService } from './service.js'
+import { createStreamTickets } from './tickets.js'
+import type { Authenticator } from '../../platform/auth/principal.js'
 
 export type { WorkflowService, StartRequest, Progress, RunView, RunDetail } from './service.js'
 export type { WorkflowDefinition, CancelledRun, Compensation } from './runs.js'
 export type { Workflow, Activity, ActivityRegistration } from './runtime.js'
 export type { RunEvent } from './events.js'
+export { STREAM_TICKET_TTL_SECONDS } from './tickets.js'
 export { WORKFLOW_TOPIC } from './events.js'
 export { WorkflowStepError } from './errors.js'
 export { callActivityWithRetry, type RetryPolicy } from './retry.js'
@@ -24,6 +27,8 @@ export interface WorkflowOpsOptions {
   tuning?: Partial<HubTuning>
   /** Heartbeat period of progress streams. */
   heartbeatMs?: number
+  /** How long a stream ticket lives (STREAM_TICKET_TTL_SECONDS; tests shorten it). */
+  streamTicketTtlSeconds?: number
   /** How often the retention sweep runs (tests shorten it). */
   retentionSweepMs?: number
 }
@@ -43,13 +48,19 @@ const DAY_MS = 86_400_000
  * with `service.register` while the app is built; the engine starts when the app is ready.
  */
 export function createWorkflowOps(
-  platform: Pick<Platform, 'config' | 'log' | 'database' | 'cache' | 'events'>,
+  platform: Pick<Platform, 'config' | 'log' | 'database' | 'cache' | 'events' | 'vault'>,
   options: WorkflowOpsOptions = {},
+  sessions: Pick<Authenticator, 'fromSession'>,
 ) {
   const { config, database, cache, events } = platform
   const log = platform.log.child({ module: 'workflow_ops' })
   const publisher = createRunEventPublisher({ events, cache, log })
-  const service = createWorkflowService({ db: database.db, cache, log, publisher })
+  // A key of its own: a stream ticket's signature means nothing anywhere else (blob URLs have theirs).
+  const tickets = createStreamTickets({
+    key: platform.vault.deriveKey('workflow-stream-ticket'),
+    ...(options.streamTicketTtlSeconds ? { ttlSeconds: options.streamTicketTtlSeconds } : {}),
+  })
+  const service = createWorkflowService({ db: database.db, cache, log, publisher, tickets, sessions })
   let engine: WorkflowEngine | undefined
   let sweepTimer: NodeJS.Timeout | undefined
   let sweeping: Promise<void> | undefined

@@ -52,7 +52,11 @@ export interface WorkflowDefinition {
   name: string
   workflow: Workflow
   activities?: ActivityRegistration[]
-  /** Undoes what a cancelled run did; runs as a durable activity after the run is terminated. Must be idempotent. */
+  /**
+   * Undoes (or closes) what a cancelled run did; runs as a durable activity after the run is
+   * terminated. Must be idempotent. What it returns, when not undefined, becomes the cancelled
+   * run's result and summary (an import says what it had done before it stopped).
+   */
   compensation?: Compensation
   /**
    * Deletes what a run of this type left outside the run record (an import's error report, say),
@@ -86,7 +90,7 @@ export interface RunTracker {
   /** Resolves once the run's instance has stopped; throws while it has not (the activity is retried). */
   awaitTermination(runId: string): Promise<void>
   cancelledRun(runId: string): Promise<CancelledRun | undefined>
-  finishCompensation(runId: string, error: { code: string; message: string } | null): Promise<void>
+  finishCompensation(runId: string, error: { code: string; message: string } | null, result?: unknown): Promise<void>
 }
 
 /** Recording must not fail a run over a database hiccup. */
@@ -128,15 +132,16 @@ const cancelWorkflow: Workflow = async function* cancel(
   yield* callActivityWithRetry(ctx, INTERNAL.awaitTermination, { runId: input.runId }, UNTIL_THE_ENGINE_ANSWERS)
   if (!input.compensate) return
   let error: { code: string; message: string } | null = null
+  let result: unknown = null
   try {
-    yield* callActivityWithRetry(ctx, compensationActivityName(input.type), { runId: input.runId }, {
+    result = yield* callActivityWithRetry(ctx, compensationActivityName(input.type), { runId: input.runId }, {
       maxAttempts: 3,
       firstDelayMs: 1_000,
     })
   } catch (err) {
     error = describeRunFailure(err)
   }
-  yield* callActivityWithRetry(ctx, INTERNAL.compensated, { runId: input.runId, error }, RECORD_RETRY)
+  yield* callActivityWithRetry(ctx, INTERNAL.compensated, { runId: input.runId, error, result: result ?? null }, RECORD_RETRY)
 }
 
 /** The engine's registrations for the declared workflows: each wrapped, plus the module's own. */
@@ -163,8 +168,10 @@ export function engineRegistrations(
     },
     {
       name: INTERNAL.compensated,
-      activity: (_ctx, { runId, error }: { runId: string; error: { code: string; message: string } | null }) =>
-        tracker.finishCompensation(runId, error),
+      activity: (
+        _ctx,
+        { runId, error, result }: { runId: string; error: { code: string; message: string } | null; result?: unknown },
+      ) => tracker.finishCompensation(runId, error, result ?? null),
     },
   ]
   for (const definition of definitions) {
@@ -174,7 +181,7 @@ export function engineRegistrations(
     if (compensation) {
       const activity: Activity = async (ctx, { runId }: { runId: string }) => {
         const run = await tracker.cancelledRun(runId)
-        if (run) await compensation(ctx, run)
+        return run ? ((await compensation(ctx, run)) ?? null) : null
       }
       activities.push({ name: compensationActivityName(definition.name), activity })
     }

@@ -125,7 +125,10 @@ export const EVENT_STREAM_DESCRIPTION =
   'Server-sent events. `event: state` first (the current state), then `event: progress` on every ' +
   'change, and `event: end` when the run is over, after which the server closes the stream. Every ' +
   '`data:` is a JSON workflow event (`type`, `workflowId`, `status`, `currentStep`, `totalSteps`, ' +
-  '`percent`, `message`, `error`, `compensation`, `version`, `at`). Comment lines are heartbeats.'
+  '`percent`, `message`, `error`, `compensation`, `version`, `at`); `id:` is the `version`, and a reconnect ' +
+  'with `Last-Event-ID` (or `?lastEventId=`) gets only what changed after it (204 when the run is over and ' +
+  'nothing is left to send). With `?ticket=`, the stream ends with `event: ticket-expired` when the ticket does, ' +
+  'and a ticket that has expired is answered 204. Comment lines are heartbeats.'
 
 export const CancelAccepted = Type.Object(
   {
@@ -140,3 +143,54 @@ export const RetryAccepted = Type.Object(
   { workflowId: Uuid, retryOf: Uuid },
   { title: 'WorkflowRetryAccepted', examples: [{ workflowId: '2e6c9a41-8d3f-4b7e-a5c2-7f1b0d4e9a36', retryOf: EXAMPLE.workflowId }] },
 )
+
+export const StreamQuery = StrictObject({
+  ticket: Type.Optional(
+    Type.String({
+      minLength: 1,
+      maxLength: 2048,
+      description: 'A stream ticket from the stream-ticket route, for clients that cannot send headers (EventSource)',
+    }),
+  ),
+  lastEventId: Type.Optional(
+    Type.String({
+      minLength: 1,
+      maxLength: 32,
+      pattern: '^[0-9]+$',
+      description: 'Resume after this event id, for a new EventSource (a reconnecting one sends Last-Event-ID itself)',
+    }),
+  ),
+})
+
+export const LastEventIdHeaders = Type.Object({
+  'last-event-id': Type.Optional(
+    Type.String({ maxLength: 32, description: 'Sent by a reconnecting EventSource: only events after it are sent' }),
+  ),
+})
+
+export const StreamTicket = Type.Object(
+  {
+    ticket: Type.String({ description: 'Opens the one stream it was asked for, as `?ticket=`; not a bearer token' }),
+    expiresAt: DateTime,
+    url: Type.String({ description: 'The stream URL with the ticket, relative to the API' }),
+  },
+  {
+    title: 'WorkflowStreamTicket',
+    examples: [
+      {
+        ticket: 'v1.eyJydW4iOiIyZTZjOWE0MSJ9.Zk9yIGV4YW1wbGUgb25seQ',
+        expiresAt: '2026-11-30T12:01:00.000Z',
+        url: `/v1/workflows/${EXAMPLE.workflowId}/events?ticket=v1.eyJydW4iOiIyZTZjOWE0MSJ9.Zk9yIGV4YW1wbGUgb25seQ`,
+      },
+    ],
+  },
+)
+
+/** Documentation of the tenant-wide stream. */
+export const TENANT_STREAM_DESCRIPTION =
+  "Server-sent events of every run of the caller's tenant: `event: progress` on each change of a run, " +
+  '`event: end` when a run is over (the stream stays open). `id:` is the change time in milliseconds; a ' +
+  'reconnect with `Last-Event-ID` (or `?lastEventId=`) first gets the runs changed since then at their latest ' +
+  'state, so a change may come twice (key runs by `workflowId` and `version`). With `?ticket=`, the stream ends ' +
+  'with `event: ticket-expired` when the ticket does, and a ticket that has expired is answered 204 (EventSource ' +
+  'stops reconnecting). Comment lines are heartbeats.'

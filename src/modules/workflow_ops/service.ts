@@ -1,10 +1,11 @@
 import { createHash, randomUUID } from 'node:crypto'
 import { WorkflowRuntimeStatus } from '@dapr/dapr/workflow/runtime/WorkflowRuntimeStatus.js'
+import { LRUCache } from 'lru-cache'
 import type { Logger } from 'pino'
-import type { Principal } from '../../platform/auth/principal.js'
+import type { Authenticator, Principal, SessionRef } from '../../platform/auth/principal.js'
 import type { Cache } from '../../platform/cache/types.js'
 import { type Database, transaction } from '../../platform/db/client.js'
-import { AppError, ValidationError } from '../../platform/errors.js'
+import { AppError, ForbiddenError, ValidationError } from '../../platform/errors.js'
 import { type PageResult, pageRequest, pageResult, parseSort } from '../../platform/http/pagination.js'
 import * as crud from './crud.js'
 import {
@@ -17,7 +18,7 @@ import {
   workflowNotFound,
   WorkflowErrorCode,
 } from './errors.js'
-import { type RunEvent, type RunEventPublisher, type RunEventType, runChannel, runEvent } from './events.js'
+import { type RunEvent, type RunEventPublisher, type RunEventType, runChannel, runEvent, tenantChannel } from './events.js'
 import {
   cancellationInstanceId,
   type CancelledRun,
@@ -27,6 +28,7 @@ import {
   type WorkflowDefinition,
 } from './runs.js'
 import { checkRegistrations, type WorkflowEngine } from './runtime.js'
+import type { StreamTickets, TicketScope } from './tickets.js'
 import type { CompensationState, RunStatus, StepStatus, WorkflowRunRow, WorkflowRunStepRow } from './tables.js'
 
 const MAX_INPUT_BYTES = 1024 * 1024
@@ -38,6 +40,11 @@ const MAX_STEPS = 100_000
 /** An expired run that could not be purged is passed over this long, and at most this many are remembered. */
 const UNPURGEABLE_RETRY_MS = 6 * 3_600_000
 const MAX_UNPURGEABLE = 1_000
+/** Runs whose last sent version one tenant stream remembers (older ones may be sent again, never lost). */
+const TENANT_STREAM_MEMORY = 10_000
+/** A reconnecting tenant stream gets at most this many runs changed while it was away, oldest change first. */
+const TENANT_RESUME_LIMIT = 500
+const TENANT_RESUME_OVERLAP_MS = 1_000
 /** Fields never echoed into a summary. */
 const SENSITIVE_KEY = /secret|password|passwd|token|credential|kubeconfig|private|(^|_)key$|apikey/i
 
@@ -162,6 +169,9 @@ export interface WorkflowServiceDeps {
   cache: Cache
   log: Logger
   publisher: RunEventPublisher
+  tickets: StreamTickets
+  /** Re-resolves a stream ticket's holder on every use: a ticket dies with its session. */
+  sessions: Pick<Authenticator, 'fromSession'>
 }
 
 const ENGINE_TERMINAL = new Set([
@@ -459,14 +469,19 @@ export function createWorkflowService(deps: WorkflowServiceDeps) {
         input: row.input,
       }
     },
-    async finishCompensation(runId, error) {
+    async finishCompensation(runId, error, result) {
+      // What the compensation reports of the cancelled run (an import's counts) is its result.
+      const reported =
+        result !== undefined && result !== null && Buffer.byteLength(JSON.stringify(result)) <= MAX_RESULT_BYTES
+          ? { result, resultSummary: summarize(result) }
+          : {}
       await change('workflow.compensated', (tx) =>
         crud.updateRun(
           tx,
           runId,
           error
             ? { compensation: 'failed', message: `cancelled; compensation failed: ${error.message}`.slice(0, MAX_MESSAGE) }
-            : { compensation: 'completed', message: 'cancelled; compensated' },
+            : { compensation: 'completed', message: 'cancelled; compensated', ...reported },
           ['cancelled'],
         ),
       )
@@ -660,8 +675,9 @@ export function createWorkflowService(deps: WorkflowServiceDeps) {
      * Opens a progress stream: the current state first, then every change as it is announced (from
      * any replica, through the cache), until the run is over. Throws 404 before sending anything.
      */
-    async watch(principal: Principal, id: string, sink: RunStreamSink): Promise<RunStream> {
+    async watch(principal: Principal, id: string, sink: RunStreamSink, options: { afterVersion?: number } = {}): Promise<RunStream> {
       await visibleRun(principal, id)
+      const after = options.afterVersion ?? -1
       let last = 0
       let ready = false
       let closed = false
@@ -708,10 +724,11 @@ export function createWorkflowService(deps: WorkflowServiceDeps) {
           finish()
           return { refresh: async () => undefined, close }
         }
-        last = first.version
-        sink.send('state', first)
+        // A reconnect (Last-Event-ID) gets what it has not seen: nothing when the record has not moved.
+        last = Math.max(first.version, after)
+        if (first.version > after) sink.send('state', first)
         if (isOver(first)) {
-          sink.send('end', first)
+          if (first.version > after) sink.send('end', first)
           finish()
         }
         ready = true
@@ -729,6 +746,99 @@ export function createWorkflowService(deps: WorkflowServiceDeps) {
           accept(latest)
         },
         close,
+      }
+    },
+
+    /**
+     * Opens the tenant-wide stream: every change of every run of the principal's tenant, as it is
+     * announced (from any replica, through the cache), until closed. With `since` (a reconnect),
+     * the runs changed since then come first, each at its latest state; a change may come twice
+     * then (a client keys them by workflowId and version), none is skipped.
+     */
+    async watchTenant(principal: Principal, sink: RunStreamSink, options: { since?: Date } = {}): Promise<RunStream> {
+      const tenantId = principal.tenantId
+      // The latest version sent of each run, so a run's change is never sent twice or out of order.
+      const sent = new LRUCache<string, number>({ max: TENANT_STREAM_MEMORY })
+      let ready = false
+      let closed = false
+      const early: RunEvent[] = []
+      const accept = (event: RunEvent) => {
+        if (closed || event.tenantId !== tenantId) return
+        if ((sent.get(event.workflowId) ?? -1) >= event.version) return
+        sent.set(event.workflowId, event.version)
+        sink.send(isOver(event) ? 'end' : 'progress', event)
+      }
+      let unsubscribe: (() => Promise<void>) | undefined = await cache.subscribe(tenantChannel(tenantId), (message) => {
+        let event: RunEvent
+        try {
+          event = JSON.parse(message) as RunEvent
+        } catch {
+          return
+        }
+        if (ready) accept(event)
+        else early.push(event)
+      })
+      const close = async () => {
+        if (closed) return
+        closed = true
+        const stop = unsubscribe
+        unsubscribe = undefined
+        await stop?.().catch((err: unknown) => log.warn({ err, tenantId }, 'leaving a tenant run channel failed'))
+      }
+      try {
+        if (options.since) {
+          // Commits land a little after their timestamp: look back a moment further than asked.
+          const from = new Date(options.since.getTime() - TENANT_RESUME_OVERLAP_MS)
+          for (const row of await crud.runsChangedSince(db, tenantId, from, TENANT_RESUME_LIMIT)) accept(runEvent(eventTypeOf(row), row))
+        }
+        ready = true
+        for (const event of early.splice(0)) accept(event)
+      } catch (err) {
+        await close()
+        throw err
+      }
+      return { refresh: async () => undefined, close }
+    },
+
+    /**
+     * A short-lived ticket that opens one stream (a run's, checked to be the tenant's, or the
+     * tenant's own) without headers. Only a user session gets one: what the ticket remembers of it
+     * is what ends the ticket again (logout, a revoked session, a disabled user, a cut-off).
+     */
+    async streamTicket(principal: Principal, scope: TicketScope): Promise<{ ticket: string; expiresAt: Date }> {
+      if (scope.kind === 'run') await visibleRun(principal, scope.runId)
+      if (principal.kind !== 'user' || !principal.userId || !principal.expiresAt) {
+        throw new ForbiddenError('a stream ticket is for a signed-in user; API keys and services send their credential as a header')
+      }
+      const holder: SessionRef = {
+        userId: principal.userId,
+        tenantId: principal.tenantId,
+        ...(principal.tokenId ? { tokenId: principal.tokenId } : {}),
+        ...(principal.sessionId ? { sessionId: principal.sessionId } : {}),
+        tokenExpiresAt: principal.expiresAt,
+        issuedAt: new Date(),
+      }
+      return deps.tickets.issue(holder, scope)
+    },
+
+    /**
+     * Whoever a stream ticket stands for, resolved again now; `expired` for a ticket of ours past
+     * its time. Throws UnauthenticatedError for anything else, and for a holder whose session ended.
+     */
+    async ticketHolder(ticket: string, scope: TicketScope): Promise<{ principal: Principal; ref: SessionRef; expiresAt: Date } | 'expired'> {
+      const checked = deps.tickets.check(ticket, scope)
+      if (checked.status === 'expired') return 'expired'
+      const principal = await deps.sessions.fromSession(checked.holder)
+      return { principal, ref: checked.holder, expiresAt: checked.expiresAt }
+    },
+
+    /** Whether the ticket's holder may still read (asked again while a ticketed stream is open). */
+    async holderStillValid(ref: SessionRef, permission: string): Promise<boolean> {
+      try {
+        return (await deps.sessions.fromSession(ref)).permissions.has(permission)
+      } catch (err) {
+        if (err instanceof AppError && err.status === 401) return false
+        throw err
       }
     },
 

@@ -1,7 +1,7 @@
 import type { FastifyInstance, FastifyRequest, onRequestHookHandler, RouteOptions } from 'fastify'
 import { isValidDaprToken } from '../dapr.js'
 import { ForbiddenError, UnauthenticatedError } from '../errors.js'
-import { type AuditSink, AUTHENTICATED, type Authenticator, type Principal } from './principal.js'
+import { type AuditSink, AUTHENTICATED, type Authenticator, type Principal, type QueryCredential } from './principal.js'
 
 export interface RouteAccess {
   method: string
@@ -85,8 +85,15 @@ export function registerAuthGuard(app: FastifyInstance, options: AuthGuardOption
       throw new Error(`route ${methods.join(',')} ${route.url} declares neither config.public nor a permission`)
     }
     for (const method of methods) routeAccess.push({ method, url: route.url, access: permission })
-    const guard: onRequestHookHandler = async (request) => {
-      const principal = await credentialsOf(request, options)
+    const queryCredential = (route.config as { queryCredential?: QueryCredential } | undefined)?.queryCredential
+    const guard: onRequestHookHandler = async (request, reply) => {
+      let principal: Principal | null | undefined
+      if (queryCredential && request.headers.authorization === undefined && request.headers['x-api-key'] === undefined) {
+        principal = await queryCredential(request, reply)
+        // The route answered by itself (an expired stream ticket gets 204).
+        if (principal === null) return reply
+      }
+      principal ??= await credentialsOf(request, options)
       request.principal = principal
       if (permission !== AUTHENTICATED && !principal.permissions.has(permission)) {
         throw new ForbiddenError(`this action needs the ${permission} permission`)

@@ -1,4 +1,4 @@
-import type { FastifyRequest } from 'fastify'
+import type { FastifyReply, FastifyRequest } from 'fastify'
 import { UnauthenticatedError } from '../errors.js'
 
 /** Who is calling, for which tenant, with which permissions: what every guarded route can rely on. */
@@ -23,10 +23,27 @@ export interface Principal {
   expiresAt?: Date
 }
 
+/** What a short-lived credential derived from a user session (a stream ticket) remembers of that session. */
+export interface SessionRef {
+  userId: string
+  tenantId: string
+  /** `jti` and `sid` of the access token the credential was asked with: revoking either ends it. */
+  tokenId?: string
+  sessionId?: string
+  tokenExpiresAt: Date
+  /** When the derived credential was made: a session cut-off after it ends it. */
+  issuedAt: Date
+}
+
 /** Turns credentials into a principal, or throws UnauthenticatedError. The auth module implements it. */
 export interface Authenticator {
   fromBearerToken(token: string): Promise<Principal>
   fromApiKey(key: string): Promise<Principal>
+  /**
+   * The user behind a credential derived from their session, as of now: refused like the session's
+   * own token would be (logged out, revoked, user disabled or deleted, sessions cut off since).
+   */
+  fromSession(ref: SessionRef): Promise<Principal>
   /** Only called after the dapr-api-token was checked; undefined when the app id is not trusted. */
   fromDaprApp(appId: string): Promise<Principal | undefined>
 }
@@ -66,8 +83,16 @@ declare module 'fastify' {
   interface FastifyContextConfig {
     /** The permission a caller needs, or AUTHENTICATED; set through requirePermission(). */
     permission?: string
+    /**
+     * A credential of the route's own in the query string, tried when the request has no
+     * Authorization or X-Api-Key header (a stream ticket: EventSource sends no headers). Answers
+     * undefined when the request carries none, null when it has answered the request itself.
+     */
+    queryCredential?: QueryCredential
   }
 }
+
+export type QueryCredential = (request: FastifyRequest, reply: FastifyReply) => Promise<Principal | null | undefined>
 
 /** The route config fragment that guards a route: `config: requirePermission('cluster:manage')`. */
 export function requirePermission(permission: string): { permission: string } {

@@ -87,6 +87,19 @@ export function toEnvelope(error: unknown, requestId: string): { status: number;
   }
 }
 
+/**
+ * RFC 6750's challenge: the realm alone when no credential came, `invalid_token` when one was
+ * presented and refused, `invalid_request` when the Authorization header was not a bearer token.
+ */
+function bearerChallenge(request: FastifyRequest): string {
+  const authorization = request.headers.authorization
+  const ticket = (request.query as { ticket?: unknown } | undefined)?.ticket
+  let error: string | undefined
+  if (typeof authorization === 'string') error = /^Bearer[ \t]+\S/i.test(authorization) ? 'invalid_token' : 'invalid_request'
+  else if (request.headers['x-api-key'] !== undefined || typeof ticket === 'string') error = 'invalid_token'
+  return error ? `Bearer realm="modelplane", error="${error}"` : 'Bearer realm="modelplane"'
+}
+
 export function registerErrorHandling(app: FastifyInstance): void {
   app.setErrorHandler((error: unknown, request: FastifyRequest, reply: FastifyReply) => {
     const { status, body } = toEnvelope(error, request.id)
@@ -94,6 +107,7 @@ export function registerErrorHandling(app: FastifyInstance): void {
     else request.log.info({ errorCode: body.errorCode, status }, 'request rejected')
     // The rest of a body that came too slowly is not waited for: the connection goes with the answer.
     if (status === 408) reply.header('connection', 'close')
+    if (status === 401) reply.header('www-authenticate', bearerChallenge(request))
     return reply.status(status).send(body)
   })
 
