@@ -431,7 +431,7 @@ export function createAuthService(deps: AuthServiceDeps) {
       if (issuedBeforeCutoff(verified.issuedAt, base.sessionsValidAfter)) {
         throw new UnauthenticatedError('the session has ended; log in again')
       }
-      return { ...base, tokenId: verified.tokenId, expiresAt: verified.expiresAt, sessionId }
+      return { ...base, tokenId: verified.tokenId, expiresAt: verified.expiresAt, tokenIssuedAt: verified.issuedAt, sessionId }
     },
 
     async fromSession(ref) {
@@ -454,7 +454,7 @@ export function createAuthService(deps: AuthServiceDeps) {
         userPrincipals.set(key, base)
       }
       if (issuedBeforeCutoff(ref.issuedAt, base.sessionsValidAfter)) throw new UnauthenticatedError('the session has ended; log in again')
-      return { ...base, tokenId: ref.tokenId, expiresAt: ref.tokenExpiresAt, sessionId: ref.sessionId }
+      return { ...base, tokenId: ref.tokenId, expiresAt: ref.tokenExpiresAt, tokenIssuedAt: ref.issuedAt, sessionId: ref.sessionId }
     },
 
     async fromApiKey(key) {

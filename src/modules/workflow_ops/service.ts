@@ -816,7 +816,9 @@ export function createWorkflowService(deps: WorkflowServiceDeps) {
         ...(principal.tokenId ? { tokenId: principal.tokenId } : {}),
         ...(principal.sessionId ? { sessionId: principal.sessionId } : {}),
         tokenExpiresAt: principal.expiresAt,
-        issuedAt: new Date(),
+        // The access token's own iat, not now: a token minted at a cut-off (after a password change)
+        // is compared as itself, and one from before a cut-off stays refused.
+        issuedAt: principal.tokenIssuedAt ?? new Date(),
       }
       return deps.tickets.issue(holder, scope)
     },

@@ -31,6 +31,8 @@ interface TicketClaims {
   tokenExpiresAt: number
   /** ms */
   issuedAt: number
+  /** The access token's iat, ms: what a session cut-off is compared with. */
+  tokenIssuedAt: number
   /** ms */
   expiresAt: number
 }
@@ -58,6 +60,7 @@ export function createStreamTickets(options: { key: Buffer; ttlSeconds?: number;
         ...(holder.sessionId ? { sessionId: holder.sessionId } : {}),
         tokenExpiresAt: holder.tokenExpiresAt.getTime(),
         issuedAt,
+        tokenIssuedAt: holder.issuedAt.getTime(),
         expiresAt,
       }
       const payload = Buffer.from(JSON.stringify(claims)).toString('base64url')
@@ -90,7 +93,7 @@ export function createStreamTickets(options: { key: Buffer; ttlSeconds?: number;
           ...(claims.tokenId ? { tokenId: claims.tokenId } : {}),
           ...(claims.sessionId ? { sessionId: claims.sessionId } : {}),
           tokenExpiresAt: new Date(claims.tokenExpiresAt),
-          issuedAt: new Date(claims.issuedAt),
+          issuedAt: new Date(claims.tokenIssuedAt),
         },
       }
     },

@@ -16,6 +16,8 @@ export interface Principal {
   isSuperuser: boolean
   /** The user's session cut-off: tokens issued before it are refused. */
   sessionsValidAfter?: Date
+  /** `iat` of the access token: what a session cut-off is compared with (a stream ticket carries it on). */
+  tokenIssuedAt?: Date
   /** `jti` of the access token, for logout. */
   tokenId?: string
   /** `sid` of the access token: the login session its refresh tokens share, ended as a whole at logout. */
@@ -31,7 +33,7 @@ export interface SessionRef {
   tokenId?: string
   sessionId?: string
   tokenExpiresAt: Date
-  /** When the derived credential was made: a session cut-off after it ends it. */
+  /** `iat` of the access token it was asked with: a session cut-off after it ends the credential too. */
   issuedAt: Date
 }
 

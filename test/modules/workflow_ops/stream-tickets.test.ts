@@ -265,6 +265,29 @@ describe('run stream tickets', () => {
     for (const step of [1, 2, 3]) release('disabled', step)
   })
 
+  it("opens with the new token's ticket right after a password change, and refuses the old token's", async () => {
+    const user = await seedUser(app, { realm: admin.realm, role: 'viewer' })
+    const id = await startRun(admin, 'password')
+    const before = (await ticketFor(user, `/v1/workflows/${id}/stream-ticket`)).json() as { url: string }
+    const changed = await app.inject({
+      method: 'POST',
+      url: '/v1/auth/password',
+      headers: bearer(user.accessToken),
+      payload: { currentPassword: user.password, newPassword: `new-${user.password}` },
+    })
+    expect(changed.statusCode, changed.body).toBe(200)
+    const fresh = { ...user, accessToken: (changed.json() as { accessToken: string }).accessToken }
+    // At once, within the cut-off's second: the ticket carries the new token's iat, not its own time.
+    const answer = await ticketFor(fresh, `/v1/workflows/${id}/stream-ticket`)
+    expect(answer.statusCode, answer.body).toBe(200)
+    const stream = await openEventStream(`${base}${(answer.json() as { url: string }).url}`, {})
+    expect(stream.status).toBe(200)
+    await waitFor(() => stream.events.length >= 1, 5_000, 'no state event')
+    stream.abort()
+    expect((await fetch(`${base}${before.url}`)).status).toBe(401)
+    for (const step of [1, 2, 3]) release('password', step)
+  })
+
   it('keeps the ticket out of the log', async () => {
     const id = await startRun(admin, 'logged')
     const { ticket, url } = (await ticketFor(admin, `/v1/workflows/${id}/stream-ticket`, short)).json() as { ticket: string; url: string }
