@@ -30,14 +30,14 @@ const response = { 200: Type.Array(Type.Object({ id: Type.String(), realm: Type.
 
 app.get(
   '/bench/public',
-  { config: { public: true }, schema: { operationId: 'benchPublic', tags: ['bench'], summary: 'bench', querystring: Type.Object(query), response } },
+  { config: { public: true }, schema: { operationId: 'benchPublic', tags: ['bench'], summary: 'bench', querystring: Type.Object(query, { additionalProperties: false }), response } },
   read,
 )
 app.get(
   '/bench/guarded',
   {
     config: requirePermission('workflow:view'),
-    schema: { operationId: 'benchGuarded', tags: ['bench'], summary: 'bench', querystring: Type.Object(query), response },
+    schema: { operationId: 'benchGuarded', tags: ['bench'], summary: 'bench', querystring: Type.Object(query, { additionalProperties: false }), response },
   },
   read,
 )
