@@ -97,6 +97,23 @@ export function createUserImport(deps: UserImportDeps) {
     return ref
   }
 
+  /** The ledger totalled into the run's bounded result: counts, the first refused rows, the report's path. */
+  async function totals(ref: ImportRef, workflowId: string): Promise<ImportResult> {
+    const { created, failedByCode } = await crud.importTotals(db, ref.importId)
+    const failed = Object.values(failedByCode).reduce((sum, n) => sum + n, 0)
+    const errors = await crud.listImportErrors(db, ref.importId, { limit: IMPORT_RESULT_ERRORS, offset: 0 })
+    return {
+      importId: ref.importId,
+      rows: ref.rows,
+      created,
+      failed,
+      failedByCode,
+      errors,
+      errorsTruncated: failed > errors.length,
+      errorReport: errorReportPath(workflowId),
+    }
+  }
+
   async function discardStaged(ref: ImportRef): Promise<void> {
     const keys = [stagedRowsKey(ref)]
     for (let batch = 0; batch < ref.batches; batch++) keys.push(preparedBatchKey(ref, batch))
@@ -196,21 +213,10 @@ export function createUserImport(deps: UserImportDeps) {
 
     /** Activity: totals the ledger into the run's bounded result, then deletes the staged files. */
     async report(ref: ImportRef, workflowId: string): Promise<ImportResult> {
-      const { created, failedByCode } = await crud.importTotals(db, ref.importId)
-      const failed = Object.values(failedByCode).reduce((sum, n) => sum + n, 0)
-      const errors = await crud.listImportErrors(db, ref.importId, { limit: IMPORT_RESULT_ERRORS, offset: 0 })
+      const result = await totals(ref, workflowId)
       await discardStaged(ref)
-      log.info({ workflowId, importId: ref.importId, tenantId: ref.tenantId, created, failed }, 'user import finished')
-      return {
-        importId: ref.importId,
-        rows: ref.rows,
-        created,
-        failed,
-        failedByCode,
-        errors,
-        errorsTruncated: failed > errors.length,
-        errorReport: errorReportPath(workflowId),
-      }
+      log.info({ workflowId, importId: ref.importId, tenantId: ref.tenantId, created: result.created, failed: result.failed }, 'user import finished')
+      return result
     },
 
     /**
@@ -221,25 +227,12 @@ export function createUserImport(deps: UserImportDeps) {
      */
     async reportCancelled(ref: ImportRef, workflowId: string): Promise<ImportResult & { cancelled: true; notProcessed: number }> {
       await crud.closeImportLedger(db, ref)
-      const { created, failedByCode } = await crud.importTotals(db, ref.importId)
-      const failed = Object.values(failedByCode).reduce((sum, n) => sum + n, 0)
-      const errors = await crud.listImportErrors(db, ref.importId, { limit: IMPORT_RESULT_ERRORS, offset: 0 })
+      const result = await totals(ref, workflowId)
       await discardStaged(ref).catch((err: unknown) =>
         log.warn({ err, importId: ref.importId }, 'the staged files of a cancelled import could not all be deleted'),
       )
-      log.info({ workflowId, importId: ref.importId, tenantId: ref.tenantId, created, failed }, 'user import cancelled')
-      return {
-        importId: ref.importId,
-        rows: ref.rows,
-        created,
-        failed,
-        failedByCode,
-        errors,
-        errorsTruncated: failed > errors.length,
-        errorReport: errorReportPath(workflowId),
-        cancelled: true,
-        notProcessed: Math.max(0, ref.rows - created - failed),
-      }
+      log.info({ workflowId, importId: ref.importId, tenantId: ref.tenantId, created: result.created, failed: result.failed }, 'user import cancelled')
+      return { ...result, cancelled: true, notProcessed: Math.max(0, ref.rows - result.created - result.failed) }
     },
 
     /** Every refused row of an import run of the caller's tenant, in row order, a page at a time. */
