@@ -11,12 +11,12 @@ import { type Cache, createCache } from './platform/cache/index.js'
 import { registerDaprAppSide } from './platform/dapr.js'
 import { type DatabaseHandle, openDatabase } from './platform/db/client.js'
 import { migrate } from './platform/db/migrate.js'
-import { createEventBus, type EventBus } from './platform/events/index.js'
+import { createEventBus } from './platform/events/index.js'
 import { registerBodyGuards } from './platform/http/body-guards.js'
 import { registerErrorHandling } from './platform/http/error-handler.js'
 import { registerHealthRoutes } from './platform/http/health.js'
 import { registerInputGuards } from './platform/http/input-guards.js'
-import { type Metrics, registerMetrics } from './platform/http/metrics.js'
+import { registerMetrics } from './platform/http/metrics.js'
 import { registerOpenApi } from './platform/http/openapi.js'
 import { registerResponseHeaders } from './platform/http/security-headers.js'
 import { lazySerializerFactory } from './platform/http/lazy-schemas.js'
@@ -28,19 +28,9 @@ import { registerAuthGuard } from './platform/auth/guard.js'
 import { type AuthService, createAuth } from './modules/auth/index.js'
 import { createUserAdmin, type UserAdminService, type UserImport } from './modules/user_admin/index.js'
 import { createWorkflowOps, type WorkflowOpsOptions, type WorkflowService } from './modules/workflow_ops/index.js'
-import { createVault, resolveVaultKeys, type Vault } from './platform/vault.js'
-
-/** The infrastructure every module is built from; one instance per app. */
-export interface Platform {
-  config: Readonly<Config>
-  log: Logger
-  database: DatabaseHandle
-  cache: Cache
-  blob: BlobStore
-  vault: Vault
-  events: EventBus
-  metrics: Metrics
-}
+import type { Platform } from './platform/platform.js'
+import { createSweeps } from './platform/sweeps/index.js'
+import { createVault, resolveVaultKeys } from './platform/vault.js'
 
 /** Tests (and embedders) may hand in ready-made parts instead of having them built from config. */
 export interface AppOverrides {
@@ -213,7 +203,8 @@ export async function buildApp(
   await registerOpenApi(app, config)
 
   const metrics = registerMetrics(app)
-  const platform: Platform = { config, log, database, cache, blob, vault, events, metrics }
+  const sweeps = createSweeps({ database, log: log.child({ part: 'sweeps' }), pollMs: config.sweepPollMs })
+  const platform: Platform = { config, log, database, cache, blob, vault, events, metrics, sweeps }
   app.decorate('platform', platform)
   // Modules declare their workflows on workflows.service while they are built; the engine starts on ready.
   const workflows = createWorkflowOps(platform, overrides.workflows, auth.service.authenticator)
@@ -245,10 +236,12 @@ export async function buildApp(
     await events.start()
     await userAdmin.start()
     await workflows.start()
+    sweeps.start()
   })
   // Stop taking work first, then release parts in reverse order of creation.
   app.addHook('onClose', async () => {
-    // The engine first: its activities still write to the database and publish events.
+    // Periodic work first, then the engine: both still write to the database and publish events.
+    await sweeps.stop()
     await workflows.stop()
     await userAdmin.stop()
     await events.stop()

@@ -72,6 +72,14 @@ const EnvSchema = Type.Object({
   LOGIN_LOCKOUT_BASE_SECONDS: Type.Optional(Type.Integer({ minimum: 1, maximum: 86_400 })),
   LOGIN_LOCKOUT_MAX_SECONDS: Type.Optional(Type.Integer({ minimum: 1, maximum: 86_400 })),
   LOGIN_LOCKOUT_WINDOW_SECONDS: Type.Optional(Type.Integer({ minimum: 1, maximum: 7 * 86_400 })),
+  // Clusters (cluster_ops) and the periodic sweeps that keep them current.
+  CLUSTER_SYNC_INTERVAL_SECONDS: Type.Optional(Type.Integer({ minimum: 1, maximum: 86_400 })),
+  CLUSTER_ERROR_AFTER_MINUTES: Type.Optional(Type.Integer({ minimum: 1, maximum: 7 * 1440 })),
+  CLUSTER_REQUEST_TIMEOUT_MS: Type.Optional(Type.Integer({ minimum: 100, maximum: 300_000 })),
+  CLUSTER_SYNC_CONCURRENCY: Type.Optional(Type.Integer({ minimum: 1, maximum: 256 })),
+  CLUSTER_MAX_CALLS_PER_CLUSTER: Type.Optional(Type.Integer({ minimum: 1, maximum: 64 })),
+  CLUSTER_DENIED_CIDRS: Type.Optional(Type.String({ maxLength: 8192 })),
+  SWEEP_POLL_MS: Type.Optional(Type.Integer({ minimum: 50, maximum: 60_000 })),
   // Replicas (see sharedParts below).
   BLOB_DIR: Type.Optional(Type.String({ minLength: 1, maxLength: 4096 })),
   SINGLE_REPLICA: Type.Optional(Bool),
@@ -192,6 +200,22 @@ export interface Config {
      */
     loginLockout: { threshold: number; baseSeconds: number; maxSeconds: number; windowSeconds: number }
   }
+  clusters: {
+    /** Each cluster is re-read (nodes, pods' requests, reachability) this often by one replica. */
+    syncIntervalMs: number
+    /** Unreachable this long: `not_available` becomes `error`. */
+    errorAfterMs: number
+    /** Every call to a cluster's API server gives up after this long. */
+    requestTimeoutMs: number
+    /** Clusters one replica syncs at once. */
+    syncConcurrency: number
+    /** Calls in flight to one cluster at once. */
+    maxCallsPerCluster: number
+    /** API server addresses refused in uploaded kubeconfigs and at connect time. */
+    deniedCidrs: readonly string[]
+  }
+  /** How often a replica looks for due sweep work (cluster syncs, later endpoint reconciles). */
+  sweepPollMs: number
   /**
    * The filesystem object store's folder: BLOB_DIR (declared shared by the operator) or
    * DATA_DIR/objects (this process's own). Unused with S3.
@@ -439,6 +463,15 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Readonly<Co
         windowSeconds: env.LOGIN_LOCKOUT_WINDOW_SECONDS ?? 3600,
       },
     },
+    clusters: {
+      syncIntervalMs: (env.CLUSTER_SYNC_INTERVAL_SECONDS ?? 300) * 1000,
+      errorAfterMs: (env.CLUSTER_ERROR_AFTER_MINUTES ?? 15) * 60_000,
+      requestTimeoutMs: env.CLUSTER_REQUEST_TIMEOUT_MS ?? 10_000,
+      syncConcurrency: env.CLUSTER_SYNC_CONCURRENCY ?? 8,
+      maxCallsPerCluster: env.CLUSTER_MAX_CALLS_PER_CLUSTER ?? 4,
+      deniedCidrs: deniedCidrs(env.CLUSTER_DENIED_CIDRS, problems),
+    },
+    sweepPollMs: env.SWEEP_POLL_MS ?? 1_000,
     parts: {
       database: env.DATABASE_URL ? 'postgres' : 'pglite',
       cache: env.REDIS_URL ? 'redis' : 'memory',
@@ -449,6 +482,29 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Readonly<Co
     },
   }
   return deepFreeze(config)
+}
+
+/**
+ * Link-local and cloud metadata addresses: a kubeconfig naming one would turn the API into a proxy
+ * into the control plane's own network (169.254.169.254 answers instance credentials on most clouds).
+ */
+export const DEFAULT_DENIED_CIDRS = ['169.254.0.0/16', 'fe80::/10', 'fd00:ec2::254/128', '100.100.100.200/32'] as const
+
+function deniedCidrs(raw: string | undefined, problems: string[]): string[] {
+  if (raw === undefined) return [...DEFAULT_DENIED_CIDRS]
+  if (raw.trim().toLowerCase() === 'none') return []
+  const out: string[] = []
+  for (const entry of list(raw)) {
+    const [address, bits] = entry.split('/')
+    const family = isIP(address ?? '')
+    const prefix = Number(bits)
+    if (family === 0 || !Number.isInteger(prefix) || prefix < 0 || prefix > (family === 4 ? 32 : 128)) {
+      problems.push(`CLUSTER_DENIED_CIDRS: "${entry.slice(0, 64)}" is not an address/prefix (e.g. 169.254.0.0/16), or "none"`)
+      continue
+    }
+    out.push(`${address}/${prefix}`)
+  }
+  return out
 }
 
 // ---- replicas: the shared-parts rule ------------------------------------------------------

@@ -1,5 +1,5 @@
 import type { FastifyInstance } from 'fastify'
-import type { Platform } from '../../app.js'
+import type { Platform } from '../../platform/platform.js'
 import { createTokenVerifier } from '../../platform/auth/verifier.js'
 import { createIssuer } from './issuer.js'
 import { createKeycloakClient } from './keycloak.js'

@@ -1,5 +1,5 @@
 import type { FastifyInstance } from 'fastify'
-import type { Platform } from '../../app.js'
+import type { Platform } from '../../platform/platform.js'
 import type { AuthService, KeycloakClient } from '../auth/index.js'
 import type { WorkflowService } from '../workflow_ops/index.js'
 import { createUserImport } from './import.js'

@@ -1,5 +1,5 @@
 import type { FastifyInstance } from 'fastify'
-import type { Platform } from '../../app.js'
+import type { Platform } from '../../platform/platform.js'
 import { createRunEventPublisher } from './events.js'
 import type { HubTuning } from './hub/index.js'
 import { registerWorkflowRoutes } from './routes.js'
