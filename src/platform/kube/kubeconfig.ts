@@ -1,6 +1,6 @@
 import { createHash, createPrivateKey, X509Certificate } from 'node:crypto'
 import { isIP } from 'node:net'
-import { parse as parseYaml } from 'yaml'
+import { parseDocument } from 'yaml'
 import { addressDenier } from './addresses.js'
 
 /** The one context we will use, reduced to inline credentials. */
@@ -73,13 +73,14 @@ export function parseKubeconfig(text: string, rules: KubeconfigRules): KubeTarge
   if (Buffer.byteLength(text, 'utf8') > maxBytes) {
     throw new KubeconfigRefused(`the kubeconfig is larger than ${maxBytes} bytes`, '')
   }
+  // No aliases at all (a few nested ones make a "billion laughs"), no merge keys, no custom tags.
+  const parsed = parseDocument(text, { merge: false, schema: 'core', uniqueKeys: true, logLevel: 'error' })
+  if (parsed.errors.length > 0) throw new KubeconfigRefused('not valid YAML or JSON', '')
   let doc: unknown
   try {
-    // No aliases at all (a few nested ones make a "billion laughs"), no merge keys, no custom tags.
-    doc = parseYaml(text, { maxAliasCount: 0, merge: false, schema: 'core', uniqueKeys: true, logLevel: 'silent' })
-  } catch (err) {
-    const what = err instanceof Error && /alias/i.test(err.message) ? 'YAML aliases and anchors are not accepted' : 'not valid YAML or JSON'
-    throw new KubeconfigRefused(what, '')
+    doc = parsed.toJS({ maxAliasCount: 0 })
+  } catch {
+    throw new KubeconfigRefused('YAML aliases and anchors are not accepted', '')
   }
   if (!isObj(doc)) throw new KubeconfigRefused('the kubeconfig is not a mapping', '')
 
