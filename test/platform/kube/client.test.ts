@@ -3,6 +3,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import https from 'node:https'
 import type { AddressInfo, Socket } from 'node:net'
 import type { TLSSocket } from 'node:tls'
+import { PatchStrategy, setHeaderOptions } from '@kubernetes/client-node'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import {
   createKubeClient,
@@ -134,6 +135,28 @@ describe('a kube client, happy paths', () => {
     const err = await failure(client(target(`https://127.0.0.1:${port}`)).core.listNode())
     expect(err.code).toBe('CLUSTER_FORBIDDEN')
     expect(err.message).toContain('cannot list resource "nodes"')
+  })
+
+  it('sends a server-side apply as client-node is told to (content type, field manager), under the prefix', async () => {
+    let seen: { url?: string; type?: string; body?: string } = {}
+    const { port } = await serve((req, res) => {
+      let body = ''
+      req.on('data', (c: Buffer) => (body += c.toString()))
+      req.on('end', () => {
+        seen = { url: req.url, type: req.headers['content-type'], body }
+        json(res, 200, JSON.parse(body))
+      })
+    })
+    const kube = client(target(`https://127.0.0.1:${port}/c/abc`))
+    const desired = { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'cfg', namespace: 'x' }, data: { a: '1' } }
+    const applied = await kube.core.patchNamespacedConfigMap(
+      { name: 'cfg', namespace: 'x', body: desired, fieldManager: 'modelplane', force: true },
+      setHeaderOptions('Content-Type', PatchStrategy.ServerSideApply),
+    )
+    expect(applied.data).toEqual({ a: '1' })
+    expect(seen.url).toBe('/c/abc/api/v1/namespaces/x/configmaps/cfg?fieldManager=modelplane&force=true')
+    expect(seen.type).toBe('application/apply-patch+yaml')
+    expect(JSON.parse(seen.body!)).toEqual(desired)
   })
 
   it('reads a watch stream event by event', async () => {
