@@ -1,0 +1,33 @@
+// The one door to Kubernetes: modules import from here and never build clients themselves.
+export { AddressRefusedError, addressDenier, guardedLookup } from './addresses.js'
+export {
+  createKubeClient,
+  DEFAULT_KUBE_CLIENT_OPTIONS,
+  type KubeClient,
+  type KubeClientOptions,
+  type WatchEvent,
+} from './client.js'
+export { type KubeCause, KubeError, type KubeErrorCode, toKubeError } from './errors.js'
+export {
+  KubeconfigRefused,
+  type KubeconfigRules,
+  type KubeTarget,
+  parseKubeconfig,
+  sealableTarget,
+  targetFromSealed,
+  targetIdentity,
+} from './kubeconfig.js'
+export {
+  labelSelector,
+  labelValue,
+  MANAGED_BY,
+  managedLabels,
+  type ManagedLabelsInput,
+  managedSelector,
+  MANAGER,
+  type OwnerKey,
+  TENANT_LABEL,
+} from './labels.js'
+export { dns1123Name, isDns1123Label, shortHash } from './names.js'
+export { parseQuantity } from './quantity.js'
+export { pathWatchSource, runWatch, type WatchHandlers, type WatchLoopOptions, type WatchSource } from './watch.js'
