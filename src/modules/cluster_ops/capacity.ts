@@ -15,9 +15,9 @@ export interface Resources {
 export type Problems = string[]
 
 export const MAX_PROBLEMS = 20
-// A node lists a handful of extended resources; more than this is not a cluster we should trust
-// with our memory, and the rest are dropped (and reported).
-const MAX_EXTENDED = 64
+// A node lists a dozen resources; more than this is not a cluster we should trust with our memory,
+// and the rest are dropped (and reported).
+const MAX_RESOURCES = 64
 // A qualified resource name: a DNS subdomain prefix (253) + '/' + a name (63).
 const MAX_RESOURCE_NAME = 317
 const MAX_NODE_NAME = 253
@@ -56,8 +56,8 @@ function amountsOf(list: Record<string, unknown> | undefined, where: string, pro
       note(problems, `${where}: a resource name longer than ${MAX_RESOURCE_NAME} characters was ignored`)
       continue
     }
-    if (amounts.size >= MAX_EXTENDED + 4) {
-      note(problems, `${where}: more than ${MAX_EXTENDED} resources; the rest were ignored`)
+    if (amounts.size >= MAX_RESOURCES) {
+      note(problems, `${where}: more than ${MAX_RESOURCES} resources; the rest were ignored`)
       break
     }
     const parsed = parseQuantity(text, name === 'cpu' ? 1000 : 1)

@@ -28,7 +28,7 @@ export interface NodeFacts {
   arch: string
   internalIp: string | null
   instanceType: string | null
-  /** Labels of interest only (topology, instance type, arch/os, roles, accelerator and NFD CPU/PCI labels), at most 64. */
+  /** Labels of interest only (topology, instance type, arch/os, roles, accelerator and NFD CPU/PCI labels), at most 128. */
   labels: Record<string, string>
   capacity: Resources
   allocatable: Resources
@@ -48,7 +48,7 @@ export interface NodeFacts {
 
 const MAX_LABEL_KEY = 317
 const MAX_LABEL_VALUE = 63
-const MAX_LABELS_KEPT = 64
+const MAX_LABELS_KEPT = 128
 const MAX_TAINTS = 32
 const MAX_CONDITIONS = 16
 const NFD = 'feature.node.kubernetes.io/'
