@@ -92,7 +92,11 @@ function matches(pattern: string | undefined, value: string): boolean {
   return pattern === undefined || pattern === '*' || pattern === value
 }
 
+/** system:basic-user: every authenticated user may ask what they themselves may do. */
+const SELF_REVIEWS = new Set(['selfsubjectaccessreviews', 'selfsubjectrulesreviews'])
+
 export function mayAccess(identity: Identity, a: ResourceAttributes): boolean {
+  if (identity !== ANONYMOUS && a.verb === 'create' && a.group === 'authorization.k8s.io' && SELF_REVIEWS.has(a.resource)) return true
   const resource = a.subresource ? `${a.resource}/${a.subresource}` : a.resource
   return identity.rights.some((r) => matches(r.verb, a.verb) && matches(r.group, a.group) && matches(r.resource, resource))
 }

@@ -27,7 +27,7 @@ function fixtureText(name: string): string {
  * A node fixture ready to store: server-set fields (uid, resourceVersion, managedFields times
  * stay as recorded) are dropped where they would collide between clusters built from one file.
  */
-export function nodeFixture(name: string): Record<string, unknown> & { metadata: { name: string } } {
+export function nodeFixture(name: string): Record<string, unknown> & { metadata: Record<string, unknown> & { name: string } } {
   const node = JSON.parse(fixtureText(name)) as Record<string, unknown> & { metadata: Record<string, unknown> & { name: string } }
   delete node.metadata.uid
   delete node.metadata.resourceVersion
