@@ -26,6 +26,7 @@ import { registerValidation } from './platform/http/validation.js'
 import { loggerOptions } from './platform/logger.js'
 import { registerAuthGuard } from './platform/auth/guard.js'
 import { type AuthService, createAuth } from './modules/auth/index.js'
+import { type ClusterService, createClusterOps } from './modules/cluster_ops/index.js'
 import { createUserAdmin, type UserAdminService, type UserImport } from './modules/user_admin/index.js'
 import { createWorkflowOps, type WorkflowOpsOptions, type WorkflowService } from './modules/workflow_ops/index.js'
 import type { Platform } from './platform/platform.js'
@@ -48,6 +49,7 @@ export interface Services {
   userAdmin: UserAdminService
   userImport: UserImport
   workflows: WorkflowService
+  clusters: ClusterService
 }
 
 declare module 'fastify' {
@@ -209,11 +211,13 @@ export async function buildApp(
   // Modules declare their workflows on workflows.service while they are built; the engine starts on ready.
   const workflows = createWorkflowOps(platform, overrides.workflows, auth.service.authenticator)
   const userAdmin = createUserAdmin(platform, auth, workflows.service)
+  const clusterOps = createClusterOps(platform, workflows.service)
   app.decorate('services', {
     auth: auth.service,
     userAdmin: userAdmin.service,
     userImport: userAdmin.imports,
     workflows: workflows.service,
+    clusters: clusterOps.service,
   })
 
   registerHealthRoutes(
@@ -231,6 +235,7 @@ export async function buildApp(
   auth.routes(app, { initialAdmin: userAdmin.service.createInitialAdmin })
   userAdmin.routes(app)
   workflows.routes(app)
+  clusterOps.routes(app)
 
   app.addHook('onReady', async () => {
     await events.start()

@@ -202,7 +202,12 @@ const RULES: Record<string, (o: Operation, ctx: Context) => string[]> = {
   'a POST to a collection creates: 201': (o, ctx) => {
     if (o.method !== 'POST') return []
     const listed = ctx.ops.some((other) => other.path === o.path && isList(ctx, other))
-    return listed && !responses(o).includes('201') ? [`answers ${responses(o).join(', ')}`] : []
+    if (!listed || responses(o).includes('201')) return []
+    // Creating as long work: 202 naming the new object beside its workflow.
+    const accepted = responses(o).includes('202') ? responseSchema(ctx.doc, o, '202') : undefined
+    const required = ((accepted?.required ?? []) as string[])
+    if (required.includes('workflowId') && required.some((k) => k !== 'workflowId' && k.endsWith('Id'))) return []
+    return [`answers ${responses(o).join(', ')}`]
   },
 
   'PATCH is served wherever PUT merges, with the same body': (o, ctx) => {

@@ -501,6 +501,25 @@ export function createWorkflowService(deps: WorkflowServiceDeps) {
       definitions.set(definition.name, definition)
     },
 
+    /**
+     * The run an idempotency key already started, for a module that must answer a repeated request
+     * before it creates anything of its own (a cluster row): `undefined` when the key is new, 422
+     * IDEMPOTENCY_KEY_REUSED when it started a different request. The fingerprint is compared as
+     * `start` compares it, so the same `type` and `fingerprintOf` must be passed to both.
+     */
+    async findIdempotentRun(
+      tenantId: string,
+      idempotencyKey: string,
+      type: string,
+      fingerprintOf: unknown,
+    ): Promise<{ workflowId: string; resource: { kind: string; id: string } } | undefined> {
+      const first = await crud.findRunByIdempotencyKey(db, tenantId, idempotencyKey)
+      if (!first) return undefined
+      if (!sameRequest(first, requestFingerprint(type, fingerprintOf))) throw idempotencyKeyReused()
+      await ensureScheduled(first)
+      return { workflowId: first.id, resource: { kind: first.resourceKind, id: first.resourceId } }
+    },
+
     /** Records the run and schedules it; answers the workflow id (the first run's, for a repeated idempotency key). */
     start(request: StartRequest): Promise<{ workflowId: string; deduplicated: boolean }> {
       return startRun(request)

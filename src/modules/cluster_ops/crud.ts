@@ -1,0 +1,228 @@
+import { and, asc, count, desc, eq, ne, notInArray, type SQL, sql } from 'drizzle-orm'
+import type { Executor } from '../../platform/db/client.js'
+import type { PageRequest, SortRequest } from '../../platform/http/pagination.js'
+import { type ClusterNodeRow, type ClusterRow, type ClusterStatusHistoryRow, clusterNodes, clusters, clusterStatusHistory } from './tables.js'
+
+/** Statuses of a registration that holds its identity and name (failed and deleted rows are records only). */
+const LIVE = sql`${clusters.status} not in ('failed', 'deleted')`
+/** History kept per cluster; older rows are trimmed as new ones arrive. */
+export const HISTORY_KEPT = 500
+
+export type NewCluster = typeof clusters.$inferInsert
+
+export async function insertCluster(executor: Executor, row: NewCluster): Promise<ClusterRow> {
+  const [inserted] = await executor.insert(clusters).values(row).returning()
+  return inserted!
+}
+
+export async function findLiveClusterByIdentity(executor: Executor, tenantId: string, identity: string): Promise<ClusterRow | undefined> {
+  const [row] = await executor
+    .select()
+    .from(clusters)
+    .where(and(eq(clusters.tenantId, tenantId), eq(clusters.identity, identity), LIVE))
+  return row
+}
+
+export async function findLiveClusterByName(executor: Executor, tenantId: string, name: string): Promise<ClusterRow | undefined> {
+  const [row] = await executor.select().from(clusters).where(and(eq(clusters.tenantId, tenantId), eq(clusters.name, name), LIVE))
+  return row
+}
+
+/** Another live cluster of the tenant that is the same Kubernetes cluster (same kube-system uid). */
+export async function findLiveClusterByKubeSystemUid(
+  executor: Executor,
+  tenantId: string,
+  uid: string,
+  exceptId: string,
+): Promise<ClusterRow | undefined> {
+  const [row] = await executor
+    .select()
+    .from(clusters)
+    .where(and(eq(clusters.tenantId, tenantId), eq(clusters.kubeSystemUid, uid), ne(clusters.id, exceptId), LIVE))
+    .limit(1)
+  return row
+}
+
+/** Tenant-scoped: another tenant's cluster is not found. */
+export async function getCluster(executor: Executor, tenantId: string, id: string): Promise<ClusterRow | undefined> {
+  const [row] = await executor.select().from(clusters).where(and(eq(clusters.id, id), eq(clusters.tenantId, tenantId)))
+  return row
+}
+
+/** By id alone: for activities and sweeps, which carry the id their own run was started with. */
+export async function getClusterById(executor: Executor, id: string): Promise<ClusterRow | undefined> {
+  const [row] = await executor.select().from(clusters).where(eq(clusters.id, id))
+  return row
+}
+
+export async function lockCluster(executor: Executor, id: string): Promise<ClusterRow | undefined> {
+  const [row] = await executor.select().from(clusters).where(eq(clusters.id, id)).for('update')
+  return row
+}
+
+export type ClusterPatch = Partial<Omit<NewCluster, 'id' | 'tenantId' | 'createdAt' | 'createdBy' | 'version' | 'updatedAt'>>
+
+/** Bumps the version (the ETag) with every change. */
+export async function updateCluster(executor: Executor, id: string, patch: ClusterPatch): Promise<ClusterRow> {
+  const [row] = await executor
+    .update(clusters)
+    .set({ ...patch, version: sql`${clusters.version} + 1`, updatedAt: sql`now()` })
+    .where(eq(clusters.id, id))
+    .returning()
+  return row!
+}
+
+export interface ClusterFilter {
+  status?: string
+  platform?: string
+  deviceType?: string
+  label?: { key: string; value: string }
+  q?: string
+}
+
+export type ClusterSortField = 'name' | 'createdAt' | 'status' | 'lastSyncAt'
+
+const SORT_COLUMNS = {
+  name: clusters.name,
+  createdAt: clusters.createdAt,
+  status: clusters.status,
+  lastSyncAt: clusters.lastSyncAt,
+} as const
+
+export async function listClusters(
+  executor: Executor,
+  tenantId: string,
+  filter: ClusterFilter,
+  sort: SortRequest<ClusterSortField>,
+  page: PageRequest,
+): Promise<{ rows: ClusterRow[]; total: number }> {
+  const where: SQL[] = [eq(clusters.tenantId, tenantId)]
+  // Deleted clusters are records, shown only when asked for by status.
+  where.push(filter.status ? eq(clusters.status, filter.status) : ne(clusters.status, 'deleted'))
+  if (filter.platform) where.push(eq(clusters.platform, filter.platform))
+  if (filter.deviceType) where.push(sql`${clusters.deviceTypes} @> array[${filter.deviceType}]::text[]`)
+  if (filter.label) where.push(sql`${clusters.labels} @> ${JSON.stringify({ [filter.label.key]: filter.label.value })}::jsonb`)
+  if (filter.q) {
+    const literal = filter.q.replace(/[\\%_]/g, (c) => `\\${c}`)
+    where.push(sql`${clusters.name} ilike ${`%${literal}%`}`)
+  }
+  const column = SORT_COLUMNS[sort.field]
+  const order = sort.direction === 'asc' ? asc(column) : desc(column)
+  const [rows, [total]] = await Promise.all([
+    executor
+      .select()
+      .from(clusters)
+      .where(and(...where))
+      .orderBy(sort.field === 'lastSyncAt' ? sql`${order} nulls last` : order, asc(clusters.id))
+      .limit(page.limit)
+      .offset(page.offset),
+    executor.select({ n: count() }).from(clusters).where(and(...where)),
+  ])
+  return { rows, total: total?.n ?? 0 }
+}
+
+export async function insertStatusHistory(
+  executor: Executor,
+  entry: { clusterId: string; tenantId: string; fromStatus: string | null; toStatus: string; reason: string | null; message: string | null },
+): Promise<void> {
+  const [row] = await executor.insert(clusterStatusHistory).values(entry).returning({ id: clusterStatusHistory.id })
+  // Bounded: a cluster flapping for a year keeps its latest HISTORY_KEPT changes.
+  await executor
+    .delete(clusterStatusHistory)
+    .where(and(eq(clusterStatusHistory.clusterId, entry.clusterId), sql`${clusterStatusHistory.id} <= ${row!.id - HISTORY_KEPT}`))
+}
+
+export async function listStatusHistory(
+  executor: Executor,
+  clusterId: string,
+  page: PageRequest,
+): Promise<{ rows: ClusterStatusHistoryRow[]; total: number }> {
+  const [rows, [total]] = await Promise.all([
+    executor
+      .select()
+      .from(clusterStatusHistory)
+      .where(eq(clusterStatusHistory.clusterId, clusterId))
+      .orderBy(desc(clusterStatusHistory.id))
+      .limit(page.limit)
+      .offset(page.offset),
+    executor.select({ n: count() }).from(clusterStatusHistory).where(eq(clusterStatusHistory.clusterId, clusterId)),
+  ])
+  return { rows, total: total?.n ?? 0 }
+}
+
+export type NewClusterNode = typeof clusterNodes.$inferInsert
+
+/** The cluster's nodes become exactly `nodes`: upserted by name, the ones no longer there removed. */
+export async function replaceClusterNodes(executor: Executor, clusterId: string, nodes: NewClusterNode[]): Promise<void> {
+  for (let i = 0; i < nodes.length; i += 200) {
+    const chunk = nodes.slice(i, i + 200)
+    await executor
+      .insert(clusterNodes)
+      .values(chunk)
+      .onConflictDoUpdate({
+        target: [clusterNodes.clusterId, clusterNodes.name],
+        set: {
+          roles: sql`excluded.roles`,
+          schedulable: sql`excluded.schedulable`,
+          ready: sql`excluded.ready`,
+          deviceType: sql`excluded.device_type`,
+          facts: sql`excluded.facts`,
+          used: sql`excluded.used`,
+          updatedAt: sql`now()`,
+        },
+      })
+  }
+  const names = nodes.map((n) => n.name)
+  await executor
+    .delete(clusterNodes)
+    .where(names.length > 0 ? and(eq(clusterNodes.clusterId, clusterId), notInArray(clusterNodes.name, names)) : eq(clusterNodes.clusterId, clusterId))
+}
+
+export async function deleteClusterNodes(executor: Executor, clusterId: string): Promise<void> {
+  await executor.delete(clusterNodes).where(eq(clusterNodes.clusterId, clusterId))
+}
+
+export async function listClusterNodes(
+  executor: Executor,
+  clusterId: string,
+  filter: { deviceType?: string; schedulable?: boolean },
+  page: PageRequest,
+): Promise<{ rows: ClusterNodeRow[]; total: number }> {
+  const where: SQL[] = [eq(clusterNodes.clusterId, clusterId)]
+  if (filter.deviceType) where.push(eq(clusterNodes.deviceType, filter.deviceType))
+  if (filter.schedulable !== undefined) where.push(eq(clusterNodes.schedulable, filter.schedulable))
+  const [rows, [total]] = await Promise.all([
+    executor
+      .select()
+      .from(clusterNodes)
+      .where(and(...where))
+      .orderBy(asc(clusterNodes.name))
+      .limit(page.limit)
+      .offset(page.offset),
+    executor.select({ n: count() }).from(clusterNodes).where(and(...where)),
+  ])
+  return { rows, total: total?.n ?? 0 }
+}
+
+/**
+ * What the cluster told us (sync results, status): recorded without moving `version` or
+ * `updated_at`, which follow the user's own changes, so an If-Match read before a sync still holds.
+ */
+export async function recordClusterState(executor: Executor, id: string, patch: ClusterPatch): Promise<ClusterRow> {
+  const [row] = await executor.update(clusters).set(patch).where(eq(clusters.id, id)).returning()
+  return row!
+}
+
+/** Only for a row whose registration never started (its workflow could not be scheduled). */
+export async function deleteClusterRow(executor: Executor, id: string): Promise<void> {
+  await executor.delete(clusters).where(eq(clusters.id, id))
+}
+
+/** The name of the unique index a failed insert or update ran into, if that is what failed. */
+export function uniqueViolationOf(err: unknown): string | undefined {
+  for (let e: unknown = err, depth = 0; e && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
+    const { code, constraint } = e as { code?: string; constraint?: string }
+    if (code === '23505') return constraint ?? ''
+  }
+  return undefined
+}
