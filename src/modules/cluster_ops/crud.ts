@@ -1,4 +1,4 @@
-import { and, asc, count, desc, eq, ne, notInArray, type SQL, sql } from 'drizzle-orm'
+import { and, asc, count, desc, eq, getTableColumns, ne, notInArray, type SQL, sql } from 'drizzle-orm'
 import type { Executor } from '../../platform/db/client.js'
 import type { PageRequest, SortRequest } from '../../platform/http/pagination.js'
 import { type ClusterNodeRow, type ClusterRow, type ClusterStatusHistoryRow, clusterNodes, clusters, clusterStatusHistory } from './tables.js'
@@ -9,6 +9,10 @@ const LIVE = sql`${clusters.status} not in ('failed', 'deleted')`
 export const HISTORY_KEPT = 500
 
 export type NewCluster = typeof clusters.$inferInsert
+
+/** Every column but the sealed kubeconfigs: what lists read, so a page never carries ciphertext it does not need. */
+const { kubeconfigSealed: _sealed, pendingKubeconfigSealed: _pending, ...viewColumns } = getTableColumns(clusters)
+export type ClusterViewRow = Omit<ClusterRow, 'kubeconfigSealed' | 'pendingKubeconfigSealed'>
 
 export async function insertCluster(executor: Executor, row: NewCluster): Promise<ClusterRow> {
   const [inserted] = await executor.insert(clusters).values(row).returning()
@@ -95,7 +99,7 @@ export async function listClusters(
   filter: ClusterFilter,
   sort: SortRequest<ClusterSortField>,
   page: PageRequest,
-): Promise<{ rows: ClusterRow[]; total: number }> {
+): Promise<{ rows: ClusterViewRow[]; total: number }> {
   const where: SQL[] = [eq(clusters.tenantId, tenantId)]
   // Deleted clusters are records, shown only when asked for by status.
   where.push(filter.status ? eq(clusters.status, filter.status) : ne(clusters.status, 'deleted'))
@@ -110,7 +114,7 @@ export async function listClusters(
   const order = sort.direction === 'asc' ? asc(column) : desc(column)
   const [rows, [total]] = await Promise.all([
     executor
-      .select()
+      .select(viewColumns)
       .from(clusters)
       .where(and(...where))
       .orderBy(sort.field === 'lastSyncAt' ? sql`${order} nulls last` : order, asc(clusters.id))

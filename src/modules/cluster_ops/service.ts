@@ -120,7 +120,7 @@ function withCondition(conditions: readonly Condition[], next: Omit<Condition, '
 const iso = (d: Date | null) => (d ? d.toISOString() : null)
 const clip = (s: string) => s.slice(0, MAX_MESSAGE)
 
-export function clusterView(row: ClusterRow): Static<typeof Cluster> {
+export function clusterView(row: crud.ClusterViewRow): Static<typeof Cluster> {
   return {
     id: row.id,
     name: row.name,
@@ -157,7 +157,7 @@ function historyView(row: ClusterStatusHistoryRow): Static<typeof ClusterHistory
   return { fromStatus: row.fromStatus as ClusterStatus | null, toStatus: row.toStatus as ClusterStatus, reason: row.reason, message: row.message, at: row.at.toISOString() }
 }
 
-const etag = (row: ClusterRow) => etagOf(row.updatedAt, row.version)
+const etag = (row: Pick<ClusterRow, 'updatedAt' | 'version'>) => etagOf(row.updatedAt, row.version)
 const kubeconfigContext = (id: string) => `cluster:${id}:kubeconfig`
 const pendingContext = (id: string) => `cluster:${id}:pending-kubeconfig`
 
