@@ -10,11 +10,12 @@ import { pipeline } from 'node:stream/promises'
 /**
  * S3's multipart upload protocol, answered in front of s3rver 3.7.1, which lacks most of it.
  *
- * What s3rver does itself (checked in its source): CreateMultipartUpload, UploadPart and
+ * What s3rver does itself (read in its source and tried): CreateMultipartUpload, UploadPart and
  * CompleteMultipartUpload exist, but Complete checks neither the part ETags, nor the order of the
- * list, nor the 5 MiB minimum, and UploadPart accepts any upload ID (it makes a folder for it).
- * ListMultipartUploads (`GET /bucket?uploads`) answers 501 NotImplemented; ListParts
- * (`GET ?uploadId`) and AbortMultipartUpload (`DELETE ?uploadId`) answer 405 MethodNotAllowed. So the
+ * list (it sorts it), nor the 5 MiB minimum, and answers the plain MD5 of the whole object as its
+ * ETag; UploadPart accepts any upload ID (it makes a folder for it). ListMultipartUploads
+ * (`GET /bucket?uploads`) answers 501 NotImplemented; ListParts (`GET ?uploadId`) and
+ * AbortMultipartUpload (`DELETE ?uploadId`) answer 405 MethodNotAllowed. So the
  * minio client's putObject of anything above its part size (64 MiB), which starts by listing open
  * uploads, fails against it, and nothing of a client-driven upload could be tested.
  *
@@ -40,7 +41,9 @@ import { pipeline } from 'node:stream/promises'
  * additional checksums (x-amz-checksum-*), SSE-C, object lock, conditional Complete (If-None-Match),
  * ETag rewriting in ListObjects, lifecycle rules (AbortIncompleteMultipartUpload: the sweep of
  * abandoned uploads is ours to write), virtual-hosted bucket addressing, the 200-then-error answer
- * S3 may give to a slow Complete, and persistence: open uploads live as long as the gateway.
+ * S3 may give to a slow Complete, S3's success for a Complete repeated after it succeeded (here:
+ * NoSuchUpload), and persistence: open uploads live as long as the gateway, their parts in a
+ * temporary folder that close() removes.
  */
 export interface MultipartStand {
   /** Answers the request when it is a multipart call and returns true; false leaves it to s3rver. */

@@ -108,7 +108,7 @@ async function openUploads(prefix: string): Promise<Array<{ key: string; uploadI
 }
 
 describe('multipart uploads with the minio client', () => {
-  it('stores a 70 MiB stream in parts and serves back the same bytes', { timeout: 120_000 }, async () => {
+  it('stores a 70 MiB stream in parts and serves back the same bytes', { timeout: 60_000 }, async () => {
     const key = uniqueKey('weights.safetensors')
     const size = 70 * MiB
     const sent = createHash('sha256')
