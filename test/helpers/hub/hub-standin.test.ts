@@ -257,6 +257,35 @@ describe('failures', () => {
     expect(err.statusCode).toBe(401)
   })
 
+  it('a private repository is, to anyone without its token, a repository that does not exist', async () => {
+    hub.addRepo({ ...tinyModelRepo('acme/private'), private: true })
+    const url = `${hub.url}/api/models/acme/private`
+    const anonymous = await fetch(url)
+    expect([anonymous.status, anonymous.headers.get('x-error-code')]).toEqual([401, 'RepoNotFound'])
+    const other = await fetch(url, { headers: { Authorization: 'Bearer hf_granted_for_gated' } })
+    expect([other.status, other.headers.get('x-error-code')]).toEqual([404, 'RepoNotFound'])
+    const info = await modelInfo({ name: 'acme/private', hubUrl: hub.url, accessToken: hub.tokens.valid })
+    expect(info.private).toBe(true)
+  })
+
+  it('refuses an expand field it does not know, as the hub does', async () => {
+    const res = await fetch(`${hub.url}/api/models/acme/tiny-llama?expand=weights`)
+    expect(res.status).toBe(400)
+    expect(await res.json()).toEqual({ error: expect.stringContaining('"expand[0]" must be one of') })
+  })
+
+  it('the CDN refuses a signed URL past its expiry', async () => {
+    const stale = await startHubStandIn({ cdnUrlTtlSeconds: -1 })
+    try {
+      stale.addRepo(tinyModelRepo('acme/tiny-llama'))
+      const res = await fetch(`${stale.url}/acme/tiny-llama/resolve/main/model.safetensors`)
+      expect(res.status).toBe(403)
+      expect(await res.text()).toContain('Request has expired')
+    } finally {
+      await stale.close()
+    }
+  })
+
   it('answers 429 with Retry-After the number of times asked, then serves again', async () => {
     hub.failures.tooManyRequests(2, 7)
     const url = `${hub.url}/api/models/acme/tiny-llama`
