@@ -140,7 +140,7 @@ describe('SIGKILL during a cluster registration', () => {
     const runs = await rows<{ id: string }>('select id from workflow_runs where resource_id = $1', [clusterId])
     expect(runs.map((r) => r.id)).toEqual([workflowId])
     const leases = await rows<{ sweep: string }>('select sweep from sweep_leases where resource_id = $1', [clusterId])
-    expect(leases).toEqual([{ sweep: 'cluster_ops.sync' }])
+    expect(leases).toEqual([{ sweep: `${env.REPLICA_HUB}/cluster_ops.sync` }])
 
     // Neither process wrote the cluster's credentials into its log, the one killed mid-step included.
     const logged = first.process.output() + second.process.output()

@@ -33,6 +33,8 @@ let sql: pg.Client
 let a: ReplicaProcess | undefined
 let b: ReplicaProcess | undefined
 let accessToken: string
+/** The replicas' hub, which scopes their sweeps too. */
+const HUB = uniqueHub('clrep')
 const standIns = new Map<string, StandInCluster>()
 
 /** Who held a sync lease, sampled while the test watches. */
@@ -44,7 +46,7 @@ async function sample(ids: string[]): Promise<void> {
   while (sampling) {
     const { rows } = await sql.query<{ resource_id: string; leased_by: string }>(
       'select resource_id, leased_by from sweep_leases where sweep = $1 and resource_id = any($2::uuid[]) and lease_token is not null and due_at > now()',
-      [CLUSTER_SYNC_SWEEP, ids],
+      [`${HUB}/${CLUSTER_SYNC_SWEEP}`, ids],
     )
     const at = Date.now()
     for (const row of rows) sightings.push({ at, pid: Number(row.leased_by.split(':').at(-2)), clusterId: row.resource_id })
@@ -77,7 +79,7 @@ beforeAll(async () => {
   await sql.connect()
 
   const env = {
-    REPLICA_HUB: uniqueHub('clrep'),
+    REPLICA_HUB: HUB,
     // One address for both, as behind a load balancer: a token one replica issues, the other trusts.
     PUBLIC_URL: 'http://clusters.example.test',
     BLOB_DIR: tempDir('modelplane-clrep-blobs-'),
@@ -91,10 +93,11 @@ beforeAll(async () => {
   // The fleet is registered while the replicas start, through the cluster service of an app of
   // the test's own: each registration step runs as the workflow would run it, without the engine
   // in between (50 workflows on this machine take longer than the whole test should). The app is
-  // closed before the test watches: it would otherwise be a third replica.
+  // closed before the test watches: it would otherwise be a third replica. It is on the replicas'
+  // hub so that the clusters it activates are scheduled in their sweep; it starts no workflow there.
   const seeder = await buildTestApp(
     { CLUSTER_SYNC_INTERVAL_SECONDS: String(INTERVAL_MS / 1000), SWEEP_POLL_MS: '100', PUBLIC_URL: env.PUBLIC_URL },
-    { workflows: { hub: uniqueHub('clrep-seed') } },
+    { workflows: { hub: HUB } },
   )
   try {
     const realm = uniqueRealm('clrep')
