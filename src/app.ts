@@ -39,7 +39,7 @@ export interface AppOverrides {
   database?: DatabaseHandle
   cache?: Cache
   blob?: BlobStore
-  /** The embedded workflow hub's name and tuning, stream heartbeats (tests isolate their hubs). */
+  /** The embedded workflow hub's name and tuning, stream heartbeats (tests isolate their hubs, and with them their sweeps). */
   workflows?: WorkflowOpsOptions
 }
 
@@ -205,7 +205,8 @@ export async function buildApp(
   await registerOpenApi(app, config)
 
   const metrics = registerMetrics(app)
-  const sweeps = createSweeps({ database, log: log.child({ part: 'sweeps' }), pollMs: config.sweepPollMs })
+  // A test's hub scopes its sweeps too: apps of other test files on the database leave its work alone.
+  const sweeps = createSweeps({ database, log: log.child({ part: 'sweeps' }), pollMs: config.sweepPollMs, scope: overrides.workflows?.hub })
   const platform: Platform = { config, log, database, cache, blob, vault, events, metrics, sweeps }
   app.decorate('platform', platform)
   // Modules declare their workflows on workflows.service while they are built; the engine starts on ready.

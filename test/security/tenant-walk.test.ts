@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { buildApp } from '../../src/app.js'
 import { testConfig } from '../helpers/app.js'
 import { bearer, type SeededUser, seedUser, uniqueRealm } from '../helpers/auth.js'
+import { type KubeStandIn, type StandInCluster, startKubeStandIn } from '../helpers/kube/index.js'
 import { waitFor } from '../helpers/wait.js'
 import { FAST_HUB, uniqueHub } from '../helpers/workflow.js'
 
@@ -20,6 +21,11 @@ import { FAST_HUB, uniqueHub } from '../helpers/workflow.js'
  */
 let app: FastifyInstance
 let base: string
+let kube: KubeStandIn
+/** A cluster of B's own: the kubeconfig B's cluster writes carry (B registering it changes nothing of A's). */
+let bCluster: StandInCluster
+/** A's cluster as the stand-in sees it: what was asked of it. */
+let aStandIn: StandInCluster
 
 interface TenantA {
   admin: SeededUser
@@ -31,6 +37,8 @@ interface TenantA {
   idempotencyKey: string
   blobKey: string
   blobContent: string
+  /** A registered, available cluster with nodes and a status history. */
+  cluster: { id: string; name: string; server: string; token: string; workflowId: string }
 }
 let a: TenantA
 let attackers: Array<{ label: string; user: SeededUser }>
@@ -50,6 +58,7 @@ const PATH_IDS: Record<string, (path: string, ids: PathIds) => string | undefine
     if (path.startsWith('/v1/tenants/')) return ids.tenantId
     if (path.startsWith('/v1/auth/api-keys/')) return ids.apiKeyId
     if (path.startsWith('/v1/workflows/') || path.startsWith('/ai/admin/users/import/')) return ids.runId
+    if (path.startsWith('/v1/clusters/')) return ids.clusterId
     return undefined
   },
   '*': (path, ids) => (path.startsWith('/v1/blobs/') ? ids.blobKey : undefined),
@@ -60,6 +69,7 @@ interface PathIds {
   apiKeyId: string
   runId: string
   blobKey: string
+  clusterId: string
 }
 
 /** Query filters that can point at A: each is tried on its own on every route that has it. */
@@ -83,6 +93,9 @@ const bodies = (): Record<string, unknown> => ({
   createAiUser: { email: `planted-${randomUUID().slice(0, 8)}@example.test`, role: 'admin' },
   importAiUsers: [{ email: `b-import-${randomUUID().slice(0, 8)}@example.test`, role: 'viewer' }],
   uploadBlob: 'overwritten by tenant B',
+  registerCluster: { name: `b-cluster-${randomUUID().slice(0, 8)}`, kubeconfig: bCluster.kubeconfig() },
+  // A new kubeconfig too: it would start a verification that swaps A's credentials for B's.
+  updateCluster: { name: 'owned-by-b', labels: { owner: 'b' }, kubeconfig: bCluster.kubeconfig() },
 })
 
 /** Routes not walked, and why. Every other route of the document is. */
@@ -204,6 +217,11 @@ function markers(): string[] {
     a.blobKey,
     a.blobContent,
     ...a.importedEmails,
+    a.cluster.id,
+    a.cluster.name,
+    a.cluster.server,
+    a.cluster.token,
+    a.cluster.workflowId,
   ]
 }
 
@@ -224,7 +242,12 @@ async function snapshotOfA() {
       (select count(*) from user_invites i join users u on u.id = i.user_id where u.tenant_id = ${tenantId}) as invites,
       (select json_agg(r order by r.id) from (select id, status, version, updated_at from workflow_runs where tenant_id = ${tenantId}) r) as runs,
       (select count(*) from audit_log where tenant_id = ${tenantId}) as audit_rows,
-      (select count(*) from outbox_events where tenant_id = ${tenantId}) as events`)
+      (select count(*) from outbox_events where tenant_id = ${tenantId}) as events,
+      (select json_agg(c order by c.id) from (select * from clusters where tenant_id = ${tenantId}) c) as clusters,
+      (select json_agg(n order by n.cluster_id, n.name) from (select * from cluster_nodes where tenant_id = ${tenantId}) n) as cluster_nodes,
+      (select json_agg(h order by h.id) from (select * from cluster_status_history where tenant_id = ${tenantId}) h) as cluster_history,
+      (select json_agg(l order by l.resource_id) from (
+        select * from sweep_leases where resource_id in (select id from clusters where tenant_id = ${tenantId})) l) as cluster_leases`)
   const blob = await app.platform.blob.stat(a.blobKey)
   return { ...(rows[0] as Record<string, unknown>), blob: blob?.etag } as Record<string, unknown>
 }
@@ -232,6 +255,9 @@ async function snapshotOfA() {
 // ---- seeding ------------------------------------------------------------------------------------------
 
 beforeAll(async () => {
+  kube = await startKubeStandIn()
+  bCluster = kube.addCluster({ nodes: ['cpu-small'] })
+  // The stand-in listens on 127.0.0.1, which the default denied ranges leave alone.
   app = await buildApp(testConfig(), { workflows: { hub: uniqueHub('walk'), tuning: FAST_HUB } })
   await app.ready()
   await app.listen({ port: 0, host: '127.0.0.1' })
@@ -267,7 +293,19 @@ beforeAll(async () => {
   const blobContent = `secret-of-a-${randomUUID()}`
   await app.platform.blob.put(blobKey, blobContent, { contentType: 'application/json' })
 
-  a = { admin, member, apiKey, runId, importId: run!.resource.id, importedEmails, idempotencyKey, blobKey, blobContent }
+  // A's cluster, registered through the API and available, with nodes and a history.
+  const standIn = (aStandIn = kube.addCluster({ nodes: ['a100-8x', 'cpu-small'] }))
+  const clusterName = `a-cluster-${randomUUID().slice(0, 8)}`
+  const registered = await call('POST', '/v1/clusters', { headers: asA, body: { name: clusterName, kubeconfig: standIn.kubeconfig() } })
+  expect(registered.status, registered.text).toBe(202)
+  const accepted = JSON.parse(registered.text.slice(registered.text.indexOf('}') + 1)) as { clusterId: string; workflowId: string }
+  await waitFor(async () => {
+    const got = await app.inject({ method: 'GET', url: `/v1/clusters/${accepted.clusterId}`, headers: asA })
+    return got.json().status === 'available'
+  }, 20_000, "tenant A's cluster did not become available")
+  const cluster = { id: accepted.clusterId, name: clusterName, server: standIn.server, token: standIn.adminToken, workflowId: accepted.workflowId }
+
+  a = { admin, member, apiKey, runId, importId: run!.resource.id, importedEmails, idempotencyKey, blobKey, blobContent, cluster }
   // A's events reach the outbox and A's audit rows are written (both after the answers).
   await app.platform.events.drain()
   await waitFor(async () => Number((await snapshotOfA()).audit_rows) >= 2, 5_000, "A's audit rows were not written")
@@ -281,6 +319,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await app?.close()
+  await kube?.close()
 })
 
 // ---- the walk ------------------------------------------------------------------------------------------
@@ -292,18 +331,27 @@ describe('tenant walk', () => {
     const access = (op: Operation) =>
       app.routeAccess.find((r) => r.method === op.method && r.url === op.path.replace(/\{([^}]+)\}/g, ':$1'))?.access ??
       app.routeAccess.find((r) => r.method === op.method && r.url === op.path.replace('{*}', '*'))?.access
-    const ids: PathIds = { userId: a.member.id, tenantId: a.admin.tenantId, apiKeyId: a.apiKey.id, runId: a.runId, blobKey: a.blobKey }
+    const ids: PathIds = {
+      userId: a.member.id,
+      tenantId: a.admin.tenantId,
+      apiKeyId: a.apiKey.id,
+      runId: a.runId,
+      blobKey: a.blobKey,
+      clusterId: a.cluster.id,
+    }
     const madeUp: PathIds = {
       userId: randomUUID(),
       tenantId: randomUUID(),
       apiKeyId: randomUUID(),
       runId: randomUUID(),
       blobKey: `user-imports/${randomUUID()}/${randomUUID()}/rows.json`,
+      clusterId: randomUUID(),
     }
     const problems: string[] = []
     const walked: string[] = []
     const skipped: string[] = []
     const before = await snapshotOfA()
+    const askedOfA = aStandIn.requests.length
 
     const requestsOf = (op: Operation, pathIds: PathIds, attacker: SeededUser) => {
       const path = fillPath(op, pathIds)!
@@ -400,8 +448,22 @@ describe('tenant walk', () => {
 
     expect(problems, `${problems.join('\n')}\n\nskipped:\n${skipped.join('\n')}`).toEqual([])
     expect(await snapshotOfA()).toEqual(before)
+    // Nothing B did reached A's cluster either (a refresh or a rotation would have called it).
+    expect(aStandIn.requests.slice(askedOfA)).toEqual([])
     // The walk covered the routes that hold A's data (a document that lost them would pass vacuously).
-    for (const expected of ['GET /v1/events/outbox', 'GET /v1/workflows/{id}/events', 'DELETE /ai/admin/users/{UserID}', 'PUT /v1/blobs/{*}', 'PATCH /v1/tenants/{id}']) {
+    const mustWalk = [
+      'GET /v1/events/outbox',
+      'GET /v1/workflows/{id}/events',
+      'DELETE /ai/admin/users/{UserID}',
+      'PUT /v1/blobs/{*}',
+      'PATCH /v1/tenants/{id}',
+      'GET /v1/clusters',
+      'GET /v1/clusters/{id}/nodes',
+      'PATCH /v1/clusters/{id}',
+      'DELETE /v1/clusters/{id}',
+      'POST /v1/clusters/{id}/refresh',
+    ]
+    for (const expected of mustWalk) {
       expect(walked.some((w) => w.endsWith(expected)), `${expected} was not walked`).toBe(true)
     }
   }, 120_000)
@@ -416,6 +478,9 @@ describe('tenant walk', () => {
       `/v1/events/outbox?limit=100`,
       `/v1/audit?limit=100`,
       `/v1/auth/api-keys`,
+      `/v1/clusters`,
+      `/v1/clusters/${a.cluster.id}`,
+      `/v1/workflows?limit=100`,
     ]
     for (const url of reads) {
       const answer = await call('GET', url, { headers: asA })

@@ -46,6 +46,12 @@ export interface SweepsOptions {
   log: Logger
   /** How often each sweep looks for due rows (default 1 s); in-process schedules wake it at once. */
   pollMs?: number
+  /**
+   * Keeps this app's rows apart from those of apps with another scope (the stored sweep name is
+   * `<scope>/<name>`). Tests give each app, or each set of replicas, its own, as they do hubs:
+   * an app of another test file must not run, and reschedule, this one's work. Unset in production.
+   */
+  scope?: string
 }
 
 const owner = `${os.hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`
@@ -66,11 +72,13 @@ export function createSweeps(options: SweepsOptions) {
   const { database, log } = options
   const db = database.db
   const pollMs = options.pollMs ?? 1_000
+  const stored = (name: string) => (options.scope ? `${options.scope}/${name}` : name)
   const definitions = new Map<string, ReturnType<typeof runner>>()
   let started = false
 
   function runner(def: SweepDefinition) {
     const leaseMs = def.leaseMs ?? 30_000
+    const sweep = stored(def.name)
     // One claim token per replica and sweep: renewal is one statement for everything held.
     const token = randomUUID()
     const inFlight = new Map<string, { abort: AbortController; done: Promise<void> }>()
@@ -96,8 +104,8 @@ export function createSweeps(options: SweepsOptions) {
         if (!abort.signal.aborted) log.warn({ sweep: def.name, resourceId, err: { message: error } }, 'sweep run failed')
       }
       try {
-        if (stopping) await releaseSweepLease(db, def.name, resourceId, token)
-        else await finishSweepLease(db, { sweep: def.name, resourceId, token, nextInMs, error })
+        if (stopping) await releaseSweepLease(db, sweep, resourceId, token)
+        else await finishSweepLease(db, { sweep, resourceId, token, nextInMs, error })
       } catch (err) {
         // The lease lapses on its own; the resource is run again then.
         log.warn({ sweep: def.name, resourceId, err: { message: (err as Error).message } }, 'settling a sweep run failed')
@@ -115,7 +123,7 @@ export function createSweeps(options: SweepsOptions) {
         if (free <= 0 || stopping) return
         let rows: Awaited<ReturnType<typeof claimDueSweepLeases>>
         try {
-          rows = await claimDueSweepLeases(db, { sweep: def.name, limit: free, leaseMs, owner, token })
+          rows = await claimDueSweepLeases(db, { sweep, limit: free, leaseMs, owner, token })
         } catch (err) {
           log.warn({ sweep: def.name, err: { message: (err as Error).message } }, 'claiming sweep work failed')
           return
@@ -138,7 +146,7 @@ export function createSweeps(options: SweepsOptions) {
       const held = [...inFlight.keys()]
       if (held.length === 0) return
       try {
-        const kept = new Set(await renewSweepLeases(db, { sweep: def.name, token, resourceIds: held, leaseMs }))
+        const kept = new Set(await renewSweepLeases(db, { sweep, token, resourceIds: held, leaseMs }))
         for (const id of held) {
           // Lost (this replica stalled past its lease): another may run it now, so this run stops.
           if (!kept.has(id)) inFlight.get(id)?.abort.abort(new Error('sweep lease lost'))
@@ -167,17 +175,17 @@ export function createSweeps(options: SweepsOptions) {
             await running.done
             return 'waited'
           }
-          const [row] = await claimDueSweepLeases(db, { sweep: def.name, limit: 1, leaseMs, owner, token, resourceId })
+          const [row] = await claimDueSweepLeases(db, { sweep, limit: 1, leaseMs, owner, token, resourceId })
           if (row) {
             await runOne(row.resourceId, row.consecutiveFailures, 'asked')
             return 'ran'
           }
-          const held = await sweepLeaseHeld(db, def.name, resourceId)
+          const held = await sweepLeaseHeld(db, sweep, resourceId)
           if (held === null) return 'unknown'
           // Another replica is running it: its answer is as fresh as ours would be.
           if (Date.now() > deadline) return 'waited'
           await new Promise((resolve) => setTimeout(resolve, 200))
-          if ((await sweepLeaseHeld(db, def.name, resourceId)) === false) return 'waited'
+          if ((await sweepLeaseHeld(db, sweep, resourceId)) === false) return 'waited'
         }
       },
       async stop() {
@@ -203,10 +211,10 @@ export function createSweeps(options: SweepsOptions) {
     },
     /** Makes a resource part of a sweep (due after `dueInMs`, now by default). Use the transaction that creates the resource. */
     async schedule(executor: Executor, sweep: string, resourceId: string, opts: { dueInMs?: number } = {}): Promise<void> {
-      await upsertSweepLease(executor, { sweep, resourceId, dueInMs: opts.dueInMs ?? 0 })
+      await upsertSweepLease(executor, { sweep: stored(sweep), resourceId, dueInMs: opts.dueInMs ?? 0 })
     },
     async unschedule(executor: Executor, sweep: string, resourceId: string): Promise<void> {
-      await deleteSweepLease(executor, sweep, resourceId)
+      await deleteSweepLease(executor, stored(sweep), resourceId)
     },
     /** Looks for due work now (after a commit that scheduled some); other replicas find it on their next poll. */
     wake(sweep: string): void {

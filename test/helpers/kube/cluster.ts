@@ -34,6 +34,8 @@ export interface RecordedRequest {
   method: string
   path: string
   user: string
+  /** When it arrived (epoch ms), before any latency: how often a cluster is asked is part of what tests check. */
+  at: number
 }
 
 export interface StandInCluster {

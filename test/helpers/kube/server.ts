@@ -83,7 +83,7 @@ export async function startKubeStandIn(opts: { port?: number } = {}): Promise<Ku
     const identity = cluster.authority.identify(req.headers.authorization, req.socket as TLSSocket)
     const path = m[2] ?? '/'
     const query = new URLSearchParams(m[3]?.slice(1) ?? '')
-    cluster.record({ method: req.method ?? 'GET', path: `${path}${m[3] ?? ''}`, user: identity?.user ?? '' })
+    cluster.record({ method: req.method ?? 'GET', path: `${path}${m[3] ?? ''}`, user: identity?.user ?? '', at: Date.now() })
     const latency = cluster.latencyMs()
     if (latency > 0) await sleep(latency)
     if (!cluster.reachable()) return void req.socket.destroy()
