@@ -74,7 +74,8 @@ const EnvSchema = Type.Object({
   LOGIN_LOCKOUT_WINDOW_SECONDS: Type.Optional(Type.Integer({ minimum: 1, maximum: 7 * 86_400 })),
   // Clusters (cluster_ops) and the periodic sweeps that keep them current.
   CLUSTER_SYNC_INTERVAL_SECONDS: Type.Optional(Type.Integer({ minimum: 1, maximum: 86_400 })),
-  CLUSTER_ERROR_AFTER_MINUTES: Type.Optional(Type.Integer({ minimum: 1, maximum: 7 * 1440 })),
+  // A fraction is allowed (0.05 = 3 s), so tests and drills need not wait minutes.
+  CLUSTER_ERROR_AFTER_MINUTES: Type.Optional(Type.Number({ minimum: 0.01, maximum: 7 * 1440 })),
   CLUSTER_REQUEST_TIMEOUT_MS: Type.Optional(Type.Integer({ minimum: 100, maximum: 300_000 })),
   CLUSTER_SYNC_CONCURRENCY: Type.Optional(Type.Integer({ minimum: 1, maximum: 256 })),
   CLUSTER_MAX_CALLS_PER_CLUSTER: Type.Optional(Type.Integer({ minimum: 1, maximum: 64 })),
@@ -465,7 +466,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Readonly<Co
     },
     clusters: {
       syncIntervalMs: (env.CLUSTER_SYNC_INTERVAL_SECONDS ?? 300) * 1000,
-      errorAfterMs: (env.CLUSTER_ERROR_AFTER_MINUTES ?? 15) * 60_000,
+      errorAfterMs: Math.round((env.CLUSTER_ERROR_AFTER_MINUTES ?? 15) * 60_000),
       requestTimeoutMs: env.CLUSTER_REQUEST_TIMEOUT_MS ?? 10_000,
       syncConcurrency: env.CLUSTER_SYNC_CONCURRENCY ?? 8,
       maxCallsPerCluster: env.CLUSTER_MAX_CALLS_PER_CLUSTER ?? 4,

@@ -73,8 +73,10 @@ export function parseKubeconfig(text: string, rules: KubeconfigRules): KubeTarge
   if (Buffer.byteLength(text, 'utf8') > maxBytes) {
     throw new KubeconfigRefused(`the kubeconfig is larger than ${maxBytes} bytes`, '')
   }
+  refuseUnparseable(text)
   // No aliases at all (a few nested ones make a "billion laughs"), no merge keys, no custom tags.
-  const parsed = parseDocument(text, { merge: false, schema: 'core', uniqueKeys: true, logLevel: 'error' })
+  // prettyErrors off: each pretty error costs a pass over the text, many errors a quadratic time.
+  const parsed = parseDocument(text, { merge: false, schema: 'core', uniqueKeys: true, logLevel: 'error', prettyErrors: false })
   if (parsed.errors.length > 0) throw new KubeconfigRefused('not valid YAML or JSON', '')
   let doc: unknown
   try {
@@ -105,6 +107,43 @@ export function parseKubeconfig(text: string, rules: KubeconfigRules): KubeTarge
     clusterName,
     userName,
     ...(namespace ? { namespace } : {}),
+  }
+}
+
+/**
+ * The YAML parser runs on the event loop and some shapes cost it far more than their size: 256 KiB
+ * of `][` pairs took over a minute, a few hundred thousand `[` exhausted the heap, and mapping keys
+ * are checked for duplicates in quadratic time. A kubeconfig has little structure (a few keys per
+ * entry, base64 blobs on one line), so structure beyond these bounds is refused before parsing.
+ */
+const STRUCTURE_LIMITS: Array<[RegExp, number, string]> = [
+  [/[[\]{}]/g, 2_000, 'brackets and braces'],
+  [/:/g, 5_000, 'colons'],
+  [/,/g, 5_000, 'commas'],
+  [/"/g, 20_000, 'double quotes'],
+  [/[!&*]/g, 100, 'tags, anchors and aliases'],
+  [/\n/g, 20_000, 'lines'],
+]
+const MAX_FLOW_DEPTH = 64
+// YAML allows tab, line feed and carriage return of the C0 controls, and not DEL.
+// eslint-disable-next-line no-control-regex
+const CONTROL = /[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]/
+
+function refuseUnparseable(text: string): void {
+  if (CONTROL.test(text)) throw new KubeconfigRefused('not valid YAML or JSON: it contains control characters', '')
+  for (const [pattern, max, what] of STRUCTURE_LIMITS) {
+    let count = 0
+    pattern.lastIndex = 0
+    while (pattern.exec(text) !== null) {
+      if (++count > max) throw new KubeconfigRefused(`too complex for a kubeconfig: more than ${max} ${what}`, '')
+    }
+  }
+  let depth = 0
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i)
+    if (c === 0x5b || c === 0x7b) {
+      if (++depth > MAX_FLOW_DEPTH) throw new KubeconfigRefused(`too complex for a kubeconfig: nested deeper than ${MAX_FLOW_DEPTH}`, '')
+    } else if ((c === 0x5d || c === 0x7d) && depth > 0) depth--
   }
 }
 

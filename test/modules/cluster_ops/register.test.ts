@@ -1,93 +1,240 @@
-import type { FastifyInstance } from 'fastify'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { buildApp } from '../../../src/app.js'
-import { testConfig } from '../../helpers/app.js'
-import { bearer, type SeededUser, seedUser, uniqueRealm } from '../../helpers/auth.js'
-import { type KubeStandIn, startKubeStandIn } from '../../helpers/kube/index.js'
-import { waitFor } from '../../helpers/wait.js'
-import { FAST_HUB, uniqueHub } from '../../helpers/workflow.js'
+import { type ClusterHarness, startClusterHarness } from '../../helpers/clusters.js'
+import { nodeFixture } from '../../helpers/kube/index.js'
 
-let app: FastifyInstance
-let kube: KubeStandIn
-let admin: SeededUser
+let h: ClusterHarness
 
 beforeAll(async () => {
-  kube = await startKubeStandIn()
-  app = await buildApp(testConfig({ CLUSTER_DENIED_CIDRS: '169.254.0.0/16' }), { workflows: { hub: uniqueHub('clusters'), tuning: FAST_HUB } })
-  await app.ready()
-  admin = await seedUser(app, { realm: uniqueRealm('cl'), role: 'admin' })
+  h = await startClusterHarness()
 })
 afterAll(async () => {
-  await app?.close()
-  await kube?.close()
+  await h?.close()
 })
 
-async function run(workflowId: string) {
-  let body: { status: string; error?: { code: string; message: string }; result?: unknown } = { status: 'pending' }
-  await waitFor(async () => {
-    const r = await app.inject({ method: 'GET', url: `/v1/workflows/${workflowId}`, headers: bearer(admin.accessToken) })
-    body = r.json()
-    return ['completed', 'failed', 'cancelled'].includes(body.status)
-  }, 20_000)
-  return body
-}
+type Node = { name: string; deviceType: string; schedulable: boolean; unschedulableReasons: string[]; ready: boolean; devices: Array<Record<string, unknown>> }
+
+const gpuPod = (name: string, nodeName: string, resource: string, count: string) => ({
+  metadata: { name, namespace: 'inference' },
+  spec: { nodeName, containers: [{ name: 'server', image: 'vllm', resources: { requests: { cpu: '1', memory: '1Gi', [resource]: count }, limits: { [resource]: count } } }] },
+  status: { phase: 'Running' },
+})
 
 describe('registering a cluster', () => {
   it('learns a plain Kubernetes cluster: platform, nodes, devices and capacity', async () => {
-    const cluster = kube.addCluster({
+    const cluster = h.kube.addCluster({
       gitVersion: 'v1.29.4-eks-036c24b',
       nodes: ['a100-8x', 'mi300x', 'cpu-small', 'cordoned'],
       offers: { ingressClass: 'nginx', defaultStorageClass: { name: 'efs', provisioner: 'efs.csi.aws.com' }, keda: true },
     })
-    const res = await app.inject({
-      method: 'POST',
-      url: '/v1/clusters',
-      headers: bearer(admin.accessToken),
-      payload: { name: 'gpu-eu', kubeconfig: cluster.kubeconfig(), labels: { region: 'eu' } },
-    })
+    const res = await h.register({ name: 'gpu-eu', kubeconfig: cluster.kubeconfig(), labels: { region: 'eu' } })
     expect(res.statusCode, res.body).toBe(202)
     const { clusterId, workflowId } = res.json()
-    const immediately = await app.inject({ method: 'GET', url: `/v1/clusters/${clusterId}`, headers: bearer(admin.accessToken) })
-    expect(immediately.json().status).toBe('registering')
+    const immediately = await h.cluster(clusterId)
+    expect(immediately.status).toBe('registering')
 
-    const done = await run(workflowId)
+    const done = await h.finished(workflowId)
     expect(done.status, JSON.stringify(done)).toBe('completed')
-    const got = (await app.inject({ method: 'GET', url: `/v1/clusters/${clusterId}`, headers: bearer(admin.accessToken) })).json()
+    const got = await h.cluster(clusterId)
     expect(got.status).toBe('available')
     expect(got.platform).toBe('kubernetes')
     expect(got.distribution).toBe('eks')
-    expect(got.capabilities.keda).toBe(true)
-    expect(got.capabilities.readWriteManyStorageClass).toBe('efs')
+    expect(got.kubernetesVersion).toBe('v1.29.4-eks-036c24b')
+    expect(got.capabilities).toMatchObject({
+      ingressClasses: ['nginx'],
+      defaultIngressClass: 'nginx',
+      defaultStorageClass: 'efs',
+      readWriteManyStorageClass: 'efs',
+      keda: true,
+      customMetrics: false,
+      traefik: false,
+      openshiftRoutes: false,
+    })
     expect(got.summary.nodes.total).toBe(4)
     // The cordoned node is an 8-GPU H100 in maintenance: counted, never free.
     expect(got.summary.byDeviceType.cuda.devices).toBe(16)
     expect(got.summary.byDeviceType.cuda.free).toBe(8)
     expect(got.summary.nodes.schedulable).toBe(3)
     expect(got.summary.deviceTypes).toEqual(expect.arrayContaining(['cuda', 'rocm', 'cpu']))
+    expect(got.conditions.map((c: { type: string; status: string }) => [c.type, c.status])).toEqual(
+      expect.arrayContaining([['Reachable', 'True'], ['Schedulable', 'True'], ['Authorized', 'True']]),
+    )
+    expect(got.lastSyncAt).not.toBeNull()
     expect(JSON.stringify(got)).not.toContain(cluster.adminToken)
 
-    const nodes = (await app.inject({ method: 'GET', url: `/v1/clusters/${clusterId}/nodes?deviceType=cuda`, headers: bearer(admin.accessToken) })).json()
-    expect(nodes.items.map((n: { name: string; schedulable: boolean }) => [n.name, n.schedulable])).toEqual([
+    const nodes = (await h.call({ method: 'GET', url: `/v1/clusters/${clusterId}/nodes?deviceType=cuda` })).json()
+    expect(nodes.items.map((n: Node) => [n.name, n.schedulable])).toEqual([
       ['dgx-h100-3', false],
       ['gpu-a100-0', true],
-    ].sort())
-    expect(nodes.items.find((n: { schedulable: boolean }) => n.schedulable).devices[0]).toMatchObject({ type: 'cuda', count: 8 })
+    ])
+    expect(nodes.items.find((n: Node) => n.schedulable).devices[0]).toMatchObject({ type: 'cuda', count: 8 })
+
+    const events = (await h.call({ method: 'GET', url: '/v1/events/outbox?topic=cluster.registered&limit=100' })).json()
+    expect(events.items.find((e: { data: { clusterId: string } }) => e.data.clusterId === clusterId)?.data).toMatchObject({
+      name: 'gpu-eu',
+      platform: 'kubernetes',
+      distribution: 'eks',
+      nodes: 4,
+    })
   })
 
-  it('refuses a token without rights, listing what is missing', async () => {
-    const cluster = kube.addCluster({ nodes: ['cpu-small'] })
-    const res = await app.inject({
-      method: 'POST',
-      url: '/v1/clusters',
-      headers: bearer(admin.accessToken),
-      payload: { name: 'readonly', kubeconfig: cluster.kubeconfig({ token: cluster.readOnlyToken }) },
+  it('shows its progress step by step on the run', async () => {
+    const cluster = h.kube.addCluster({ nodes: ['cpu-small'] })
+    const { workflowId } = await h.registerAvailable({ name: 'stepwise', kubeconfig: cluster.kubeconfig() })
+    const run = await h.finished(workflowId)
+    expect(run).toMatchObject({ status: 'completed', currentStep: 4, totalSteps: 4 })
+    expect(run.steps.map((s) => [s.step, s.status])).toEqual([
+      [1, 'completed'],
+      [2, 'completed'],
+      [3, 'completed'],
+      [4, 'completed'],
+    ])
+    expect(run.steps.map((s) => s.message)).toEqual([
+      expect.stringMatching(/verifying the connection/),
+      expect.stringMatching(/detecting the platform/),
+      expect.stringMatching(/discovering nodes/),
+      expect.stringMatching(/marking the cluster available/),
+    ])
+  })
+
+  it('learns an OpenShift cluster, with its routes, Traefik and custom metrics', async () => {
+    const cluster = h.kube.addCluster({
+      flavour: 'openshift',
+      gitVersion: 'v1.28.9+416ecaf',
+      nodes: ['a100-8x', 'sapphire-rapids'],
+      offers: { ingressClass: 'openshift', defaultStorageClass: { name: 'ocs-cephfs', provisioner: 'openshift-storage.cephfs.csi.ceph.com' }, customMetrics: true, traefik: true },
     })
+    const { clusterId } = await h.registerAvailable({ name: 'ocp', kubeconfig: cluster.kubeconfig() })
+    const got = await h.cluster(clusterId)
+    expect(got).toMatchObject({ platform: 'openshift', distribution: 'openshift', kubernetesVersion: 'v1.28.9+416ecaf' })
+    expect(got.capabilities).toMatchObject({
+      openshiftRoutes: true,
+      customMetrics: true,
+      traefik: true,
+      keda: false,
+      defaultStorageClass: 'ocs-cephfs',
+      readWriteManyStorageClass: 'ocs-cephfs',
+    })
+    expect(got.summary.deviceTypes).toEqual(expect.arrayContaining(['cuda', 'cpu_high']))
+  })
+
+  it.each([
+    ['v1.30.6+k3s1', 'k3s'],
+    ['v1.29.1-gke.1589018', 'gke'],
+    ['v1.30.2', null],
+  ])('reads the distribution from the version %s → %s', async (gitVersion, distribution) => {
+    const cluster = h.kube.addCluster({ gitVersion, nodes: ['cpu-small'], offers: { defaultStorageClass: { name: 'local-path', provisioner: 'rancher.io/local-path' } } })
+    const { clusterId } = await h.registerAvailable({ name: `distro-${gitVersion.replace(/[^a-z0-9]/gi, '-')}`, kubeconfig: cluster.kubeconfig() })
+    const got = await h.cluster(clusterId)
+    expect(got).toMatchObject({ platform: 'kubernetes', distribution, kubernetesVersion: gitVersion })
+    // A node-local provisioner cannot share a volume between pods on different nodes.
+    expect(got.capabilities).toMatchObject({ defaultStorageClass: 'local-path', readWriteManyStorageClass: null, ingressClasses: [], defaultIngressClass: null })
+  })
+})
+
+describe('every node fixture, seen through GET /v1/clusters/{id}/nodes', () => {
+  let clusterId: string
+  const byName = new Map<string, Node>()
+
+  beforeAll(async () => {
+    // The L4 node again, with PCI presence as stock NFD writes it (class 0302 + vendor) instead of by vendor.
+    const l4ByClass = nodeFixture('l4-nfd-vendor')
+    l4ByClass.metadata.name = 'l4-by-class'
+    const labels = l4ByClass.metadata.labels as Record<string, string>
+    delete labels['feature.node.kubernetes.io/pci-10de.present']
+    labels['feature.node.kubernetes.io/pci-0302_10de.present'] = 'true'
+    const cluster = h.kube.addCluster({
+      nodes: ['a100-8x', 'mi300x', 'gaudi2', 'sapphire-rapids', 'cpu-small', 'cordoned', 'not-ready', 'a100-mig', 't4-time-sliced', 'l4-nfd-vendor', l4ByClass],
+      pods: [
+        gpuPod('llama', 'gpu-a100-0', 'nvidia.com/gpu', '3'),
+        gpuPod('tiny', 'gpu-a100-mig-0', 'nvidia.com/mig-1g.10gb', '1'),
+        gpuPod('shared', 'ip-10-0-31-77.ec2.internal', 'nvidia.com/gpu', '1'),
+      ],
+    })
+    clusterId = (await h.registerAvailable({ name: 'zoo', kubeconfig: cluster.kubeconfig() })).clusterId
+    const page = (await h.call({ method: 'GET', url: `/v1/clusters/${clusterId}/nodes?limit=100` })).json()
+    expect(page.total).toBe(11)
+    for (const node of page.items as Node[]) byName.set(node.name, node)
+  })
+
+  const device = (name: string) => byName.get(name)!.devices[0]
+
+  it('8×A100: cuda, 8 devices with product and memory, from GPU Feature Discovery', () => {
+    expect(byName.get('gpu-a100-0')).toMatchObject({ deviceType: 'cuda', schedulable: true, ready: true })
+    expect(device('gpu-a100-0')).toMatchObject({ type: 'cuda', vendor: 'nvidia', count: 8, slices: 8, product: 'NVIDIA-A100-SXM4-80GB', memoryMiB: 81920, detectionMethod: 'gpu-feature-discovery' })
+  })
+
+  it('MI300X: rocm; Gaudi 2: hpu', () => {
+    expect(byName.get('gpu-mi300x-0')!.deviceType).toBe('rocm')
+    expect(device('gpu-mi300x-0')).toMatchObject({ vendor: 'amd', count: 8, product: 'AMD_Instinct_MI300X_OAM' })
+    expect(byName.get('hpu-gaudi2-0')!.deviceType).toBe('hpu')
+    expect(device('hpu-gaudi2-0')).toMatchObject({ vendor: 'habana', count: 8, detectionMethod: 'nfd' })
+  })
+
+  it('Sapphire Rapids: cpu_high; a small VM: cpu; neither has accelerators', () => {
+    expect(byName.get('ip-10-0-12-34.ec2.internal')).toMatchObject({ deviceType: 'cpu_high', devices: [] })
+    expect(byName.get('worker-small-1')).toMatchObject({ deviceType: 'cpu', devices: [], schedulable: true })
+  })
+
+  it('cordoned and NotReady nodes are unschedulable, and say why', () => {
+    expect(byName.get('dgx-h100-3')).toMatchObject({ schedulable: false, ready: true })
+    expect(byName.get('dgx-h100-3')!.unschedulableReasons.join(' ')).toMatch(/cordon/i)
+    expect(byName.get('worker-7')).toMatchObject({ schedulable: false, ready: false })
+    const unschedulable = [...byName.values()].filter((n) => !n.schedulable).map((n) => n.name)
+    expect(unschedulable.sort()).toEqual(['dgx-h100-3', 'worker-7'])
+  })
+
+  it('MIG and time-sliced GPUs: physical devices and schedulable slices apart', () => {
+    expect(device('gpu-a100-mig-0')).toMatchObject({ sharing: 'mig', count: 2, slices: 9, migProfiles: { '1g.10gb': 7, '3g.40gb': 2 } })
+    expect(device('ip-10-0-31-77.ec2.internal')).toMatchObject({ sharing: 'time-slicing', count: 1, slices: 4, product: 'Tesla-T4' })
+  })
+
+  it('both NFD label forms find the L4 GPU', () => {
+    expect(device('ip-10-0-44-19.ec2.internal')).toMatchObject({ type: 'cuda', vendor: 'nvidia', count: 1, detectionMethod: 'nfd' })
+    expect(device('l4-by-class')).toMatchObject({ type: 'cuda', vendor: 'nvidia', count: 1, detectionMethod: 'nfd' })
+  })
+
+  it('the summary counts physical devices and slices, and subtracts what pods request', async () => {
+    const { summary } = await h.cluster(clusterId)
+    expect(summary.nodes).toEqual({ total: 11, ready: 10, schedulable: 9 })
+    expect(summary.byDeviceType.cuda).toMatchObject({
+      nodes: 6,
+      devices: 8 + 8 + 2 + 1 + 1 + 1,
+      slices: 8 + 8 + 9 + 4 + 1 + 1,
+      used: 3 + 1 + 1,
+      // The cordoned H100s are never free.
+      free: 5 + 8 + 3 + 1 + 1,
+    })
+    expect(summary.byDeviceType.cuda.byProduct['NVIDIA-A100-80GB-PCIe']).toMatchObject({ devices: 2, slices: 9, free: 8 })
+    expect(summary.byDeviceType.cuda.byProduct['Tesla-T4']).toMatchObject({ devices: 1, slices: 4, free: 3 })
+    expect(summary.byDeviceType.rocm).toMatchObject({ devices: 8, free: 8 })
+    expect(summary.byDeviceType.hpu).toMatchObject({ devices: 8, free: 8 })
+    expect(summary.deviceTypes).toEqual(['cuda', 'rocm', 'hpu', 'cpu_high', 'cpu'])
+    expect(byName.get('gpu-a100-0')).toMatchObject({ used: { extended: { 'nvidia.com/gpu': 3 } } })
+  })
+
+  it('nodes filter by device type and schedulability, and page', async () => {
+    const hpu = (await h.call({ method: 'GET', url: `/v1/clusters/${clusterId}/nodes?deviceType=hpu` })).json()
+    expect(hpu.items.map((n: Node) => n.name)).toEqual(['hpu-gaudi2-0'])
+    const down = (await h.call({ method: 'GET', url: `/v1/clusters/${clusterId}/nodes?schedulable=false` })).json()
+    expect(down.items.map((n: Node) => n.name).sort()).toEqual(['dgx-h100-3', 'worker-7'])
+    const first = (await h.call({ method: 'GET', url: `/v1/clusters/${clusterId}/nodes?limit=4&page=1` })).json()
+    const third = (await h.call({ method: 'GET', url: `/v1/clusters/${clusterId}/nodes?limit=4&page=3` })).json()
+    expect(first.items).toHaveLength(4)
+    expect(third.items).toHaveLength(3)
+    expect(first.total).toBe(11)
+  })
+})
+
+describe('a token without rights', () => {
+  it('is refused, listing what is missing', async () => {
+    const cluster = h.kube.addCluster({ nodes: ['cpu-small'] })
+    const res = await h.register({ name: 'readonly', kubeconfig: cluster.kubeconfig({ token: cluster.readOnlyToken }) })
     expect(res.statusCode).toBe(202)
-    const done = await run(res.json().workflowId)
+    const done = await h.finished(res.json().workflowId)
     expect(done.status).toBe('failed')
     expect(done.error?.code).toBe('CLUSTER_FORBIDDEN')
     expect(done.error?.message).toContain('create deployments.apps')
-    const got = (await app.inject({ method: 'GET', url: `/v1/clusters/${res.json().clusterId}`, headers: bearer(admin.accessToken) })).json()
+    const got = await h.cluster(res.json().clusterId)
     expect(got.status).toBe('failed')
     expect(got.statusReason).toBe('CLUSTER_FORBIDDEN')
   })

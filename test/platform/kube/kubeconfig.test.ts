@@ -186,6 +186,24 @@ describe('parseKubeconfig refuses', () => {
     expect(refusal('clusters: [\n').reason).toMatch(/not valid YAML/)
   })
 
+  it('shapes that cost the YAML parser far more than their size, quickly and before parsing', () => {
+    const size = 256 * 1024 - 16
+    const shapes: Array<[string, string, RegExp]> = [
+      ['control characters', `{[: ${'\u0001\t]['.repeat(size / 4)}`, /control characters/],
+      ['deep nesting', '['.repeat(size), /brackets|nested deeper/],
+      ['nesting under the bracket budget', `${'['.repeat(65)}${']'.repeat(65)}`, /nested deeper than 64/],
+      ['thousands of errors', ']['.repeat(size / 2), /brackets/],
+      ['tens of thousands of keys in one mapping', Array.from({ length: 20_000 }, (_, i) => `k${i}: v`).join('\n'), /colons/],
+      ['a wall of quotes', '"'.repeat(size), /double quotes/],
+      ['a wall of aliases', '*a '.repeat(1_000), /tags, anchors and aliases/],
+    ]
+    for (const [what, text, reason] of shapes) {
+      const started = performance.now()
+      expect(refusal(text).reason, what).toMatch(reason)
+      expect(performance.now() - started, what).toBeLessThan(500)
+    }
+  })
+
   it('without ever repeating a secret in the refusal', () => {
     const withPassword = refusal(kubeconfig((d) => (d.user.password = 'hunter2-secret')))
     const withExec = refusal(kubeconfig((d) => (d.user.exec = { command: 'x', env: [{ name: 'T', value: TOKEN }] })))
