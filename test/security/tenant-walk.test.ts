@@ -31,6 +31,10 @@ interface TenantA {
   idempotencyKey: string
   blobKey: string
   blobContent: string
+  modelId: string
+  versionId: string
+  credentialId: string
+  clusterId: string
 }
 let a: TenantA
 let attackers: Array<{ label: string; user: SeededUser }>
@@ -50,8 +54,12 @@ const PATH_IDS: Record<string, (path: string, ids: PathIds) => string | undefine
     if (path.startsWith('/v1/tenants/')) return ids.tenantId
     if (path.startsWith('/v1/auth/api-keys/')) return ids.apiKeyId
     if (path.startsWith('/v1/workflows/') || path.startsWith('/ai/admin/users/import/')) return ids.runId
+    if (path.startsWith('/v1/models/')) return ids.modelId
+    if (path.startsWith('/v1/credentials/')) return ids.credentialId
+    if (path.startsWith('/v1/clusters/')) return ids.clusterId
     return undefined
   },
+  version: (path, ids) => (path.startsWith('/v1/models/{id}/versions/') ? ids.versionId : undefined),
   '*': (path, ids) => (path.startsWith('/v1/blobs/') ? ids.blobKey : undefined),
 }
 interface PathIds {
@@ -60,6 +68,10 @@ interface PathIds {
   apiKeyId: string
   runId: string
   blobKey: string
+  modelId: string
+  versionId: string
+  credentialId: string
+  clusterId: string
 }
 
 /** Query filters that can point at A: each is tried on its own on every route that has it. */
@@ -83,6 +95,13 @@ const bodies = (): Record<string, unknown> => ({
   createAiUser: { email: `planted-${randomUUID().slice(0, 8)}@example.test`, role: 'admin' },
   importAiUsers: [{ email: `b-import-${randomUUID().slice(0, 8)}@example.test`, role: 'viewer' }],
   uploadBlob: 'overwritten by tenant B',
+  updateModel: { displayName: 'Owned by B', tags: ['b'] },
+  createModel: { source: 'upload', name: `b-model-${randomUUID().slice(0, 8)}` },
+  // Never verified (B names A's nothing here but would learn of a taken name): stored unverified would need ?verify=false.
+  createCredential: { provider: 'openai', name: `b-cred-${randomUUID().slice(0, 8)}`, secrets: { apiKey: 'sk-b-0000000000000000' }, settings: { baseUrl: 'https://127.0.0.1:9' } },
+  updateCredential: { name: 'owned-by-b' },
+  registerCluster: { name: `b-cluster-${randomUUID().slice(0, 8)}`, kubeconfig: 'apiVersion: v1\nkind: Config\nclusters: []\n' },
+  updateCluster: { name: 'owned-by-b' },
 })
 
 /** Routes not walked, and why. Every other route of the document is. */
@@ -203,6 +222,10 @@ function markers(): string[] {
     a.importId,
     a.blobKey,
     a.blobContent,
+    a.modelId,
+    a.versionId,
+    a.credentialId,
+    a.clusterId,
     ...a.importedEmails,
   ]
 }
@@ -224,9 +247,14 @@ async function snapshotOfA() {
       (select count(*) from user_invites i join users u on u.id = i.user_id where u.tenant_id = ${tenantId}) as invites,
       (select json_agg(r order by r.id) from (select id, status, version, updated_at from workflow_runs where tenant_id = ${tenantId}) r) as runs,
       (select count(*) from audit_log where tenant_id = ${tenantId}) as audit_rows,
+      (select json_agg(m order by m.id) from (select id, status, version, default_version_id from models where tenant_id = ${tenantId}) m) as models,
+      (select json_agg(v order by v.id) from (select id, status from model_versions where tenant_id = ${tenantId}) v) as model_versions,
+      (select json_agg(c order by c.id) from (select id, name, status, version from clusters where tenant_id = ${tenantId}) c) as clusters,
+      (select json_agg(c order by c.id) from (select id, name, version, deleted_at from model_credentials where tenant_id = ${tenantId}) c) as credentials,
       (select count(*) from outbox_events where tenant_id = ${tenantId}) as events`)
   const blob = await app.platform.blob.stat(a.blobKey)
-  return { ...(rows[0] as Record<string, unknown>), blob: blob?.etag } as Record<string, unknown>
+  const modelFile = a.modelId ? await app.platform.blob.stat(`models/${a.modelId}/${a.versionId}/config.json`) : null
+  return { ...(rows[0] as Record<string, unknown>), blob: blob?.etag, modelFile: modelFile?.etag } as Record<string, unknown>
 }
 
 // ---- seeding ------------------------------------------------------------------------------------------
@@ -267,7 +295,46 @@ beforeAll(async () => {
   const blobContent = `secret-of-a-${randomUUID()}`
   await app.platform.blob.put(blobKey, blobContent, { contentType: 'application/json' })
 
-  a = { admin, member, apiKey, runId, importId: run!.resource.id, importedEmails, idempotencyKey, blobKey, blobContent }
+  // A's catalog: a model with a sealed version (and its file in the store), and a credential.
+  const model = await call('POST', '/v1/models', { headers: asA, body: { source: 'upload', name: `a-model-${randomUUID().slice(0, 8)}` } })
+  expect(model.status, model.text).toBe(201)
+  const modelId = (JSON.parse(model.text.slice(model.text.indexOf('}') + 1)) as { id: string }).id
+  const version = await app.services.models.startVersion(admin.tenantId, modelId, {
+    label: 'v1',
+    status: 'uploading',
+    createdBy: admin.id,
+    files: [{ path: 'config.json', size: 2 }],
+  })
+  await app.platform.blob.put(`models/${modelId}/${version.id}/config.json`, '{}')
+  await app.services.models.sealVersion(version.id)
+  const credential = await call('POST', '/v1/credentials?verify=false', {
+    headers: asA,
+    body: { provider: 'openai', name: `a-cred-${randomUUID().slice(0, 8)}`, secrets: { apiKey: 'sk-a-0000000000000000' } },
+  })
+  expect(credential.status, credential.text).toBe(201)
+  const credentialId = (JSON.parse(credential.text.slice(credential.text.indexOf('}') + 1)) as { id: string }).id
+
+  // A's cluster, as a failed registration leaves it: a row of A's that no sync touches.
+  const clusterId = randomUUID()
+  await app.platform.database.db.execute(sql`
+    insert into clusters (id, tenant_id, name, status, server, identity, created_by)
+    values (${clusterId}, ${admin.tenantId}, ${`a-cluster-${clusterId.slice(0, 8)}`}, 'failed', 'https://k8s.a.example:6443', ${`a-${clusterId}`}, ${admin.id})`)
+
+  a = {
+    admin,
+    member,
+    apiKey,
+    runId,
+    importId: run!.resource.id,
+    importedEmails,
+    idempotencyKey,
+    blobKey,
+    blobContent,
+    modelId,
+    versionId: version.id,
+    credentialId,
+    clusterId,
+  }
   // A's events reach the outbox and A's audit rows are written (both after the answers).
   await app.platform.events.drain()
   await waitFor(async () => Number((await snapshotOfA()).audit_rows) >= 2, 5_000, "A's audit rows were not written")
@@ -292,13 +359,27 @@ describe('tenant walk', () => {
     const access = (op: Operation) =>
       app.routeAccess.find((r) => r.method === op.method && r.url === op.path.replace(/\{([^}]+)\}/g, ':$1'))?.access ??
       app.routeAccess.find((r) => r.method === op.method && r.url === op.path.replace('{*}', '*'))?.access
-    const ids: PathIds = { userId: a.member.id, tenantId: a.admin.tenantId, apiKeyId: a.apiKey.id, runId: a.runId, blobKey: a.blobKey }
+    const ids: PathIds = {
+      userId: a.member.id,
+      tenantId: a.admin.tenantId,
+      apiKeyId: a.apiKey.id,
+      runId: a.runId,
+      blobKey: a.blobKey,
+      modelId: a.modelId,
+      versionId: a.versionId,
+      credentialId: a.credentialId,
+      clusterId: a.clusterId,
+    }
     const madeUp: PathIds = {
       userId: randomUUID(),
       tenantId: randomUUID(),
       apiKeyId: randomUUID(),
       runId: randomUUID(),
       blobKey: `user-imports/${randomUUID()}/${randomUUID()}/rows.json`,
+      modelId: randomUUID(),
+      versionId: randomUUID(),
+      credentialId: randomUUID(),
+      clusterId: randomUUID(),
     }
     const problems: string[] = []
     const walked: string[] = []
@@ -401,7 +482,7 @@ describe('tenant walk', () => {
     expect(problems, `${problems.join('\n')}\n\nskipped:\n${skipped.join('\n')}`).toEqual([])
     expect(await snapshotOfA()).toEqual(before)
     // The walk covered the routes that hold A's data (a document that lost them would pass vacuously).
-    for (const expected of ['GET /v1/events/outbox', 'GET /v1/workflows/{id}/events', 'DELETE /ai/admin/users/{UserID}', 'PUT /v1/blobs/{*}', 'PATCH /v1/tenants/{id}']) {
+    for (const expected of ['DELETE /v1/models/{id}/versions/{version}', 'PATCH /v1/credentials/{id}', 'GET /v1/events/outbox', 'GET /v1/workflows/{id}/events', 'DELETE /ai/admin/users/{UserID}', 'PUT /v1/blobs/{*}', 'PATCH /v1/tenants/{id}']) {
       expect(walked.some((w) => w.endsWith(expected)), `${expected} was not walked`).toBe(true)
     }
   }, 120_000)

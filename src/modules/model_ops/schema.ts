@@ -19,9 +19,9 @@ const NullableInt = Type.Union([Type.Integer({ minimum: 0 }), Type.Null()])
 
 const Name = (description: string, example: string) =>
   Type.String({ minLength: 1, maxLength: 128, pattern: '^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$', description, examples: [example] })
-const Task = Type.String({ minLength: 1, maxLength: 64, pattern: '^[a-z0-9][a-z0-9-]{0,63}$', examples: ['text-generation'] })
+const Task = Type.String({ minLength: 1, maxLength: 64, pattern: '^[a-z0-9][a-z0-9-]{0,63}$' })
 const Tag = Type.String({ minLength: 1, maxLength: 64, pattern: '^[^\\x00-\\x1f,]{1,64}$' })
-const License = Type.String({ minLength: 1, maxLength: 128, pattern: '^[^\\x00-\\x1f]{1,128}$', examples: ['apache-2.0'] })
+const License = Type.String({ minLength: 1, maxLength: 128, pattern: '^[^\\x00-\\x1f]{1,128}$' })
 const Description = Type.String({ maxLength: 4000, pattern: NO_NUL })
 const DisplayName = Type.String({ minLength: 1, maxLength: 200, pattern: '^[^\\x00-\\x1f]{1,200}$' })
 const Tasks = Type.Array(Task, { maxItems: 16, uniqueItems: true, description: 'text-generation, embedding, rerank, … (Hugging Face pipeline tags)' })
