@@ -27,6 +27,7 @@ import { loggerOptions } from './platform/logger.js'
 import { registerAuthGuard } from './platform/auth/guard.js'
 import { type AuthService, createAuth } from './modules/auth/index.js'
 import { type ClusterService, createClusterOps } from './modules/cluster_ops/index.js'
+import { type CredentialService, createModelOps, type ModelService } from './modules/model_ops/index.js'
 import { createUserAdmin, type UserAdminService, type UserImport } from './modules/user_admin/index.js'
 import { createWorkflowOps, type WorkflowOpsOptions, type WorkflowService } from './modules/workflow_ops/index.js'
 import type { Platform } from './platform/platform.js'
@@ -50,6 +51,8 @@ export interface Services {
   userImport: UserImport
   workflows: WorkflowService
   clusters: ClusterService
+  models: ModelService
+  modelCredentials: CredentialService
 }
 
 declare module 'fastify' {
@@ -213,12 +216,18 @@ export async function buildApp(
   const workflows = createWorkflowOps(platform, overrides.workflows, auth.service.authenticator)
   const userAdmin = createUserAdmin(platform, auth, workflows.service)
   const clusterOps = createClusterOps(platform, workflows.service)
+  const modelOps = createModelOps(platform)
+  // Providers are seeded before the first request, like auth's roles: credentials reference them.
+  await modelOps.start()
+  owned.push(async () => modelOps.stop())
   app.decorate('services', {
     auth: auth.service,
     userAdmin: userAdmin.service,
     userImport: userAdmin.imports,
     workflows: workflows.service,
     clusters: clusterOps.service,
+    models: modelOps.models,
+    modelCredentials: modelOps.credentials,
   })
 
   registerHealthRoutes(
@@ -237,6 +246,7 @@ export async function buildApp(
   userAdmin.routes(app)
   workflows.routes(app)
   clusterOps.routes(app)
+  modelOps.routes(app)
 
   app.addHook('onReady', async () => {
     await events.start()

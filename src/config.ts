@@ -1,3 +1,4 @@
+import fs from 'node:fs'
 import { isIP } from 'node:net'
 import path from 'node:path'
 import { Ajv } from 'ajv'
@@ -80,6 +81,11 @@ const EnvSchema = Type.Object({
   CLUSTER_SYNC_CONCURRENCY: Type.Optional(Type.Integer({ minimum: 1, maximum: 256 })),
   CLUSTER_MAX_CALLS_PER_CLUSTER: Type.Optional(Type.Integer({ minimum: 1, maximum: 64 })),
   CLUSTER_DENIED_CIDRS: Type.Optional(Type.String({ maxLength: 8192 })),
+  // Models (model_ops): the hub, the providers' APIs, and every other address a user names.
+  MODEL_HUB_URL: Type.Optional(Type.String({ pattern: '^https?://[^\\s]+$', maxLength: 2048 })),
+  MODEL_PROVIDER_TIMEOUT_MS: Type.Optional(Type.Integer({ minimum: 100, maximum: 300_000 })),
+  OUTBOUND_DENIED_CIDRS: Type.Optional(Type.String({ maxLength: 8192 })),
+  OUTBOUND_CA_FILE: Type.Optional(Type.String({ minLength: 1, maxLength: 4096 })),
   SWEEP_POLL_MS: Type.Optional(Type.Integer({ minimum: 50, maximum: 60_000 })),
   // Replicas (see sharedParts below).
   BLOB_DIR: Type.Optional(Type.String({ minLength: 1, maxLength: 4096 })),
@@ -214,6 +220,19 @@ export interface Config {
     maxCallsPerCluster: number
     /** API server addresses refused in uploaded kubeconfigs and at connect time. */
     deniedCidrs: readonly string[]
+  }
+  models: {
+    /** Hugging Face's HTTP API or a mirror of it, without a trailing slash. */
+    hubUrl: string
+    /** Every call to a provider or the hub (credential checks, model lists) gives up after this long. */
+    providerTimeoutMs: number
+    /**
+     * Addresses refused for every outbound call to an address a user supplies (provider base URLs,
+     * later model URLs), checked on the resolved address at connect time. Default: CLUSTER_DENIED_CIDRS.
+     */
+    deniedCidrs: readonly string[]
+    /** PEM roots trusted beside the system's for outbound calls (a private mirror or gateway), or undefined. */
+    extraCaPem: string | undefined
   }
   /** How often a replica looks for due sweep work (cluster syncs, later endpoint reconciles). */
   sweepPollMs: number
@@ -470,7 +489,16 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Readonly<Co
       requestTimeoutMs: env.CLUSTER_REQUEST_TIMEOUT_MS ?? 10_000,
       syncConcurrency: env.CLUSTER_SYNC_CONCURRENCY ?? 8,
       maxCallsPerCluster: env.CLUSTER_MAX_CALLS_PER_CLUSTER ?? 4,
-      deniedCidrs: deniedCidrs(env.CLUSTER_DENIED_CIDRS, problems),
+      deniedCidrs: deniedCidrs('CLUSTER_DENIED_CIDRS', env.CLUSTER_DENIED_CIDRS, problems),
+    },
+    models: {
+      hubUrl: (env.MODEL_HUB_URL ?? 'https://huggingface.co').replace(/\/+$/, ''),
+      providerTimeoutMs: env.MODEL_PROVIDER_TIMEOUT_MS ?? 10_000,
+      deniedCidrs:
+        env.OUTBOUND_DENIED_CIDRS === undefined
+          ? deniedCidrs('CLUSTER_DENIED_CIDRS', env.CLUSTER_DENIED_CIDRS, [])
+          : deniedCidrs('OUTBOUND_DENIED_CIDRS', env.OUTBOUND_DENIED_CIDRS, problems),
+      extraCaPem: readCaFile(env.OUTBOUND_CA_FILE, problems),
     },
     sweepPollMs: env.SWEEP_POLL_MS ?? 1_000,
     parts: {
@@ -491,7 +519,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Readonly<Co
  */
 export const DEFAULT_DENIED_CIDRS = ['169.254.0.0/16', 'fe80::/10', 'fd00:ec2::254/128', '100.100.100.200/32'] as const
 
-function deniedCidrs(raw: string | undefined, problems: string[]): string[] {
+function deniedCidrs(variable: string, raw: string | undefined, problems: string[]): string[] {
   if (raw === undefined) return [...DEFAULT_DENIED_CIDRS]
   if (raw.trim().toLowerCase() === 'none') return []
   const out: string[] = []
@@ -500,12 +528,24 @@ function deniedCidrs(raw: string | undefined, problems: string[]): string[] {
     const family = isIP(address ?? '')
     const prefix = Number(bits)
     if (family === 0 || !Number.isInteger(prefix) || prefix < 0 || prefix > (family === 4 ? 32 : 128)) {
-      problems.push(`CLUSTER_DENIED_CIDRS: "${entry.slice(0, 64)}" is not an address/prefix (e.g. 169.254.0.0/16), or "none"`)
+      problems.push(`${variable}: "${entry.slice(0, 64)}" is not an address/prefix (e.g. 169.254.0.0/16), or "none"`)
       continue
     }
     out.push(`${address}/${prefix}`)
   }
   return out
+}
+
+function readCaFile(file: string | undefined, problems: string[]): string | undefined {
+  if (file === undefined) return undefined
+  try {
+    const pem = fs.readFileSync(file, 'utf8')
+    if (!pem.includes('-----BEGIN CERTIFICATE-----')) problems.push('OUTBOUND_CA_FILE: holds no PEM certificate')
+    return pem
+  } catch (err) {
+    problems.push(`OUTBOUND_CA_FILE: cannot be read (${(err as NodeJS.ErrnoException).code ?? 'error'})`)
+    return undefined
+  }
 }
 
 // ---- replicas: the shared-parts rule ------------------------------------------------------

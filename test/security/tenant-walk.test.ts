@@ -39,6 +39,9 @@ interface TenantA {
   blobContent: string
   /** A registered, available cluster with nodes and a status history. */
   cluster: { id: string; name: string; server: string; token: string; workflowId: string }
+  modelId: string
+  versionId: string
+  credentialId: string
 }
 let a: TenantA
 let attackers: Array<{ label: string; user: SeededUser }>
@@ -58,9 +61,12 @@ const PATH_IDS: Record<string, (path: string, ids: PathIds) => string | undefine
     if (path.startsWith('/v1/tenants/')) return ids.tenantId
     if (path.startsWith('/v1/auth/api-keys/')) return ids.apiKeyId
     if (path.startsWith('/v1/workflows/') || path.startsWith('/ai/admin/users/import/')) return ids.runId
+    if (path.startsWith('/v1/models/')) return ids.modelId
+    if (path.startsWith('/v1/credentials/')) return ids.credentialId
     if (path.startsWith('/v1/clusters/')) return ids.clusterId
     return undefined
   },
+  version: (path, ids) => (path.startsWith('/v1/models/{id}/versions/') ? ids.versionId : undefined),
   '*': (path, ids) => (path.startsWith('/v1/blobs/') ? ids.blobKey : undefined),
 }
 interface PathIds {
@@ -69,6 +75,9 @@ interface PathIds {
   apiKeyId: string
   runId: string
   blobKey: string
+  modelId: string
+  versionId: string
+  credentialId: string
   clusterId: string
 }
 
@@ -96,6 +105,11 @@ const bodies = (): Record<string, unknown> => ({
   registerCluster: { name: `b-cluster-${randomUUID().slice(0, 8)}`, kubeconfig: bCluster.kubeconfig() },
   // A new kubeconfig too: it would start a verification that swaps A's credentials for B's.
   updateCluster: { name: 'owned-by-b', labels: { owner: 'b' }, kubeconfig: bCluster.kubeconfig() },
+  updateModel: { displayName: 'Owned by B', tags: ['b'] },
+  createModel: { source: 'upload', name: `b-model-${randomUUID().slice(0, 8)}` },
+  // Never verified (B names A's nothing here but would learn of a taken name): stored unverified would need ?verify=false.
+  createCredential: { provider: 'openai', name: `b-cred-${randomUUID().slice(0, 8)}`, secrets: { apiKey: 'sk-b-0000000000000000' }, settings: { baseUrl: 'https://127.0.0.1:9' } },
+  updateCredential: { name: 'owned-by-b' },
 })
 
 /** Routes not walked, and why. Every other route of the document is. */
@@ -216,6 +230,9 @@ function markers(): string[] {
     a.importId,
     a.blobKey,
     a.blobContent,
+    a.modelId,
+    a.versionId,
+    a.credentialId,
     ...a.importedEmails,
     a.cluster.id,
     a.cluster.name,
@@ -247,9 +264,14 @@ async function snapshotOfA() {
       (select json_agg(n order by n.cluster_id, n.name) from (select * from cluster_nodes where tenant_id = ${tenantId}) n) as cluster_nodes,
       (select json_agg(h order by h.id) from (select * from cluster_status_history where tenant_id = ${tenantId}) h) as cluster_history,
       (select json_agg(l order by l.resource_id) from (
-        select * from sweep_leases where resource_id in (select id from clusters where tenant_id = ${tenantId})) l) as cluster_leases`)
+        select * from sweep_leases where resource_id in (select id from clusters where tenant_id = ${tenantId})) l) as cluster_leases,
+
+      (select json_agg(m order by m.id) from (select id, status, version, default_version_id from models where tenant_id = ${tenantId}) m) as models,
+      (select json_agg(v order by v.id) from (select id, status from model_versions where tenant_id = ${tenantId}) v) as model_versions,
+      (select json_agg(c order by c.id) from (select id, name, version, deleted_at from model_credentials where tenant_id = ${tenantId}) c) as credentials`)
   const blob = await app.platform.blob.stat(a.blobKey)
-  return { ...(rows[0] as Record<string, unknown>), blob: blob?.etag } as Record<string, unknown>
+  const modelFile = a.modelId ? await app.platform.blob.stat(`models/${a.modelId}/${a.versionId}/config.json`) : null
+  return { ...(rows[0] as Record<string, unknown>), blob: blob?.etag, modelFile: modelFile?.etag } as Record<string, unknown>
 }
 
 // ---- seeding ------------------------------------------------------------------------------------------
@@ -305,7 +327,40 @@ beforeAll(async () => {
   }, 20_000, "tenant A's cluster did not become available")
   const cluster = { id: accepted.clusterId, name: clusterName, server: standIn.server, token: standIn.adminToken, workflowId: accepted.workflowId }
 
-  a = { admin, member, apiKey, runId, importId: run!.resource.id, importedEmails, idempotencyKey, blobKey, blobContent, cluster }
+  // A's catalog: a model with a sealed version (and its file in the store), and a credential.
+  const model = await call('POST', '/v1/models', { headers: asA, body: { source: 'upload', name: `a-model-${randomUUID().slice(0, 8)}` } })
+  expect(model.status, model.text).toBe(201)
+  const modelId = (JSON.parse(model.text.slice(model.text.indexOf('}') + 1)) as { id: string }).id
+  const version = await app.services.models.startVersion(admin.tenantId, modelId, {
+    label: 'v1',
+    status: 'uploading',
+    createdBy: admin.id,
+    files: [{ path: 'config.json', size: 2 }],
+  })
+  await app.platform.blob.put(`models/${modelId}/${version.id}/config.json`, '{}')
+  await app.services.models.sealVersion(version.id)
+  const credential = await call('POST', '/v1/credentials?verify=false', {
+    headers: asA,
+    body: { provider: 'openai', name: `a-cred-${randomUUID().slice(0, 8)}`, secrets: { apiKey: 'sk-a-0000000000000000' } },
+  })
+  expect(credential.status, credential.text).toBe(201)
+  const credentialId = (JSON.parse(credential.text.slice(credential.text.indexOf('}') + 1)) as { id: string }).id
+
+  a = {
+    admin,
+    member,
+    apiKey,
+    runId,
+    importId: run!.resource.id,
+    importedEmails,
+    idempotencyKey,
+    blobKey,
+    blobContent,
+    cluster,
+    modelId,
+    versionId: version.id,
+    credentialId,
+  }
   // A's events reach the outbox and A's audit rows are written (both after the answers).
   await app.platform.events.drain()
   await waitFor(async () => Number((await snapshotOfA()).audit_rows) >= 2, 5_000, "A's audit rows were not written")
@@ -338,6 +393,9 @@ describe('tenant walk', () => {
       runId: a.runId,
       blobKey: a.blobKey,
       clusterId: a.cluster.id,
+      modelId: a.modelId,
+      versionId: a.versionId,
+      credentialId: a.credentialId,
     }
     const madeUp: PathIds = {
       userId: randomUUID(),
@@ -345,6 +403,9 @@ describe('tenant walk', () => {
       apiKeyId: randomUUID(),
       runId: randomUUID(),
       blobKey: `user-imports/${randomUUID()}/${randomUUID()}/rows.json`,
+      modelId: randomUUID(),
+      versionId: randomUUID(),
+      credentialId: randomUUID(),
       clusterId: randomUUID(),
     }
     const problems: string[] = []
@@ -462,6 +523,8 @@ describe('tenant walk', () => {
       'PATCH /v1/clusters/{id}',
       'DELETE /v1/clusters/{id}',
       'POST /v1/clusters/{id}/refresh',
+      'DELETE /v1/models/{id}/versions/{version}',
+      'PATCH /v1/credentials/{id}',
     ]
     for (const expected of mustWalk) {
       expect(walked.some((w) => w.endsWith(expected)), `${expected} was not walked`).toBe(true)

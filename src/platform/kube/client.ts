@@ -17,7 +17,7 @@ import {
   VersionApi,
   wrapHttpLibrary,
 } from '@kubernetes/client-node'
-import { AddressRefusedError, addressDenier, guardedLookup } from './addresses.js'
+import { AddressRefusedError, addressDenier, guardedLookup } from '../net/addresses.js'
 import { KubeError, toKubeError } from './errors.js'
 import { hostOf, type KubeTarget } from './kubeconfig.js'
 import { createSemaphore } from './semaphore.js'

@@ -1,5 +1,5 @@
 // The one door to Kubernetes: modules import from here and never build clients themselves.
-export { AddressRefusedError, addressDenier, guardedLookup } from './addresses.js'
+export { AddressRefusedError, addressDenier, guardedLookup } from '../net/addresses.js'
 export {
   createKubeClient,
   DEFAULT_KUBE_CLIENT_OPTIONS,

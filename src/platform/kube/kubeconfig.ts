@@ -1,7 +1,7 @@
 import { createHash, createPrivateKey, X509Certificate } from 'node:crypto'
 import { isIP } from 'node:net'
 import { parseDocument } from 'yaml'
-import { addressDenier } from './addresses.js'
+import { addressDenier } from '../net/addresses.js'
 
 /** The one context we will use, reduced to inline credentials. */
 export interface KubeTarget {

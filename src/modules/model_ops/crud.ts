@@ -1,0 +1,343 @@
+import { and, asc, count, desc, eq, getTableColumns, isNull, ne, type SQL, sql } from 'drizzle-orm'
+import type { Executor } from '../../platform/db/client.js'
+import type { PageRequest, SortRequest } from '../../platform/http/pagination.js'
+import {
+  type ModelCredentialRow,
+  type ModelProviderRow,
+  type ModelRow,
+  type ModelVersionFileRow,
+  type ModelVersionRow,
+  modelCredentials,
+  modelProviders,
+  models,
+  modelVersionFiles,
+  modelVersions,
+} from './tables.js'
+
+// ---- providers --------------------------------------------------------------------------------
+
+export type NewProvider = Omit<typeof modelProviders.$inferInsert, 'updatedAt'>
+
+/** Idempotent: the rows become what the code says, whatever an older release wrote. */
+export async function upsertProviders(executor: Executor, rows: NewProvider[]): Promise<void> {
+  await executor
+    .insert(modelProviders)
+    .values(rows)
+    .onConflictDoUpdate({
+      target: modelProviders.id,
+      set: {
+        displayName: sql`excluded.display_name`,
+        kind: sql`excluded.kind`,
+        credentialFields: sql`excluded.credential_fields`,
+        settingsFields: sql`excluded.settings_fields`,
+        defaultBaseUrl: sql`excluded.default_base_url`,
+        updatedAt: sql`now()`,
+      },
+    })
+}
+
+export async function listProviders(executor: Executor): Promise<ModelProviderRow[]> {
+  return executor.select().from(modelProviders).orderBy(asc(modelProviders.id))
+}
+
+// ---- credentials ------------------------------------------------------------------------------
+
+export type NewCredential = typeof modelCredentials.$inferInsert
+export type CredentialPatch = Partial<Pick<NewCredential, 'name' | 'settings' | 'secretSealed' | 'hint' | 'status' | 'verifiedAt' | 'lastError' | 'deletedAt'>>
+
+/** Every column but the sealed secret: what lists read. */
+const { secretSealed: _sealed, ...credentialViewColumns } = getTableColumns(modelCredentials)
+export type CredentialViewRow = Omit<ModelCredentialRow, 'secretSealed'>
+
+export async function insertCredential(executor: Executor, row: NewCredential): Promise<ModelCredentialRow> {
+  const [inserted] = await executor.insert(modelCredentials).values(row).returning()
+  return inserted!
+}
+
+/** Tenant-scoped and live: another tenant's or a deleted credential is not found. */
+export async function getCredential(executor: Executor, tenantId: string, id: string): Promise<ModelCredentialRow | undefined> {
+  const [row] = await executor
+    .select()
+    .from(modelCredentials)
+    .where(and(eq(modelCredentials.id, id), eq(modelCredentials.tenantId, tenantId), isNull(modelCredentials.deletedAt)))
+  return row
+}
+
+export async function lockCredential(executor: Executor, id: string): Promise<ModelCredentialRow | undefined> {
+  const [row] = await executor.select().from(modelCredentials).where(eq(modelCredentials.id, id)).for('update')
+  return row
+}
+
+/** Bumps the version (the ETag) with every change. */
+export async function updateCredential(executor: Executor, id: string, patch: CredentialPatch): Promise<ModelCredentialRow> {
+  const [row] = await executor
+    .update(modelCredentials)
+    .set({ ...patch, version: sql`${modelCredentials.version} + 1`, updatedAt: sql`now()` })
+    .where(eq(modelCredentials.id, id))
+    .returning()
+  return row!
+}
+
+export async function listCredentials(
+  executor: Executor,
+  tenantId: string,
+  filter: { provider?: string },
+  page: PageRequest,
+): Promise<{ rows: CredentialViewRow[]; total: number }> {
+  const where: SQL[] = [eq(modelCredentials.tenantId, tenantId), isNull(modelCredentials.deletedAt)]
+  if (filter.provider) where.push(eq(modelCredentials.providerId, filter.provider))
+  const [rows, [total]] = await Promise.all([
+    executor
+      .select(credentialViewColumns)
+      .from(modelCredentials)
+      .where(and(...where))
+      .orderBy(desc(modelCredentials.createdAt), asc(modelCredentials.id))
+      .limit(page.limit)
+      .offset(page.offset),
+    executor.select({ n: count() }).from(modelCredentials).where(and(...where)),
+  ])
+  return { rows, total: total?.n ?? 0 }
+}
+
+/** Live models that call their provider with this credential. */
+export async function countModelsUsingCredential(executor: Executor, credentialId: string): Promise<number> {
+  const [row] = await executor
+    .select({ n: count() })
+    .from(models)
+    .where(and(eq(models.credentialId, credentialId), ne(models.status, 'deleted')))
+  return row?.n ?? 0
+}
+
+// ---- models -----------------------------------------------------------------------------------
+
+export type NewModel = typeof models.$inferInsert
+export type ModelPatch = Partial<Omit<NewModel, 'id' | 'tenantId' | 'createdAt' | 'createdBy' | 'version' | 'updatedAt'>>
+
+export async function insertModel(executor: Executor, row: NewModel): Promise<ModelRow> {
+  const [inserted] = await executor.insert(models).values(row).returning()
+  return inserted!
+}
+
+/** Tenant-scoped and live: another tenant's or a deleted model is not found. */
+export async function getModel(executor: Executor, tenantId: string, id: string): Promise<ModelRow | undefined> {
+  const [row] = await executor
+    .select()
+    .from(models)
+    .where(and(eq(models.id, id), eq(models.tenantId, tenantId), ne(models.status, 'deleted')))
+  return row
+}
+
+export async function lockModel(executor: Executor, id: string): Promise<ModelRow | undefined> {
+  const [row] = await executor.select().from(models).where(eq(models.id, id)).for('update')
+  return row
+}
+
+/** Bumps the version (the ETag) with every change. */
+export async function updateModel(executor: Executor, id: string, patch: ModelPatch): Promise<ModelRow> {
+  const [row] = await executor
+    .update(models)
+    .set({ ...patch, version: sql`${models.version} + 1`, updatedAt: sql`now()` })
+    .where(eq(models.id, id))
+    .returning()
+  return row!
+}
+
+export interface ModelFilter {
+  source?: string
+  task?: string
+  modality?: string
+  provider?: string
+  format?: string
+  tag?: string
+  license?: string
+  status?: string
+  q?: string
+}
+
+export type ModelSortField = 'name' | 'createdAt' | 'updatedAt' | 'parameterCount'
+
+const SORT_COLUMNS = {
+  name: models.name,
+  createdAt: models.createdAt,
+  updatedAt: models.updatedAt,
+  parameterCount: models.parameterCount,
+} as const
+
+const likeLiteral = (q: string) => `%${q.replace(/[\\%_]/g, (c) => `\\${c}`)}%`
+
+/** The WHERE of a list, leaving out one filter (the facet being counted sees the others only). */
+function modelWhere(tenantId: string, filter: ModelFilter, without?: keyof ModelFilter): SQL[] {
+  const f = { ...filter }
+  if (without) delete f[without]
+  const where: SQL[] = [eq(models.tenantId, tenantId)]
+  where.push(f.status ? eq(models.status, f.status) : ne(models.status, 'deleted'))
+  if (f.source) where.push(eq(models.source, f.source))
+  if (f.provider) where.push(eq(models.providerId, f.provider))
+  if (f.format) where.push(eq(models.format, f.format))
+  if (f.license) where.push(eq(models.license, f.license))
+  if (f.task) where.push(sql`${models.tasks} @> array[${f.task}]::text[]`)
+  if (f.modality) where.push(sql`${models.modalities} @> array[${f.modality}]::text[]`)
+  if (f.tag) where.push(sql`${models.tags} @> array[${f.tag}]::text[]`)
+  if (f.q) {
+    const like = likeLiteral(f.q)
+    where.push(sql`(${models.name} ilike ${like} or ${models.description} ilike ${like})`)
+  }
+  return where
+}
+
+export async function listModels(
+  executor: Executor,
+  tenantId: string,
+  filter: ModelFilter,
+  sort: SortRequest<ModelSortField>,
+  page: PageRequest,
+): Promise<{ rows: ModelRow[]; total: number }> {
+  const where = and(...modelWhere(tenantId, filter))
+  const column = SORT_COLUMNS[sort.field]
+  const order = sort.direction === 'asc' ? asc(column) : desc(column)
+  const [rows, [total]] = await Promise.all([
+    executor
+      .select()
+      .from(models)
+      .where(where)
+      .orderBy(sort.field === 'parameterCount' ? sql`${order} nulls last` : order, asc(models.id))
+      .limit(page.limit)
+      .offset(page.offset),
+    executor.select({ n: count() }).from(models).where(where),
+  ])
+  return { rows, total: total?.n ?? 0 }
+}
+
+export type FacetName = 'source' | 'task' | 'modality' | 'provider' | 'format' | 'license' | 'tag'
+export type Facets = Record<FacetName, Array<{ value: string; count: number }>>
+
+const SCALAR_FACETS = { source: models.source, provider: models.providerId, format: models.format, license: models.license } as const
+const ARRAY_FACETS = { task: models.tasks, modality: models.modalities, tag: models.tags } as const
+
+/**
+ * Counts per value of each facet over the tenant's models that match the other filters (so a
+ * dashboard can show what choosing another value would give); the `perFacet` most common values.
+ */
+export async function modelFacets(executor: Executor, tenantId: string, filter: ModelFilter, perFacet: number): Promise<Facets> {
+  const scalar = Object.entries(SCALAR_FACETS).map(async ([name, column]) => {
+    const rows = await executor
+      .select({ value: column, count: count() })
+      .from(models)
+      .where(and(...modelWhere(tenantId, filter, name as FacetName), sql`${column} is not null`))
+      .groupBy(column)
+      .orderBy(desc(count()), asc(column))
+      .limit(perFacet)
+    return [name, rows.map((r) => ({ value: r.value!, count: r.count }))] as const
+  })
+  const arrays = Object.entries(ARRAY_FACETS).map(async ([name, column]) => {
+    const value = sql<string>`v.value`
+    const matching = executor
+      .select({ value: sql<string>`unnest(${column})`.as('value') })
+      .from(models)
+      .where(and(...modelWhere(tenantId, filter, name as FacetName)))
+      .as('v')
+    const rows = await executor
+      .select({ value, count: count() })
+      .from(matching)
+      .groupBy(value)
+      .orderBy(desc(count()), asc(value))
+      .limit(perFacet)
+    return [name, rows.map((r) => ({ value: r.value, count: Number(r.count) }))] as const
+  })
+  return Object.fromEntries(await Promise.all([...scalar, ...arrays])) as Facets
+}
+
+// ---- versions ---------------------------------------------------------------------------------
+
+export type NewVersion = typeof modelVersions.$inferInsert
+export type VersionPatch = Partial<Pick<NewVersion, 'status' | 'statusReason' | 'manifest' | 'fileCount' | 'sizeBytes' | 'sealedAt' | 'deletedAt' | 'workflowId'>>
+export type NewVersionFile = typeof modelVersionFiles.$inferInsert
+
+export async function insertVersion(executor: Executor, row: NewVersion, files: NewVersionFile[]): Promise<ModelVersionRow> {
+  const [inserted] = await executor.insert(modelVersions).values(row).returning()
+  for (let i = 0; i < files.length; i += 500) await executor.insert(modelVersionFiles).values(files.slice(i, i + 500))
+  return inserted!
+}
+
+/** A live version of this model. */
+export async function getVersion(executor: Executor, modelId: string, versionId: string): Promise<ModelVersionRow | undefined> {
+  const [row] = await executor
+    .select()
+    .from(modelVersions)
+    .where(and(eq(modelVersions.id, versionId), eq(modelVersions.modelId, modelId), ne(modelVersions.status, 'deleted')))
+  return row
+}
+
+export async function lockVersion(executor: Executor, id: string): Promise<ModelVersionRow | undefined> {
+  const [row] = await executor.select().from(modelVersions).where(eq(modelVersions.id, id)).for('update')
+  return row
+}
+
+export async function updateVersion(executor: Executor, id: string, patch: VersionPatch): Promise<ModelVersionRow> {
+  const [row] = await executor.update(modelVersions).set(patch).where(eq(modelVersions.id, id)).returning()
+  return row!
+}
+
+export async function listVersions(executor: Executor, modelId: string, page: PageRequest): Promise<{ rows: ModelVersionRow[]; total: number }> {
+  const where = and(eq(modelVersions.modelId, modelId), ne(modelVersions.status, 'deleted'))
+  const [rows, [total]] = await Promise.all([
+    executor
+      .select()
+      .from(modelVersions)
+      .where(where)
+      .orderBy(desc(modelVersions.createdAt), asc(modelVersions.id))
+      .limit(page.limit)
+      .offset(page.offset),
+    executor.select({ n: count() }).from(modelVersions).where(where),
+  ])
+  return { rows, total: total?.n ?? 0 }
+}
+
+/** Ids of the model's live versions. */
+export async function liveVersionIds(executor: Executor, modelId: string): Promise<string[]> {
+  const rows = await executor
+    .select({ id: modelVersions.id })
+    .from(modelVersions)
+    .where(and(eq(modelVersions.modelId, modelId), ne(modelVersions.status, 'deleted')))
+  return rows.map((r) => r.id)
+}
+
+export async function listVersionFiles(executor: Executor, versionId: string): Promise<ModelVersionFileRow[]> {
+  return executor.select().from(modelVersionFiles).where(eq(modelVersionFiles.versionId, versionId)).orderBy(asc(modelVersionFiles.path))
+}
+
+export async function deleteVersionFiles(executor: Executor, versionId: string): Promise<void> {
+  await executor.delete(modelVersionFiles).where(eq(modelVersionFiles.versionId, versionId))
+}
+
+export async function markVersionFiles(executor: Executor, versionId: string, status: string): Promise<void> {
+  await executor
+    .update(modelVersionFiles)
+    .set({ status, updatedAt: sql`now()` })
+    .where(eq(modelVersionFiles.versionId, versionId))
+}
+
+/** The name of the unique index a failed insert or update ran into, if that is what failed. */
+export function uniqueViolationOf(err: unknown): string | undefined {
+  for (let e: unknown = err, depth = 0; e && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
+    const { code, constraint } = e as { code?: string; constraint?: string }
+    if (code === '23505') return constraint ?? ''
+  }
+  return undefined
+}
+
+export async function getCredentialByName(executor: Executor, tenantId: string, name: string): Promise<ModelCredentialRow | undefined> {
+  const [row] = await executor
+    .select()
+    .from(modelCredentials)
+    .where(and(eq(modelCredentials.tenantId, tenantId), eq(modelCredentials.name, name), isNull(modelCredentials.deletedAt)))
+  return row
+}
+
+export async function getModelByName(executor: Executor, tenantId: string, name: string): Promise<ModelRow | undefined> {
+  const [row] = await executor
+    .select()
+    .from(models)
+    .where(and(eq(models.tenantId, tenantId), eq(models.name, name), ne(models.status, 'deleted')))
+  return row
+}

@@ -1,0 +1,79 @@
+import { AppError, ConflictError, NotFoundError, ValidationError } from '../../platform/errors.js'
+import type { VerificationFailure } from './providers.js'
+
+export const ModelErrorCode = {
+  MODEL_NOT_FOUND: 'MODEL_NOT_FOUND',
+  VERSION_NOT_FOUND: 'MODEL_VERSION_NOT_FOUND',
+  CREDENTIAL_NOT_FOUND: 'CREDENTIAL_NOT_FOUND',
+  PROVIDER_NOT_FOUND: 'PROVIDER_NOT_FOUND',
+  MODEL_NAME_TAKEN: 'MODEL_NAME_TAKEN',
+  CREDENTIAL_NAME_TAKEN: 'CREDENTIAL_NAME_TAKEN',
+  MODEL_IN_USE: 'MODEL_IN_USE',
+  VERSION_IN_USE: 'MODEL_VERSION_IN_USE',
+  CREDENTIAL_IN_USE: 'CREDENTIAL_IN_USE',
+  VERSION_NOT_READY: 'MODEL_VERSION_NOT_READY',
+  VERSION_IS_DEFAULT: 'MODEL_VERSION_IS_DEFAULT',
+  CREDENTIAL_VERIFICATION_FAILED: 'CREDENTIAL_VERIFICATION_FAILED',
+  MODEL_NOT_FOUND_AT_PROVIDER: 'MODEL_NOT_FOUND_AT_PROVIDER',
+  USE_IMPORT: 'MODEL_SOURCE_NEEDS_IMPORT',
+} as const
+
+export const modelNotFound = () => new NotFoundError('model not found', ModelErrorCode.MODEL_NOT_FOUND)
+export const versionNotFound = () => new NotFoundError('model version not found', ModelErrorCode.VERSION_NOT_FOUND)
+export const credentialNotFound = () => new NotFoundError('credential not found', ModelErrorCode.CREDENTIAL_NOT_FOUND)
+
+export const providerUnknown = (field: string, id: string) =>
+  new ValidationError(`no provider "${id}": GET /v1/model-providers lists them`, [{ field, message: 'unknown provider' }])
+
+export const modelNameTaken = (name: string) =>
+  new ConflictError(ModelErrorCode.MODEL_NAME_TAKEN, `a model named "${name}" already exists in the tenant`, {
+    fields: [{ field: 'name', message: 'already taken' }],
+  })
+
+export const credentialNameTaken = (name: string) =>
+  new ConflictError(ModelErrorCode.CREDENTIAL_NAME_TAKEN, `a credential named "${name}" already exists in the tenant`, {
+    fields: [{ field: 'name', message: 'already taken' }],
+  })
+
+type Users = Array<{ kind: string; count: number }>
+const listed = (users: Users) => users.map((u) => `${u.count} ${u.kind}`).join(', ')
+
+export const modelInUse = (users: Users) =>
+  new ConflictError(ModelErrorCode.MODEL_IN_USE, `the model is still used by ${listed(users)}; remove them first`, { users })
+
+export const versionInUse = (users: Users) =>
+  new ConflictError(ModelErrorCode.VERSION_IN_USE, `the version is still used by ${listed(users)}; remove them first`, { users })
+
+export const credentialInUse = (models: number) =>
+  new ConflictError(ModelErrorCode.CREDENTIAL_IN_USE, `the credential is used by ${models} model(s); delete them or move them to another credential first`, {
+    models,
+  })
+
+export const versionNotReady = (status: string) =>
+  new ConflictError(ModelErrorCode.VERSION_NOT_READY, `the version is ${status}: only a ready version can be the default`, { status })
+
+export const versionIsDefault = () =>
+  new ConflictError(
+    ModelErrorCode.VERSION_IS_DEFAULT,
+    "the version is the model's default: promote another version first (the last version of a model may be deleted)",
+  )
+
+/** Nothing was stored. The provider's status and message are passed on; the secret never is. */
+export const credentialVerificationFailed = (failure: VerificationFailure) =>
+  new AppError(ModelErrorCode.CREDENTIAL_VERIFICATION_FAILED, 422, `the provider refused the credential or could not be asked: ${failure.message}`, {
+    reason: failure.reason,
+    providerStatus: failure.providerStatus,
+    providerMessage: failure.message,
+  })
+
+export const modelNotFoundAtProvider = (uri: string, provider: string) =>
+  new AppError(ModelErrorCode.MODEL_NOT_FOUND_AT_PROVIDER, 422, `${provider} lists no model "${uri}" for this credential`, {
+    fields: [{ field: 'uri', message: 'not in the provider\'s model list' }],
+  })
+
+export const sourceNeedsImport = (source: string) =>
+  new AppError(ModelErrorCode.USE_IMPORT, 400, `a ${source} model is created by importing it: POST /v1/models/import`, {
+    fields: [{ field: 'source', message: 'use POST /v1/models/import' }],
+  })
+
+export const nothingToUpdate = (fields: string) => new ValidationError(`the request changes nothing: send ${fields}`)

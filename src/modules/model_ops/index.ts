@@ -1,0 +1,49 @@
+import type { FastifyInstance } from 'fastify'
+import { createOutbound } from '../../platform/net/outbound.js'
+import type { Platform } from '../../platform/platform.js'
+import { createCredentialService } from './credentials.js'
+import { upsertProviders } from './crud.js'
+import { PROVIDERS } from './providers.js'
+import { registerModelRoutes } from './routes.js'
+import { createModelService } from './service.js'
+
+export type { CredentialService } from './credentials.js'
+export { CREDENTIAL_TOPIC } from './credentials.js'
+export type { ModelService, ModelUser } from './service.js'
+export { MODEL_TOPIC } from './service.js'
+export { PROVIDERS, type ProviderId } from './providers.js'
+
+/**
+ * The model catalog: providers and the tenant's credentials for them, models (cloud ones called
+ * where they are, the others held as versions of files in the blob store), versions. Endpoints
+ * declare themselves as model users (`models.registerUser`) so a model in use is not deleted.
+ */
+export function createModelOps(platform: Pick<Platform, 'config' | 'log' | 'database' | 'vault' | 'events' | 'blob'>) {
+  const log = platform.log.child({ module: 'model_ops' })
+  const settings = platform.config.models
+  const outbound = createOutbound({ deniedCidrs: settings.deniedCidrs, timeoutMs: settings.providerTimeoutMs, extraCaPem: settings.extraCaPem })
+  const credentials = createCredentialService({
+    db: platform.database.db,
+    vault: platform.vault,
+    events: platform.events,
+    outbound,
+    hubUrl: settings.hubUrl,
+    log,
+  })
+  const models = createModelService({ db: platform.database.db, blob: platform.blob, events: platform.events, credentials, log })
+  return {
+    models,
+    credentials,
+    /** Writes the providers the code knows; idempotent, so every replica may run it at start. */
+    async start(): Promise<void> {
+      await upsertProviders(
+        platform.database.db,
+        PROVIDERS.map(({ mainSecret: _main, ...p }) => p),
+      )
+    },
+    stop(): void {
+      outbound.close()
+    },
+    routes: (app: FastifyInstance) => registerModelRoutes(app, models, credentials),
+  }
+}
