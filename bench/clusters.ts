@@ -54,7 +54,16 @@ const PODS_PER_NODE = 2
 const STAND_INS = 4
 const CONNECTIONS = 32
 const SWEEPS = 3
-const CONCURRENCIES = [8, 32]
+/**
+ * The app processes the sweeps run on, in this order (the last one also serves the list benchmark).
+ * The capped one tells garbage V8 has not collected yet from memory a sweep holds: with its old
+ * space capped, V8 collects sooner, and a sweep that held what it read would run out of heap.
+ */
+const APPS: Array<{ label: string; concurrency: number; maxOldSpaceMb?: number }> = [
+  { label: '8', concurrency: 8 },
+  { label: '32, old space capped at 192 MB', concurrency: 32, maxOldSpaceMb: 192 },
+  { label: '32', concurrency: 32 },
+]
 /** A sweep that takes longer than this has failed the target many times over: stop waiting. */
 const SWEEP_TIMEOUT_MS = 300_000
 const VAULT_KEY_ID = BENCH_VAULT_KEYS.split(':')[0]!
@@ -233,7 +242,8 @@ async function doubleClusters(dbUrl: string): Promise<void> {
 // ---- one sweep --------------------------------------------------------------------------------
 
 interface SweepResult {
-  concurrency: number
+  /** Which app process (APPS). */
+  label: string
   sweep: number
   /** From making the leases due to the last last_sync_at, on the database's clock. */
   wallMs: number
@@ -249,7 +259,7 @@ interface SweepResult {
   standInCpuSeconds: number
 }
 
-async function sweepOnce(db: pg.Client, app: Server, concurrency: number, sweep: number): Promise<SweepResult> {
+async function sweepOnce(db: pg.Client, app: Server, label: string, sweep: number): Promise<SweepResult> {
   const pid = app.child.pid!
   const before = memoryOf(pid)
   const cpuBefore = cpuSecondsOf(pid)
@@ -286,7 +296,7 @@ async function sweepOnce(db: pg.Client, app: Server, concurrency: number, sweep:
         await idle(3_000)
         const after = memoryOf(pid)
         return {
-          concurrency,
+          label,
           sweep,
           wallMs: last!.getTime() - t0.getTime(),
           synced,
@@ -304,7 +314,7 @@ async function sweepOnce(db: pg.Client, app: Server, concurrency: number, sweep:
         const { rows: errors } = await db.query<{ last_error: string; n: number }>(
           'select last_error, count(*)::int as n from sweep_leases where last_error is not null group by 1 order by 2 desc limit 3',
         )
-        throw new Error(`sweep ${sweep} at concurrency ${concurrency}: ${synced} of ${CLUSTERS} synced in ${SWEEP_TIMEOUT_MS} ms; errors: ${JSON.stringify(errors)}`)
+        throw new Error(`sweep ${sweep} on app ${label}: ${synced} of ${CLUSTERS} synced in ${SWEEP_TIMEOUT_MS} ms; errors: ${JSON.stringify(errors)}`)
       }
       await idle(100)
     }
@@ -321,7 +331,7 @@ async function main() {
   await buildDist()
   const credentials = { realm: 'bench', email: 'bench-admin@example.test', password: `pw-${randomUUID()}` }
   const common = { DATABASE_URL: database.url, DATABASE_POOL_MAX: '20' }
-  const appEnv = (concurrency: number) => ({
+  const appEnv = (concurrency: number, maxOldSpaceMb?: number) => ({
     ...common,
     REDIS_URL: BENCH_REDIS_URL,
     VAULT_KEYS: BENCH_VAULT_KEYS,
@@ -335,12 +345,13 @@ async function main() {
     // Only the sweeps the benchmark starts: a synced cluster is not due again for an hour.
     CLUSTER_SYNC_INTERVAL_SECONDS: '3600',
     SWEEP_POLL_MS: '250',
+    ...(maxOldSpaceMb ? { NODE_OPTIONS: `--max-old-space-size=${maxOldSpaceMb}` } : {}),
   })
 
   const standIns = await startStandIns()
   console.log(`${CLUSTERS} stand-in clusters on ${STAND_INS} servers in ${Math.round(standIns.ms)} ms`)
   const sweeps: SweepResult[] = []
-  const idleRss: Array<{ concurrency: number; rssMb: number }> = []
+  const idleRss: Array<{ label: string; rssMb: number }> = []
   const results: Measurement[] = []
   let callsPerSync = 0
   let nodeCheck = { nodes: 0, withPods: 0, withDevicesUsed: 0 }
@@ -350,35 +361,35 @@ async function main() {
   let app: Server | undefined
   let baseline: Server | undefined
   try {
-    for (const [round, concurrency] of CONCURRENCIES.entries()) {
+    for (const [round, { label, concurrency, maxOldSpaceMb }] of APPS.entries()) {
       // users-app.mjs creates its admin at start, and a second one of the same address would be refused.
       credentials.email = `bench-admin-${round}@example.test`
-      app = await startServer('bench/servers/users-app.mjs', { ...appEnv(concurrency), BENCH_EMAIL: credentials.email })
+      app = await startServer('bench/servers/users-app.mjs', { ...appEnv(concurrency, maxOldSpaceMb), BENCH_EMAIL: credentials.email })
       if (round === 0) {
         const seedStarted = performance.now()
         tenantId = await registerDirectly(database.url, credentials.realm, credentials.email, standIns.clusters)
         console.log(`${CLUSTERS} clusters written in ${Math.round(performance.now() - seedStarted)} ms`)
         await db.connect()
       } else {
-        // Each concurrency starts from clusters never synced: the first sweep inserts every node.
+        // Each app starts from clusters never synced: the first sweep inserts every node.
         await db.query('delete from cluster_nodes')
         await db.query("update clusters set last_sync_at = null, summary = null, node_count = 0, device_types = '{}'")
       }
       await database.settle()
       await idle(3_000)
-      idleRss.push({ concurrency, rssMb: memoryOf(app.child.pid!).rssMb })
+      idleRss.push({ label, rssMb: memoryOf(app.child.pid!).rssMb })
       for (let s = 1; s <= SWEEPS; s++) {
-        const r = await sweepOnce(db, app, concurrency, s)
+        const r = await sweepOnce(db, app, label, s)
         sweeps.push(r)
         console.log(
-          `concurrency ${concurrency} sweep ${s}: ${r.synced} synced (${r.failed} failed) in ${r.wallMs} ms, RSS ${r.rssBeforeMb.toFixed(0)} → peak ${r.rssPeakMb.toFixed(0)} → ${r.rssAfterMb.toFixed(0)} MB (heap ${r.heapAfterMb.toFixed(0)} MB), CPU app ${r.cpuSeconds.toFixed(1)} s, stand-ins ${r.standInCpuSeconds.toFixed(1)} s`,
+          `app ${label}, sweep ${s}: ${r.synced} synced (${r.failed} failed) in ${r.wallMs} ms, RSS ${r.rssBeforeMb.toFixed(0)} → peak ${r.rssPeakMb.toFixed(0)} → ${r.rssAfterMb.toFixed(0)} MB (heap ${r.heapAfterMb.toFixed(0)} MB), CPU app ${r.cpuSeconds.toFixed(1)} s, stand-ins ${r.standInCpuSeconds.toFixed(1)} s`,
         )
         if (s === 1 && round === 0) {
           const first = standIns.clusters[0]!
           callsPerSync = first.requests.length
         }
       }
-      if (round < CONCURRENCIES.length - 1) {
+      if (round < APPS.length - 1) {
         await app.stop()
         app = undefined
       }
@@ -438,7 +449,7 @@ async function report(r: {
   loadBefore: number[]
   loadAfter: number[]
   sweeps: SweepResult[]
-  idleRss: Array<{ concurrency: number; rssMb: number }>
+  idleRss: Array<{ label: string; rssMb: number }>
   results: Measurement[]
   callsPerSync: number
   nodeCheck: { nodes: number; withPods: number; withDevicesUsed: number }
@@ -448,11 +459,11 @@ async function report(r: {
   const mb = (n: number) => n.toFixed(0)
   const sweepRows = r.sweeps.map(
     (s) =>
-      `| ${s.concurrency} | ${s.sweep} | ${(s.wallMs / 1000).toFixed(1)} | ${Math.round((s.synced * 1000) / Math.max(1, s.wallMs))} | ${s.failed} | ${mb(s.rssBeforeMb)} | ${mb(s.rssPeakMb)} | ${mb(s.rssAfterMb)} | ${mb(s.heapAfterMb)} | ${s.cpuSeconds.toFixed(1)} | ${s.standInCpuSeconds.toFixed(1)} |`,
+      `| ${s.label} | ${s.sweep} | ${(s.wallMs / 1000).toFixed(1)} | ${Math.round((s.synced * 1000) / Math.max(1, s.wallMs))} | ${s.failed} | ${mb(s.rssBeforeMb)} | ${mb(s.rssPeakMb)} | ${mb(s.rssAfterMb)} | ${mb(s.heapAfterMb)} | ${s.cpuSeconds.toFixed(1)} | ${s.standInCpuSeconds.toFixed(1)} |`,
   )
-  const verdicts = CONCURRENCIES.map((c) => {
-    const mine = r.sweeps.filter((s) => s.concurrency === c)
-    const start = r.idleRss.find((x) => x.concurrency === c)!.rssMb
+  const verdicts = APPS.map(({ label: c }) => {
+    const mine = r.sweeps.filter((s) => s.label === c)
+    const start = r.idleRss.find((x) => x.label === c)!.rssMb
     const slowest = Math.max(...mine.map((s) => s.wallMs))
     const growth = Math.max(...mine.map((s) => s.rssPeakMb)) - start
     const afters = mine.map((s) => s.rssAfterMb)
@@ -499,7 +510,7 @@ PostgreSQL; its memory is read from /proc/<pid>/status (VmRSS sampled every 50 m
 A sweep starts with \`UPDATE sweep_leases SET due_at = now()\` (all ${CLUSTERS} due at once) and ends when every cluster's
 last_sync_at has moved; wall time is from that update to the last last_sync_at, on the database's clock. One sync is
 ${r.callsPerSync} API calls (nodes, then pods in all namespaces with \`status.phase!=Succeeded,status.phase!=Failed\`, each one page)
-over a new TLS connection. Each concurrency runs on a new app process from clusters never synced, so its first sweep
+over a new TLS connection. Each row group runs on a new app process from clusters never synced, so its first sweep
 inserts every node row and the next two update them. "Idle" RSS is read 3 s after start and seeding; "after" 3 s after a
 sweep, with the main thread's V8 heap in use from the app's /metrics (the workflow hub's worker thread is in RSS only).
 CPU: the app process (all threads) from /proc/<pid>/stat, the stand-ins as this process's own CPU time.
@@ -509,7 +520,11 @@ After the sweeps: ${r.nodeCheck.nodes} node rows, ${r.nodeCheck.withPods} with p
 |---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|
 ${sweepRows.join('\n')}
 
-Idle RSS before the first sweep: ${r.idleRss.map((x) => `${mb(x.rssMb)} MB at concurrency ${x.concurrency}`).join(', ')}.
+The capped app (NODE_OPTIONS=--max-old-space-size=192) tells garbage from memory a sweep holds: V8 grows its heap
+well past what is live before a major collection when nothing limits it, so an uncapped peak may be mostly garbage not
+yet collected. Sweeps that finish as fast with the old space capped, without running out of heap, hold less than the cap.
+
+Idle RSS before the first sweep: ${r.idleRss.map((x) => `${mb(x.rssMb)} MB at concurrency ${x.label}`).join(', ')}.
 ${verdicts.join('\n')}
 
 ### GET /v1/clusters
@@ -519,7 +534,7 @@ devices; the first page of 20, newest first, and the same filtered by \`deviceTy
 ${BENCH_SECONDS} s per run after a 2 s warm-up; baseline and modelplane loaded in turn ${BENCH_ROUNDS} times each, each row the
 median run by requests/s. Load generator and servers share the same ${cores()} cores; pools of 20. The three sides
 answer the same JSON, key order aside (checked before loading them).
-- **modelplane**: the app process of the concurrency-32 sweeps, called with an embedded-issuer bearer token
+- **modelplane**: the app process of the last (uncapped concurrency-32) sweeps, called with an embedded-issuer bearer token
   (signature, revocation, \`cluster:view\`), TypeBox validation, the Cluster serializer, metrics and security headers.
   It reads the page's rows (the columns the view shows: no sealed kubeconfig) and a full \`count(*)\` of the filter
   side by side, as named prepared statements (one pair per filter shape, built by drizzle and planned once per connection).
