@@ -1,5 +1,6 @@
-import { and, asc, count, desc, eq, getTableColumns, ne, notInArray, type SQL, sql } from 'drizzle-orm'
+import { and, asc, count, desc, eq, ne, notInArray, type SQL, sql } from 'drizzle-orm'
 import type { Executor } from '../../platform/db/client.js'
+import { preparedStatements } from '../../platform/db/prepared.js'
 import type { PageRequest, SortRequest } from '../../platform/http/pagination.js'
 import { type ClusterNodeRow, type ClusterRow, type ClusterStatusHistoryRow, clusterNodes, clusters, clusterStatusHistory } from './tables.js'
 
@@ -9,10 +10,6 @@ const LIVE = sql`${clusters.status} not in ('failed', 'deleted')`
 export const HISTORY_KEPT = 500
 
 export type NewCluster = typeof clusters.$inferInsert
-
-/** Every column but the sealed kubeconfigs: what lists read, so a page never carries ciphertext it does not need. */
-const { kubeconfigSealed: _sealed, pendingKubeconfigSealed: _pending, ...viewColumns } = getTableColumns(clusters)
-export type ClusterViewRow = Omit<ClusterRow, 'kubeconfigSealed' | 'pendingKubeconfigSealed'>
 
 export async function insertCluster(executor: Executor, row: NewCluster): Promise<ClusterRow> {
   const [inserted] = await executor.insert(clusters).values(row).returning()
@@ -93,34 +90,96 @@ const SORT_COLUMNS = {
   lastSyncAt: clusters.lastSyncAt,
 } as const
 
+/**
+ * The columns a listed cluster shows, and no others: a page never carries the sealed kubeconfigs
+ * (kilobytes of ciphertext a row, read, parsed and dropped) nor what only the sync reads.
+ */
+const LISTED = {
+  id: clusters.id,
+  name: clusters.name,
+  labels: clusters.labels,
+  status: clusters.status,
+  statusReason: clusters.statusReason,
+  statusMessage: clusters.statusMessage,
+  statusSince: clusters.statusSince,
+  server: clusters.server,
+  platform: clusters.platform,
+  distribution: clusters.distribution,
+  kubernetesVersion: clusters.kubernetesVersion,
+  capabilities: clusters.capabilities,
+  permissions: clusters.permissions,
+  summary: clusters.summary,
+  conditions: clusters.conditions,
+  lastSyncAt: clusters.lastSyncAt,
+  lastSyncDurationMs: clusters.lastSyncDurationMs,
+  lastSyncError: clusters.lastSyncError,
+  registrationWorkflowId: clusters.registrationWorkflowId,
+  createdBy: clusters.createdBy,
+  createdAt: clusters.createdAt,
+  updatedAt: clusters.updatedAt,
+}
+
+export type ListedClusterRow = Pick<ClusterRow, keyof typeof LISTED>
+
+/** Which optional clauses a list has: one prepared statement per shape, never per value. */
+function listShape(filter: ClusterFilter, sort: SortRequest<ClusterSortField>): string {
+  const clauses = [filter.status ? 's' : 'n', filter.platform ? 'p' : '', filter.deviceType ? 'd' : '', filter.label ? 'l' : '', filter.q ? 'q' : '']
+  return `${clauses.join('')}_${sort.field}_${sort.direction}`
+}
+
+const prepared = preparedStatements()
+
+/**
+ * The page and its count for one filter shape, with placeholders for every value, prepared under
+ * a name: built by drizzle and planned by PostgreSQL once per connection, not on every request.
+ */
+function listStatements(executor: Executor, filter: ClusterFilter, sort: SortRequest<ClusterSortField>) {
+  return prepared(executor, `clusters_list_${listShape(filter, sort)}`, (name) => {
+    const where: SQL[] = [eq(clusters.tenantId, sql.placeholder('tenantId'))]
+    // Deleted clusters are records, shown only when asked for by status.
+    where.push(filter.status ? eq(clusters.status, sql.placeholder('status')) : ne(clusters.status, 'deleted'))
+    if (filter.platform) where.push(eq(clusters.platform, sql.placeholder('platform')))
+    if (filter.deviceType) where.push(sql`${clusters.deviceTypes} @> array[${sql.placeholder('deviceType')}]::text[]`)
+    if (filter.label) where.push(sql`${clusters.labels} @> ${sql.placeholder('label')}::jsonb`)
+    if (filter.q) where.push(sql`${clusters.name} ilike ${sql.placeholder('q')}`)
+    const column = SORT_COLUMNS[sort.field]
+    const order = sort.direction === 'asc' ? asc(column) : desc(column)
+    const page = executor
+      .select(LISTED)
+      .from(clusters)
+      .where(and(...where))
+      .orderBy(sort.field === 'lastSyncAt' ? sql`${order} nulls last` : order, asc(clusters.id))
+      .limit(sql.placeholder('limit'))
+      .offset(sql.placeholder('offset'))
+      .prepare(name)
+    const total = executor
+      .select({ n: count() })
+      .from(clusters)
+      .where(and(...where))
+      .prepare(`${name}_n`)
+    return { page, total }
+  })
+}
+
 export async function listClusters(
   executor: Executor,
   tenantId: string,
   filter: ClusterFilter,
   sort: SortRequest<ClusterSortField>,
   page: PageRequest,
-): Promise<{ rows: ClusterViewRow[]; total: number }> {
-  const where: SQL[] = [eq(clusters.tenantId, tenantId)]
-  // Deleted clusters are records, shown only when asked for by status.
-  where.push(filter.status ? eq(clusters.status, filter.status) : ne(clusters.status, 'deleted'))
-  if (filter.platform) where.push(eq(clusters.platform, filter.platform))
-  if (filter.deviceType) where.push(sql`${clusters.deviceTypes} @> array[${filter.deviceType}]::text[]`)
-  if (filter.label) where.push(sql`${clusters.labels} @> ${JSON.stringify({ [filter.label.key]: filter.label.value })}::jsonb`)
-  if (filter.q) {
-    const literal = filter.q.replace(/[\\%_]/g, (c) => `\\${c}`)
-    where.push(sql`${clusters.name} ilike ${`%${literal}%`}`)
+): Promise<{ rows: ListedClusterRow[]; total: number }> {
+  const statements = listStatements(executor, filter, sort)
+  const values = {
+    tenantId,
+    status: filter.status,
+    platform: filter.platform,
+    deviceType: filter.deviceType,
+    label: filter.label ? JSON.stringify({ [filter.label.key]: filter.label.value }) : undefined,
+    q: filter.q ? `%${filter.q.replace(/[\\%_]/g, (c) => `\\${c}`)}%` : undefined,
   }
-  const column = SORT_COLUMNS[sort.field]
-  const order = sort.direction === 'asc' ? asc(column) : desc(column)
   const [rows, [total]] = await Promise.all([
-    executor
-      .select(viewColumns)
-      .from(clusters)
-      .where(and(...where))
-      .orderBy(sort.field === 'lastSyncAt' ? sql`${order} nulls last` : order, asc(clusters.id))
-      .limit(page.limit)
-      .offset(page.offset),
-    executor.select({ n: count() }).from(clusters).where(and(...where)),
+    statements.page.execute({ ...values, limit: page.limit, offset: page.offset }),
+    statements.total.execute(values),
   ])
   return { rows, total: total?.n ?? 0 }
 }

@@ -120,7 +120,7 @@ function withCondition(conditions: readonly Condition[], next: Omit<Condition, '
 const iso = (d: Date | null) => (d ? d.toISOString() : null)
 const clip = (s: string) => s.slice(0, MAX_MESSAGE)
 
-export function clusterView(row: crud.ClusterViewRow): Static<typeof Cluster> {
+export function clusterView(row: crud.ListedClusterRow): Static<typeof Cluster> {
   return {
     id: row.id,
     name: row.name,
