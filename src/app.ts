@@ -216,7 +216,7 @@ export async function buildApp(
   const workflows = createWorkflowOps(platform, overrides.workflows, auth.service.authenticator)
   const userAdmin = createUserAdmin(platform, auth, workflows.service)
   const clusterOps = createClusterOps(platform, workflows.service)
-  const modelOps = createModelOps(platform)
+  const modelOps = createModelOps(platform, workflows.service)
   // Providers are seeded before the first request, like auth's roles: credentials reference them.
   await modelOps.start()
   owned.push(async () => modelOps.stop())

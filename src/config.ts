@@ -84,6 +84,7 @@ const EnvSchema = Type.Object({
   // Models (model_ops): the hub, the providers' APIs, and every other address a user names.
   MODEL_HUB_URL: Type.Optional(Type.String({ pattern: '^https?://[^\\s]+$', maxLength: 2048 })),
   MODEL_PROVIDER_TIMEOUT_MS: Type.Optional(Type.Integer({ minimum: 100, maximum: 300_000 })),
+  MODEL_IMPORT_PART_MB: Type.Optional(Type.Integer({ minimum: 1, maximum: 1024 })),
   OUTBOUND_DENIED_CIDRS: Type.Optional(Type.String({ maxLength: 8192 })),
   OUTBOUND_CA_FILE: Type.Optional(Type.String({ minLength: 1, maxLength: 4096 })),
   SWEEP_POLL_MS: Type.Optional(Type.Integer({ minimum: 50, maximum: 60_000 })),
@@ -233,6 +234,8 @@ export interface Config {
     deniedCidrs: readonly string[]
     /** PEM roots trusted beside the system's for outbound calls (a private mirror or gateway), or undefined. */
     extraCaPem: string | undefined
+    /** An import fetches and stores a larger file in parts of this size: what a crash or a dropped connection costs. */
+    importPartBytes: number
   }
   /** How often a replica looks for due sweep work (cluster syncs, later endpoint reconciles). */
   sweepPollMs: number
@@ -499,6 +502,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Readonly<Co
           ? deniedCidrs('CLUSTER_DENIED_CIDRS', env.CLUSTER_DENIED_CIDRS, [])
           : deniedCidrs('OUTBOUND_DENIED_CIDRS', env.OUTBOUND_DENIED_CIDRS, problems),
       extraCaPem: readCaFile(env.OUTBOUND_CA_FILE, problems),
+      importPartBytes: (env.MODEL_IMPORT_PART_MB ?? 16) * 1024 * 1024,
     },
     sweepPollMs: env.SWEEP_POLL_MS ?? 1_000,
     parts: {

@@ -107,6 +107,8 @@ const bodies = (): Record<string, unknown> => ({
   updateCluster: { name: 'owned-by-b', labels: { owner: 'b' }, kubeconfig: bCluster.kubeconfig() },
   updateModel: { displayName: 'Owned by B', tags: ['b'] },
   createModel: { source: 'upload', name: `b-model-${randomUUID().slice(0, 8)}` },
+  // A new version of A's model: B must find no such model (and start no import).
+  importModel: { source: 'hub', repo: 'b-owner/b-repo', modelId: a.modelId },
   // Never verified (B names A's nothing here but would learn of a taken name): stored unverified would need ?verify=false.
   createCredential: { provider: 'openai', name: `b-cred-${randomUUID().slice(0, 8)}`, secrets: { apiKey: 'sk-b-0000000000000000' }, settings: { baseUrl: 'https://127.0.0.1:9' } },
   updateCredential: { name: 'owned-by-b' },

@@ -253,6 +253,15 @@ export function createCredentialService(deps: CredentialServiceDeps) {
       log.info({ credentialId: id }, 'model credential deleted')
     },
 
+    /**
+     * The secrets of a tenant's live credential of `providerId`, for an activity that calls the
+     * provider itself (a hub import); undefined when there is no such credential. Never logged.
+     */
+    async secretsOf(tenantId: string, id: string, providerId: string): Promise<Secrets | undefined> {
+      const row = await crud.getCredential(db, tenantId, id)
+      return row && row.providerId === providerId ? open(row) : undefined
+    },
+
     /** The provider's model list through a stored credential (for cloud models). */
     async remoteModels(tenantId: string, id: string, signal?: AbortSignal): Promise<{ provider: ProviderDefinition; result: Verification } | undefined> {
       const row = await crud.getCredential(db, tenantId, id)

@@ -250,7 +250,7 @@ export async function modelFacets(executor: Executor, tenantId: string, filter: 
 // ---- versions ---------------------------------------------------------------------------------
 
 export type NewVersion = typeof modelVersions.$inferInsert
-export type VersionPatch = Partial<Pick<NewVersion, 'status' | 'statusReason' | 'manifest' | 'fileCount' | 'sizeBytes' | 'sealedAt' | 'deletedAt' | 'workflowId'>>
+export type VersionPatch = Partial<Pick<NewVersion, 'status' | 'statusReason' | 'manifest' | 'fileCount' | 'sizeBytes' | 'sealedAt' | 'deletedAt' | 'workflowId' | 'sourceRevision'>>
 export type NewVersionFile = typeof modelVersionFiles.$inferInsert
 
 export async function insertVersion(executor: Executor, row: NewVersion, files: NewVersionFile[]): Promise<ModelVersionRow> {
@@ -340,4 +340,64 @@ export async function getModelByName(executor: Executor, tenantId: string, name:
     .from(models)
     .where(and(eq(models.tenantId, tenantId), eq(models.name, name), ne(models.status, 'deleted')))
   return row
+}
+
+// ---- the file ledger of imports ---------------------------------------------------------------------
+
+export async function addVersionFiles(executor: Executor, files: NewVersionFile[]): Promise<void> {
+  for (let i = 0; i < files.length; i += 500) await executor.insert(modelVersionFiles).values(files.slice(i, i + 500)).onConflictDoNothing()
+}
+
+export async function getVersionById(executor: Executor, id: string): Promise<ModelVersionRow | undefined> {
+  const [row] = await executor.select().from(modelVersions).where(eq(modelVersions.id, id))
+  return row
+}
+
+export async function findVersionByWorkflow(executor: Executor, tenantId: string, workflowId: string): Promise<ModelVersionRow | undefined> {
+  const [row] = await executor
+    .select()
+    .from(modelVersions)
+    .where(and(eq(modelVersions.tenantId, tenantId), eq(modelVersions.workflowId, workflowId)))
+  return row
+}
+
+export async function countVersionsEver(executor: Executor, modelId: string): Promise<number> {
+  const [row] = await executor.select({ n: count() }).from(modelVersions).where(eq(modelVersions.modelId, modelId))
+  return row?.n ?? 0
+}
+
+/** The first file (by path) not yet verified, or undefined when every file is. */
+export async function nextUnverifiedFile(executor: Executor, versionId: string): Promise<ModelVersionFileRow | undefined> {
+  const [row] = await executor
+    .select()
+    .from(modelVersionFiles)
+    .where(and(eq(modelVersionFiles.versionId, versionId), ne(modelVersionFiles.status, 'verified')))
+    .orderBy(asc(modelVersionFiles.path))
+    .limit(1)
+  return row
+}
+
+export async function updateVersionFile(
+  executor: Executor,
+  versionId: string,
+  path: string,
+  patch: Partial<Pick<NewVersionFile, 'status' | 'bytesDone' | 'sha256'>>,
+): Promise<void> {
+  await executor
+    .update(modelVersionFiles)
+    .set({ ...patch, updatedAt: sql`now()` })
+    .where(and(eq(modelVersionFiles.versionId, versionId), eq(modelVersionFiles.path, path)))
+}
+
+/** Bytes of the version's files in all, and how many of them are stored. */
+export async function versionBytes(executor: Executor, versionId: string): Promise<{ total: number; done: number; files: number }> {
+  const [row] = await executor
+    .select({
+      total: sql<string>`coalesce(sum(${modelVersionFiles.size}), 0)`,
+      done: sql<string>`coalesce(sum(${modelVersionFiles.bytesDone}), 0)`,
+      files: count(),
+    })
+    .from(modelVersionFiles)
+    .where(eq(modelVersionFiles.versionId, versionId))
+  return { total: Number(row?.total ?? 0), done: Number(row?.done ?? 0), files: row?.files ?? 0 }
 }

@@ -1,8 +1,12 @@
 import type { FastifyInstance } from 'fastify'
 import { createOutbound } from '../../platform/net/outbound.js'
 import type { Platform } from '../../platform/platform.js'
+import type { WorkflowService } from '../workflow_ops/index.js'
 import { createCredentialService } from './credentials.js'
 import { upsertProviders } from './crud.js'
+import { createImportService } from './import.js'
+import { registerImportRoutes } from './import-routes.js'
+import { registerImportWorkflows } from './import-workflow.js'
 import { PROVIDERS } from './providers.js'
 import { registerModelRoutes } from './routes.js'
 import { createModelService } from './service.js'
@@ -11,6 +15,7 @@ export type { CredentialService } from './credentials.js'
 export { CREDENTIAL_TOPIC } from './credentials.js'
 export type { ModelService, ModelUser } from './service.js'
 export { MODEL_TOPIC } from './service.js'
+export { IMPORT_TOPIC, IMPORT_WORKFLOW } from './import.js'
 export { PROVIDERS, type ProviderId } from './providers.js'
 
 /**
@@ -18,7 +23,10 @@ export { PROVIDERS, type ProviderId } from './providers.js'
  * where they are, the others held as versions of files in the blob store), versions. Endpoints
  * declare themselves as model users (`models.registerUser`) so a model in use is not deleted.
  */
-export function createModelOps(platform: Pick<Platform, 'config' | 'log' | 'database' | 'vault' | 'events' | 'blob'>) {
+export function createModelOps(
+  platform: Pick<Platform, 'config' | 'log' | 'database' | 'vault' | 'events' | 'blob'>,
+  workflows: Pick<WorkflowService, 'register' | 'start' | 'findIdempotentRun' | 'reportProgress'>,
+) {
   const log = platform.log.child({ module: 'model_ops' })
   const settings = platform.config.models
   const outbound = createOutbound({ deniedCidrs: settings.deniedCidrs, timeoutMs: settings.providerTimeoutMs, extraCaPem: settings.extraCaPem })
@@ -31,6 +39,18 @@ export function createModelOps(platform: Pick<Platform, 'config' | 'log' | 'data
     log,
   })
   const models = createModelService({ db: platform.database.db, blob: platform.blob, events: platform.events, credentials, log })
+  const imports = createImportService({
+    db: platform.database.db,
+    blob: platform.blob,
+    events: platform.events,
+    models,
+    credentials,
+    workflows,
+    hubUrl: settings.hubUrl,
+    partBytes: settings.importPartBytes,
+    log,
+  })
+  registerImportWorkflows(workflows, imports)
   return {
     models,
     credentials,
@@ -44,6 +64,9 @@ export function createModelOps(platform: Pick<Platform, 'config' | 'log' | 'data
     stop(): void {
       outbound.close()
     },
-    routes: (app: FastifyInstance) => registerModelRoutes(app, models, credentials),
+    routes: (app: FastifyInstance) => {
+      registerModelRoutes(app, models, credentials)
+      registerImportRoutes(app, imports)
+    },
   }
 }
