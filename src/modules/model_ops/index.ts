@@ -1,24 +1,33 @@
 import type { FastifyInstance } from 'fastify'
 import { createOutbound } from '../../platform/net/outbound.js'
 import type { Platform } from '../../platform/platform.js'
+import type { WorkflowService } from '../workflow_ops/index.js'
 import { createCredentialService } from './credentials.js'
 import { upsertProviders } from './crud.js'
 import { PROVIDERS } from './providers.js'
 import { registerModelRoutes } from './routes.js'
 import { createModelService } from './service.js'
+import { registerUploadRoutes } from './upload-routes.js'
+import { registerUploadWorkflow } from './upload-workflow.js'
+import { createUploadService, ORPHAN_SCAN_ID, ORPHAN_SCAN_INTERVAL_MS, UPLOAD_EXPIRY_SWEEP, UPLOAD_ORPHAN_SWEEP } from './uploads.js'
 
 export type { CredentialService } from './credentials.js'
 export { CREDENTIAL_TOPIC } from './credentials.js'
 export type { ModelService, ModelUser } from './service.js'
 export { MODEL_TOPIC } from './service.js'
 export { PROVIDERS, type ProviderId } from './providers.js'
+export type { UploadService } from './uploads.js'
+export { ORPHAN_SCAN_ID, UPLOAD_EXPIRY_SWEEP, UPLOAD_ORPHAN_SWEEP, UPLOAD_TOPIC, UPLOAD_WORKFLOW } from './uploads.js'
 
 /**
  * The model catalog: providers and the tenant's credentials for them, models (cloud ones called
  * where they are, the others held as versions of files in the blob store), versions. Endpoints
  * declare themselves as model users (`models.registerUser`) so a model in use is not deleted.
  */
-export function createModelOps(platform: Pick<Platform, 'config' | 'log' | 'database' | 'vault' | 'events' | 'blob'>) {
+export function createModelOps(
+  platform: Pick<Platform, 'config' | 'log' | 'database' | 'vault' | 'events' | 'blob' | 'sweeps'>,
+  workflows: WorkflowService,
+) {
   const log = platform.log.child({ module: 'model_ops' })
   const settings = platform.config.models
   const outbound = createOutbound({ deniedCidrs: settings.deniedCidrs, timeoutMs: settings.providerTimeoutMs, extraCaPem: settings.extraCaPem })
@@ -31,19 +40,46 @@ export function createModelOps(platform: Pick<Platform, 'config' | 'log' | 'data
     log,
   })
   const models = createModelService({ db: platform.database.db, blob: platform.blob, events: platform.events, credentials, log })
+  const uploads = createUploadService({
+    db: platform.database.db,
+    blob: platform.blob,
+    events: platform.events,
+    sweeps: platform.sweeps,
+    workflows,
+    models,
+    settings: settings.uploads,
+    log,
+  })
+  registerUploadWorkflow(workflows, uploads)
+  // Abandoned uploads: each is due at its expiry; the orphan scan looks for what no upload knows.
+  platform.sweeps.define({ name: UPLOAD_EXPIRY_SWEEP, intervalMs: ORPHAN_SCAN_INTERVAL_MS, concurrency: 4, leaseMs: 120_000, run: (id) => uploads.expire(id) })
+  platform.sweeps.define({
+    name: UPLOAD_ORPHAN_SWEEP,
+    intervalMs: ORPHAN_SCAN_INTERVAL_MS,
+    concurrency: 1,
+    leaseMs: 300_000,
+    run: async (_id, ctx) => {
+      await uploads.sweepOrphans(ctx.signal)
+    },
+  })
   return {
     models,
     credentials,
+    uploads,
     /** Writes the providers the code knows; idempotent, so every replica may run it at start. */
     async start(): Promise<void> {
       await upsertProviders(
         platform.database.db,
         PROVIDERS.map(({ mainSecret: _main, ...p }) => p),
       )
+      await platform.sweeps.schedule(platform.database.db, UPLOAD_ORPHAN_SWEEP, ORPHAN_SCAN_ID, { dueInMs: ORPHAN_SCAN_INTERVAL_MS })
     },
     stop(): void {
       outbound.close()
     },
-    routes: (app: FastifyInstance) => registerModelRoutes(app, models, credentials),
+    routes: (app: FastifyInstance) => {
+      registerModelRoutes(app, models, credentials)
+      registerUploadRoutes(app, uploads)
+    },
   }
 }
