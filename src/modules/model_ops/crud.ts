@@ -442,6 +442,13 @@ export async function liveStoreUploadIds(executor: Executor, storeUploadIds: str
   return new Set(rows.map((r) => r.id))
 }
 
+/** The status of each of these versions that exists (deleted ones included). */
+export async function versionStatuses(executor: Executor, ids: string[]): Promise<Map<string, string>> {
+  if (ids.length === 0) return new Map()
+  const rows = await executor.select({ id: modelVersions.id, status: modelVersions.status }).from(modelVersions).where(inArray(modelVersions.id, ids))
+  return new Map(rows.map((r) => [r.id, r.status]))
+}
+
 /** What the verification computed for one file of a version. */
 export async function recordVersionFile(executor: Executor, versionId: string, path: string, patch: { sha256?: string; status: string; bytesDone?: number }): Promise<void> {
   await executor

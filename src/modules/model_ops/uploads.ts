@@ -40,6 +40,8 @@ const COMPLETING_GRACE_MS = 3_600_000
 /** Open uploads one orphan scan looks at, and asks the database about at once. */
 const ORPHAN_SCAN_LIMIT = 10_000
 const ORPHAN_BATCH = 200
+/** models/{modelId}/{versionId}/{path}: the version's id is the second segment. */
+const VERSION_FILE_KEY = /^models\/[0-9a-f-]{36}\/([0-9a-f-]{36})\/./
 
 export const UPLOAD_TOPIC = {
   uploaded: 'model.version_uploaded',
@@ -164,6 +166,15 @@ export function createUploadService(deps: UploadDeps) {
    * the upload had already moved on and nothing was done.
    */
   async function close(uploadId: string, status: 'aborted' | 'expired' | 'failed', reason: string, from: string[]): Promise<boolean> {
+    // A failed verification's objects go before the version says failed, so no one sees a failed
+    // version with files still in the store; nothing else writes to an upload that is verifying.
+    // An open upload changes status first instead: that is what stops a complete racing with it.
+    if (status === 'failed') {
+      const current = await crud.getUploadById(db, uploadId)
+      // A sealed version's files are never dropped here, whatever asks (a late cancel, a retried step).
+      if (!current || !from.includes(current.status)) return false
+      await dropStored(await crud.listUploadFiles(db, uploadId))
+    }
     const closed = await transaction(db, async (tx) => {
       const row = await crud.lockUpload(tx, uploadId)
       if (!row || !from.includes(row.status)) return null
@@ -178,7 +189,7 @@ export function createUploadService(deps: UploadDeps) {
       return { row, files: await crud.listUploadFiles(tx, uploadId) }
     })
     if (!closed) return false
-    await dropStored(closed.files)
+    if (status !== 'failed') await dropStored(closed.files)
     log.info({ uploadId, versionId: closed.row.versionId, status }, 'model upload closed')
     return true
   }
@@ -299,26 +310,32 @@ export function createUploadService(deps: UploadDeps) {
         throw err
       }
 
-      const started = await workflows
-        .start({
+      // Verifying before the run starts: the run's steps expect it, and may be quicker than this request.
+      const verifying = await transaction(db, async (tx) => {
+        const locked = (await crud.lockUpload(tx, uploadId))!
+        const updated = await crud.updateUpload(tx, uploadId, { status: 'verifying' })
+        await crud.updateVersion(tx, locked.versionId, { status: 'verifying' })
+        for (const file of files) await crud.recordVersionFile(tx, locked.versionId, file.path, { status: 'stored' })
+        await sweeps.unschedule(tx, UPLOAD_EXPIRY_SWEEP, uploadId)
+        return updated
+      })
+      let started: { workflowId: string }
+      try {
+        started = await workflows.start({
           type: UPLOAD_WORKFLOW,
           tenantId: principal.tenantId,
-          resource: { kind: 'model_version', id: (await crud.getUploadById(db, uploadId))!.versionId },
+          resource: { kind: 'model_version', id: verifying.versionId },
           startedBy: principal.id,
           input: { uploadId },
           inputSummary: `verify upload ${uploadId}`,
         })
-        .catch(async (err: unknown) => {
-          await crud.updateUpload(db, uploadId, { status: 'open' })
-          throw err
-        })
+      } catch (err) {
+        await close(uploadId, 'failed', `the verification could not be started: ${(err as Error).message.slice(0, 200)}`, ['verifying'])
+        throw err
+      }
       const row = await transaction(db, async (tx) => {
-        const locked = (await crud.lockUpload(tx, uploadId))!
-        const updated = await crud.updateUpload(tx, uploadId, { status: 'verifying', workflowId: started.workflowId })
-        await crud.updateVersion(tx, locked.versionId, { status: 'verifying', workflowId: started.workflowId })
-        for (const file of files) await crud.recordVersionFile(tx, locked.versionId, file.path, { status: 'stored' })
-        await sweeps.unschedule(tx, UPLOAD_EXPIRY_SWEEP, uploadId)
-        return updated
+        await crud.updateVersion(tx, verifying.versionId, { workflowId: started.workflowId })
+        return crud.updateUpload(tx, uploadId, { workflowId: started.workflowId })
       })
       log.info({ uploadId, versionId: row.versionId, workflowId: started.workflowId }, 'model upload completed in the store; verifying')
       return view(row, files)
@@ -428,19 +445,23 @@ export function createUploadService(deps: UploadDeps) {
     },
 
     /**
-     * Aborts multipart uploads under models/ that no open upload owns and that are older than
-     * MODEL_UPLOAD_ORPHAN_AFTER_SECONDS: left by a process that died between opening them in the
-     * store and recording them, or by an abort the store did not answer.
+     * Aborts multipart uploads under models/ that nothing is writing any more and that are older
+     * than MODEL_UPLOAD_ORPHAN_AFTER_SECONDS: left by a process that died between opening them in
+     * the store and recording them, or by an abort the store did not answer. Not an orphan: one an
+     * open upload owns, one of a version still importing (an import streams its files through
+     * multipart uploads of its own), and one whose key is not a version's file (not ours to judge).
      */
     async sweepOrphans(signal: AbortSignal): Promise<{ seen: number; aborted: number }> {
       const cutoff = Date.now() - settings.orphanAfterMs
       let seen = 0
       let aborted = 0
-      let batch: Array<{ key: string; uploadId: string }> = []
+      let batch: Array<{ key: string; uploadId: string; versionId: string }> = []
       const flush = async () => {
         const live = await crud.liveStoreUploadIds(db, batch.map((b) => b.uploadId))
+        const statuses = await crud.versionStatuses(db, [...new Set(batch.map((b) => b.versionId))])
         for (const open of batch) {
-          if (live.has(open.uploadId) || signal.aborted) continue
+          if (signal.aborted) break
+          if (live.has(open.uploadId) || statuses.get(open.versionId) === 'importing') continue
           await blob.abortMultipart(open.key, open.uploadId)
           aborted++
         }
@@ -449,8 +470,9 @@ export function createUploadService(deps: UploadDeps) {
       for await (const open of blob.listMultipartUploads('models/')) {
         if (signal.aborted || seen >= ORPHAN_SCAN_LIMIT) break
         seen++
-        if (open.initiated.getTime() > cutoff) continue
-        batch.push(open)
+        const versionId = VERSION_FILE_KEY.exec(open.key)?.[1]
+        if (!versionId || open.initiated.getTime() > cutoff) continue
+        batch.push({ ...open, versionId })
         if (batch.length >= ORPHAN_BATCH) await flush()
       }
       await flush()

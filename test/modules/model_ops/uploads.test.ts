@@ -401,7 +401,7 @@ for (const store of STORES) {
         expect(version).toMatchObject({ status: 'failed' })
       })
 
-      it('a multipart upload under models/ that no upload knows is aborted; an open upload is left alone', { timeout: 30_000 }, async () => {
+      it('a multipart upload under models/ that no upload knows is aborted; an open upload and an import are left alone', { timeout: 30_000 }, async () => {
         const blob = main.app.platform.blob
         const orphanKey = `models/${randomUUID()}/${randomUUID()}/orphan.bin`
         const orphan = await blob.createMultipart(orphanKey)
@@ -409,10 +409,15 @@ for (const store of STORES) {
         const modelId = await newModel()
         const files = modelFiles().slice(0, 1)
         const opened = (await open(modelId, declare(files))).json() as Opened
+        // An import writes through multipart uploads of its own, which no upload owns.
+        const importing = await main.app.services.models.startVersion(admin.tenantId, modelId, { label: 'imported', status: 'importing', createdBy: admin.id, files: [{ path: 'big.bin', size: 1 }] })
+        const importKey = `models/${modelId}/${importing.id}/big.bin`
+        await blob.createMultipart(importKey)
         await new Promise((resolve) => setTimeout(resolve, 1_200))
         await main.app.platform.sweeps.runNow(UPLOAD_ORPHAN_SWEEP, ORPHAN_SCAN_ID)
         expect(await openUploadsUnder(main, orphanKey)).toEqual([])
         expect(await openUploadsUnder(main, `models/${modelId}/${opened.versionId}/`)).toHaveLength(1)
+        expect(await openUploadsUnder(main, importKey)).toHaveLength(1)
       })
     })
   })
