@@ -207,7 +207,8 @@ export async function createS3BlobStore(options: S3BlobStoreOptions): Promise<Bl
 
   /**
    * Paged by hand with signed requests: minio's listIncompleteUploads loses its place between pages
-   * (it passes the next markers on wrongly) and also lists every upload's parts to sum their sizes.
+   * (its parser reads NextUploadIdMarker under another name, so the next page starts with an empty
+   * upload-id marker) and also lists every upload's parts to sum their sizes.
    */
   async function* listMultipartUploads(prefix: string): AsyncIterable<OpenMultipartUpload> {
     let keyMarker = ''
