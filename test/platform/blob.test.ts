@@ -340,6 +340,22 @@ function blobStoreContract(subject: () => Subject, backend: Backend) {
         await store.abortMultipart(`${prefix}other.bin`, other)
       })
 
+      it('lists open uploads under a prefix across pages, by key, and not those of other prefixes', async () => {
+        const prefix = `test/${randomUUID()}/`
+        const keys = ['a.bin', 'b.bin', 'b.bin', 'deep/c.bin', 'e.bin'].map((k) => `${prefix}${k}`)
+        const ids: string[] = []
+        for (const key of keys) ids.push(await store.createMultipart(key))
+        const elsewhereKey = uniqueKey('x.bin')
+        const elsewhere = await store.createMultipart(elsewhereKey)
+        const listed = []
+        for await (const open of store.listMultipartUploads(prefix, { pageSize: 2 })) listed.push(open)
+        expect(listed.map((o) => o.key)).toEqual(keys)
+        expect(new Set(listed.map((o) => o.uploadId))).toEqual(new Set(ids))
+        expect(listed.every((o) => o.initiated.getTime() > Date.now() - 60_000)).toBe(true)
+        for (const [i, key] of keys.entries()) await store.abortMultipart(key, ids[i]!)
+        await store.abortMultipart(elsewhereKey, elsewhere)
+      })
+
       it('refuses an expired or tampered part URL', async () => {
         const key = uniqueKey('late.bin')
         const uploadId = await store.createMultipart(key)

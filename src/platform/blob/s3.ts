@@ -210,11 +210,12 @@ export async function createS3BlobStore(options: S3BlobStoreOptions): Promise<Bl
    * (its parser reads NextUploadIdMarker under another name, so the next page starts with an empty
    * upload-id marker) and also lists every upload's parts to sum their sizes.
    */
-  async function* listMultipartUploads(prefix: string): AsyncIterable<OpenMultipartUpload> {
+  async function* listMultipartUploads(prefix: string, listOptions: { pageSize?: number } = {}): AsyncIterable<OpenMultipartUpload> {
+    const pageSize = Math.max(1, Math.min(1000, Math.floor(listOptions.pageSize ?? 1000)))
     let keyMarker = ''
     let uploadIdMarker = ''
     for (;;) {
-      const query: Record<string, string> = { uploads: '', prefix, 'max-uploads': '1000' }
+      const query: Record<string, string> = { uploads: '', prefix, 'max-uploads': String(pageSize) }
       if (keyMarker) Object.assign(query, { 'key-marker': keyMarker, 'upload-id-marker': uploadIdMarker })
       const url = await client.presignedUrl('GET', bucket, '', 300, query)
       const answer = await rawRequest(url, 'GET')

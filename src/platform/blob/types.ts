@@ -73,6 +73,6 @@ export interface BlobStore {
   completeMultipart(key: string, uploadId: string, parts: ReadonlyArray<{ partNumber: number; etag: string }>): Promise<BlobInfo>
   /** Drops the upload and its parts; an upload that is not open is not an error. */
   abortMultipart(key: string, uploadId: string): Promise<void>
-  /** Every open upload whose key starts with `prefix`, ordered by key then start, paged underneath. */
-  listMultipartUploads(prefix: string): AsyncIterable<OpenMultipartUpload>
+  /** Every open upload whose key starts with `prefix`, ordered by key then start, paged underneath (`pageSize` at most 1000). */
+  listMultipartUploads(prefix: string, options?: { pageSize?: number }): AsyncIterable<OpenMultipartUpload>
 }
