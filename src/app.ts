@@ -27,7 +27,7 @@ import { loggerOptions } from './platform/logger.js'
 import { registerAuthGuard } from './platform/auth/guard.js'
 import { type AuthService, createAuth } from './modules/auth/index.js'
 import { type ClusterService, createClusterOps } from './modules/cluster_ops/index.js'
-import { type CredentialService, createModelOps, type ModelService } from './modules/model_ops/index.js'
+import { type CredentialService, createModelOps, type ModelService, type UploadService } from './modules/model_ops/index.js'
 import { createUserAdmin, type UserAdminService, type UserImport } from './modules/user_admin/index.js'
 import { createWorkflowOps, type WorkflowOpsOptions, type WorkflowService } from './modules/workflow_ops/index.js'
 import type { Platform } from './platform/platform.js'
@@ -53,6 +53,7 @@ export interface Services {
   clusters: ClusterService
   models: ModelService
   modelCredentials: CredentialService
+  modelUploads: UploadService
 }
 
 declare module 'fastify' {
@@ -228,6 +229,7 @@ export async function buildApp(
     clusters: clusterOps.service,
     models: modelOps.models,
     modelCredentials: modelOps.credentials,
+    modelUploads: modelOps.uploads,
   })
 
   registerHealthRoutes(

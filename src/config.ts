@@ -86,12 +86,35 @@ const EnvSchema = Type.Object({
   MODEL_PROVIDER_TIMEOUT_MS: Type.Optional(Type.Integer({ minimum: 100, maximum: 300_000 })),
   MODEL_IMPORT_PART_MB: Type.Optional(Type.Integer({ minimum: 1, maximum: 1024 })),
   OUTBOUND_DENIED_CIDRS: Type.Optional(Type.String({ maxLength: 8192 })),
+  // Uploads of model versions straight into the object store (S3 multipart or the filesystem store's own).
+  MODEL_UPLOAD_MAX_FILE_BYTES: Type.Optional(Type.Integer({ minimum: 1, maximum: 5 * 1024 ** 4 })),
+  MODEL_UPLOAD_MAX_VERSION_BYTES: Type.Optional(Type.Integer({ minimum: 1, maximum: 1024 ** 5 })),
+  MODEL_UPLOAD_PART_BYTES: Type.Optional(Type.Integer({ minimum: 5 * 1024 * 1024, maximum: 5 * 1024 ** 3 })),
+  // As short as a second, so that tests and drills see an upload expire.
+  MODEL_UPLOAD_URL_EXPIRY_SECONDS: Type.Optional(Type.Integer({ minimum: 1, maximum: 7 * 86_400 })),
+  MODEL_UPLOAD_ORPHAN_AFTER_SECONDS: Type.Optional(Type.Integer({ minimum: 1, maximum: 30 * 86_400 })),
   OUTBOUND_CA_FILE: Type.Optional(Type.String({ minLength: 1, maxLength: 4096 })),
   SWEEP_POLL_MS: Type.Optional(Type.Integer({ minimum: 50, maximum: 60_000 })),
   // Replicas (see sharedParts below).
   BLOB_DIR: Type.Optional(Type.String({ minLength: 1, maxLength: 4096 })),
   SINGLE_REPLICA: Type.Optional(Bool),
 })
+
+/** S3 takes at most 10,000 parts an object: a file larger than that many parts could never be completed. */
+function uploadLimits(env: Env, problems: string[]): Config['models']['uploads'] {
+  const partBytes = env.MODEL_UPLOAD_PART_BYTES ?? 64 * 1024 * 1024
+  const maxFileBytes = env.MODEL_UPLOAD_MAX_FILE_BYTES ?? Math.min(500 * 1024 ** 3, partBytes * 10_000)
+  if (maxFileBytes > partBytes * 10_000) {
+    problems.push(`MODEL_UPLOAD_MAX_FILE_BYTES: at most 10,000 parts of MODEL_UPLOAD_PART_BYTES (${partBytes * 10_000} bytes)`)
+  }
+  return {
+    maxFileBytes,
+    maxVersionBytes: env.MODEL_UPLOAD_MAX_VERSION_BYTES ?? 2 * 1024 ** 4,
+    partBytes,
+    urlExpirySeconds: env.MODEL_UPLOAD_URL_EXPIRY_SECONDS ?? 6 * 3600,
+    orphanAfterMs: (env.MODEL_UPLOAD_ORPHAN_AFTER_SECONDS ?? 3600) * 1000,
+  }
+}
 
 /** Never echoed back in an error: they hold credentials. */
 const SECRET_VARS = new Set([
@@ -236,6 +259,16 @@ export interface Config {
     extraCaPem: string | undefined
     /** An import fetches and stores a larger file in parts of this size: what a crash or a dropped connection costs. */
     importPartBytes: number
+    uploads: {
+      maxFileBytes: number
+      maxVersionBytes: number
+      /** Every part but a file's last is this long; at most 10,000 parts a file (S3's limit). */
+      partBytes: number
+      /** Part URLs are valid this long, and an upload not completed by then expires and is swept. */
+      urlExpirySeconds: number
+      /** A multipart upload under models/ that no upload knows is aborted once it is this old. */
+      orphanAfterMs: number
+    }
   }
   /** How often a replica looks for due sweep work (cluster syncs, later endpoint reconciles). */
   sweepPollMs: number
@@ -503,6 +536,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Readonly<Co
           : deniedCidrs('OUTBOUND_DENIED_CIDRS', env.OUTBOUND_DENIED_CIDRS, problems),
       extraCaPem: readCaFile(env.OUTBOUND_CA_FILE, problems),
       importPartBytes: (env.MODEL_IMPORT_PART_MB ?? 16) * 1024 * 1024,
+      uploads: uploadLimits(env, problems),
     },
     sweepPollMs: env.SWEEP_POLL_MS ?? 1_000,
     parts: {

@@ -271,6 +271,104 @@ function blobStoreContract(subject: () => Subject, backend: Backend) {
         expect(got.status).toBe(403)
       })
     })
+
+    describe('multipart uploads', () => {
+      const MiB = 1024 * 1024
+
+      it('assembles parts a client PUT through part URLs, with the ETag S3 gives such an object', async () => {
+        const key = uniqueKey('weights.safetensors')
+        const uploadId = await store.createMultipart(key, { contentType: 'application/octet-stream' })
+        const parts = [randomBytes(5 * MiB), randomBytes(1000)]
+        const etags: string[] = []
+        for (const [i, part] of parts.entries()) {
+          const res = await fetch(await store.presignPart(key, uploadId, i + 1, 60), { method: 'PUT', body: part })
+          expect(res.status).toBe(200)
+          etags.push(res.headers.get('etag')!.replace(/"/g, ''))
+        }
+        expect(etags).toEqual(parts.map(md5))
+        expect(await store.listParts(key, uploadId)).toEqual([
+          { partNumber: 1, size: 5 * MiB, etag: etags[0] },
+          { partNumber: 2, size: 1000, etag: etags[1] },
+        ])
+        const opened = []
+        for await (const open of store.listMultipartUploads(key)) opened.push(open.uploadId)
+        expect(opened).toEqual([uploadId])
+
+        const info = await store.completeMultipart(key, uploadId, etags.map((etag, i) => ({ partNumber: i + 1, etag })))
+        expect(info.size).toBe(5 * MiB + 1000)
+        const expectedETag = createHash('md5').update(Buffer.concat(parts.map((p) => createHash('md5').update(p).digest()))).digest('hex')
+        expect(info.etag).toBe(`${expectedETag}-2`)
+        expect(md5(await buffer(await store.get(key)))).toBe(md5(Buffer.concat(parts)))
+        await expect(store.listParts(key, uploadId)).rejects.toMatchObject({ code: 'MULTIPART_UPLOAD_NOT_FOUND' })
+        // A part URL used again after completion stores nothing.
+        const replay = await fetch(await store.presignPart(key, uploadId, 2, 60), { method: 'PUT', body: randomBytes(10) })
+        expect(replay.status).toBe(404)
+        expect((await store.stat(key))?.size).toBe(5 * MiB + 1000)
+      })
+
+      it('refuses a wrong ETag, a missing part and a small middle part; the upload stays open to be completed right', async () => {
+        const key = uniqueKey('checked.bin')
+        const uploadId = await store.createMultipart(key)
+        const small = randomBytes(100)
+        const part = await store.uploadPart(key, uploadId, 1, small, small.length)
+        expect(part).toEqual({ partNumber: 1, size: 100, etag: md5(small) })
+        await expect(store.completeMultipart(key, uploadId, [{ partNumber: 1, etag: md5(Buffer.from('x')) }])).rejects.toMatchObject({ code: 'INVALID_PART' })
+        await expect(store.completeMultipart(key, uploadId, [{ partNumber: 1, etag: part.etag }, { partNumber: 2, etag: part.etag }])).rejects.toMatchObject({
+          code: expect.stringMatching(/^(INVALID_PART|PART_TOO_SMALL)$/),
+        })
+        await store.uploadPart(key, uploadId, 2, small, small.length)
+        await expect(store.completeMultipart(key, uploadId, [{ partNumber: 1, etag: part.etag }, { partNumber: 2, etag: part.etag }])).rejects.toMatchObject({ code: 'PART_TOO_SMALL' })
+        await expect(store.completeMultipart(key, uploadId, [{ partNumber: 2, etag: part.etag }, { partNumber: 1, etag: part.etag }])).rejects.toMatchObject({ code: 'INVALID_PART_ORDER' })
+        expect((await store.completeMultipart(key, uploadId, [{ partNumber: 1, etag: part.etag }])).size).toBe(100)
+      })
+
+      it('aborts: the parts are gone, the upload is no longer listed, a second abort is no error', async () => {
+        const prefix = `test/${randomUUID()}/`
+        const key = `${prefix}abandoned.bin`
+        const uploadId = await store.createMultipart(key)
+        await store.uploadPart(key, uploadId, 1, randomBytes(64), 64)
+        await store.abortMultipart(key, uploadId)
+        await store.abortMultipart(key, uploadId)
+        await expect(store.listParts(key, uploadId)).rejects.toMatchObject({ code: 'MULTIPART_UPLOAD_NOT_FOUND' })
+        const listed = []
+        for await (const open of store.listMultipartUploads(prefix)) listed.push(open)
+        expect(listed).toEqual([])
+        expect(await store.stat(key)).toBeNull()
+        // An id used with another key names no upload.
+        const other = await store.createMultipart(`${prefix}other.bin`)
+        await expect(store.listParts(key, other)).rejects.toMatchObject({ code: 'MULTIPART_UPLOAD_NOT_FOUND' })
+        await store.abortMultipart(`${prefix}other.bin`, other)
+      })
+
+      it('lists open uploads under a prefix across pages, by key, and not those of other prefixes', async () => {
+        const prefix = `test/${randomUUID()}/`
+        const keys = ['a.bin', 'b.bin', 'b.bin', 'deep/c.bin', 'e.bin'].map((k) => `${prefix}${k}`)
+        const ids: string[] = []
+        for (const key of keys) ids.push(await store.createMultipart(key))
+        const elsewhereKey = uniqueKey('x.bin')
+        const elsewhere = await store.createMultipart(elsewhereKey)
+        const listed = []
+        for await (const open of store.listMultipartUploads(prefix, { pageSize: 2 })) listed.push(open)
+        expect(listed.map((o) => o.key)).toEqual(keys)
+        expect(new Set(listed.map((o) => o.uploadId))).toEqual(new Set(ids))
+        expect(listed.every((o) => o.initiated.getTime() > Date.now() - 60_000)).toBe(true)
+        for (const [i, key] of keys.entries()) await store.abortMultipart(key, ids[i]!)
+        await store.abortMultipart(elsewhereKey, elsewhere)
+      })
+
+      it('refuses an expired or tampered part URL', async () => {
+        const key = uniqueKey('late.bin')
+        const uploadId = await store.createMultipart(key)
+        const url = await store.presignPart(key, uploadId, 1, 1)
+        await new Promise((resolve) => setTimeout(resolve, 2_100))
+        expect((await fetch(url, { method: 'PUT', body: randomBytes(10) })).status).toBe(403)
+        const other = new URL(await store.presignPart(key, uploadId, 1, 60))
+        other.searchParams.set('partNumber', '2')
+        expect((await fetch(other, { method: 'PUT', body: randomBytes(10) })).status).toBe(403)
+        expect(await store.listParts(key, uploadId)).toEqual([])
+        await store.abortMultipart(key, uploadId)
+      })
+    })
   })
 }
 

@@ -1,4 +1,4 @@
-import { randomBytes, randomUUID } from 'node:crypto'
+import { createHash, randomBytes, randomUUID } from 'node:crypto'
 import type { AddressInfo } from 'node:net'
 import { sql } from 'drizzle-orm'
 import type { FastifyInstance } from 'fastify'
@@ -41,6 +41,8 @@ interface TenantA {
   cluster: { id: string; name: string; server: string; token: string; workflowId: string }
   modelId: string
   versionId: string
+  /** An open upload of a second version of A's model. */
+  uploadId: string
   credentialId: string
 }
 let a: TenantA
@@ -67,6 +69,7 @@ const PATH_IDS: Record<string, (path: string, ids: PathIds) => string | undefine
     return undefined
   },
   version: (path, ids) => (path.startsWith('/v1/models/{id}/versions/') ? ids.versionId : undefined),
+  upload: (path, ids) => (path.startsWith('/v1/models/{id}/versions/uploads/') ? ids.uploadId : undefined),
   '*': (path, ids) => (path.startsWith('/v1/blobs/') ? ids.blobKey : undefined),
 }
 interface PathIds {
@@ -77,6 +80,7 @@ interface PathIds {
   blobKey: string
   modelId: string
   versionId: string
+  uploadId: string
   credentialId: string
   clusterId: string
 }
@@ -112,6 +116,8 @@ const bodies = (): Record<string, unknown> => ({
   // Never verified (B names A's nothing here but would learn of a taken name): stored unverified would need ?verify=false.
   createCredential: { provider: 'openai', name: `b-cred-${randomUUID().slice(0, 8)}`, secrets: { apiKey: 'sk-b-0000000000000000' }, settings: { baseUrl: 'https://127.0.0.1:9' } },
   updateCredential: { name: 'owned-by-b' },
+  createModelUpload: { files: [{ path: 'b.bin', size: 1, sha256: '0'.repeat(64) }] },
+  completeModelUpload: { files: [{ path: 'weights.bin', parts: [{ partNumber: 1, etag: '"0123456789abcdef0123456789abcdef"' }] }] },
 })
 
 /** Routes not walked, and why. Every other route of the document is. */
@@ -234,6 +240,7 @@ function markers(): string[] {
     a.blobContent,
     a.modelId,
     a.versionId,
+    a.uploadId,
     a.credentialId,
     ...a.importedEmails,
     a.cluster.id,
@@ -270,6 +277,7 @@ async function snapshotOfA() {
 
       (select json_agg(m order by m.id) from (select id, status, version, default_version_id from models where tenant_id = ${tenantId}) m) as models,
       (select json_agg(v order by v.id) from (select id, status from model_versions where tenant_id = ${tenantId}) v) as model_versions,
+      (select json_agg(u order by u.id) from (select id, status, updated_at from model_uploads where tenant_id = ${tenantId}) u) as model_uploads,
       (select json_agg(c order by c.id) from (select id, name, version, deleted_at from model_credentials where tenant_id = ${tenantId}) c) as credentials`)
   const blob = await app.platform.blob.stat(a.blobKey)
   const modelFile = a.modelId ? await app.platform.blob.stat(`models/${a.modelId}/${a.versionId}/config.json`) : null
@@ -341,6 +349,12 @@ beforeAll(async () => {
   })
   await app.platform.blob.put(`models/${modelId}/${version.id}/config.json`, '{}')
   await app.services.models.sealVersion(version.id)
+  const upload = await call('POST', `/v1/models/${modelId}/versions/uploads`, {
+    headers: asA,
+    body: { label: 'v2', files: [{ path: 'weights.bin', size: 3, sha256: createHash('sha256').update('abc').digest('hex') }] },
+  })
+  expect(upload.status, upload.text).toBe(201)
+  const uploadId = (JSON.parse(upload.text.slice(upload.text.indexOf('}') + 1)) as { id: string }).id
   const credential = await call('POST', '/v1/credentials?verify=false', {
     headers: asA,
     body: { provider: 'openai', name: `a-cred-${randomUUID().slice(0, 8)}`, secrets: { apiKey: 'sk-a-0000000000000000' } },
@@ -361,6 +375,7 @@ beforeAll(async () => {
     cluster,
     modelId,
     versionId: version.id,
+    uploadId,
     credentialId,
   }
   // A's events reach the outbox and A's audit rows are written (both after the answers).
@@ -397,6 +412,7 @@ describe('tenant walk', () => {
       clusterId: a.cluster.id,
       modelId: a.modelId,
       versionId: a.versionId,
+      uploadId: a.uploadId,
       credentialId: a.credentialId,
     }
     const madeUp: PathIds = {
@@ -407,6 +423,7 @@ describe('tenant walk', () => {
       blobKey: `user-imports/${randomUUID()}/${randomUUID()}/rows.json`,
       modelId: randomUUID(),
       versionId: randomUUID(),
+      uploadId: randomUUID(),
       credentialId: randomUUID(),
       clusterId: randomUUID(),
     }
@@ -526,6 +543,9 @@ describe('tenant walk', () => {
       'DELETE /v1/clusters/{id}',
       'POST /v1/clusters/{id}/refresh',
       'DELETE /v1/models/{id}/versions/{version}',
+      'POST /v1/models/{id}/versions/uploads',
+      'POST /v1/models/{id}/versions/uploads/{upload}/complete',
+      'DELETE /v1/models/{id}/versions/uploads/{upload}',
       'PATCH /v1/credentials/{id}',
     ]
     for (const expected of mustWalk) {

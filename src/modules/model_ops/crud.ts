@@ -1,4 +1,4 @@
-import { and, asc, count, desc, eq, getTableColumns, isNull, ne, type SQL, sql } from 'drizzle-orm'
+import { and, asc, count, desc, eq, getTableColumns, inArray, isNull, ne, type SQL, sql } from 'drizzle-orm'
 import type { Executor } from '../../platform/db/client.js'
 import type { PageRequest, SortRequest } from '../../platform/http/pagination.js'
 import {
@@ -12,6 +12,12 @@ import {
   models,
   modelVersionFiles,
   modelVersions,
+  type ModelUploadFileRow,
+  type ModelUploadPartRow,
+  type ModelUploadRow,
+  modelUploadFiles,
+  modelUploadParts,
+  modelUploads,
 } from './tables.js'
 
 // ---- providers --------------------------------------------------------------------------------
@@ -400,4 +406,108 @@ export async function versionBytes(executor: Executor, versionId: string): Promi
     .from(modelVersionFiles)
     .where(eq(modelVersionFiles.versionId, versionId))
   return { total: Number(row?.total ?? 0), done: Number(row?.done ?? 0), files: row?.files ?? 0 }
+}
+
+// ---- uploads ----------------------------------------------------------------------------------
+
+export type NewUpload = typeof modelUploads.$inferInsert
+
+export type UploadPatch = Partial<Pick<NewUpload, 'status' | 'statusReason' | 'workflowId'>>
+
+export async function insertUpload(
+  executor: Executor,
+  row: NewUpload,
+  files: Array<typeof modelUploadFiles.$inferInsert>,
+  parts: Array<typeof modelUploadParts.$inferInsert>,
+): Promise<ModelUploadRow> {
+  const [inserted] = await executor.insert(modelUploads).values(row).returning()
+  for (let i = 0; i < files.length; i += 500) await executor.insert(modelUploadFiles).values(files.slice(i, i + 500))
+  for (let i = 0; i < parts.length; i += 1000) await executor.insert(modelUploadParts).values(parts.slice(i, i + 1000))
+  return inserted!
+}
+
+/** Tenant-scoped, and of this model: another tenant's upload, or one of another model, is not found. */
+export async function getUpload(executor: Executor, tenantId: string, modelId: string, id: string): Promise<ModelUploadRow | undefined> {
+  const [row] = await executor
+    .select()
+    .from(modelUploads)
+    .where(and(eq(modelUploads.id, id), eq(modelUploads.tenantId, tenantId), eq(modelUploads.modelId, modelId)))
+  return row
+}
+
+/** Not scoped: for the workflow and the sweeps, which act on ids they were handed by the service. */
+export async function getUploadById(executor: Executor, id: string): Promise<ModelUploadRow | undefined> {
+  const [row] = await executor.select().from(modelUploads).where(eq(modelUploads.id, id))
+  return row
+}
+
+export async function lockUpload(executor: Executor, id: string): Promise<ModelUploadRow | undefined> {
+  const [row] = await executor.select().from(modelUploads).where(eq(modelUploads.id, id)).for('update')
+  return row
+}
+
+export async function updateUpload(executor: Executor, id: string, patch: UploadPatch): Promise<ModelUploadRow> {
+  const [row] = await executor
+    .update(modelUploads)
+    .set({ ...patch, updatedAt: sql`now()` })
+    .where(eq(modelUploads.id, id))
+    .returning()
+  return row!
+}
+
+export async function listUploadFiles(executor: Executor, uploadId: string): Promise<ModelUploadFileRow[]> {
+  return executor.select().from(modelUploadFiles).where(eq(modelUploadFiles.uploadId, uploadId)).orderBy(asc(modelUploadFiles.path))
+}
+
+export async function updateUploadFile(
+  executor: Executor,
+  uploadId: string,
+  path: string,
+  patch: Partial<Pick<ModelUploadFileRow, 'status' | 'sha256'>>,
+): Promise<void> {
+  await executor
+    .update(modelUploadFiles)
+    .set(patch)
+    .where(and(eq(modelUploadFiles.uploadId, uploadId), eq(modelUploadFiles.path, path)))
+}
+
+export async function listUploadParts(executor: Executor, uploadId: string): Promise<ModelUploadPartRow[]> {
+  return executor
+    .select()
+    .from(modelUploadParts)
+    .where(eq(modelUploadParts.uploadId, uploadId))
+    .orderBy(asc(modelUploadParts.path), asc(modelUploadParts.partNumber))
+}
+
+export async function setUploadPartEtag(executor: Executor, uploadId: string, path: string, partNumber: number, etag: string): Promise<void> {
+  await executor
+    .update(modelUploadParts)
+    .set({ etag })
+    .where(and(eq(modelUploadParts.uploadId, uploadId), eq(modelUploadParts.path, path), eq(modelUploadParts.partNumber, partNumber)))
+}
+
+/** Of these store upload ids, the ones an upload still open (or being completed) owns. */
+export async function liveStoreUploadIds(executor: Executor, storeUploadIds: string[]): Promise<Set<string>> {
+  if (storeUploadIds.length === 0) return new Set()
+  const rows = await executor
+    .select({ id: modelUploadFiles.storeUploadId })
+    .from(modelUploadFiles)
+    .innerJoin(modelUploads, eq(modelUploads.id, modelUploadFiles.uploadId))
+    .where(and(inArray(modelUploadFiles.storeUploadId, storeUploadIds), inArray(modelUploads.status, ['open', 'completing'])))
+  return new Set(rows.map((r) => r.id))
+}
+
+/** The status of each of these versions that exists (deleted ones included). */
+export async function versionStatuses(executor: Executor, ids: string[]): Promise<Map<string, string>> {
+  if (ids.length === 0) return new Map()
+  const rows = await executor.select({ id: modelVersions.id, status: modelVersions.status }).from(modelVersions).where(inArray(modelVersions.id, ids))
+  return new Map(rows.map((r) => [r.id, r.status]))
+}
+
+/** What the verification computed for one file of a version. */
+export async function recordVersionFile(executor: Executor, versionId: string, path: string, patch: { sha256?: string; status: string; bytesDone?: number }): Promise<void> {
+  await executor
+    .update(modelVersionFiles)
+    .set({ ...patch, updatedAt: sql`now()` })
+    .where(and(eq(modelVersionFiles.versionId, versionId), eq(modelVersionFiles.path, path)))
 }

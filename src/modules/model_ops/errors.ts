@@ -77,3 +77,56 @@ export const sourceNeedsImport = (source: string) =>
   })
 
 export const nothingToUpdate = (fields: string) => new ValidationError(`the request changes nothing: send ${fields}`)
+
+// ---- uploads ------------------------------------------------------------------------------------
+
+export const UploadErrorCode = {
+  UPLOAD_NOT_FOUND: 'MODEL_UPLOAD_NOT_FOUND',
+  NOT_UPLOADABLE: 'MODEL_NOT_UPLOADABLE',
+  TOO_LARGE: 'MODEL_UPLOAD_TOO_LARGE',
+  NOT_OPEN: 'MODEL_UPLOAD_NOT_OPEN',
+  EXPIRED: 'MODEL_UPLOAD_EXPIRED',
+  FILES_MISMATCH: 'MODEL_UPLOAD_FILES_MISMATCH',
+  PART_MISSING: 'MODEL_UPLOAD_PART_MISSING',
+  PART_MISMATCH: 'MODEL_UPLOAD_PART_MISMATCH',
+  HASH_MISMATCH: 'MODEL_UPLOAD_HASH_MISMATCH',
+  SIZE_MISMATCH: 'MODEL_UPLOAD_SIZE_MISMATCH',
+  ABORTED: 'MODEL_UPLOAD_ABORTED',
+  LABEL_TAKEN: 'MODEL_VERSION_LABEL_TAKEN',
+} as const
+
+export const uploadNotFound = () => new NotFoundError('upload not found', UploadErrorCode.UPLOAD_NOT_FOUND)
+
+export const notUploadable = (source: string) =>
+  new ConflictError(UploadErrorCode.NOT_UPLOADABLE, `a ${source} model takes no uploaded versions: create a model with source "upload"`, { source })
+
+export const uploadTooLarge = (message: string, fields: Array<{ field: string; message: string }>, limit: number) =>
+  new AppError(UploadErrorCode.TOO_LARGE, 400, message, { fields, limit })
+
+export const uploadNotOpen = (status: string) =>
+  new ConflictError(UploadErrorCode.NOT_OPEN, `the upload is ${status}: only an open upload can be completed or aborted`, { status })
+
+export const uploadExpired = () =>
+  new AppError(UploadErrorCode.EXPIRED, 410, 'the upload expired before it was completed: its parts are dropped; start a new upload')
+
+export const uploadFilesMismatch = (message: string, fields: Array<{ field: string; message: string }>) =>
+  new AppError(UploadErrorCode.FILES_MISMATCH, 400, message, { fields })
+
+export const uploadPartMissing = (path: string, partNumber: number) =>
+  new AppError(UploadErrorCode.PART_MISSING, 400, `part ${partNumber} of ${path} is not in the store: PUT it through its URL, then complete again`, {
+    path,
+    partNumber,
+  })
+
+export const uploadPartMismatch = (path: string, partNumber: number, reason: 'etag' | 'size', expected: string | number, stored: string | number) =>
+  new AppError(
+    UploadErrorCode.PART_MISMATCH,
+    400,
+    reason === 'etag'
+      ? `part ${partNumber} of ${path}: the ETag sent is not the one the store holds (the part was sent again, or the ETag is wrong)`
+      : `part ${partNumber} of ${path} is ${stored} bytes in the store; it must be ${expected}`,
+    { path, partNumber, reason, expected, stored },
+  )
+
+export const versionLabelTaken = (label: string) =>
+  new ConflictError(UploadErrorCode.LABEL_TAKEN, `the model already has a version labelled "${label}"`, { fields: [{ field: 'body.label', message: 'already taken' }] })

@@ -10,6 +10,9 @@ import { registerImportWorkflows } from './import-workflow.js'
 import { PROVIDERS } from './providers.js'
 import { registerModelRoutes } from './routes.js'
 import { createModelService } from './service.js'
+import { registerUploadRoutes } from './upload-routes.js'
+import { registerUploadWorkflow } from './upload-workflow.js'
+import { createUploadService, ORPHAN_SCAN_ID, ORPHAN_SCAN_INTERVAL_MS, UPLOAD_EXPIRY_SWEEP, UPLOAD_ORPHAN_SWEEP } from './uploads.js'
 
 export type { CredentialService } from './credentials.js'
 export { CREDENTIAL_TOPIC } from './credentials.js'
@@ -17,6 +20,8 @@ export type { ModelService, ModelUser } from './service.js'
 export { MODEL_TOPIC } from './service.js'
 export { IMPORT_TOPIC, IMPORT_WORKFLOW } from './import.js'
 export { PROVIDERS, type ProviderId } from './providers.js'
+export type { UploadService } from './uploads.js'
+export { ORPHAN_SCAN_ID, UPLOAD_EXPIRY_SWEEP, UPLOAD_ORPHAN_SWEEP, UPLOAD_TOPIC, UPLOAD_WORKFLOW } from './uploads.js'
 
 /**
  * The model catalog: providers and the tenant's credentials for them, models (cloud ones called
@@ -24,8 +29,8 @@ export { PROVIDERS, type ProviderId } from './providers.js'
  * declare themselves as model users (`models.registerUser`) so a model in use is not deleted.
  */
 export function createModelOps(
-  platform: Pick<Platform, 'config' | 'log' | 'database' | 'vault' | 'events' | 'blob'>,
-  workflows: Pick<WorkflowService, 'register' | 'start' | 'findIdempotentRun' | 'reportProgress'>,
+  platform: Pick<Platform, 'config' | 'log' | 'database' | 'vault' | 'events' | 'blob' | 'sweeps'>,
+  workflows: WorkflowService,
 ) {
   const log = platform.log.child({ module: 'model_ops' })
   const settings = platform.config.models
@@ -51,15 +56,39 @@ export function createModelOps(
     log,
   })
   registerImportWorkflows(workflows, imports)
+  const uploads = createUploadService({
+    db: platform.database.db,
+    blob: platform.blob,
+    events: platform.events,
+    sweeps: platform.sweeps,
+    workflows,
+    models,
+    settings: settings.uploads,
+    log,
+  })
+  registerUploadWorkflow(workflows, uploads)
+  // Abandoned uploads: each is due at its expiry; the orphan scan looks for what no upload knows.
+  platform.sweeps.define({ name: UPLOAD_EXPIRY_SWEEP, intervalMs: ORPHAN_SCAN_INTERVAL_MS, concurrency: 4, leaseMs: 120_000, run: (id) => uploads.expire(id) })
+  platform.sweeps.define({
+    name: UPLOAD_ORPHAN_SWEEP,
+    intervalMs: ORPHAN_SCAN_INTERVAL_MS,
+    concurrency: 1,
+    leaseMs: 300_000,
+    run: async (_id, ctx) => {
+      await uploads.sweepOrphans(ctx.signal)
+    },
+  })
   return {
     models,
     credentials,
+    uploads,
     /** Writes the providers the code knows; idempotent, so every replica may run it at start. */
     async start(): Promise<void> {
       await upsertProviders(
         platform.database.db,
         PROVIDERS.map(({ mainSecret: _main, ...p }) => p),
       )
+      await platform.sweeps.schedule(platform.database.db, UPLOAD_ORPHAN_SWEEP, ORPHAN_SCAN_ID, { dueInMs: ORPHAN_SCAN_INTERVAL_MS })
     },
     stop(): void {
       outbound.close()
@@ -67,6 +96,7 @@ export function createModelOps(
     routes: (app: FastifyInstance) => {
       registerModelRoutes(app, models, credentials)
       registerImportRoutes(app, imports)
+      registerUploadRoutes(app, uploads)
     },
   }
 }

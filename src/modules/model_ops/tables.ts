@@ -195,3 +195,79 @@ export const modelVersionFiles = pgTable(
 )
 
 export type ModelVersionFileRow = typeof modelVersionFiles.$inferSelect
+
+/**
+ * A client's upload of a new version straight into the object store: one S3 multipart upload per
+ * file, whose parts the client PUTs through presigned URLs; the API never sees the bytes.
+ *
+ * status: open → completing → verifying → completed | failed; open → aborted | expired.
+ * `completing` is held while the store assembles the files (outside any transaction): a second
+ * complete finds it and is refused, so one upload makes one version.
+ */
+export const modelUploads = pgTable(
+  'model_uploads',
+  {
+    id: uuid('id').primaryKey(),
+    tenantId: uuid('tenant_id').notNull(),
+    modelId: uuid('model_id')
+      .notNull()
+      .references(() => models.id, { onDelete: 'cascade' }),
+    versionId: uuid('version_id')
+      .notNull()
+      .references(() => modelVersions.id, { onDelete: 'cascade' }),
+    status: text('status').notNull(),
+    statusReason: text('status_reason'),
+    /** Every part but a file's last is this long. */
+    partSize: bigint('part_size', { mode: 'number' }).notNull(),
+    expiresAt: timestamp('expires_at', { withTimezone: true }).notNull(),
+    workflowId: uuid('workflow_id'),
+    createdBy: text('created_by').notNull(),
+    createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
+    updatedAt: timestamp('updated_at', { withTimezone: true }).notNull().defaultNow(),
+  },
+  (t) => [uniqueIndex('model_uploads_version_idx').on(t.versionId), index('model_uploads_tenant_model_idx').on(t.tenantId, t.modelId)],
+)
+
+export type ModelUploadRow = typeof modelUploads.$inferSelect
+
+/**
+ * Each file of an upload: the store's multipart upload it goes into, what the client declared, and
+ * what we computed from the stored bytes. status: open → completed (assembled in the store) → verified.
+ */
+export const modelUploadFiles = pgTable(
+  'model_upload_files',
+  {
+    uploadId: uuid('upload_id')
+      .notNull()
+      .references(() => modelUploads.id, { onDelete: 'cascade' }),
+    path: text('path').notNull(),
+    blobKey: text('blob_key').notNull(),
+    storeUploadId: text('store_upload_id').notNull(),
+    size: bigint('size', { mode: 'number' }).notNull(),
+    /** As the client declared it: compared with what we compute, never trusted. */
+    declaredSha256: text('declared_sha256').notNull(),
+    sha256: text('sha256'),
+    partCount: integer('part_count').notNull(),
+    status: text('status').notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.uploadId, t.path] }), index('model_upload_files_store_upload_idx').on(t.storeUploadId)],
+)
+
+export type ModelUploadFileRow = typeof modelUploadFiles.$inferSelect
+
+/** The ledger of parts: the size each part must have, and the ETag the client reported once the store confirmed it. */
+export const modelUploadParts = pgTable(
+  'model_upload_parts',
+  {
+    uploadId: uuid('upload_id')
+      .notNull()
+      .references(() => modelUploads.id, { onDelete: 'cascade' }),
+    path: text('path').notNull(),
+    partNumber: integer('part_number').notNull(),
+    size: bigint('size', { mode: 'number' }).notNull(),
+    etag: text('etag'),
+  },
+  (t) => [primaryKey({ columns: [t.uploadId, t.path, t.partNumber] })],
+)
+
+export type ModelUploadPartRow = typeof modelUploadParts.$inferSelect

@@ -1,12 +1,19 @@
-import { createHash, randomUUID } from 'node:crypto'
-import { constants, createWriteStream } from 'node:fs'
+import { createHash, randomBytes, randomUUID } from 'node:crypto'
+import { constants, createReadStream, createWriteStream } from 'node:fs'
 import { access, mkdir, open, readdir, readFile, rename, rm, stat as statPath } from 'node:fs/promises'
 import { join } from 'node:path'
 import { Readable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
+import { ValidationError } from '../errors.js'
 import { assertValidKey, BlobNotFoundError } from './keys.js'
-import { presignBlobUrl } from './signing.js'
-import type { BlobInfo, BlobStore, PutOptions } from './types.js'
+import {
+  assertPartNumber,
+  checkCompletion,
+  MultipartUploadNotFoundError,
+  multipartETag,
+} from './multipart.js'
+import { assertValidExpiry, presignBlobUrl } from './signing.js'
+import type { BlobInfo, BlobStore, OpenMultipartUpload, PutOptions, StoredPart } from './types.js'
 
 export interface FilesystemBlobStoreOptions {
   /** DATA_DIR/objects; created when missing. */
@@ -19,6 +26,20 @@ export interface FilesystemBlobStoreOptions {
 const DEFAULT_CONTENT_TYPE = 'application/octet-stream'
 /** Temp files older than this belong to writes that died with their process. */
 const STALE_TEMP_MS = 24 * 60 * 60 * 1000
+/** The ids this store issues: 24 random bytes, base64url. Anything else names no upload (and no path). */
+const UPLOAD_ID = /^[A-Za-z0-9_-]{32}$/
+
+/** An open multipart upload: `multipart/{uploadId}/upload.json`, its parts beside it. */
+interface UploadRecord {
+  key: string
+  initiated: string
+  contentType: string
+}
+
+/** One stored part: `{n}.json` names the immutable content file, as an object's sidecar does. */
+interface PartRecord extends StoredPart {
+  file: string
+}
 
 /**
  * What the store knows about an object. Writing it is the commit point of a put: until the sidecar
@@ -137,6 +158,136 @@ export async function createFilesystemBlobStore(options: FilesystemBlobStoreOpti
     return presignBlobUrl({ publicUrl, signingKey, method, key, expiresInSeconds })
   }
 
+  // ---- multipart: the same protocol as S3, its part URLs served by routes.ts -----------------------
+
+  const multipartDir = join(root, 'multipart')
+  await mkdir(multipartDir, { recursive: true })
+  const uploadDir = (uploadId: string) => join(multipartDir, uploadId)
+
+  /** The upload, if it is open and for this key; NoSuchUpload otherwise, as S3 answers an id used with another key. */
+  async function openUpload(key: string, uploadId: string): Promise<UploadRecord> {
+    assertValidKey(key)
+    if (!UPLOAD_ID.test(uploadId)) throw new MultipartUploadNotFoundError()
+    const record = await readJson<UploadRecord>(join(uploadDir(uploadId), 'upload.json'))
+    if (!record || record.key !== key) throw new MultipartUploadNotFoundError()
+    return record
+  }
+
+  async function createMultipart(key: string, options: { contentType?: string } = {}): Promise<string> {
+    assertValidKey(key)
+    const uploadId = randomBytes(24).toString('base64url')
+    await mkdir(uploadDir(uploadId))
+    const record: UploadRecord = { key, initiated: new Date().toISOString(), contentType: options.contentType || DEFAULT_CONTENT_TYPE }
+    await writeJsonAtomically(tempDir, join(uploadDir(uploadId), 'upload.json'), record)
+    return uploadId
+  }
+
+  async function presignPart(key: string, uploadId: string, partNumber: number, expiresInSeconds: number): Promise<string> {
+    assertValidKey(key)
+    assertPartNumber(partNumber)
+    assertValidExpiry(expiresInSeconds)
+    return presignBlobUrl({ publicUrl, signingKey, method: 'PUT', key, expiresInSeconds, part: { uploadId, partNumber } })
+  }
+
+  async function readParts(uploadId: string): Promise<PartRecord[]> {
+    const names = (await readdir(uploadDir(uploadId)).catch(() => [] as string[])).filter((n) => /^\d+\.json$/.test(n))
+    const parts: PartRecord[] = []
+    for (const name of names) {
+      const part = await readJson<PartRecord>(join(uploadDir(uploadId), name))
+      if (part) parts.push(part)
+    }
+    return parts.sort((a, b) => a.partNumber - b.partNumber)
+  }
+
+  async function uploadPart(key: string, uploadId: string, partNumber: number, body: Readable | Buffer, size?: number): Promise<StoredPart> {
+    assertPartNumber(partNumber)
+    await openUpload(key, uploadId)
+    const written = await writeToTemp(tempDir, body)
+    const dir = uploadDir(uploadId)
+    const file = `${partNumber}.${randomUUID()}.bin`
+    try {
+      if (size !== undefined && written.size !== size) {
+        throw new ValidationError('the part is shorter or longer than its Content-Length', [{ field: 'body', message: 'incomplete' }])
+      }
+      await rename(written.path, join(dir, file))
+    } catch (err) {
+      await removeQuietly(written.path)
+      throw err
+    }
+    const part: PartRecord = { partNumber, size: written.size, etag: written.etag, file }
+    // A part sent again replaces the earlier one, as on S3; the lock keeps the record and its file paired.
+    await withKeyLock(`${uploadId}/${partNumber}`, async () => {
+      try {
+        // Completed or aborted while the bytes were arriving: they belong to nothing any more.
+        await openUpload(key, uploadId)
+        const previous = await readJson<PartRecord>(join(dir, `${partNumber}.json`))
+        await writeJsonAtomically(tempDir, join(dir, `${partNumber}.json`), part)
+        if (previous && previous.file !== file) await removeQuietly(join(dir, previous.file))
+      } catch (err) {
+        await removeQuietly(join(dir, file))
+        throw err
+      }
+    })
+    return { partNumber, size: part.size, etag: part.etag }
+  }
+
+  async function listParts(key: string, uploadId: string): Promise<StoredPart[]> {
+    await openUpload(key, uploadId)
+    return (await readParts(uploadId)).map(({ partNumber, size, etag }) => ({ partNumber, size, etag }))
+  }
+
+  async function completeMultipart(key: string, uploadId: string, listed: ReadonlyArray<{ partNumber: number; etag: string }>): Promise<BlobInfo> {
+    // One completion (or abort) of an upload at a time: the second finds it gone, as on S3.
+    return withKeyLock(`upload:${uploadId}`, async () => {
+      const record = await openUpload(key, uploadId)
+      const held = new Map((await readParts(uploadId)).map((p) => [p.partNumber, p]))
+      checkCompletion(listed, held)
+      const parts = listed.map((p) => held.get(p.partNumber)!)
+      const dir = uploadDir(uploadId)
+      const info = await put(
+        key,
+        Readable.from(
+          (async function* () {
+            for (const part of parts) yield* createReadStream(join(dir, part.file))
+          })(),
+        ),
+        { contentType: record.contentType },
+      )
+      await rm(dir, { recursive: true, force: true })
+      // The ETag S3 gives an assembled object, so that callers compare the same thing on both stores.
+      const etag = multipartETag(parts.map((p) => p.etag))
+      const place = locate(key)
+      await withKeyLock(key, async () => {
+        const sidecar = await readSidecar(place)
+        if (sidecar && sidecar.etag === info.etag) await writeJsonAtomically(tempDir, place.sidecarPath, { ...sidecar, etag })
+      })
+      return { ...info, etag }
+    })
+  }
+
+  async function abortMultipart(key: string, uploadId: string): Promise<void> {
+    await withKeyLock(`upload:${uploadId}`, async () => {
+      try {
+        await openUpload(key, uploadId)
+      } catch (err) {
+        if (err instanceof MultipartUploadNotFoundError) return
+        throw err
+      }
+      await rm(uploadDir(uploadId), { recursive: true, force: true })
+    })
+  }
+
+  async function* listMultipartUploads(prefix: string): AsyncIterable<OpenMultipartUpload> {
+    const open: OpenMultipartUpload[] = []
+    for (const uploadId of await readdir(multipartDir)) {
+      if (!UPLOAD_ID.test(uploadId)) continue
+      const record = await readJson<UploadRecord>(join(uploadDir(uploadId), 'upload.json'))
+      if (record && record.key.startsWith(prefix)) open.push({ key: record.key, uploadId, initiated: new Date(record.initiated) })
+    }
+    open.sort((a, b) => (a.key !== b.key ? (a.key < b.key ? -1 : 1) : a.initiated.getTime() - b.initiated.getTime()))
+    yield* open
+  }
+
   return {
     kind: 'filesystem',
     put,
@@ -147,6 +298,13 @@ export async function createFilesystemBlobStore(options: FilesystemBlobStoreOpti
     presignGet: (key, expiresInSeconds) => presign('GET', key, expiresInSeconds),
     ping: () => access(root, constants.R_OK | constants.W_OK),
     close: async () => {},
+    createMultipart,
+    presignPart,
+    uploadPart,
+    listParts,
+    completeMultipart,
+    abortMultipart,
+    listMultipartUploads,
   }
 }
 
@@ -204,8 +362,12 @@ async function writeJsonAtomically(tempDir: string, target: string, value: unkno
 }
 
 async function readSidecar(place: Place): Promise<Sidecar | null> {
+  return readJson<Sidecar>(place.sidecarPath)
+}
+
+async function readJson<T>(path: string): Promise<T | null> {
   try {
-    return JSON.parse(await readFile(place.sidecarPath, 'utf8')) as Sidecar
+    return JSON.parse(await readFile(path, 'utf8')) as T
   } catch (err) {
     if (isMissing(err)) return null
     throw err

@@ -6,7 +6,16 @@ import type { BlobStore } from './types.js'
 
 export { assertValidKey, BlobNotFoundError } from './keys.js'
 export { InvalidSignatureError, SignatureExpiredError } from './signing.js'
-export type { BlobInfo, BlobStore, PutOptions } from './types.js'
+export type { BlobInfo, BlobStore, OpenMultipartUpload, PutOptions, StoredPart } from './types.js'
+export {
+  InvalidPartError,
+  InvalidPartOrderError,
+  MAX_PART_BYTES,
+  MAX_PART_NUMBER,
+  MIN_PART_BYTES,
+  MultipartUploadNotFoundError,
+  PartTooSmallError,
+} from './multipart.js'
 
 export interface BlobStoreOptions {
   /** Set when S3_ENDPOINT is: objects then live in that bucket and S3 signs the URLs. */

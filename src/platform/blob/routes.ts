@@ -5,6 +5,7 @@ import Type, { type Static } from 'typebox'
 import { AppError, ConflictError } from '../errors.js'
 import { StrictObject } from '../http/schemas.js'
 import { BlobNotFoundError } from './keys.js'
+import { MAX_PART_NUMBER } from './multipart.js'
 import { InvalidSignatureError, type SignedMethod, verifyBlobRequest } from './signing.js'
 import type { BlobInfo, BlobStore } from './types.js'
 import { StringEnum } from '../http/schemas.js'
@@ -19,6 +20,16 @@ const SignedQuery = StrictObject({
   sig: Type.String({ minLength: 1, maxLength: 128 }),
 })
 type SignedQuery = Static<typeof SignedQuery>
+
+/** A part URL (presignPart) carries the upload and part number it was signed for. */
+const SignedPutQuery = StrictObject({
+  method: StringEnum(['GET', 'PUT']),
+  expires: Type.Integer({ minimum: 0, maximum: 99_999_999_999 }),
+  sig: Type.String({ minLength: 1, maxLength: 128 }),
+  uploadId: Type.Optional(Type.String({ minLength: 1, maxLength: 128 })),
+  partNumber: Type.Optional(Type.Integer({ minimum: 1, maximum: MAX_PART_NUMBER })),
+})
+type SignedPutQuery = Static<typeof SignedPutQuery>
 
 const KeyParams = Type.Object({ '*': Type.String({ minLength: 1, maxLength: 1024 }) })
 
@@ -66,9 +77,12 @@ export async function registerBlobRoutes(
     // Handing the request stream on untouched; body size is then ours to enforce (see limitSize).
     scope.addContentTypeParser('*', (_request, payload, done) => done(null, payload))
 
-    const authorize = (method: SignedMethod, key: string, query: SignedQuery): void => {
+    const authorize = (method: SignedMethod, key: string, query: SignedPutQuery): void => {
       if (query.method !== method) throw new InvalidSignatureError()
-      verifyBlobRequest(signingKey, { method, key, expires: query.expires, sig: query.sig })
+      // Both or neither: a part URL stripped of its part is refused by the signature, not read as an object URL.
+      if ((query.uploadId === undefined) !== (query.partNumber === undefined)) throw new InvalidSignatureError()
+      const part = query.uploadId !== undefined ? { uploadId: query.uploadId, partNumber: query.partNumber! } : undefined
+      verifyBlobRequest(signingKey, { method, key, expires: query.expires, sig: query.sig, part })
     }
 
     scope.get(
@@ -127,20 +141,31 @@ export async function registerBlobRoutes(
         schema: {
           operationId: 'uploadBlob',
           tags: ['blobs'],
-          summary: 'Upload an object through a signed URL; the body is stored as sent',
+          summary: 'Upload an object, or one part of a multipart upload, through a signed URL; the body is stored as sent',
+          description:
+            'A part URL (with `uploadId` and `partNumber`) stores one part of an open multipart upload, as S3 does: the ' +
+            '`etag` header (and field) is what CompleteMultipartUpload expects for that part; a part sent again replaces it; ' +
+            'an upload that was completed or aborted answers 404 MULTIPART_UPLOAD_NOT_FOUND.',
           params: KeyParams,
-          querystring: SignedQuery,
+          querystring: SignedPutQuery,
           headers: PutHeaders,
           response: { 200: StoredBlob },
         },
       },
-      async (request) => {
+      async (request, reply) => {
         const key = request.params['*']
-        authorize('PUT', key, request.query)
-        if (Number(request.headers['content-length']) > BLOB_BODY_LIMIT_BYTES)
-          throw new PayloadTooLargeError()
+        const query = request.query
+        authorize('PUT', key, query)
+        const declared = request.headers['content-length']
+        if (Number(declared) > BLOB_BODY_LIMIT_BYTES) throw new PayloadTooLargeError()
         // No content-type and no length means an empty body, which Fastify does not parse at all.
         const body = request.body instanceof Readable ? limitSize(request.body) : Buffer.alloc(0)
+        if (query.uploadId !== undefined) {
+          const size = declared === undefined ? undefined : Number(declared)
+          const part = await store.uploadPart(key, query.uploadId, query.partNumber!, body, size)
+          reply.header('etag', `"${part.etag}"`)
+          return { key, size: part.size, etag: part.etag }
+        }
         const info = await store.put(key, body, { contentType: request.headers['content-type'] })
         return { key: info.key, size: info.size, etag: info.etag }
       },

@@ -18,14 +18,26 @@ export class SignatureExpiredError extends AppError {
   }
 }
 
-/** Method, key and expiry are all bound: a URL cannot be reused for another object, verb or time. */
+/** One part of a multipart upload, which a part URL is bound to. */
+export interface SignedPart {
+  uploadId: string
+  partNumber: number
+}
+
+/**
+ * Method, key and expiry are all bound: a URL cannot be reused for another object, verb or time.
+ * A part URL binds its upload and part number too; its text has two more lines than an object
+ * URL's (a key holds no newline), so neither kind of URL can pass for the other.
+ */
 export function signBlobRequest(
   signingKey: Buffer,
   method: SignedMethod,
   key: string,
   expires: number,
+  part?: SignedPart,
 ): string {
-  return createHmac('sha256', signingKey).update(`${method}\n${key}\n${expires}`).digest('base64url')
+  const text = `${method}\n${key}\n${expires}${part ? `\n${part.uploadId}\n${part.partNumber}` : ''}`
+  return createHmac('sha256', signingKey).update(text).digest('base64url')
 }
 
 export function assertValidExpiry(expiresInSeconds: number): void {
@@ -45,14 +57,20 @@ export interface PresignRequest {
   expiresInSeconds: number
   /** Milliseconds since the epoch; tests move it to mint URLs that are already expired. */
   now?: number
+  /** Set for a part URL (PUT only). */
+  part?: SignedPart
 }
 
 export function presignBlobUrl(request: PresignRequest): string {
   assertValidExpiry(request.expiresInSeconds)
   const issuedAt = Math.floor((request.now ?? Date.now()) / 1000)
   const expires = issuedAt + request.expiresInSeconds
-  const sig = signBlobRequest(request.signingKey, request.method, request.key, expires)
+  const sig = signBlobRequest(request.signingKey, request.method, request.key, expires, request.part)
   const query = new URLSearchParams({ method: request.method, expires: String(expires), sig })
+  if (request.part) {
+    query.set('uploadId', request.part.uploadId)
+    query.set('partNumber', String(request.part.partNumber))
+  }
   return `${request.publicUrl.replace(/\/+$/, '')}/v1/blobs/${request.key}?${query.toString()}`
 }
 
@@ -61,6 +79,7 @@ export interface SignedRequest {
   key: string
   expires: number
   sig: string
+  part?: SignedPart
 }
 
 /**
@@ -70,7 +89,7 @@ export interface SignedRequest {
  */
 export function verifyBlobRequest(signingKey: Buffer, request: SignedRequest, now = Date.now()): void {
   // Compared as text, not decoded: base64 decoding forgives stray characters, the text does not.
-  const expected = Buffer.from(signBlobRequest(signingKey, request.method, request.key, request.expires))
+  const expected = Buffer.from(signBlobRequest(signingKey, request.method, request.key, request.expires, request.part))
   const given = Buffer.from(request.sig)
   // timingSafeEqual needs equal lengths; the length of an HMAC is public, so this leaks nothing.
   if (given.length !== expected.length || !timingSafeEqual(given, expected)) throw new InvalidSignatureError()

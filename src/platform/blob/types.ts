@@ -20,6 +20,21 @@ export interface PutOptions {
   size?: number
 }
 
+/** A part of an open multipart upload, as the store holds it. */
+export interface StoredPart {
+  partNumber: number
+  size: number
+  /** Unquoted MD5 hex of the part. */
+  etag: string
+}
+
+/** An open multipart upload, as ListMultipartUploads names it. */
+export interface OpenMultipartUpload {
+  key: string
+  uploadId: string
+  initiated: Date
+}
+
 /**
  * Object storage for model artifacts and uploads. S3/MinIO when S3_ENDPOINT is set, a folder under
  * DATA_DIR/objects otherwise. Keys are relative paths of safe characters (see assertValidKey).
@@ -39,4 +54,25 @@ export interface BlobStore {
   presignGet(key: string, expiresInSeconds: number): Promise<string>
   ping(): Promise<void>
   close(): Promise<void>
+
+  // Multipart uploads (multipart.ts has the rules both stores keep). A client uploads the parts
+  // itself through presignPart URLs; the API only opens, checks, completes and aborts.
+
+  /** Opens a multipart upload of `key`; answers its upload id. */
+  createMultipart(key: string, options?: { contentType?: string }): Promise<string>
+  /** A URL that lets its holder PUT this one part of this upload until it expires. */
+  presignPart(key: string, uploadId: string, partNumber: number, expiresInSeconds: number): Promise<string>
+  /**
+   * Stores one part from this process (the signed part URLs of the filesystem store land here).
+   * `size` is required for a stream on S3, which needs the length up front.
+   */
+  uploadPart(key: string, uploadId: string, partNumber: number, body: Readable | Buffer, size?: number): Promise<StoredPart>
+  /** The parts stored so far, by part number. Throws MultipartUploadNotFoundError. */
+  listParts(key: string, uploadId: string): Promise<StoredPart[]>
+  /** Assembles the listed parts into the object; parts not listed are dropped. Throws the errors of multipart.ts. */
+  completeMultipart(key: string, uploadId: string, parts: ReadonlyArray<{ partNumber: number; etag: string }>): Promise<BlobInfo>
+  /** Drops the upload and its parts; an upload that is not open is not an error. */
+  abortMultipart(key: string, uploadId: string): Promise<void>
+  /** Every open upload whose key starts with `prefix`, ordered by key then start, paged underneath (`pageSize` at most 1000). */
+  listMultipartUploads(prefix: string, options?: { pageSize?: number }): AsyncIterable<OpenMultipartUpload>
 }

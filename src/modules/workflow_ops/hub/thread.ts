@@ -42,7 +42,7 @@ export interface TaskHubThread extends TaskHub {
   crash(): Promise<void>
 }
 
-export type HubThreadRequest = { type: 'quiesce' | 'stop'; id: number }
+export type HubThreadRequest = { type: 'quiesce' | 'stop'; id: number } | { type: 'crash' }
 
 export type HubThreadReply =
   | { type: 'started'; port: number }
@@ -171,7 +171,7 @@ export async function startTaskHubThread(options: TaskHubThreadOptions): Promise
     }, delay)
   }
 
-  function ask(type: HubThreadRequest['type']): Promise<void> {
+  function ask(type: 'quiesce' | 'stop'): Promise<void> {
     const thread = current
     if (!thread.alive) return Promise.resolve()
     const id = nextCall++
@@ -211,9 +211,11 @@ export async function startTaskHubThread(options: TaskHubThreadOptions): Promise
     token,
     quiesce: () => (quiesced ??= quiesce()),
     stop: () => (stopped ??= shutDown()),
+    // The thread ends itself, as a fatal error inside it would. worker.terminate() from outside
+    // once took the whole test process down with it (a loader-hook thread of tsx's was mid-work).
     crash: async () => {
       const thread = current
-      await thread.worker.terminate()
+      thread.worker.postMessage({ type: 'crash' } satisfies HubThreadRequest)
       await thread.exited
     },
   }

@@ -48,6 +48,8 @@ async function main(): Promise<void> {
   send({ type: 'started', port: hub.port })
 
   port.on('message', (request: HubThreadRequest) => {
+    // In a worker, process.exit ends this thread only: what a fatal error in the hub would do.
+    if (request.type === 'crash') process.exit(70)
     const work = request.type === 'quiesce' ? hub.quiesce() : hub.stop().then(() => database.close())
     work.then(
       () => {
