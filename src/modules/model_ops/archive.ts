@@ -144,10 +144,10 @@ export async function unpackZip(file: string, limits: ArchiveLimits, sink: Archi
     // What the directory declares is what yauzl then holds each entry to (validateEntrySizes).
     const spent = budget(limits, () => zip.fileSize)
     if (entries.length > limits.maxFiles) throw tooLarge(`the archive holds more than ${limits.maxFiles} files`)
-    if (declared > limits.maxExpandedBytes) throw tooLarge(`the archive expands to ${declared} bytes, more than ${limits.maxExpandedBytes} (MODEL_IMPORT_MAX_EXPANDED_BYTES)`)
     if (declared > limits.maxRatio * Math.max(RATIO_FLOOR_BYTES, zip.fileSize)) {
       throw tooLarge(`the archive expands to ${declared} bytes from ${zip.fileSize}, more than ${limits.maxRatio} times its size (a compression bomb)`)
     }
+    if (declared > limits.maxExpandedBytes) throw tooLarge(`the archive expands to ${declared} bytes, more than ${limits.maxExpandedBytes} (MODEL_IMPORT_MAX_EXPANDED_BYTES)`)
     for (const { entry, path } of entries) {
       spent.file(entry.uncompressedSize)
       const body = await zip.openReadStreamPromise(entry).catch((err: unknown) => {
