@@ -76,9 +76,15 @@ function defaultName(fileName: string): string {
   return (base || 'model').slice(0, 128)
 }
 
-/** transferFile speaks of the hub: on a url import its codes are the URL's. */
+/**
+ * transferFile speaks of the hub: on a url import its codes are the URL's. A bare stream error (the
+ * server cut the answer short, after the retries) is the URL being unreachable.
+ */
 function asUrlFailure(err: unknown): unknown {
-  if (!(err instanceof WorkflowStepError) || !err.code.startsWith('HUB_')) return err
+  if (!(err instanceof WorkflowStepError)) {
+    return new WorkflowStepError(UrlErrorCode.UNREACHABLE, `the download stopped: ${err instanceof Error ? err.message.slice(0, 200) : 'error'}`)
+  }
+  if (!err.code.startsWith('HUB_')) return err
   const message = err.message.slice(err.code.length + 2).replace(/the hub('s)?/g, 'the server$1')
   return new WorkflowStepError(err.code.replace(/^HUB_/, 'URL_'), message)
 }
@@ -233,7 +239,7 @@ export function createUrlImportService(deps: UrlImportServiceDeps) {
       await progress.settled()
       // Nothing of a failed pass is kept: the next attempt starts it over.
       await clearLedger(ref).catch((cleanup: unknown) => log.warn({ err: cleanup, versionId: ref.versionId }, 'a failed url import pass was not cleared'))
-      throw err instanceof OutboundError || !(err instanceof Error) ? new WorkflowStepError(UrlErrorCode.UNREACHABLE, String((err as Error)?.message ?? err)) : err
+      throw asUrlFailure(err)
     }
     progress.report(downloaded, true)
     await progress.settled()
