@@ -85,6 +85,9 @@ const EnvSchema = Type.Object({
   MODEL_HUB_URL: Type.Optional(Type.String({ pattern: '^https?://[^\\s]+$', maxLength: 2048 })),
   MODEL_PROVIDER_TIMEOUT_MS: Type.Optional(Type.Integer({ minimum: 100, maximum: 300_000 })),
   MODEL_IMPORT_PART_MB: Type.Optional(Type.Integer({ minimum: 1, maximum: 1024 })),
+  MODEL_IMPORT_MAX_DOWNLOAD_BYTES: Type.Optional(Type.Integer({ minimum: 1024, maximum: 2 ** 50 })),
+  MODEL_IMPORT_MAX_EXPANDED_BYTES: Type.Optional(Type.Integer({ minimum: 1024, maximum: 2 ** 50 })),
+  MODEL_IMPORT_MAX_EXPANSION_RATIO: Type.Optional(Type.Integer({ minimum: 1, maximum: 100_000 })),
   OUTBOUND_DENIED_CIDRS: Type.Optional(Type.String({ maxLength: 8192 })),
   // Uploads of model versions straight into the object store (S3 multipart or the filesystem store's own).
   MODEL_UPLOAD_MAX_FILE_BYTES: Type.Optional(Type.Integer({ minimum: 1, maximum: 5 * 1024 ** 4 })),
@@ -269,6 +272,12 @@ export interface Config {
       /** A multipart upload under models/ that no upload knows is aborted once it is this old. */
       orphanAfterMs: number
     }
+    /** A `url` import reads at most this many bytes, whether or not the server states a length. */
+    importMaxDownloadBytes: number
+    /** What an archive of a `url` import may unpack to in all (default: twice the download bound). */
+    importMaxExpandedBytes: number
+    /** Unpacked bytes per archive byte beyond which an archive is a compression bomb. */
+    importMaxExpansionRatio: number
   }
   /** How often a replica looks for due sweep work (cluster syncs, later endpoint reconciles). */
   sweepPollMs: number
@@ -537,6 +546,9 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Readonly<Co
       extraCaPem: readCaFile(env.OUTBOUND_CA_FILE, problems),
       importPartBytes: (env.MODEL_IMPORT_PART_MB ?? 16) * 1024 * 1024,
       uploads: uploadLimits(env, problems),
+      importMaxDownloadBytes: env.MODEL_IMPORT_MAX_DOWNLOAD_BYTES ?? 256 * 2 ** 30,
+      importMaxExpandedBytes: env.MODEL_IMPORT_MAX_EXPANDED_BYTES ?? 2 * (env.MODEL_IMPORT_MAX_DOWNLOAD_BYTES ?? 256 * 2 ** 30),
+      importMaxExpansionRatio: env.MODEL_IMPORT_MAX_EXPANSION_RATIO ?? 50,
     },
     sweepPollMs: env.SWEEP_POLL_MS ?? 1_000,
     parts: {

@@ -387,7 +387,7 @@ export async function updateVersionFile(
   executor: Executor,
   versionId: string,
   path: string,
-  patch: Partial<Pick<NewVersionFile, 'status' | 'bytesDone' | 'sha256'>>,
+  patch: Partial<Pick<NewVersionFile, 'status' | 'bytesDone' | 'sha256' | 'size'>>,
 ): Promise<void> {
   await executor
     .update(modelVersionFiles)

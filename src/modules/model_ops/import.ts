@@ -50,6 +50,34 @@ export interface ImportRef {
   exclude: string[]
 }
 
+/** What a source's start hands to the shared part: the model to record and the workflow to start. */
+export interface ImportSpec {
+  workflowType: string
+  /** What the Idempotency-Key is bound to (the request as sent). */
+  fingerprint: unknown
+  idempotencyKey?: string | undefined
+  source: 'hub' | 'url'
+  providerId: string | null
+  credentialId: string | null
+  /** Shown as the model's uri and in logs: never a secret. */
+  uri: string
+  name: string
+  displayName: string
+  /** A new version of this model (of the same source) instead of a new model. */
+  modelId?: string | undefined
+  summary: string
+  inputOf(modelId: string, versionId: string): object
+}
+
+export interface ImportAccepted {
+  modelId: string
+  versionId: string
+  workflowId: string
+}
+
+/** What finishing, failing and cancelling an import need of its workflow input. */
+export type VersionRef = Pick<ImportRef, 'modelId' | 'versionId'> & { repo?: string; url?: string }
+
 /** An activity asks the workflow to wait (the hub said 429) instead of failing. */
 export type MaybeWait<T> = T | { waitMs: number }
 
@@ -103,7 +131,7 @@ export function createImportService(deps: ImportServiceDeps) {
     return { hubUrl, repo: ref.repo, token: secrets.token }
   }
 
-  async function versionOf(ref: ImportRef) {
+  async function versionOf(ref: VersionRef) {
     const version = await crud.getVersionById(db, ref.versionId)
     if (!version || version.modelId !== ref.modelId) throw new WorkflowStepError('MODEL_VERSION_NOT_FOUND', 'the version being imported is gone')
     return version
@@ -125,20 +153,97 @@ export function createImportService(deps: ImportServiceDeps) {
     if (model && model.status === 'importing' && !model.defaultVersionId) await crud.updateModel(tx, modelId, { status: 'failed', statusReason: reason })
   }
 
+  /** The import a repeated Idempotency-Key already started, if any. */
+  async function firstOf(principal: Principal, type: string, fingerprint: unknown, idempotencyKey?: string): Promise<ImportAccepted | null> {
+    if (!idempotencyKey) return null
+    const first = await workflows.findIdempotentRun(principal.tenantId, idempotencyKey, type, fingerprint)
+    if (!first) return null
+    const version = await crud.findVersionByWorkflow(db, principal.tenantId, first.workflowId)
+    return version ? { modelId: version.modelId, versionId: version.id, workflowId: first.workflowId } : null
+  }
+
+  /**
+   * Records the model (or takes the model of the same source named by `modelId`) and a version
+   * `importing`, and starts the import's workflow; undone when the workflow cannot start.
+   */
+  async function begin(principal: Principal, spec: ImportSpec): Promise<ImportAccepted> {
+    let modelId = spec.modelId
+    let createdModel = false
+    if (modelId) {
+      const model = await crud.getModel(db, principal.tenantId, modelId)
+      if (!model) throw modelNotFound()
+      if (model.source !== spec.source) {
+        throw new ValidationError(`a new version by this import needs a model imported from a ${spec.source}`, [{ field: 'body.modelId', message: `a ${model.source} model` }])
+      }
+    } else {
+      modelId = randomUUID()
+      await transaction(db, async (tx) => {
+        await crud
+          .insertModel(tx, {
+            id: modelId!,
+            tenantId: principal.tenantId,
+            name: spec.name,
+            displayName: spec.displayName,
+            source: spec.source,
+            providerId: spec.providerId,
+            credentialId: spec.credentialId,
+            uri: spec.uri,
+            status: 'importing',
+            createdBy: principal.id,
+          })
+          .catch((err: unknown) => {
+            if (crud.uniqueViolationOf(err) === 'models_tenant_name_live_idx') throw modelNameTaken(spec.name)
+            throw err
+          })
+        await events.publish(tx, MODEL_TOPIC.created, { modelId, name: spec.name, source: spec.source }, { tenantId: principal.tenantId })
+      })
+      createdModel = true
+    }
+    const label = `v${(await crud.countVersionsEver(db, modelId)) + 1}`
+    const version = await models.startVersion(principal.tenantId, modelId, { label, status: 'importing', createdBy: principal.id, files: [] })
+    const undo = async () => {
+      await transaction(db, async (tx) => {
+        await crud.updateVersion(tx, version.id, { status: 'deleted', deletedAt: new Date() })
+        if (createdModel) await crud.updateModel(tx, modelId!, { status: 'deleted', deletedAt: new Date() })
+      })
+    }
+    let started: { workflowId: string; deduplicated: boolean }
+    try {
+      started = await workflows.start({
+        type: spec.workflowType,
+        tenantId: principal.tenantId,
+        resource: { kind: RESOURCE_KIND, id: modelId },
+        startedBy: principal.id,
+        input: { ...spec.inputOf(modelId, version.id) },
+        inputSummary: spec.summary,
+        ...(spec.idempotencyKey ? { idempotencyKey: spec.idempotencyKey, fingerprintOf: spec.fingerprint } : {}),
+      })
+    } catch (err) {
+      await undo()
+      throw err
+    }
+    if (started.deduplicated) {
+      // The same key raced us and won: its import is the answer, ours never started.
+      await undo()
+      const first = await crud.findVersionByWorkflow(db, principal.tenantId, started.workflowId)
+      return { modelId: first?.modelId ?? modelId, versionId: first?.id ?? version.id, workflowId: started.workflowId }
+    }
+    await crud.updateVersion(db, version.id, { workflowId: started.workflowId })
+    log.info({ modelId, versionId: version.id, workflowId: started.workflowId, source: spec.source, uri: spec.uri }, 'model import started')
+    return { modelId, versionId: version.id, workflowId: started.workflowId }
+  }
+
   return {
+    begin,
+    firstOf,
+
     /**
      * Records the model (or takes the hub model named by `modelId`) and a version `importing`,
      * then starts the import. A repeated Idempotency-Key answers the first import.
      */
-    async start(principal: Principal, input: HubImportInput, idempotencyKey?: string): Promise<{ modelId: string; versionId: string; workflowId: string }> {
-      const fingerprintOf = input
-      if (idempotencyKey) {
-        const first = await workflows.findIdempotentRun(principal.tenantId, idempotencyKey, IMPORT_WORKFLOW, fingerprintOf)
-        if (first) {
-          const version = await crud.findVersionByWorkflow(db, principal.tenantId, first.workflowId)
-          if (version) return { modelId: version.modelId, versionId: version.id, workflowId: first.workflowId }
-        }
-      }
+    async start(principal: Principal, input: HubImportInput, idempotencyKey?: string): Promise<ImportAccepted> {
+      const first = await firstOf(principal, IMPORT_WORKFLOW, input, idempotencyKey)
+      if (first) return first
       for (const [field, globs] of [['include', input.include], ['exclude', input.exclude]] as const) {
         for (const [i, glob] of (globs ?? []).entries()) {
           if (!minimatch.makeRe(glob, { dot: true })) throw new ValidationError(`${field} pattern ${i} is not a glob`, [{ field: `body.${field}.${i}`, message: 'not a glob' }])
@@ -148,79 +253,29 @@ export function createImportService(deps: ImportServiceDeps) {
         const ok = await credentials.secretsOf(principal.tenantId, input.credentialId, 'hugging_face')
         if (!ok) throw credentialNotFound()
       }
-
-      let modelId = input.modelId
-      let createdModel = false
-      if (modelId) {
-        const model = await crud.getModel(db, principal.tenantId, modelId)
-        if (!model) throw modelNotFound()
-        if (model.source !== 'hub') throw new ValidationError('a new version by import needs a model imported from the hub', [{ field: 'body.modelId', message: `a ${model.source} model` }])
-      } else {
-        modelId = randomUUID()
-        const name = input.name ?? defaultName(input.repo)
-        await transaction(db, async (tx) => {
-          await crud
-            .insertModel(tx, {
-              id: modelId!,
-              tenantId: principal.tenantId,
-              name,
-              displayName: input.displayName ?? input.repo,
-              source: 'hub',
-              providerId: 'hugging_face',
-              credentialId: input.credentialId ?? null,
-              uri: input.repo,
-              status: 'importing',
-              createdBy: principal.id,
-            })
-            .catch((err: unknown) => {
-              if (crud.uniqueViolationOf(err) === 'models_tenant_name_live_idx') throw modelNameTaken(name)
-              throw err
-            })
-          await events.publish(tx, MODEL_TOPIC.created, { modelId, name, source: 'hub' }, { tenantId: principal.tenantId })
-        })
-        createdModel = true
-      }
-      const label = `v${(await crud.countVersionsEver(db, modelId)) + 1}`
-      const version = await models.startVersion(principal.tenantId, modelId, { label, status: 'importing', createdBy: principal.id, files: [] })
-      const ref: ImportRef = {
-        modelId,
-        versionId: version.id,
-        repo: input.repo,
-        revision: input.revision ?? 'main',
+      const revision = input.revision ?? 'main'
+      return begin(principal, {
+        workflowType: IMPORT_WORKFLOW,
+        fingerprint: input,
+        idempotencyKey,
+        source: 'hub',
+        providerId: 'hugging_face',
         credentialId: input.credentialId ?? null,
-        include: input.include ?? [],
-        exclude: input.exclude ?? [],
-      }
-      const undo = async () => {
-        await transaction(db, async (tx) => {
-          await crud.updateVersion(tx, version.id, { status: 'deleted', deletedAt: new Date() })
-          if (createdModel) await crud.updateModel(tx, modelId!, { status: 'deleted', deletedAt: new Date() })
-        })
-      }
-      let started: { workflowId: string; deduplicated: boolean }
-      try {
-        started = await workflows.start({
-          type: IMPORT_WORKFLOW,
-          tenantId: principal.tenantId,
-          resource: { kind: RESOURCE_KIND, id: modelId },
-          startedBy: principal.id,
-          input: { ...ref },
-          inputSummary: `import ${input.repo}@${ref.revision}`,
-          ...(idempotencyKey ? { idempotencyKey, fingerprintOf } : {}),
-        })
-      } catch (err) {
-        await undo()
-        throw err
-      }
-      if (started.deduplicated) {
-        // The same key raced us and won: its import is the answer, ours never started.
-        await undo()
-        const first = await crud.findVersionByWorkflow(db, principal.tenantId, started.workflowId)
-        return { modelId: first?.modelId ?? modelId, versionId: first?.id ?? version.id, workflowId: started.workflowId }
-      }
-      await crud.updateVersion(db, version.id, { workflowId: started.workflowId })
-      log.info({ modelId, versionId: version.id, workflowId: started.workflowId, repo: input.repo }, 'model import started')
-      return { modelId, versionId: version.id, workflowId: started.workflowId }
+        uri: input.repo,
+        name: input.name ?? defaultName(input.repo),
+        displayName: input.displayName ?? input.repo,
+        modelId: input.modelId,
+        summary: `import ${input.repo}@${revision}`,
+        inputOf: (modelId, versionId): ImportRef => ({
+          modelId,
+          versionId,
+          repo: input.repo,
+          revision,
+          credentialId: input.credentialId ?? null,
+          include: input.include ?? [],
+          exclude: input.exclude ?? [],
+        }),
+      })
     },
 
     /**
@@ -325,7 +380,7 @@ export function createImportService(deps: ImportServiceDeps) {
     },
 
     /** Reads the metadata from the stored files, seals the version, and announces the model. */
-    async finish(runId: string, ref: ImportRef): Promise<{ modelId: string; versionId: string; files: number; bytes: number; commit: string | null }> {
+    async finish(runId: string, ref: VersionRef): Promise<{ modelId: string; versionId: string; files: number; bytes: number; commit: string | null }> {
       const version = await versionOf(ref)
       await workflows.reportProgress(runId, { step: IMPORT_STEPS.finish, totalSteps: IMPORT_STEPS.total, percent: 97, message: 'reading metadata and sealing the version' })
       const files = await crud.listVersionFiles(db, ref.versionId)
@@ -338,7 +393,7 @@ export function createImportService(deps: ImportServiceDeps) {
           await events.publish(
             tx,
             IMPORT_TOPIC.imported,
-            { modelId: ref.modelId, name: model.name, versionId: ref.versionId, repo: ref.repo, commit: version.sourceRevision, files: files.length },
+            { modelId: ref.modelId, name: model.name, versionId: ref.versionId, ...(ref.url ? { url: ref.url } : { repo: ref.repo }), commit: version.sourceRevision, files: files.length },
             { tenantId: version.tenantId },
           )
         })
@@ -350,7 +405,7 @@ export function createImportService(deps: ImportServiceDeps) {
     },
 
     /** A failed run leaves the version `failed` with its files: a retry of the run continues from them. */
-    async fail(ref: ImportRef, reason: string): Promise<void> {
+    async fail(ref: VersionRef, reason: string): Promise<void> {
       await transaction(db, async (tx) => {
         const version = await crud.lockVersion(tx, ref.versionId)
         if (!version || version.status !== 'importing') return
@@ -361,7 +416,7 @@ export function createImportService(deps: ImportServiceDeps) {
     },
 
     /** Cancelled: every object the version holds goes, and the version is failed as cancelled. */
-    async cancel(ref: ImportRef): Promise<{ modelId: string; versionId: string; status: string; objectsRemoved: number }> {
+    async cancel(ref: VersionRef): Promise<{ modelId: string; versionId: string; status: string; objectsRemoved: number }> {
       const reason = 'CANCELLED: the import was cancelled'
       await transaction(db, async (tx) => {
         const version = await crud.lockVersion(tx, ref.versionId)

@@ -1,3 +1,4 @@
+import { join } from 'node:path'
 import type { FastifyInstance } from 'fastify'
 import { createOutbound } from '../../platform/net/outbound.js'
 import type { Platform } from '../../platform/platform.js'
@@ -7,6 +8,8 @@ import { upsertProviders } from './crud.js'
 import { createImportService } from './import.js'
 import { registerImportRoutes } from './import-routes.js'
 import { registerImportWorkflows } from './import-workflow.js'
+import { createUrlImportService } from './url-import.js'
+import { registerUrlImportWorkflows } from './url-import-workflow.js'
 import { PROVIDERS } from './providers.js'
 import { registerModelRoutes } from './routes.js'
 import { createModelService } from './service.js'
@@ -19,6 +22,7 @@ export { CREDENTIAL_TOPIC } from './credentials.js'
 export type { ModelService, ModelUser } from './service.js'
 export { MODEL_TOPIC } from './service.js'
 export { IMPORT_TOPIC, IMPORT_WORKFLOW } from './import.js'
+export { URL_IMPORT_WORKFLOW } from './url-import.js'
 export { PROVIDERS, type ProviderId } from './providers.js'
 export type { UploadService } from './uploads.js'
 export { ORPHAN_SCAN_ID, UPLOAD_EXPIRY_SWEEP, UPLOAD_ORPHAN_SWEEP, UPLOAD_TOPIC, UPLOAD_WORKFLOW } from './uploads.js'
@@ -78,6 +82,19 @@ export function createModelOps(
       await uploads.sweepOrphans(ctx.signal)
     },
   })
+  const urlImports = createUrlImportService({
+    db: platform.database.db,
+    blob: platform.blob,
+    outbound,
+    imports,
+    workflows,
+    partBytes: settings.importPartBytes,
+    maxDownloadBytes: settings.importMaxDownloadBytes,
+    archive: { maxExpandedBytes: settings.importMaxExpandedBytes, maxRatio: settings.importMaxExpansionRatio },
+    scratchDir: join(platform.config.dataDir, 'tmp', 'url-import'),
+    log,
+  })
+  registerUrlImportWorkflows(workflows, urlImports)
   return {
     models,
     credentials,
@@ -95,8 +112,8 @@ export function createModelOps(
     },
     routes: (app: FastifyInstance) => {
       registerModelRoutes(app, models, credentials)
-      registerImportRoutes(app, imports)
       registerUploadRoutes(app, uploads)
+      registerImportRoutes(app, imports, urlImports)
     },
   }
 }

@@ -1,6 +1,7 @@
 import http from 'node:http'
 import https from 'node:https'
 import { isIP } from 'node:net'
+import type { Readable } from 'node:stream'
 import tls from 'node:tls'
 import { AddressRefusedError, addressDenier, guardedLookup } from './addresses.js'
 
@@ -31,6 +32,13 @@ export interface OutboundResponse {
   status: number
   headers: http.IncomingHttpHeaders
   body: string
+}
+
+/** An answer whose body is read as it arrives; the caller reads it to the end or destroys it. */
+export interface OutboundStream {
+  status: number
+  headers: http.IncomingHttpHeaders
+  body: Readable
 }
 
 export type OutboundFailure = 'REFUSED' | 'UNREACHABLE' | 'TLS' | 'TIMEOUT' | 'TOO_LARGE' | 'INVALID_URL'
@@ -121,9 +129,42 @@ export function createOutbound(options: OutboundOptions) {
     })
   }
 
+  /**
+   * One GET whose body streams (a model file): the timeout covers the wait for the headers and
+   * then every silence in the body, not the whole transfer. Never redirected: a caller that
+   * follows a Location calls again, so each hop goes through `check` and the address rule.
+   */
+  async function open(raw: string | URL, req: Pick<OutboundRequest, 'headers' | 'allowHttp' | 'signal'> = {}): Promise<OutboundStream> {
+    const url = check(raw, req.allowHttp === true)
+    const client = url.protocol === 'https:' ? https : http
+    return new Promise<OutboundStream>((resolve, reject) => {
+      let timedOut = false
+      const fail = (err: unknown) => reject(failureOf(err, url.host, timedOut))
+      const outgoing = client.request(
+        url,
+        { method: 'GET', headers: { ...req.headers }, agent: url.protocol === 'https:' ? httpsAgent : httpAgent, ...(req.signal ? { signal: req.signal } : {}) },
+        (res) => {
+          clearTimeout(waiting)
+          res.setTimeout(options.timeoutMs, () => res.destroy(new OutboundError('TIMEOUT', `${url.host} stopped sending`)))
+          resolve({ status: res.statusCode ?? 0, headers: res.headers, body: res })
+        },
+      )
+      const waiting = setTimeout(() => {
+        timedOut = true
+        outgoing.destroy()
+      }, options.timeoutMs)
+      outgoing.on('error', (err) => {
+        clearTimeout(waiting)
+        fail(err)
+      })
+      outgoing.end()
+    })
+  }
+
   return {
     check,
     request,
+    open,
     close(): void {
       httpsAgent.destroy()
       httpAgent.destroy()
