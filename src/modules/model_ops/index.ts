@@ -85,6 +85,7 @@ export function createModelOps(
   const urlImports = createUrlImportService({
     db: platform.database.db,
     blob: platform.blob,
+    vault: platform.vault,
     outbound,
     imports,
     workflows,

@@ -10,6 +10,7 @@ import type { BlobStore } from '../../platform/blob/index.js'
 import type { Database } from '../../platform/db/client.js'
 import { ValidationError } from '../../platform/errors.js'
 import { type Outbound, OutboundError } from '../../platform/net/outbound.js'
+import type { Vault } from '../../platform/vault.js'
 import { type Progress, type WorkflowService, WorkflowStepError } from '../workflow_ops/index.js'
 import { type ArchiveLimits, unpackTar, unpackZip } from './archive.js'
 import * as crud from './crud.js'
@@ -44,7 +45,11 @@ export interface UrlImportInput {
 export interface UrlImportRef {
   modelId: string
   versionId: string
-  url: string
+  /**
+   * The URL sealed by the vault (bound to the version): a signed URL's query is a credential, and a
+   * workflow's input lives on in the engine's history and the run record.
+   */
+  sealedUrl: string
   fileName: string
   kind: UrlKind
   sha256: string | null
@@ -59,6 +64,7 @@ export interface UrlPlan {
 export interface UrlImportServiceDeps {
   db: Database
   blob: Pick<BlobStore, 'put' | 'get' | 'delete'>
+  vault: Pick<Vault, 'encrypt' | 'decrypt'>
   outbound: Pick<Outbound, 'open' | 'check'>
   imports: Pick<ImportService, 'begin' | 'firstOf' | 'finish' | 'fail' | 'cancel'>
   workflows: Pick<WorkflowService, 'reportProgress'>
@@ -91,6 +97,8 @@ function asUrlFailure(err: unknown): unknown {
 
 export function createUrlImportService(deps: UrlImportServiceDeps) {
   const { db, blob, outbound, imports, workflows, partBytes, maxDownloadBytes, log } = deps
+  const urlContext = (versionId: string) => `model-version:${versionId}:source-url`
+  const urlOf = (ref: Pick<UrlImportRef, 'versionId' | 'sealedUrl'>) => deps.vault.decrypt(ref.sealedUrl, urlContext(ref.versionId))
   const limits: ArchiveLimits = { ...deps.archive, maxFiles: MAX_FILES_PER_VERSION }
 
   async function versionOf(ref: UrlImportRef) {
@@ -168,7 +176,7 @@ export function createUrlImportService(deps: UrlImportServiceDeps) {
           blob,
           partBytes,
           partPrefix: partPrefixOf(ref.modelId, ref.versionId, row.path),
-          fetchRange: (start, end) => fetchUrlRange(outbound, ref.url, start, end),
+          fetchRange: (start, end) => fetchUrlRange(outbound, urlOf(ref), start, end),
           recordBytes: (bytesDone) => crud.updateVersionFile(db, ref.versionId, row.path, { bytesDone, status: 'pending' }),
           progress: (bytes) => progress.report(bytes),
           stillWanted: () => wanted(ref.versionId),
@@ -192,10 +200,10 @@ export function createUrlImportService(deps: UrlImportServiceDeps) {
   /** The one-pass path: the download is counted, bounded and hashed as it flows into the unpacker. */
   async function transferStream(runId: string, ref: UrlImportRef): Promise<{ files: number; bytes: number }> {
     await clearLedger(ref)
-    const { body, size } = await fetchUrl(outbound, ref.url)
+    const { body, size } = await fetchUrl(outbound, urlOf(ref))
     if (size !== null && size > maxDownloadBytes) {
       body.destroy()
-      throw new WorkflowStepError(UrlErrorCode.TOO_LARGE, `${shownUrl(ref.url)} is ${size} bytes, more than ${maxDownloadBytes} (MODEL_IMPORT_MAX_DOWNLOAD_BYTES)`)
+      throw new WorkflowStepError(UrlErrorCode.TOO_LARGE, `${shownUrl(urlOf(ref))} is ${size} bytes, more than ${maxDownloadBytes} (MODEL_IMPORT_MAX_DOWNLOAD_BYTES)`)
     }
     const progress = reporter(runId, size, ref.fileName)
     const hash = createHash('sha256')
@@ -204,12 +212,12 @@ export function createUrlImportService(deps: UrlImportServiceDeps) {
       (async function* () {
         for await (const chunk of body) {
           downloaded += (chunk as Buffer).length
-          if (downloaded > maxDownloadBytes) throw new WorkflowStepError(UrlErrorCode.TOO_LARGE, `${shownUrl(ref.url)} sent more than ${maxDownloadBytes} bytes (MODEL_IMPORT_MAX_DOWNLOAD_BYTES)`)
+          if (downloaded > maxDownloadBytes) throw new WorkflowStepError(UrlErrorCode.TOO_LARGE, `${shownUrl(urlOf(ref))} sent more than ${maxDownloadBytes} bytes (MODEL_IMPORT_MAX_DOWNLOAD_BYTES)`)
           hash.update(chunk as Buffer)
           progress.report(downloaded)
           yield chunk as Buffer
         }
-        if (size !== null && downloaded !== size) throw new WorkflowStepError(UrlErrorCode.UNREACHABLE, `${shownUrl(ref.url)} ended after ${downloaded} of ${size} bytes`)
+        if (size !== null && downloaded !== size) throw new WorkflowStepError(UrlErrorCode.UNREACHABLE, `${shownUrl(urlOf(ref))} ended after ${downloaded} of ${size} bytes`)
       })(),
     )
     const sink = storeInto(ref)
@@ -288,7 +296,7 @@ export function createUrlImportService(deps: UrlImportServiceDeps) {
         inputOf: (modelId, versionId): UrlImportRef => ({
           modelId,
           versionId,
-          url: input.url,
+          sealedUrl: deps.vault.encrypt(input.url, urlContext(versionId)),
           fileName,
           kind: kindOf(fileName),
           sha256: input.sha256?.toLowerCase() ?? null,
@@ -303,10 +311,10 @@ export function createUrlImportService(deps: UrlImportServiceDeps) {
     async probe(runId: string, ref: UrlImportRef): Promise<UrlPlan> {
       const version = await versionOf(ref)
       if (version.status !== 'importing' && version.status !== 'failed') throw new WorkflowStepError('MODEL_VERSION_NOT_IMPORTING', `the version is ${version.status}`)
-      await workflows.reportProgress(runId, { step: IMPORT_STEPS.list, totalSteps: IMPORT_STEPS.total, percent: 0, message: `asking ${shownUrl(ref.url)}` })
-      const probe = await probeUrl(outbound, ref.url)
+      await workflows.reportProgress(runId, { step: IMPORT_STEPS.list, totalSteps: IMPORT_STEPS.total, percent: 0, message: `asking ${shownUrl(urlOf(ref))}` })
+      const probe = await probeUrl(outbound, urlOf(ref))
       if (probe.size !== null && probe.size > maxDownloadBytes) {
-        throw new WorkflowStepError(UrlErrorCode.TOO_LARGE, `${shownUrl(ref.url)} is ${probe.size} bytes, more than ${maxDownloadBytes} (MODEL_IMPORT_MAX_DOWNLOAD_BYTES)`)
+        throw new WorkflowStepError(UrlErrorCode.TOO_LARGE, `${shownUrl(urlOf(ref))} is ${probe.size} bytes, more than ${maxDownloadBytes} (MODEL_IMPORT_MAX_DOWNLOAD_BYTES)`)
       }
       if (version.status === 'failed') {
         // A retried run: the version imports again, from what the ledger kept.
@@ -333,7 +341,7 @@ export function createUrlImportService(deps: UrlImportServiceDeps) {
       return plan.mode === 'ranged' ? transferRanged(runId, ref) : transferStream(runId, ref)
     },
 
-    finish: (runId: string, ref: UrlImportRef) => imports.finish(runId, { modelId: ref.modelId, versionId: ref.versionId, url: shownUrl(ref.url) }),
+    finish: (runId: string, ref: UrlImportRef) => imports.finish(runId, { modelId: ref.modelId, versionId: ref.versionId, url: shownUrl(urlOf(ref)) }),
     fail: (ref: UrlImportRef, reason: string) => imports.fail(ref, reason),
     cancel: (ref: UrlImportRef) => imports.cancel(ref),
   }

@@ -224,7 +224,17 @@ describe.each(['filesystem', 's3'] as const)('url import into the %s store', (st
       const { modelId, versionId, workflowId } = res.json()
       const run = await finished(workflowId)
       expect(run.status, run.error?.message).toBe('completed')
-      expect(run.inputSummary).not.toContain('s3cr3t')
+      expect(JSON.stringify(run)).not.toContain('s3cr3t')
+      // Nor in what the engine keeps of the run (its history and the run record's input).
+      const { rows } = await app.platform.database.pool!.query(
+        `select (select count(*) from workflow_runs where id = $1::uuid and input::text like '%s3cr3t%') as in_runs,
+                (select count(*) from workflow_history where instance_id = $1::text) as history,
+                (select count(*) from workflow_history where instance_id = $1::text and position('s3cr3t'::bytea in event) > 0) as in_history`,
+        [workflowId],
+      )
+      // The history is there to search (the search can fail), and holds no trace of the query string.
+      expect(Number(rows[0].history)).toBeGreaterThan(0)
+      expect([Number(rows[0].in_runs), Number(rows[0].in_history)]).toEqual([0, 0])
       const model = await modelOf(modelId)
       expect(model).toMatchObject({ status: 'ready', source: 'url', uri: `${url}?…`, format: 'safetensors', parameterCount: 4656, dtype: 'float16', defaultVersionId: versionId })
       expect(JSON.stringify(model)).not.toContain('s3cr3t')
