@@ -347,6 +347,8 @@ export function createImportService(deps: ImportServiceDeps) {
           totalSteps: IMPORT_STEPS.total,
           percent: 2 + Math.floor((done / Math.max(1, totals.total)) * 95),
           message: `downloading ${row.path}: ${done} of ${totals.total} bytes`,
+          bytesDone: done,
+          bytesTotal: totals.total,
         }
         reporting = reporting.then(() => workflows.reportProgress(runId, progress)).catch((err: unknown) => log.warn({ err, runId }, 'import progress not recorded'))
       }

@@ -60,6 +60,8 @@ export function registerUploadWorkflow(workflows: Pick<WorkflowService, 'registe
               totalSteps: 2,
               percent: total > 0 ? Math.floor((done / total) * 95) : 0,
               message: `verifying ${path} (${done} of ${total} bytes read)`,
+              bytesDone: done,
+              bytesTotal: total,
             })
           }),
       },

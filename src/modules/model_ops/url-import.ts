@@ -123,6 +123,8 @@ export function createUrlImportService(deps: UrlImportServiceDeps) {
           totalSteps: IMPORT_STEPS.total,
           percent: total ? 2 + Math.floor((Math.min(done, total) / Math.max(1, total)) * 95) : 2,
           message: total ? `downloading ${label}: ${done} of ${total} bytes` : `downloading ${label}: ${done} bytes`,
+          bytesDone: done,
+          bytesTotal: total,
         }
         chain = chain.then(() => workflows.reportProgress(runId, progress)).catch((err: unknown) => log.warn({ err, runId }, 'import progress not recorded'))
       },

@@ -103,6 +103,8 @@ export type RunPatch = Partial<
     | 'totalSteps'
     | 'percent'
     | 'message'
+    | 'bytesDone'
+    | 'bytesTotal'
     | 'errorCode'
     | 'errorMessage'
     | 'result'

@@ -29,6 +29,8 @@ export interface RunEvent {
   totalSteps: number | null
   percent: number
   message: string | null
+  bytesDone: number | null
+  bytesTotal: number | null
   error: { code: string; message: string } | null
   compensation: CompensationState | null
   /** Moves on every change of the run: a stream drops what it has already seen. */
@@ -48,6 +50,8 @@ export function runEvent(type: RunEventType, row: WorkflowRunRow): RunEvent {
     totalSteps: row.totalSteps,
     percent: row.percent,
     message: row.message,
+    bytesDone: row.bytesDone,
+    bytesTotal: row.bytesTotal,
     error: row.errorCode ? { code: row.errorCode, message: row.errorMessage ?? '' } : null,
     compensation: row.compensation,
     version: row.version,

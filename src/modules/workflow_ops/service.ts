@@ -78,6 +78,8 @@ export interface RunView {
   totalSteps: number | null
   percent: number
   message: string | null
+  bytesDone: number | null
+  bytesTotal: number | null
   error: { code: string; message: string } | null
   inputSummary: string | null
   resultSummary: string | null
@@ -135,6 +137,9 @@ export interface Progress {
   /** 0-100; kept as it was when omitted. */
   percent?: number
   message?: string
+  /** For runs that move bytes: done so far, and the total when known; kept as they were when omitted. */
+  bytesDone?: number
+  bytesTotal?: number | null
 }
 
 export interface ListQuery {
@@ -198,6 +203,8 @@ export function runView(row: WorkflowRunRow): RunView {
     totalSteps: row.totalSteps,
     percent: row.percent,
     message: row.message,
+    bytesDone: row.bytesDone,
+    bytesTotal: row.bytesTotal,
     error: row.errorCode ? { code: row.errorCode, message: row.errorMessage ?? '' } : null,
     inputSummary: row.inputSummary,
     resultSummary: row.resultSummary,
@@ -550,6 +557,10 @@ export function createWorkflowService(deps: WorkflowServiceDeps) {
               ? { percent: Math.max(0, Math.min(100, Math.round(progress.percent))) }
               : {}),
             message,
+            ...(progress.bytesDone !== undefined ? { bytesDone: Math.max(0, Math.trunc(progress.bytesDone)) } : {}),
+            ...(progress.bytesTotal !== undefined
+              ? { bytesTotal: progress.bytesTotal === null ? null : Math.max(0, Math.trunc(progress.bytesTotal)) }
+              : {}),
           },
           ['pending', 'running'],
         )

@@ -201,6 +201,9 @@ export const workflowRuns = pgTable(
     totalSteps: integer('total_steps'),
     percent: integer('percent').notNull().default(0),
     message: text('message'),
+    /** Of runs that move bytes (model imports, upload checks): how many so far, and of how many (null when unknown). */
+    bytesDone: bigint('bytes_done', { mode: 'number' }),
+    bytesTotal: bigint('bytes_total', { mode: 'number' }),
     errorCode: text('error_code'),
     errorMessage: text('error_message'),
     /** The workflow's input as scheduled; a retry starts from it again. Never returned by the API. */

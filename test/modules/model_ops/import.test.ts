@@ -162,8 +162,17 @@ describe.each<Store>(['filesystem', 's3'])('hub import into the %s store', (stor
     )
     // Every file was fetched at the pinned commit; progress went by bytes, in order, to 100.
     expect(hub.stats.requests.filter((r) => r.url.includes(`/${id}/resolve/`)).every((r) => r.url.includes(`/resolve/${commit}/`))).toBe(true)
-    const progress = stream.events.filter((e) => e.event === 'progress').map((e) => JSON.parse(e.data) as { percent: number; message: string })
+    const progress = stream.events
+      .filter((e) => e.event === 'progress')
+      .map((e) => JSON.parse(e.data) as { percent: number; message: string; bytesDone: number | null; bytesTotal: number | null })
     expect(progress.some((p) => /downloading 0-weights\.bin: \d+ of \d+ bytes/.test(p.message))).toBe(true)
+    // Bytes as fields a dashboard can draw a bar from: of the whole version, never going back.
+    const byBytes = progress.filter((p) => p.bytesTotal !== null)
+    expect(byBytes.length).toBeGreaterThan(0)
+    const totalBytes = version.files.reduce((n: number, f: { size: number }) => n + f.size, 0)
+    expect(new Set(byBytes.map((p) => p.bytesTotal))).toEqual(new Set([totalBytes]))
+    const done = byBytes.map((p) => p.bytesDone!)
+    expect(done).toEqual([...done].sort((a, b) => a - b))
     const percents = progress.map((p) => p.percent)
     expect(percents).toEqual([...percents].sort((a, b) => a - b))
     expect(JSON.parse(stream.events.at(-1)!.data)).toMatchObject({ status: 'completed', percent: 100 })
