@@ -1,5 +1,6 @@
 import { and, asc, count, desc, eq, getTableColumns, inArray, isNull, ne, type SQL, sql } from 'drizzle-orm'
 import type { Executor } from '../../platform/db/client.js'
+import { preparedStatements } from '../../platform/db/prepared.js'
 import type { PageRequest, SortRequest } from '../../platform/http/pagination.js'
 import {
   type ModelCredentialRow,
@@ -191,6 +192,56 @@ function modelWhere(tenantId: string, filter: ModelFilter, without?: keyof Model
   return where
 }
 
+const prepared = preparedStatements()
+
+/** The filters a prepared statement holds a placeholder for, each with the letter that names it in a statement's name. */
+const PREPARED_FILTERS = { status: 's', source: 'o', provider: 'p', format: 'f', license: 'l', task: 't', modality: 'm', tag: 'g' } as const
+
+/** Which filters are set (less the one left out), as letters: the statements of one shape differ only in values. */
+function filterShape(filter: ModelFilter, without?: keyof ModelFilter): string {
+  return Object.entries(PREPARED_FILTERS)
+    .map(([name, letter]) => (filter[name as keyof ModelFilter] && name !== without ? letter : ''))
+    .join('')
+}
+
+/** modelWhere with a placeholder for every value, for a statement prepared once per filter shape. */
+function preparedWhere(filter: ModelFilter, without?: keyof ModelFilter): SQL[] {
+  const set = (name: keyof ModelFilter) => Boolean(filter[name]) && name !== without
+  const where: SQL[] = [eq(models.tenantId, sql.placeholder('tenantId'))]
+  where.push(set('status') ? eq(models.status, sql.placeholder('status')) : ne(models.status, 'deleted'))
+  if (set('source')) where.push(eq(models.source, sql.placeholder('source')))
+  if (set('provider')) where.push(eq(models.providerId, sql.placeholder('provider')))
+  if (set('format')) where.push(eq(models.format, sql.placeholder('format')))
+  if (set('license')) where.push(eq(models.license, sql.placeholder('license')))
+  if (set('task')) where.push(sql`${models.tasks} @> array[${sql.placeholder('task')}]::text[]`)
+  if (set('modality')) where.push(sql`${models.modalities} @> array[${sql.placeholder('modality')}]::text[]`)
+  if (set('tag')) where.push(sql`${models.tags} @> array[${sql.placeholder('tag')}]::text[]`)
+  return where
+}
+
+/**
+ * The page and its count for one filter shape and sort, prepared under a name: built by drizzle and
+ * planned by PostgreSQL once per connection, not on every request. Substring searches are not
+ * prepared: a generic plan would not know how selective the term is.
+ */
+function listStatements(executor: Executor, filter: ModelFilter, sort: SortRequest<ModelSortField>) {
+  return prepared(executor, `models_list_${filterShape(filter)}_${sort.field}_${sort.direction}`, (name) => {
+    const where = and(...preparedWhere(filter))
+    const column = SORT_COLUMNS[sort.field]
+    const order = sort.direction === 'asc' ? asc(column) : desc(column)
+    const page = executor
+      .select()
+      .from(models)
+      .where(where)
+      .orderBy(sort.field === 'parameterCount' ? sql`${order} nulls last` : order, asc(models.id))
+      .limit(sql.placeholder('limit'))
+      .offset(sql.placeholder('offset'))
+      .prepare(name)
+    const total = executor.select({ n: count() }).from(models).where(where).prepare(`${name}_n`)
+    return { page, total }
+  })
+}
+
 export async function listModels(
   executor: Executor,
   tenantId: string,
@@ -198,6 +249,15 @@ export async function listModels(
   sort: SortRequest<ModelSortField>,
   page: PageRequest,
 ): Promise<{ rows: ModelRow[]; total: number }> {
+  if (!filter.q) {
+    const statements = listStatements(executor, filter, sort)
+    const values = { ...filter, tenantId }
+    const [rows, [total]] = await Promise.all([
+      statements.page.execute({ ...values, limit: page.limit, offset: page.offset }),
+      statements.total.execute(values),
+    ])
+    return { rows, total: total?.n ?? 0 }
+  }
   const where = and(...modelWhere(tenantId, filter))
   const column = SORT_COLUMNS[sort.field]
   const order = sort.direction === 'asc' ? asc(column) : desc(column)
@@ -221,10 +281,56 @@ const SCALAR_FACETS = { source: models.source, provider: models.providerId, form
 const ARRAY_FACETS = { task: models.tasks, modality: models.modalities, tag: models.tags } as const
 
 /**
+ * The grouped count of one facet for one filter shape, prepared under a name as the list's
+ * statements are (the facet's own filter left out of its WHERE).
+ */
+function facetStatement(executor: Executor, name: FacetName, filter: ModelFilter) {
+  return prepared(executor, `models_facet_${name}_${filterShape(filter, name)}`, (statementName) => {
+    const where = preparedWhere(filter, name)
+    if (name in SCALAR_FACETS) {
+      const column = SCALAR_FACETS[name as keyof typeof SCALAR_FACETS]
+      return executor
+        .select({ value: column, count: count() })
+        .from(models)
+        .where(and(...where, sql`${column} is not null`))
+        .groupBy(column)
+        .orderBy(desc(count()), asc(column))
+        .limit(sql.placeholder('perFacet'))
+        .prepare(statementName)
+    }
+    const column = ARRAY_FACETS[name as keyof typeof ARRAY_FACETS]
+    const value = sql<string>`v.value`
+    const matching = executor
+      .select({ value: sql<string>`unnest(${column})`.as('value') })
+      .from(models)
+      .where(and(...where))
+      .as('v')
+    return executor
+      .select({ value, count: count() })
+      .from(matching)
+      .groupBy(value)
+      .orderBy(desc(count()), asc(value))
+      .limit(sql.placeholder('perFacet'))
+      .prepare(statementName)
+  })
+}
+
+/**
  * Counts per value of each facet over the tenant's models that match the other filters (so a
  * dashboard can show what choosing another value would give); the `perFacet` most common values.
  */
 export async function modelFacets(executor: Executor, tenantId: string, filter: ModelFilter, perFacet: number): Promise<Facets> {
+  if (!filter.q) {
+    const values = { ...filter, tenantId, perFacet }
+    const names = [...Object.keys(SCALAR_FACETS), ...Object.keys(ARRAY_FACETS)] as FacetName[]
+    const counted = await Promise.all(
+      names.map(async (name) => {
+        const rows = (await facetStatement(executor, name, filter).execute(values)) as Array<{ value: string | null; count: number }>
+        return [name, rows.map((r) => ({ value: r.value!, count: Number(r.count) }))] as const
+      }),
+    )
+    return Object.fromEntries(counted) as Facets
+  }
   const scalar = Object.entries(SCALAR_FACETS).map(async ([name, column]) => {
     const rows = await executor
       .select({ value: column, count: count() })
