@@ -144,10 +144,8 @@ function listStatements(executor: Executor, filter: ClusterFilter, sort: SortReq
     if (filter.q) where.push(sql`${clusters.name} ilike ${sql.placeholder('q')}`)
     const column = SORT_COLUMNS[sort.field]
     const order = sort.direction === 'asc' ? asc(column) : desc(column)
-    // The total rides along with the page (one round trip, one pooled connection per request);
-    // the separate count is only asked for a page past the end, which has no row to carry it.
     const page = executor
-      .select({ ...LISTED, matching: sql<number>`(count(*) over ())::int`.as('matching') })
+      .select(LISTED)
       .from(clusters)
       .where(and(...where))
       .orderBy(sort.field === 'lastSyncAt' ? sql`${order} nulls last` : order, asc(clusters.id))
@@ -179,15 +177,11 @@ export async function listClusters(
     label: filter.label ? JSON.stringify({ [filter.label.key]: filter.label.value }) : undefined,
     q: filter.q ? `%${filter.q.replace(/[\\%_]/g, (c) => `\\${c}`)}%` : undefined,
   }
-  const found = await statements.page.execute({ ...values, limit: page.limit, offset: page.offset })
-  if (found.length === 0) {
-    if (page.offset === 0) return { rows: [], total: 0 }
-    const [total] = await statements.total.execute(values)
-    return { rows: [], total: total?.n ?? 0 }
-  }
-  const total = found[0]!.matching
-  const rows = found.map(({ matching: _matching, ...row }) => row)
-  return { rows, total }
+  const [rows, [total]] = await Promise.all([
+    statements.page.execute({ ...values, limit: page.limit, offset: page.offset }),
+    statements.total.execute(values),
+  ])
+  return { rows, total: total?.n ?? 0 }
 }
 
 export async function insertStatusHistory(
