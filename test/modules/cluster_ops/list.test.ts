@@ -72,6 +72,12 @@ describe('GET /v1/clusters', () => {
     expect(first).toMatchObject({ total: 5, page: 1, limit: 2 })
     expect(first.items.map((c: Item) => c.name)).toEqual(['alpha-gpu', 'beta-amd'])
     expect(third.items.map((c: Item) => c.name)).toEqual(['gamma-cpu'])
+    expect(third.total).toBe(5)
+    // A page past the end has no row to carry the total: it is still counted.
+    const beyond = (await h.call({ method: 'GET', url: '/v1/clusters?sort=name&limit=2&page=9' })).json()
+    expect(beyond).toMatchObject({ items: [], total: 5, page: 9 })
+    const none = (await h.call({ method: 'GET', url: '/v1/clusters?q=no-such-cluster' })).json()
+    expect(none).toMatchObject({ items: [], total: 0 })
   })
 
   it('refuses unknown filters and sort fields', async () => {
