@@ -146,5 +146,5 @@ describe('SIGKILL during a cluster registration', () => {
     const logged = first.process.output() + second.process.output()
     expect(logged).toContain(clusterId)
     expect(logged).not.toContain(cluster.adminToken)
-  })
+  }, 120_000)
 })

@@ -85,6 +85,8 @@ beforeAll(async () => {
     BLOB_DIR: tempDir('modelplane-clrep-blobs-'),
     CLUSTER_SYNC_INTERVAL_SECONDS: String(INTERVAL_MS / 1000),
     SWEEP_POLL_MS: '100',
+    // A loaded CI machine answers slowly; a timeout here would read as a cluster going away.
+    CLUSTER_REQUEST_TIMEOUT_MS: '30000',
   }
   const replicas = Promise.all([startReplicaProcess('clrep-a', env), startReplicaProcess('clrep-b', env)])
   // Avoid an unhandled rejection while the seeder works; awaited below.
@@ -96,7 +98,7 @@ beforeAll(async () => {
   // closed before the test watches: it would otherwise be a third replica. It is on the replicas'
   // hub so that the clusters it activates are scheduled in their sweep; it starts no workflow there.
   const seeder = await buildTestApp(
-    { CLUSTER_SYNC_INTERVAL_SECONDS: String(INTERVAL_MS / 1000), SWEEP_POLL_MS: '100', PUBLIC_URL: env.PUBLIC_URL },
+    { CLUSTER_SYNC_INTERVAL_SECONDS: String(INTERVAL_MS / 1000), SWEEP_POLL_MS: '100', PUBLIC_URL: env.PUBLIC_URL, CLUSTER_REQUEST_TIMEOUT_MS: '30000' },
     { workflows: { hub: HUB } },
   )
   try {
@@ -121,7 +123,7 @@ beforeAll(async () => {
     })
     const pending = Array.from({ length: CLUSTERS }, (_, i) => i)
     await Promise.all(
-      Array.from({ length: 10 }, async () => {
+      Array.from({ length: 5 }, async () => {
         for (let i = pending.shift(); i !== undefined; i = pending.shift()) {
           const standIn = kube.addCluster({ nodes: ['cpu-small'] })
           const { clusterId } = await clusters.register(principal, { name: `fleet-${i}`, kubeconfig: standIn.kubeconfig() })

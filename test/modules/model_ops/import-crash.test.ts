@@ -106,5 +106,5 @@ describe('SIGKILL during a hub import', () => {
     expect(hub.stats.requests.some((r) => r.url.includes('0-weights.bin') && r.range === `bytes=${atKill}-${atKill + MiB - 1}`)).toBe(true)
     const [version] = (await sql.query<{ status: string; size_bytes: string }>('select status, size_bytes from model_versions where id = $1', [versionId])).rows
     expect(version).toMatchObject({ status: 'ready' })
-  })
+  }, 120_000)
 })
