@@ -429,6 +429,14 @@ export async function markVersionFiles(executor: Executor, versionId: string, st
     .where(eq(modelVersionFiles.versionId, versionId))
 }
 
+/** Every file of the version back to nothing stored: pending, no bytes, no open multipart upload. */
+export async function resetVersionFiles(executor: Executor, versionId: string): Promise<void> {
+  await executor
+    .update(modelVersionFiles)
+    .set({ status: 'pending', bytesDone: 0, multipartUploadId: null, partEtags: [], updatedAt: sql`now()` })
+    .where(eq(modelVersionFiles.versionId, versionId))
+}
+
 /** The name of the unique index a failed insert or update ran into, if that is what failed. */
 export function uniqueViolationOf(err: unknown): string | undefined {
   for (let e: unknown = err, depth = 0; e && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
@@ -493,7 +501,7 @@ export async function updateVersionFile(
   executor: Executor,
   versionId: string,
   path: string,
-  patch: Partial<Pick<NewVersionFile, 'status' | 'bytesDone' | 'sha256' | 'size'>>,
+  patch: Partial<Pick<NewVersionFile, 'status' | 'bytesDone' | 'sha256' | 'size' | 'multipartUploadId' | 'partEtags'>>,
 ): Promise<void> {
   await executor
     .update(modelVersionFiles)

@@ -12,7 +12,7 @@ import type { CredentialService } from './credentials.js'
 import * as crud from './crud.js'
 import { credentialNotFound, modelNameTaken, modelNotFound } from './errors.js'
 import { fetchFileRange, type HubAccess, HubRateLimited, listHubFiles, resolveCommit } from './hub.js'
-import { keysOfFile, type LedgerFile, transferFile, TransferErrorCode } from './import-transfer.js'
+import { discardFile, type LedgerFile, type TransferBlob, type LedgerProgress, transferFile, TransferErrorCode } from './import-transfer.js'
 import { readModelMetadata } from './import-metadata.js'
 import { blobKeyOf, filePathProblem, MAX_FILES_PER_VERSION } from './paths.js'
 import { MODEL_TOPIC, type ModelService } from './service.js'
@@ -83,7 +83,7 @@ export type MaybeWait<T> = T | { waitMs: number }
 
 export interface ImportServiceDeps {
   db: Database
-  blob: Pick<BlobStore, 'put' | 'get' | 'delete'>
+  blob: TransferBlob
   events: Pick<EventBus, 'publish'>
   models: Pick<ModelService, 'startVersion' | 'sealVersion'>
   credentials: Pick<CredentialService, 'secretsOf'>
@@ -102,8 +102,6 @@ export function selectFiles<T extends { path: string }>(files: T[], include: str
   )
 }
 
-export const partPrefixOf = (modelId: string, versionId: string, path: string) => `models/${modelId}/${versionId}-parts/${path}`
-
 const ledgerFile = (row: ModelVersionFileRow): LedgerFile => ({
   path: row.path,
   size: row.size,
@@ -112,7 +110,13 @@ const ledgerFile = (row: ModelVersionFileRow): LedgerFile => ({
   gitOid: row.gitOid,
   blobKey: row.blobKey,
   bytesDone: row.bytesDone,
+  multipartUploadId: row.multipartUploadId,
+  partEtags: row.partEtags,
 })
+
+/** The ledger's record of where a file's transfer stands; `pending` until it is verified. */
+export const recordProgress = (db: Database, versionId: string, path: string) => (progress: LedgerProgress) =>
+  crud.updateVersionFile(db, versionId, path, { ...progress, status: 'pending' })
 
 const defaultName = (repo: string) => repo.replace('/', '--').slice(0, 128)
 
@@ -141,10 +145,11 @@ export function createImportService(deps: ImportServiceDeps) {
     return (await crud.getVersionById(db, versionId))?.status === 'importing'
   }
 
-  /** Every object the version may hold while importing: files and their parts. */
-  async function keysOfVersion(modelId: string, versionId: string): Promise<string[]> {
+  /** Removes every object and open multipart upload the version may hold while importing; answers how many files. */
+  async function discardVersion(versionId: string): Promise<number> {
     const files = await crud.listVersionFiles(db, versionId)
-    return files.flatMap((f) => keysOfFile(f, partPrefixOf(modelId, versionId, f.path), partBytes))
+    for (const file of files) await discardFile(blob, file)
+    return files.length
   }
 
   /** The model keeps a status of its own only while it has no ready version. */
@@ -359,15 +364,14 @@ export function createImportService(deps: ImportServiceDeps) {
         const result = await transferFile(ledgerFile(row), {
           blob,
           partBytes,
-          partPrefix: partPrefixOf(ref.modelId, ref.versionId, row.path),
           fetchRange: (start, end) => fetchFileRange(hub, commit, row.path, start, end),
-          recordBytes: (bytesDone) => crud.updateVersionFile(db, ref.versionId, row.path, { bytesDone, status: 'pending' }),
+          record: recordProgress(db, ref.versionId, row.path),
           progress: (bytes) => report(bytes),
           stillWanted: () => wanted(ref.versionId),
         })
         if (!(await wanted(ref.versionId))) {
           // Cancelled while the last bytes were stored: the compensation may have swept already.
-          for (const key of keysOfFile(row, partPrefixOf(ref.modelId, ref.versionId, row.path), partBytes)) await blob.delete(key)
+          await discardFile(blob, row)
           throw new WorkflowStepError(TransferErrorCode.CANCELLED, 'the import was cancelled')
         }
         await crud.updateVersionFile(db, ref.versionId, row.path, { bytesDone: row.size, status: 'verified', sha256: result.sha256 })
@@ -426,11 +430,10 @@ export function createImportService(deps: ImportServiceDeps) {
         await crud.updateVersion(tx, ref.versionId, { status: 'failed', statusReason: reason })
         await failModel(tx, ref.modelId, reason)
       })
-      const keys = await keysOfVersion(ref.modelId, ref.versionId)
-      for (const key of keys) await blob.delete(key)
-      await crud.markVersionFiles(db, ref.versionId, 'pending')
-      log.info({ modelId: ref.modelId, versionId: ref.versionId, objects: keys.length }, 'model import cancelled')
-      return { modelId: ref.modelId, versionId: ref.versionId, status: 'cancelled', objectsRemoved: keys.length }
+      const removed = await discardVersion(ref.versionId)
+      await crud.resetVersionFiles(db, ref.versionId)
+      log.info({ modelId: ref.modelId, versionId: ref.versionId, objects: removed }, 'model import cancelled')
+      return { modelId: ref.modelId, versionId: ref.versionId, status: 'cancelled', objectsRemoved: removed }
     },
   }
 }

@@ -189,6 +189,10 @@ export const modelVersionFiles = pgTable(
     blobKey: text('blob_key').notNull(),
     status: text('status').notNull(),
     bytesDone: bigint('bytes_done', { mode: 'number' }).notNull().default(0),
+    /** The store's multipart upload an import is writing a large file into, until it is assembled. */
+    multipartUploadId: text('multipart_upload_id'),
+    /** The ETags of that upload's parts stored so far, by part number - 1. */
+    partEtags: jsonb('part_etags').$type<string[]>().notNull().default([]),
     updatedAt: timestamp('updated_at', { withTimezone: true }).notNull().defaultNow(),
   },
   (t) => [primaryKey({ columns: [t.versionId, t.path] })],

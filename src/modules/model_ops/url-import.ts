@@ -6,7 +6,6 @@ import { Readable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import type { Logger } from 'pino'
 import type { Principal } from '../../platform/auth/principal.js'
-import type { BlobStore } from '../../platform/blob/index.js'
 import type { Database } from '../../platform/db/client.js'
 import { ValidationError } from '../../platform/errors.js'
 import { type Outbound, OutboundError } from '../../platform/net/outbound.js'
@@ -14,8 +13,8 @@ import type { Vault } from '../../platform/vault.js'
 import { type Progress, type WorkflowService, WorkflowStepError } from '../workflow_ops/index.js'
 import { type ArchiveLimits, unpackTar, unpackZip } from './archive.js'
 import * as crud from './crud.js'
-import { IMPORT_STEPS, type ImportAccepted, type ImportService, partPrefixOf } from './import.js'
-import { keysOfFile, transferFile, TransferErrorCode } from './import-transfer.js'
+import { IMPORT_STEPS, type ImportAccepted, type ImportService, recordProgress } from './import.js'
+import { discardFile, type TransferBlob, transferFile, TransferErrorCode } from './import-transfer.js'
 import { blobKeyOf, MAX_FILES_PER_VERSION } from './paths.js'
 import { fetchUrl, fetchUrlRange, fileNameOf, kindOf, probeUrl, shownUrl, UrlErrorCode, type UrlKind } from './url-source.js'
 
@@ -63,7 +62,7 @@ export interface UrlPlan {
 
 export interface UrlImportServiceDeps {
   db: Database
-  blob: Pick<BlobStore, 'put' | 'get' | 'delete'>
+  blob: TransferBlob
   vault: Pick<Vault, 'encrypt' | 'decrypt'>
   outbound: Pick<Outbound, 'open' | 'check'>
   imports: Pick<ImportService, 'begin' | 'firstOf' | 'finish' | 'fail' | 'cancel'>
@@ -135,7 +134,7 @@ export function createUrlImportService(deps: UrlImportServiceDeps) {
   /** Removes what an earlier one-pass attempt stored: that pass starts over. */
   async function clearLedger(ref: UrlImportRef): Promise<void> {
     for (const row of await crud.listVersionFiles(db, ref.versionId)) {
-      for (const key of keysOfFile(row, partPrefixOf(ref.modelId, ref.versionId, row.path), partBytes)) await blob.delete(key)
+      await discardFile(blob, row)
     }
     await crud.deleteVersionFiles(db, ref.versionId)
   }
@@ -173,19 +172,28 @@ export function createUrlImportService(deps: UrlImportServiceDeps) {
     progress.report(row.bytesDone, true)
     try {
       const result = await transferFile(
-        { path: row.path, size: row.size, lfs: true, sha256: row.sha256, gitOid: null, blobKey: row.blobKey, bytesDone: row.bytesDone },
+        {
+          path: row.path,
+          size: row.size,
+          lfs: true,
+          sha256: row.sha256,
+          gitOid: null,
+          blobKey: row.blobKey,
+          bytesDone: row.bytesDone,
+          multipartUploadId: row.multipartUploadId,
+          partEtags: row.partEtags,
+        },
         {
           blob,
           partBytes,
-          partPrefix: partPrefixOf(ref.modelId, ref.versionId, row.path),
           fetchRange: (start, end) => fetchUrlRange(outbound, urlOf(ref), start, end),
-          recordBytes: (bytesDone) => crud.updateVersionFile(db, ref.versionId, row.path, { bytesDone, status: 'pending' }),
+          record: recordProgress(db, ref.versionId, row.path),
           progress: (bytes) => progress.report(bytes),
           stillWanted: () => wanted(ref.versionId),
         },
       )
       if (!(await wanted(ref.versionId))) {
-        for (const key of keysOfFile(row, partPrefixOf(ref.modelId, ref.versionId, row.path), partBytes)) await blob.delete(key)
+        await discardFile(blob, row)
         throw new WorkflowStepError(TransferErrorCode.CANCELLED, 'the import was cancelled')
       }
       await crud.updateVersionFile(db, ref.versionId, row.path, { bytesDone: row.size, status: 'verified', sha256: result.sha256 })

@@ -266,12 +266,22 @@ describe.each<Store>(['filesystem', 's3'])('hub import into the %s store', (stor
     const { id } = addRepo({ big: 40 * MiB })
     const { modelId, versionId, workflowId } = (await startImport({ repo: id })).json()
     // Once a part is stored the hub starts answering 429 for a minute: the run waits, and is cancelled.
-    await waitFor(async () => (await keysUnder(`models/${modelId}/${versionId}-parts/`)).length > 0, 30_000, 'no part was stored')
+    const partsStored = async () => {
+      const rows = await app.platform.database.db.execute(sql`select bytes_done from model_version_files where version_id = ${versionId} and path = '0-weights.bin'`)
+      return Number((rows.rows[0] as { bytes_done?: string } | undefined)?.bytes_done ?? 0)
+    }
+    await waitFor(async () => (await partsStored()) > 0, 30_000, 'no part was stored')
     hub.failures.tooManyRequests(1_000, 60)
     try {
       const cancel = await app.inject({ method: 'POST', url: `/v1/workflows/${workflowId}/cancel`, headers: as() })
       expect(cancel.statusCode, cancel.body).toBe(202)
       await waitFor(async () => (await keysUnder(`models/${modelId}/${versionId}`)).length === 0, 20_000, 'objects of the cancelled version remain')
+      const open = async () => {
+        const uploads = []
+        for await (const upload of app.platform.blob.listMultipartUploads(`models/${modelId}/${versionId}/`)) uploads.push(upload)
+        return uploads
+      }
+      await waitFor(async () => (await open()).length === 0, 20_000, 'the multipart upload of the cancelled version is still open')
       await waitFor(async () => (await versionsOf(modelId))[0]?.status === 'failed', 10_000, 'the version was not failed')
       expect((await versionsOf(modelId))[0].statusReason).toContain('CANCELLED')
     } finally {
