@@ -478,8 +478,8 @@ gateway (or the filesystem store under its DATA_DIR) and MODEL_HUB_URL at the st
 POST /v1/models/import to GET /v1/workflows/{id} answering \`completed\` (polled every 100 ms): listing, pinning,
 fetching, hashing (sha256 and the git blob id), storing, metadata, seal. Its RSS is read from /proc/<pid>/status every
 100 ms; "idle" is 2 s after start and login; CPU is the app process's (all threads) from /proc/<pid>/stat.
-"Parts stored" is when the file ledger first counted every byte stored (the rest is the read-back into the final
-object, the check, and sealing).
+"Parts stored" is when the file ledger first counted every byte stored (the rest is completing the upload, the
+check, and sealing).
 
 The plain copy, run just before each import into the same store: a child process (bench/servers/models-copy.ts) does
 one \`fetch\` of the file's resolve URL (following the redirect) and streams the body through sha256 into minio's
@@ -495,22 +495,16 @@ ${verdicts.join('\n')}
 Workflow steps as the run record times them:
 ${steps.join('\n')}
 
-Where the time goes (read from the "parts stored" column and the code, not from a CPU profile): an import of a file
-above MODEL_IMPORT_PART_MB fetches it range by range into part objects (one PUT each; a part of 16 MiB is below
-minio's 64 MiB part size, so minio buffers it and sends it in one request), then reads every part back and writes the
-file's own object, hashing (sha256 and the git blob SHA-1, although only the sha256 is checked for an LFS file) on
-the way. Every byte is written to the store twice and read from it once. Into S3 the second write is minio's
-multipart putObject of the whole file: 64 MiB blocks held in memory (one uploading while the next fills) which the
-gateway spools to disk before handing s3rver the assembled object. Larger parts do not help: a 256 MiB part is itself
-a multipart upload through the same path, so the first phase gets slower and the second stays. Into S3 the first phase
-alone (fetch and part PUTs) is about as fast as the plain copy; the read-back is what misses the target. A native S3
-multipart path (CreateMultipartUpload once, each fetched range sent as an UploadPart with its size, the part ETags in
-the file ledger, CompleteMultipartUpload at the end, the sha256 taken on the way and read back only when a crash broke
-the hash) would write each byte once and hold no more than a stream buffer; by the first-phase numbers it should run
-at about the copy's speed, and the peak RSS above idle would fall by most of minio's block buffers (the per-phase RSS
-was not sampled apart: that attribution is from minio's code). The filesystem store has the same shape (parts, then
-one file assembled from them), and there the first phase is slower than a plain write as well (not profiled); there, concatenating the part files (or writing ranges into one preallocated file)
-would avoid the second pass.
+Where the time goes (read from the "parts stored" column and the code, not from a CPU profile): into S3 an import of a
+file above one store part is one native multipart upload: each fetched range is streamed into an UploadPart of known
+size (no buffering beyond a stream's), the part ETags go to the file ledger, the sha256 and the git blob SHA-1 are taken
+on the way, and CompleteMultipartUpload assembles the object; the file is read back only when a crash broke the hash.
+Every byte is fetched once and written once, so the import runs at about the plain copy's speed and holds no more than
+stream buffers. (Before this, large files were stored as part objects, read back and written again through minio's
+putObject with 64 MiB blocks in memory: 0.42× the copy and +249 MB RSS on the 2 GiB file.) The filesystem store keeps
+the same protocol, and its CompleteMultipartUpload copies the part files into the final file, so every byte is written
+twice there and hashed in the app: that, and the first phase being slower than one plain write (not profiled), is why it
+misses the target; writing ranges into one preallocated file would avoid the second pass.
 
 ### GET /v1/models and /v1/models/facets
 
