@@ -1,12 +1,8 @@
-import { execFileSync } from 'node:child_process'
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { makeCa, makeClientCert, makeServerCert } from '../tls.js'
 
 /**
- * The certificates a stand-in API server and its clients need, made with the system's openssl
- * once per process (a few hundred milliseconds) and shared by every stand-in in it. EC P-256
- * keys: quick to make and accepted by Node's TLS like the RSA keys clusters usually carry.
+ * The certificates a stand-in API server and its clients need, made by test/helpers/tls.ts once
+ * per process and shared by every stand-in in it.
  */
 export interface StandInCerts {
   /** PEM of the CA that signs the server certificate and the client certificate. */
@@ -26,9 +22,6 @@ export interface StandInCerts {
 export const CLIENT_CERT_USER = 'user'
 export const CLIENT_CERT_GROUP = 'group'
 
-const OPENSSL = '/usr/bin/openssl'
-const DAYS = '3650'
-
 let cached: StandInCerts | undefined
 
 export function standInCerts(): StandInCerts {
@@ -37,43 +30,19 @@ export function standInCerts(): StandInCerts {
 }
 
 function makeCerts(): StandInCerts {
-  const dir = mkdtempSync(join(tmpdir(), 'kube-standin-certs-'))
-  const run = (...args: string[]) => execFileSync(OPENSSL, args, { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] })
-  const file = (name: string) => readFileSync(join(dir, name), 'utf8')
-  const key = (name: string) => run('genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', name)
-  const ca = (name: string, cn: string) => {
-    key(`${name}.key`)
-    run('req', '-x509', '-new', '-key', `${name}.key`, '-out', `${name}.crt`, '-days', DAYS, '-subj', `/CN=${cn}`,
-      '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign')
-  }
-  // A leaf signed by a CA; extensions come from a file because `x509 -req` takes no -addext.
-  const leaf = (name: string, issuer: string, subject: string, extensions: string) => {
-    key(`${name}.key`)
-    run('req', '-new', '-key', `${name}.key`, '-out', `${name}.csr`, '-subj', subject)
-    writeFileSync(join(dir, `${name}.ext`), extensions)
-    run('x509', '-req', '-in', `${name}.csr`, '-CA', `${issuer}.crt`, '-CAkey', `${issuer}.key`, '-CAcreateserial',
-      '-out', `${name}.crt`, '-days', DAYS, '-extfile', `${name}.ext`)
-  }
-  try {
-    ca('ca', 'kube-standin-ca')
-    ca('wrong-ca', 'unrelated-ca')
-    leaf('server', 'ca', '/CN=kube-apiserver',
-      'basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n')
-    const clientExt = 'basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n'
-    leaf('client', 'ca', `/O=${CLIENT_CERT_GROUP}/CN=${CLIENT_CERT_USER}`, clientExt)
-    leaf('stranger', 'wrong-ca', `/O=${CLIENT_CERT_GROUP}/CN=${CLIENT_CERT_USER}`, clientExt)
-    return {
-      caCert: file('ca.crt'),
-      wrongCaCert: file('wrong-ca.crt'),
-      serverCert: file('server.crt'),
-      serverKey: file('server.key'),
-      clientCert: file('client.crt'),
-      clientKey: file('client.key'),
-      strangerCert: file('stranger.crt'),
-      strangerKey: file('stranger.key'),
-    }
-  } finally {
-    // The keys are test keys, but nothing needs them on disk after this.
-    rmSync(dir, { recursive: true, force: true })
+  const ca = makeCa('kube-standin-ca')
+  const wrongCa = makeCa('unrelated-ca')
+  const server = makeServerCert(ca, ['127.0.0.1', 'localhost'])
+  const client = makeClientCert(ca, CLIENT_CERT_USER, [CLIENT_CERT_GROUP])
+  const stranger = makeClientCert(wrongCa, CLIENT_CERT_USER, [CLIENT_CERT_GROUP])
+  return {
+    caCert: ca.certPem,
+    wrongCaCert: wrongCa.certPem,
+    serverCert: server.certPem,
+    serverKey: server.keyPem,
+    clientCert: client.certPem,
+    clientKey: client.keyPem,
+    strangerCert: stranger.certPem,
+    strangerKey: stranger.keyPem,
   }
 }
