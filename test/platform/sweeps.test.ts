@@ -133,4 +133,35 @@ describe('sweeps shared by replicas', () => {
     expect(await sweeps.runNow(name, id)).toBe('unknown')
     await sweeps.stop()
   })
+  it('a refresh asked while a run is in flight waits for it, then runs again with what is true now', async () => {
+    const name = `test.inflight.${randomUUID().slice(0, 8)}`
+    const seen: string[] = []
+    let state = 'old credentials'
+    let inFlight = false
+    let release!: () => void
+    const gate = new Promise<void>((resolve) => (release = resolve))
+    const { database, sweeps } = await replica({
+      name,
+      intervalMs: 3_600_000,
+      concurrency: 1,
+      async run(_id, ctx) {
+        const read = state
+        if (ctx.reason === 'due') {
+          inFlight = true
+          await gate
+        }
+        seen.push(`${ctx.reason}: ${read}`)
+      },
+    })
+    const id = randomUUID()
+    await sweeps.schedule(database.db, name, id)
+    sweeps.start()
+    await waitFor(() => inFlight)
+    state = 'new credentials'
+    const asked = sweeps.runNow(name, id)
+    release()
+    expect(await asked).toBe('ran')
+    expect(seen).toEqual(['due: old credentials', 'asked: new credentials'])
+    await sweeps.stop()
+  })
 })

@@ -169,11 +169,16 @@ export function createSweeps(options: SweepsOptions) {
       wake,
       async runNow(resourceId: string, waitMs: number): Promise<'ran' | 'waited' | 'unknown'> {
         const deadline = Date.now() + waitMs
+        let waitedForLocal = false
         for (;;) {
           const running = inFlight.get(resourceId)
           if (running) {
+            // A run already in flight here began before this ask and may have read the
+            // resource as it was before (say, before a credential swap): let it finish, then run.
+            if (waitedForLocal) return 'waited'
             await running.done
-            return 'waited'
+            waitedForLocal = true
+            continue
           }
           const [row] = await claimDueSweepLeases(db, { sweep, limit: 1, leaseMs, owner, token, resourceId })
           if (row) {
