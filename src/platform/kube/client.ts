@@ -57,8 +57,39 @@ export interface KubeClient {
    * timeoutMs and is dropped after WATCH_IDLE_MS without a byte. End it with the signal or `break`.
    */
   watchJson<T = unknown>(path: string, signal?: AbortSignal): AsyncGenerator<WatchEvent<T>>
+  /**
+   * Any verb on any API path, same timeout/limits/errors: server-side apply, raw proxies. A non-2xx
+   * answer throws KubeError unless `passStatus` (a proxied pod's own 404 is an answer, not an error).
+   */
+  request(method: KubeMethod, path: string, init?: KubeRequestInit): Promise<KubeResponse>
+  /**
+   * A long-lived GET answered as a byte stream (pod logs with `follow=true`). Outside the
+   * concurrency limit like a watch; the connection must open within timeoutMs and is dropped after
+   * WATCH_IDLE_MS without a byte. End it with the signal or `break`.
+   */
+  stream(path: string, signal?: AbortSignal): AsyncGenerator<Buffer>
   /** destroys the agent's sockets */
   close(): void
+}
+
+export type KubeMethod = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE'
+
+export interface KubeRequestInit {
+  /** JSON is sent as is when a string, else serialized */
+  body?: unknown
+  /** default application/json when there is a body */
+  contentType?: string
+  accept?: string
+  signal?: AbortSignal
+  passStatus?: boolean
+}
+
+export interface KubeResponse {
+  status: number
+  headers: Record<string, string>
+  body: Buffer
+  /** the body parsed as JSON; throws KubeError when it is not */
+  json<T = unknown>(): T
 }
 
 const DEFAULT_MAX_RESPONSE = 64 * 1024 * 1024
@@ -169,6 +200,67 @@ export function createKubeClient(target: KubeTarget, options: Partial<KubeClient
     }
   }
 
+  async function request(method: KubeMethod, path: string, init: KubeRequestInit = {}): Promise<KubeResponse> {
+    checkPath(path)
+    const ctx = configuration.baseServer.makeRequestContext(path, method as never)
+    ctx.setHeaderParam('Accept', init.accept ?? 'application/json')
+    if (init.body !== undefined) {
+      ctx.setHeaderParam('Content-Type', init.contentType ?? 'application/json')
+      ctx.setBody(typeof init.body === 'string' ? init.body : JSON.stringify(init.body))
+    }
+    const res = await exchange(ctx, init.signal)
+    const body = await res.body.binary()
+    if (!init.passStatus && (res.httpStatusCode < 200 || res.httpStatusCode > 299)) {
+      throw toKubeError(new ApiException(res.httpStatusCode, `${method} ${path}`, body.toString('utf8'), res.headers))
+    }
+    return {
+      status: res.httpStatusCode,
+      headers: res.headers,
+      body,
+      json<T>(): T {
+        try {
+          return JSON.parse(body.toString('utf8')) as T
+        } catch {
+          throw new KubeError('CLUSTER_ERROR', `the cluster answered ${method} ${path.split('?')[0]} with something that is not JSON`)
+        }
+      },
+    }
+  }
+
+  async function* stream(path: string, callerSignal?: AbortSignal): AsyncGenerator<Buffer> {
+    checkPath(path)
+    refuseDeniedLiteral()
+    const ctx = configuration.baseServer.makeRequestContext(path, 'GET' as never)
+    ctx.setHeaderParam('Accept', '*/*')
+    const stop = new AbortController()
+    const signal = callerSignal ? AbortSignal.any([stop.signal, callerSignal]) : stop.signal
+    const opening = setTimeout(() => stop.abort(), opts.timeoutMs)
+    let res: IncomingMessage
+    try {
+      res = await open(ctx, signal)
+    } catch (err) {
+      if (callerSignal?.aborted) throw callerSignal.reason
+      if (stop.signal.aborted) throw new KubeError('CLUSTER_UNREACHABLE', `the cluster did not answer within ${opts.timeoutMs} ms`)
+      throw toKubeError(err)
+    } finally {
+      clearTimeout(opening)
+    }
+    try {
+      const status = res.statusCode ?? 0
+      if (status < 200 || status > 299) {
+        const text = (await readAll(res)).toString('utf8')
+        throw toKubeError(new ApiException(status, `GET ${path}`, text, flatHeaders(res.headers)))
+      }
+      res.setTimeout(WATCH_IDLE_MS, () => res.destroy(Object.assign(new Error('stream idle'), { code: 'ETIMEDOUT' })))
+      for await (const chunk of res) yield chunk as Buffer
+    } catch (err) {
+      if (callerSignal?.aborted) throw callerSignal.reason
+      throw toKubeError(err)
+    } finally {
+      stop.abort()
+    }
+  }
+
   async function* watchJson<T>(path: string, callerSignal?: AbortSignal): AsyncGenerator<WatchEvent<T>> {
     checkPath(path)
     refuseDeniedLiteral()
@@ -227,6 +319,8 @@ export function createKubeClient(target: KubeTarget, options: Partial<KubeClient
     version: mapErrors(new VersionApi(configuration)),
     getJson,
     watchJson,
+    request,
+    stream,
     close: () => agent.destroy(),
   }
 }

@@ -5,6 +5,9 @@ export {
   DEFAULT_KUBE_CLIENT_OPTIONS,
   type KubeClient,
   type KubeClientOptions,
+  type KubeMethod,
+  type KubeRequestInit,
+  type KubeResponse,
   type WatchEvent,
 } from './client.js'
 export { type KubeCause, KubeError, type KubeErrorCode, toKubeError } from './errors.js'

@@ -115,6 +115,45 @@ describe('a kube client, happy paths', () => {
     expect(seen.every((s) => s.auth === 'Bearer tok-123')).toBe(true)
   })
 
+  it('sends any verb with its content type through request, and streams a long answer chunk by chunk', async () => {
+    const seen: Array<{ method?: string; url?: string; type?: string; body: string }> = []
+    const { port } = await serve((req, res) => {
+      let body = ''
+      req.on('data', (c: Buffer) => (body += c.toString()))
+      req.on('end', () => {
+        seen.push({ method: req.method, url: req.url, type: req.headers['content-type'], body })
+        if (req.url?.startsWith('/c/abc/api/v1/namespaces/a/pods/p/log')) {
+          res.writeHead(200, { 'content-type': 'text/plain' })
+          res.write('line 1\n')
+          setTimeout(() => res.end('line 2\n'), 50)
+          return
+        }
+        if (req.url?.includes('/proxy/')) return json(res, 404, { detail: 'no such route in the pod' })
+        if (req.method === 'PATCH') return json(res, 200, { kind: 'ConfigMap', metadata: { name: 'x', resourceVersion: '7' } })
+        json(res, 404, { kind: 'Status', code: 404, reason: 'NotFound', message: 'configmaps "y" not found' })
+      })
+    })
+    const kube = client(target(`https://127.0.0.1:${port}/c/abc`))
+
+    const applied = await kube.request('PATCH', '/api/v1/namespaces/a/configmaps/x?fieldManager=modelplane', {
+      body: 'kind: ConfigMap',
+      contentType: 'application/apply-patch+yaml',
+    })
+    expect(applied.json<{ metadata: { resourceVersion: string } }>().metadata.resourceVersion).toBe('7')
+    expect(seen[0]).toMatchObject({ method: 'PATCH', type: 'application/apply-patch+yaml', body: 'kind: ConfigMap' })
+
+    const missing = await failure(kube.request('GET', '/api/v1/namespaces/a/configmaps/y'))
+    expect(missing.code).toBe('CLUSTER_NOT_FOUND')
+    const proxied = await kube.request('GET', '/api/v1/namespaces/a/pods/p:8000/proxy/v1/models', { passStatus: true })
+    expect(proxied.status).toBe(404)
+    expect(proxied.json()).toEqual({ detail: 'no such route in the pod' })
+
+    const chunks: string[] = []
+    for await (const chunk of kube.stream('/api/v1/namespaces/a/pods/p/log?follow=true')) chunks.push(chunk.toString())
+    expect(chunks.join('')).toBe('line 1\nline 2\n')
+    expect(chunks.length).toBeGreaterThanOrEqual(2)
+  })
+
   it('presents the client certificate to the server', async () => {
     const { port } = await serve((req, res) => {
       const peer = (req.socket as TLSSocket).getPeerCertificate()
