@@ -8,9 +8,17 @@ import { badRequest } from './status.js'
  * namespace/name (the order lists come in), each write stamped with the next value of one
  * revision counter (resourceVersion). Objects are kept serialized, with their labels and
  * selectable fields beside them, so lists are answered without parsing and hundreds of clusters
- * fit in one process; every read hands out a fresh copy. Every write goes through `write` so that
- * watch streams can hook in there later.
+ * fit in one process; every read hands out a fresh copy. Every change goes through `write` or
+ * `remove`, which tell the listeners (watch streams, the controllers) after it is stored.
  */
+
+export interface StoreChange {
+  type: 'ADDED' | 'MODIFIED' | 'DELETED'
+  resource: ResourceType
+  /** the object as stored (for DELETED: as it was, with the deletion's resourceVersion) */
+  object: KubeObject
+}
+export type StoreListener = (change: StoreChange) => void
 
 export interface ObjectMeta {
   name: string
@@ -105,6 +113,11 @@ function decodeContinue(token: string): ContinueToken {
 export function createObjectStore() {
   let revision = 0
   const tables = new Map<string, Map<string, Entry>>()
+  const listeners = new Set<StoreListener>()
+
+  function tell(change: StoreChange) {
+    for (const listener of listeners) listener(change)
+  }
 
   function table(type: ResourceType): Map<string, Entry> {
     const id = `${type.group}/${type.resource}`
@@ -138,8 +151,12 @@ export function createObjectStore() {
       fields: selectableValues(body, type.selectableFields),
       json: JSON.stringify(body),
     }
-    table(type).set(entry.key, entry)
-    return parse(type, entry)
+    const t = table(type)
+    const existed = t.has(entry.key)
+    t.set(entry.key, entry)
+    const stored = parse(type, entry)
+    if (listeners.size) tell({ type: existed ? 'MODIFIED' : 'ADDED', resource: type, object: parse(type, entry) })
+    return stored
   }
 
   function get(type: ResourceType, namespace: string | undefined, name: string): KubeObject | undefined {
@@ -183,7 +200,19 @@ export function createObjectStore() {
       if (!entry) return undefined
       t.delete(key)
       revision++
-      return parse(type, entry)
+      const removed = parse(type, entry)
+      if (listeners.size) {
+        const object = parse(type, entry)
+        object.metadata.resourceVersion = String(revision)
+        tell({ type: 'DELETED', resource: type, object })
+      }
+      return removed
+    },
+
+    /** Called after every change, in order; returns the function that stops it. */
+    subscribe(listener: StoreListener): () => void {
+      listeners.add(listener)
+      return () => listeners.delete(listener)
     },
 
     list(type: ResourceType, o: ListOptions = {}): ListPage {
