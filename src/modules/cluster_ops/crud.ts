@@ -267,6 +267,11 @@ export async function listClusterNodes(
   return { rows, total: total?.n ?? 0 }
 }
 
+/** Every node of a cluster, for placement (a cluster has hundreds of nodes at most). */
+export async function allClusterNodes(executor: Executor, clusterId: string): Promise<ClusterNodeRow[]> {
+  return executor.select().from(clusterNodes).where(eq(clusterNodes.clusterId, clusterId)).orderBy(asc(clusterNodes.name))
+}
+
 /**
  * What the cluster told us (sync results, status): recorded without moving `version` or
  * `updated_at`, which follow the user's own changes, so an If-Match read before a sync still holds.

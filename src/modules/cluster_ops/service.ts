@@ -532,6 +532,22 @@ export function createClusterService(deps: ClusterServiceDeps) {
       }
     },
 
+    /**
+     * For modules that run workloads: the tenant's cluster with what its last sync found (nodes,
+     * capabilities). Another tenant's cluster is not found; one that cannot take work says why.
+     */
+    async servingTarget(tenantId: string, id: string): Promise<{ cluster: ClusterRow; nodes: ClusterNodeRow[] }> {
+      const row = await crud.getCluster(db, tenantId, id)
+      if (!row || row.status === 'deleted') throw clusterNotFound()
+      if (row.status !== 'available') throw clusterBusy(row.status, 'deployed to')
+      return { cluster: row, nodes: await crud.allClusterNodes(db, id) }
+    },
+
+    /** The cluster's current credentials for one job of a trusted caller (a workflow step, a sweep). */
+    async withClient<T>(clusterId: string, job: (client: KubeClient) => Promise<T>): Promise<T> {
+      return withCluster(await rowFor(clusterId), 'current', job)
+    },
+
     /** Syncs now (on this replica, or waits for the sync another replica is running) and answers the result. */
     async refresh(principal: Principal, id: string): Promise<{ cluster: ClusterView; etag: string }> {
       const row = await visible(principal, id)

@@ -49,8 +49,8 @@ export const credentialInUse = (models: number) =>
     models,
   })
 
-export const versionNotReady = (status: string) =>
-  new ConflictError(ModelErrorCode.VERSION_NOT_READY, `the version is ${status}: only a ready version can be the default`, { status })
+export const versionNotReady = (status: string, purpose: 'the default' | 'served' = 'the default') =>
+  new ConflictError(ModelErrorCode.VERSION_NOT_READY, `the version is ${status}: only a ready version can be ${purpose}`, { status })
 
 export const versionIsDefault = () =>
   new ConflictError(

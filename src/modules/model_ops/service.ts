@@ -27,7 +27,7 @@ import {
 import { blobKeyOf, filePathProblem, MAX_FILES_PER_VERSION } from './paths.js'
 import { PROVIDERS } from './providers.js'
 import { type Model, MODEL_SORT_FIELDS, type ModelProvider, type ModelVersion } from './schema.js'
-import type { ModelRow, ModelVersionRow } from './tables.js'
+import type { ModelRow, ModelVersionFileRow, ModelVersionRow } from './tables.js'
 
 export const MODEL_TOPIC = {
   created: 'model.created',
@@ -280,6 +280,25 @@ export function createModelService(deps: ModelServiceDeps) {
 
     async facets(principal: Principal, filter: crud.ModelFilter): Promise<crud.Facets> {
       return crud.modelFacets(db, principal.tenantId, filter, FACET_LIMIT)
+    },
+
+    /**
+     * For modules that serve models: the tenant's ready model, the version asked for (the default
+     * otherwise) once it is ready, and that version's files. Another tenant's model is not found.
+     */
+    async servingSource(
+      tenantId: string,
+      modelId: string,
+      versionId?: string,
+    ): Promise<{ model: ModelRow; version: ModelVersionRow | null; files: ModelVersionFileRow[] }> {
+      const model = await crud.getModel(db, tenantId, modelId)
+      if (!model || model.status === 'deleted') throw modelNotFound()
+      if (model.source === 'cloud') return { model, version: null, files: [] }
+      const id = versionId ?? model.defaultVersionId
+      const version = id ? await crud.getVersion(db, model.id, id) : undefined
+      if (!version || version.status === 'deleted') throw versionNotFound()
+      if (version.status !== 'ready') throw versionNotReady(version.status, 'served')
+      return { model, version, files: await crud.listVersionFiles(db, version.id) }
     },
 
     async get(principal: Principal, id: string): Promise<{ model: ModelView; etag: string }> {
