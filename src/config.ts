@@ -73,6 +73,14 @@ const EnvSchema = Type.Object({
   LOGIN_LOCKOUT_BASE_SECONDS: Type.Optional(Type.Integer({ minimum: 1, maximum: 86_400 })),
   LOGIN_LOCKOUT_MAX_SECONDS: Type.Optional(Type.Integer({ minimum: 1, maximum: 86_400 })),
   LOGIN_LOCKOUT_WINDOW_SECONDS: Type.Optional(Type.Integer({ minimum: 1, maximum: 7 * 86_400 })),
+  // Endpoints (endpoint_ops): reconcile loop, rollouts, weights.
+  ENDPOINT_RECONCILE_INTERVAL_SECONDS: Type.Optional(Type.Integer({ minimum: 1, maximum: 86_400 })),
+  ENDPOINT_RECONCILE_CONCURRENCY: Type.Optional(Type.Integer({ minimum: 1, maximum: 256 })),
+  // Fractions allowed (0.2 = 200 ms) so that tests need not wait.
+  ENDPOINT_ROLLOUT_POLL_SECONDS: Type.Optional(Type.Number({ minimum: 0.05, maximum: 300 })),
+  ENDPOINT_ROLLOUT_TIMEOUT_MINUTES: Type.Optional(Type.Number({ minimum: 0.01, maximum: 1440 })),
+  ENDPOINT_TEARDOWN_TIMEOUT_MINUTES: Type.Optional(Type.Number({ minimum: 0.01, maximum: 1440 })),
+  ENDPOINT_WEIGHT_URL_TTL_HOURS: Type.Optional(Type.Number({ minimum: 0.01, maximum: 168 })),
   // Clusters (cluster_ops) and the periodic sweeps that keep them current.
   CLUSTER_SYNC_INTERVAL_SECONDS: Type.Optional(Type.Integer({ minimum: 1, maximum: 86_400 })),
   // A fraction is allowed (0.05 = 3 s), so tests and drills need not wait minutes.
@@ -247,6 +255,18 @@ export interface Config {
     maxCallsPerCluster: number
     /** API server addresses refused in uploaded kubeconfigs and at connect time. */
     deniedCidrs: readonly string[]
+  }
+  endpoints: {
+    /** Each running endpoint is re-read and re-applied (drift repair) this often by one replica. */
+    reconcileIntervalMs: number
+    reconcileConcurrency: number
+    /** Between two looks at a rollout (a durable timer). */
+    rolloutPollMs: number
+    /** A rollout not complete after this long has failed. */
+    rolloutTimeoutMs: number
+    teardownTimeoutMs: number
+    /** Lifetime of the presigned URLs the weight download uses (S3 allows 7 days at most). */
+    weightUrlTtlSeconds: number
   }
   models: {
     /** Hugging Face's HTTP API or a mirror of it, without a trailing slash. */
@@ -549,6 +569,14 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Readonly<Co
       importMaxDownloadBytes: env.MODEL_IMPORT_MAX_DOWNLOAD_BYTES ?? 256 * 2 ** 30,
       importMaxExpandedBytes: env.MODEL_IMPORT_MAX_EXPANDED_BYTES ?? 2 * (env.MODEL_IMPORT_MAX_DOWNLOAD_BYTES ?? 256 * 2 ** 30),
       importMaxExpansionRatio: env.MODEL_IMPORT_MAX_EXPANSION_RATIO ?? 50,
+    },
+    endpoints: {
+      reconcileIntervalMs: (env.ENDPOINT_RECONCILE_INTERVAL_SECONDS ?? 60) * 1000,
+      reconcileConcurrency: env.ENDPOINT_RECONCILE_CONCURRENCY ?? 8,
+      rolloutPollMs: Math.round((env.ENDPOINT_ROLLOUT_POLL_SECONDS ?? 5) * 1000),
+      rolloutTimeoutMs: Math.round((env.ENDPOINT_ROLLOUT_TIMEOUT_MINUTES ?? 30) * 60_000),
+      teardownTimeoutMs: Math.round((env.ENDPOINT_TEARDOWN_TIMEOUT_MINUTES ?? 10) * 60_000),
+      weightUrlTtlSeconds: Math.round((env.ENDPOINT_WEIGHT_URL_TTL_HOURS ?? 24) * 3600),
     },
     sweepPollMs: env.SWEEP_POLL_MS ?? 1_000,
     parts: {

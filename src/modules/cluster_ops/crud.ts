@@ -286,11 +286,4 @@ export async function deleteClusterRow(executor: Executor, id: string): Promise<
   await executor.delete(clusters).where(eq(clusters.id, id))
 }
 
-/** The name of the unique index a failed insert or update ran into, if that is what failed. */
-export function uniqueViolationOf(err: unknown): string | undefined {
-  for (let e: unknown = err, depth = 0; e && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
-    const { code, constraint } = e as { code?: string; constraint?: string }
-    if (code === '23505') return constraint ?? ''
-  }
-  return undefined
-}
+export { uniqueViolationOf } from '../../platform/db/client.js'

@@ -548,6 +548,18 @@ export function createClusterService(deps: ClusterServiceDeps) {
       return withCluster(await rowFor(clusterId), 'current', job)
     },
 
+    /** A long answer of the cluster (a followed pod log) as it comes; the connection closes with the stream. */
+    async *stream(clusterId: string, path: string, signal?: AbortSignal): AsyncGenerator<Buffer> {
+      const row = await rowFor(clusterId)
+      if (!row.kubeconfigSealed) throw new WorkflowStepError('CLUSTER_ERROR', 'the cluster has no kubeconfig any more')
+      const c = client(targetFromSealed(vault.decrypt(row.kubeconfigSealed, kubeconfigContext(row.id))))
+      try {
+        yield* c.stream(path, signal)
+      } finally {
+        c.close()
+      }
+    },
+
     /** Syncs now (on this replica, or waits for the sync another replica is running) and answers the result. */
     async refresh(principal: Principal, id: string): Promise<{ cluster: ClusterView; etag: string }> {
       const row = await visible(principal, id)

@@ -437,14 +437,7 @@ export async function resetVersionFiles(executor: Executor, versionId: string): 
     .where(eq(modelVersionFiles.versionId, versionId))
 }
 
-/** The name of the unique index a failed insert or update ran into, if that is what failed. */
-export function uniqueViolationOf(err: unknown): string | undefined {
-  for (let e: unknown = err, depth = 0; e && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
-    const { code, constraint } = e as { code?: string; constraint?: string }
-    if (code === '23505') return constraint ?? ''
-  }
-  return undefined
-}
+export { uniqueViolationOf } from '../../platform/db/client.js'
 
 export async function getCredentialByName(executor: Executor, tenantId: string, name: string): Promise<ModelCredentialRow | undefined> {
   const [row] = await executor

@@ -104,3 +104,12 @@ export async function openDatabase(options: DatabaseOptions): Promise<DatabaseHa
 export function transaction<T>(db: Database, fn: (tx: Transaction) => Promise<T>): Promise<T> {
   return db.transaction(fn)
 }
+
+/** The name of the unique index a failed insert or update ran into, if that is what failed. */
+export function uniqueViolationOf(err: unknown): string | undefined {
+  for (let e: unknown = err, depth = 0; e && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
+    const { code, constraint } = e as { code?: string; constraint?: string }
+    if (code === '23505') return constraint ?? ''
+  }
+  return undefined
+}
