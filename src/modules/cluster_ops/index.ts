@@ -7,7 +7,8 @@ import { registerClusterWorkflows } from './workflows.js'
 
 export type { ClusterService, ClusterUser, ClusterView } from './service.js'
 export { CLUSTER_SYNC_SWEEP, CLUSTER_TOPIC, CLUSTER_WORKFLOW } from './service.js'
-export type { DeviceType, NodeFacts, ClusterSummary } from './hardware.js'
+export type { Device, DeviceType, NodeFacts, ClusterSummary, Resources } from './hardware.js'
+export type { ClusterCapabilities } from './inspect.js'
 
 /**
  * Clusters: registration from an uploaded kubeconfig (a workflow), hardware discovery, health kept

@@ -68,6 +68,8 @@ export async function readModelMetadata(files: ModelVersionFileRow[], read: Read
       Object.assign(facts, { architecture: c.architecture, contextLength: c.contextLength, dtype: c.dtype, quantization: c.quantization })
       facts.metadata.modelType = c.modelType
       facts.metadata.numAttentionHeads = c.numAttentionHeads
+      // What sizes the KV cache when an endpoint is planned.
+      Object.assign(facts.metadata, { numKeyValueHeads: c.numKeyValueHeads, numHiddenLayers: c.numHiddenLayers, hiddenSize: c.hiddenSize, headDim: c.headDim })
       if (c.quantizationConfig) facts.metadata.quantizationConfig = c.quantizationConfig
     })
   }

@@ -24,6 +24,11 @@ export interface ConfigFacts {
   contextLength: number | null
   dtype: string | null
   numAttentionHeads: number | null
+  /** Grouped-query attention: fewer key/value heads than attention heads (null when the config says none: as many as attention heads). */
+  numKeyValueHeads: number | null
+  numHiddenLayers: number | null
+  hiddenSize: number | null
+  headDim: number | null
   quantization: string | null
   quantizationConfig: Record<string, unknown> | null
 }
@@ -65,6 +70,10 @@ export function readConfigJson(text: string): ConfigFacts {
     contextLength: pick(CONTEXT_KEYS),
     dtype: str(config.torch_dtype) ?? str(config.dtype) ?? str(text_config.torch_dtype),
     numAttentionHeads: pick(['num_attention_heads', 'n_head']),
+    numKeyValueHeads: pick(['num_key_value_heads', 'num_kv_heads', 'n_head_kv']),
+    numHiddenLayers: pick(['num_hidden_layers', 'n_layer', 'num_layers']),
+    hiddenSize: pick(['hidden_size', 'n_embd', 'd_model']),
+    headDim: pick(['head_dim']),
     quantization: quantizationConfig ? str(quantizationConfig.quant_method) ?? 'unknown' : null,
     quantizationConfig,
   }

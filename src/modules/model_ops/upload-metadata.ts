@@ -105,7 +105,7 @@ export function metadataPatch(facts: FileFacts[], paths: string[]): ((model: Mod
     if (card?.task && model.tasks.length === 0) patch.tasks = [card.task]
     patch.metadata = {
       ...model.metadata,
-      ...(config ? { config: { modelType: config.modelType, numAttentionHeads: config.numAttentionHeads, quantizationConfig: config.quantizationConfig } } : {}),
+      ...(config ? { config: { modelType: config.modelType, numAttentionHeads: config.numAttentionHeads, numKeyValueHeads: config.numKeyValueHeads, numHiddenLayers: config.numHiddenLayers, hiddenSize: config.hiddenSize, headDim: config.headDim, quantizationConfig: config.quantizationConfig } } : {}),
       ...(shards.length > 0 ? { safetensors: { parametersByDtype: byDtype, tensorCount: shards.reduce((sum, s) => sum + s.tensorCount, 0) } } : {}),
       ...(card ? { card: { libraryName: card.libraryName, baseModel: card.baseModel, languages: card.languages } } : {}),
     }

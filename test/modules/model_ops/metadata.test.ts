@@ -27,6 +27,10 @@ describe('config.json', () => {
         max_position_embeddings: 131072,
         torch_dtype: 'bfloat16',
         num_attention_heads: 32,
+        num_key_value_heads: 8,
+        num_hidden_layers: 32,
+        hidden_size: 4096,
+        head_dim: 128,
         quantization_config: { quant_method: 'awq', bits: 4 },
       }),
     )
@@ -36,13 +40,17 @@ describe('config.json', () => {
       contextLength: 131072,
       dtype: 'bfloat16',
       numAttentionHeads: 32,
+      numKeyValueHeads: 8,
+      numHiddenLayers: 32,
+      hiddenSize: 4096,
+      headDim: 128,
       quantization: 'awq',
       quantizationConfig: { quant_method: 'awq', bits: 4 },
     })
   })
 
   it("finds GPT-2's n_positions and a multimodal model's text_config", () => {
-    expect(readConfigJson(JSON.stringify({ architectures: ['GPT2LMHeadModel'], n_positions: 1024, n_head: 12 }))).toMatchObject({ contextLength: 1024, numAttentionHeads: 12, dtype: null, quantization: null })
+    expect(readConfigJson(JSON.stringify({ architectures: ['GPT2LMHeadModel'], n_positions: 1024, n_head: 12 }))).toMatchObject({ contextLength: 1024, numAttentionHeads: 12, numKeyValueHeads: null, numHiddenLayers: null, dtype: null, quantization: null })
     expect(readConfigJson(JSON.stringify({ text_config: { max_position_embeddings: 32768, torch_dtype: 'float16' } }))).toMatchObject({ contextLength: 32768, dtype: 'float16' })
   })
 
