@@ -245,6 +245,18 @@ function blobStoreContract(subject: () => Subject, backend: Backend) {
         expect(await store.stat(key)).toMatchObject({ size: bytes.length, etag: md5(bytes) })
       })
 
+      it('signs the same GET URL for the same signing time, and it downloads until it expires', async () => {
+        const key = uniqueKey('stable.bin')
+        await store.put(key, 'weights')
+        const signedAt = new Date(Math.floor(Date.now() / 60_000) * 60_000)
+        const first = await store.presignGet(key, 3600, signedAt)
+        expect(await store.presignGet(key, 3600, new Date(signedAt))).toBe(first)
+        expect(await store.presignGet(key, 3600, new Date(signedAt.getTime() + 60_000))).not.toBe(first)
+        const got = await fetch(first)
+        expect(got.status).toBe(200)
+        expect(await got.text()).toBe('weights')
+      })
+
       it.runIf(backend.verifiesSignatures)('refuses a URL whose signature was altered', async () => {
         const key = uniqueKey('guarded.bin')
         await store.put(key, 'secret weights')

@@ -153,9 +153,9 @@ export async function createFilesystemBlobStore(options: FilesystemBlobStoreOpti
   }
 
   // async so that a bad key or expiry rejects the promise, as every other method does, not throws.
-  async function presign(method: 'GET' | 'PUT', key: string, expiresInSeconds: number): Promise<string> {
+  async function presign(method: 'GET' | 'PUT', key: string, expiresInSeconds: number, signedAt?: Date): Promise<string> {
     assertValidKey(key)
-    return presignBlobUrl({ publicUrl, signingKey, method, key, expiresInSeconds })
+    return presignBlobUrl({ publicUrl, signingKey, method, key, expiresInSeconds, ...(signedAt ? { now: signedAt.getTime() } : {}) })
   }
 
   // ---- multipart: the same protocol as S3, its part URLs served by routes.ts -----------------------
@@ -295,7 +295,7 @@ export async function createFilesystemBlobStore(options: FilesystemBlobStoreOpti
     stat,
     delete: remove,
     presignPut: (key, expiresInSeconds) => presign('PUT', key, expiresInSeconds),
-    presignGet: (key, expiresInSeconds) => presign('GET', key, expiresInSeconds),
+    presignGet: (key, expiresInSeconds, signedAt) => presign('GET', key, expiresInSeconds, signedAt),
     ping: () => access(root, constants.R_OK | constants.W_OK),
     close: async () => {},
     createMultipart,

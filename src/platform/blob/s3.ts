@@ -124,10 +124,10 @@ export async function createS3BlobStore(options: S3BlobStoreOptions): Promise<Bl
     return signer.presignedPutObject(bucket, key, expiresInSeconds)
   }
 
-  async function presignGet(key: string, expiresInSeconds: number): Promise<string> {
+  async function presignGet(key: string, expiresInSeconds: number, signedAt?: Date): Promise<string> {
     assertValidKey(key)
     assertValidExpiry(expiresInSeconds)
-    return signer.presignedGetObject(bucket, key, expiresInSeconds)
+    return signer.presignedGetObject(bucket, key, expiresInSeconds, {}, signedAt)
   }
 
   async function ping(): Promise<void> {

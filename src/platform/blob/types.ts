@@ -51,7 +51,11 @@ export interface BlobStore {
   /** A URL that lets its holder PUT the object until it expires, without credentials. */
   presignPut(key: string, expiresInSeconds: number): Promise<string>
   /** A URL that lets its holder GET the object until it expires, without credentials. */
-  presignGet(key: string, expiresInSeconds: number): Promise<string>
+  /**
+   * `signedAt` (default now) makes the URL a function of its inputs: the same key, lifetime and
+   * signing time give the same URL, so desired state that holds one can be applied twice unchanged.
+   */
+  presignGet(key: string, expiresInSeconds: number, signedAt?: Date): Promise<string>
   ping(): Promise<void>
   close(): Promise<void>
 
