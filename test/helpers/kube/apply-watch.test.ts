@@ -130,7 +130,7 @@ spec:
     const sidecar = await apply(path, deployment(ns, 1, { ports: [{ name: 'metrics', containerPort: 9090 }] }), 'fieldManager=metrics-injector')
     expect(sidecar.status).toBe(200)
     const ports = (sidecar.json<Obj>().spec as { template: { spec: { containers: Array<{ ports: unknown[] }> } } }).template.spec.containers[0]!.ports
-    expect(ports).toEqual([{ name: 'http', containerPort: 8000 }, { name: 'metrics', containerPort: 9090 }])
+    expect(ports).toEqual([{ name: 'http', containerPort: 8000, protocol: 'TCP' }, { name: 'metrics', containerPort: 9090, protocol: 'TCP' }])
   })
 
   it('records PUT and merge patch as Update by the fieldManager or the user agent, and takes their fields from the applier', async () => {

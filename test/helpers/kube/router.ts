@@ -17,6 +17,7 @@ import {
 } from './status.js'
 import { type KubeObject, type ObjectStore, kubeTime } from './store.js'
 import { validateMetadata } from './validation.js'
+import { deploymentSpecDefaults, kindDefaults } from './defaults.js'
 import { answerApply, answerStatusWrite, isApplyPatch, managerOf } from './apply.js'
 import { recordUpdate } from './managed-fields.js'
 import { type ResponseStream, type WatchHub } from './watch.js'
@@ -252,21 +253,8 @@ export function withDefaults(type: ResourceType, obj: KubeObject): KubeObject {
     }
   }
   if (type.group === '' && type.resource === 'pods' && !obj.status) return { ...obj, status: { phase: 'Pending', qosClass: 'BestEffort' } }
-  if (type.group === 'apps' && type.resource === 'deployments') {
-    const spec = (obj.spec ?? {}) as Record<string, unknown>
-    return {
-      ...obj,
-      spec: {
-        replicas: 1,
-        revisionHistoryLimit: 10,
-        progressDeadlineSeconds: 600,
-        strategy: { type: 'RollingUpdate', rollingUpdate: { maxUnavailable: '25%', maxSurge: '25%' } },
-        ...spec,
-      },
-      status: {},
-    }
-  }
-  return obj
+  if (type.group === 'apps' && type.resource === 'deployments') return { ...obj, spec: deploymentSpecDefaults(obj.spec), status: {} }
+  return kindDefaults(type, obj)
 }
 
 function create(cluster: ClusterContext, type: ResourceType, namespace: string | undefined, body: KubeObject, manager: string): KubeObject {
