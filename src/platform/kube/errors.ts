@@ -161,7 +161,8 @@ function fromHttp(httpStatus: number, body: unknown): KubeError {
         retryable: false,
       })
     case 409:
-      return new KubeError('CLUSTER_CONFLICT', serverMessage ?? 'the cluster reported a conflict', {
+      // A server-side apply conflict names each field in its causes; the message carries them too.
+      return new KubeError('CLUSTER_CONFLICT', serverMessage ?? conflictMessage(causes), {
         ...extra,
         retryable: false,
       })
@@ -178,6 +179,11 @@ function fromHttp(httpStatus: number, body: unknown): KubeError {
       })
     }
   }
+}
+
+function conflictMessage(causes: KubeCause[]): string {
+  const fields = causes.flatMap((c) => (c.field ? [c.field] : []))
+  return fields.length ? `the cluster reported a conflict on ${fields.join(', ')}` : 'the cluster reported a conflict'
 }
 
 function parseStatus(body: unknown): Status | undefined {

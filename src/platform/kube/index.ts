@@ -34,3 +34,29 @@ export {
 export { dns1123Name, isDns1123Label, shortHash } from './names.js'
 export { parseQuantity } from './quantity.js'
 export { pathWatchSource, runWatch, type WatchHandlers, type WatchLoopOptions, type WatchSource } from './watch.js'
+export {
+  APPLY_ORDER,
+  apiVersionOf,
+  applyManifest,
+  applyManifests,
+  type ApplyOptions,
+  type ApplyResult,
+  checkManifest,
+  collectionPath,
+  deleteManaged,
+  type DeleteOptions,
+  inApplyOrder,
+  type KindInfo,
+  kindInfo,
+  type KubeManifest,
+  type KubeObject,
+  listManaged,
+  MANAGED_KINDS,
+  managedGone,
+  type ManagedQuery,
+  ManifestRefused,
+  type ObjectRef,
+  objectPath,
+  redactSecret,
+  TEARDOWN_ORDER,
+} from './apply.js'

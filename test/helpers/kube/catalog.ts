@@ -139,10 +139,23 @@ function builtInGroups(): ApiGroup[] {
     group('autoscaling', [['v2', [
       ['horizontalpodautoscalers', 'HorizontalPodAutoscaler', { shortNames: ['hpa'], categories: ['all'], status: true }],
     ]]]),
+    group('batch', [['v1', [
+      ['cronjobs', 'CronJob', { shortNames: ['cj'], categories: ['all'], status: true }],
+      ['jobs', 'Job', { categories: ['all'], status: true }],
+    ]]]),
     group('networking.k8s.io', [['v1', [
       ['ingressclasses', 'IngressClass', { namespaced: false }],
       ['ingresses', 'Ingress', { shortNames: ['ing'], status: true }],
       ['networkpolicies', 'NetworkPolicy', { shortNames: ['netpol'] }],
+    ]]]),
+    group('policy', [['v1', [
+      ['poddisruptionbudgets', 'PodDisruptionBudget', { shortNames: ['pdb'], status: true }],
+    ]]]),
+    group('rbac.authorization.k8s.io', [['v1', [
+      ['clusterrolebindings', 'ClusterRoleBinding', { namespaced: false }],
+      ['clusterroles', 'ClusterRole', { namespaced: false }],
+      ['rolebindings', 'RoleBinding'],
+      ['roles', 'Role'],
     ]]]),
     group('storage.k8s.io', [['v1', [
       ['csidrivers', 'CSIDriver', { namespaced: false }],
@@ -219,7 +232,7 @@ const EXTRA_FIELDS: Record<string, string[]> = {
 }
 
 // Types whose registry keeps metadata.generation (a spec that controllers observe).
-const GENERATION_GROUPS = new Set(['apps', 'autoscaling', 'networking.k8s.io', 'apiextensions.k8s.io'])
+const GENERATION_GROUPS = new Set(['apps', 'autoscaling', 'batch', 'networking.k8s.io', 'policy', 'apiextensions.k8s.io'])
 
 function typeOf(groupName: string, version: string, r: ApiResource, crd: boolean): ResourceType {
   return {

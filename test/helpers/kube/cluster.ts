@@ -7,6 +7,8 @@ import { nodeFixture } from './fixtures.js'
 import { kubeconfigYaml } from './kubeconfig.js'
 import { type ClusterContext } from './router.js'
 import { type KubeObject, type ObjectStore, createObjectStore } from './store.js'
+import { editAs } from './apply.js'
+import { createWatchHub } from './watch.js'
 
 /**
  * One stand-in cluster: its objects, its credentials, what it serves, and the knobs tests turn
@@ -28,6 +30,10 @@ export interface ClusterOptions {
   kubeSystemUid?: string
   /** How long a deleted namespace stays Terminating before it and its contents are gone (default 50 ms). */
   namespaceTerminationMs?: number
+  /** Changes kept for watches resuming from a resourceVersion (default 1000); older ones answer 410 Expired. */
+  watchHistory?: number
+  /** How often a watch with allowWatchBookmarks gets a BOOKMARK (default 60 s). */
+  watchBookmarkMs?: number
 }
 
 export interface RecordedRequest {
@@ -62,6 +68,18 @@ export interface StandInCluster {
   setLatency(ms: number): void
   /** What was asked (last 1000), for assertions. */
   requests: RecordedRequest[]
+  /**
+   * Changes an object as another field manager would (`kubectl-edit`, an autoscaler on
+   * spec.replicas), recorded in managedFields as an Update. `resource` is the plural, with the
+   * group when it is ambiguous ('deployments', 'ingresses.networking.k8s.io'); `mutate` edits the
+   * object in place or returns a new one. With `subresource: 'status'` only status changes.
+   */
+  editAs(manager: string, resource: string, namespace: string | undefined, name: string,
+    mutate: (obj: KubeObject) => KubeObject | void, opts?: { subresource?: 'status' }): KubeObject
+  /** The stored object (a copy), or undefined; `resource` as for editAs. */
+  read(resource: string, namespace: string | undefined, name: string): KubeObject | undefined
+  /** Watch streams open now. */
+  openWatches(): number
 }
 
 /** What the server needs of a hosted cluster. */
@@ -90,6 +108,16 @@ function typeIn(catalog: Catalog, group: string, version: string, resource: stri
   const type = catalog.find(group, version, resource)
   if (!type) throw new Error(`stand-in catalog lacks ${group}/${version}/${resource}`)
   return type
+}
+
+/** 'deployments', 'deployments.apps' or 'ingresses.networking.k8s.io' → the one stored type it names. */
+function typeNamed(catalog: Catalog, resource: string): ResourceType {
+  const dot = resource.indexOf('.')
+  const plural = dot < 0 ? resource : resource.slice(0, dot)
+  const group = dot < 0 ? undefined : resource.slice(dot + 1)
+  const found = catalog.types.filter((t) => t.resource === plural && (group === undefined || t.group === group))
+  if (found.length !== 1) throw new Error(`${found.length ? 'ambiguous' : 'unknown'} resource ${JSON.stringify(resource)}: name it as <plural>.<group>`)
+  return found[0]!
 }
 
 function asObject(value: object, what: string): KubeObject {
@@ -143,6 +171,7 @@ export function createCluster(host: Host, opts: ClusterOptions = {}): HostedClus
   const offers = opts.offers ?? {}
   const catalog = catalogFor(flavour, offers)
   const store = createObjectStore()
+  const watches = createWatchHub(store, { historySize: opts.watchHistory, bookmarkMs: opts.watchBookmarkMs })
   const authority = createAuthority()
   const kubeSystemUid = opts.kubeSystemUid ?? randomUUID()
   const server = `${host.url}/c/${id}`
@@ -179,6 +208,7 @@ export function createCluster(host: Host, opts: ClusterOptions = {}): HostedClus
     store,
     version: JSON.stringify(versionInfo(opts.gitVersion ?? DEFAULT_GIT_VERSION)),
     hostPort: host.hostPort,
+    watches,
     namespaceDeleted(name) {
       const timer = setTimeout(() => {
         timers.delete(timer)
@@ -227,15 +257,27 @@ export function createCluster(host: Host, opts: ClusterOptions = {}): HostedClus
     },
     setReachable(up) {
       reachable = up
+      if (!up) watches.dropAll()
     },
     setLatency(ms) {
       latencyMs = Math.max(0, ms)
     },
     requests,
+    editAs(manager, resource, namespace, name, mutate, o = {}) {
+      const type = typeNamed(catalog, resource)
+      return editAs(context, type, type.namespaced ? namespace : undefined, name, manager, mutate, o.subresource)
+    },
+    read(resource, namespace, name) {
+      const type = typeNamed(catalog, resource)
+      return store.get(type, type.namespaced ? namespace : undefined, name)
+    },
+    openWatches: () => watches.open(),
   }
 
   for (const node of opts.nodes ?? []) api.nodes.put(typeof node === 'string' ? nodeFixture(node) : node)
   for (const pod of opts.pods ?? []) api.pods.put(pod)
+  // A watch cache starts empty: the seed objects are there to be listed, not replayed.
+  watches.forget()
 
   return {
     api,
@@ -250,6 +292,7 @@ export function createCluster(host: Host, opts: ClusterOptions = {}): HostedClus
     close() {
       for (const timer of timers) clearTimeout(timer)
       timers.clear()
+      watches.close()
     },
   }
 }

@@ -17,6 +17,10 @@ import {
 } from './status.js'
 import { type KubeObject, type ObjectStore, kubeTime } from './store.js'
 import { validateMetadata } from './validation.js'
+import { deploymentSpecDefaults, kindDefaults } from './defaults.js'
+import { answerApply, answerStatusWrite, isApplyPatch, managerOf } from './apply.js'
+import { recordUpdate } from './managed-fields.js'
+import { type ResponseStream, type WatchHub } from './watch.js'
 
 /**
  * Answers one request to one cluster as kube-apiserver would: authorization, then discovery or
@@ -33,6 +37,8 @@ export interface ClusterContext {
   hostPort: string
   /** A namespace was marked Terminating: remove it and its contents when its time comes. */
   namespaceDeleted(name: string): void
+  /** Recent changes and open watch streams. */
+  watches: WatchHub
 }
 
 export interface KubeRequest {
@@ -43,12 +49,15 @@ export interface KubeRequest {
   identity: Identity
   contentType: string | undefined
   body: string
+  userAgent?: string
 }
 
 export interface KubeResponse {
   code: number
   contentType: string
   body: string
+  /** An answer that goes on after the head (a watch): `body` is not sent. */
+  stream?: ResponseStream
 }
 
 const json = (code: number, body: string): KubeResponse => ({ code, contentType: 'application/json', body })
@@ -141,20 +150,23 @@ function resource(cluster: ClusterContext, req: KubeRequest, group: string, vers
   if (!type.namespaced && t.namespace !== undefined && !isNamespaceObject) throw pathNotFound()
   if (!listed.verbs.includes(t.verb)) throw methodNotAllowed()
   const namespace = type.namespaced ? t.namespace : undefined
+  if (t.subresource === 'status' && (t.verb === 'update' || t.verb === 'patch')) return answerStatusWrite(cluster, type, namespace, t.name!, t.verb, req)
   if (t.subresource) {
-    // Only reading a status subresource is modelled so far.
+    // Reading a status subresource; its writes are answered above.
     if (t.subresource !== 'status' || t.verb !== 'get') throw pathNotFound()
     return json(200, JSON.stringify(mustGet(cluster, type, namespace, t.name!)))
   }
+  if (t.verb === 'watch') return cluster.watches.serve(type, namespace, req.query)
+  if (t.verb === 'patch' && isApplyPatch(req.contentType)) return answerApply(cluster, type, namespace, t.name!, req)
   switch (t.verb) {
     case 'list':
       return json(200, list(cluster, type, namespace, req.query))
     case 'get':
       return json(200, JSON.stringify(mustGet(cluster, type, namespace, t.name!)))
     case 'create':
-      return json(201, JSON.stringify(create(cluster, type, namespace, parseBody(req.body, type.kind))))
+      return json(201, JSON.stringify(create(cluster, type, namespace, parseBody(req.body, type.kind), managerOf(req))))
     case 'update':
-      return json(200, JSON.stringify(update(cluster, type, namespace, t.name!, parseBody(req.body, type.kind))))
+      return json(200, JSON.stringify(update(cluster, type, namespace, t.name!, parseBody(req.body, type.kind), managerOf(req))))
     case 'patch':
       return json(200, JSON.stringify(patch(cluster, type, namespace, t.name!, req)))
     case 'delete':
@@ -162,12 +174,11 @@ function resource(cluster: ClusterContext, req: KubeRequest, group: string, vers
     case 'deletecollection':
       return json(200, deleteCollection(cluster, type, namespace, req.query))
     default:
-      // watch: streams come with a later issue.
       throw methodNotAllowed()
   }
 }
 
-function parseBody(body: string, kind: string): KubeObject {
+export function parseBody(body: string, kind: string): KubeObject {
   let parsed: unknown
   try {
     parsed = JSON.parse(body)
@@ -182,7 +193,7 @@ function parseBody(body: string, kind: string): KubeObject {
   return obj
 }
 
-function mustGet(cluster: ClusterContext, type: ResourceType, namespace: string | undefined, name: string): KubeObject {
+export function mustGet(cluster: ClusterContext, type: ResourceType, namespace: string | undefined, name: string): KubeObject {
   const obj = cluster.store.get(type, namespace, name)
   if (!obj) throw notFound({ group: type.group, resource: type.resource, name })
   return obj
@@ -224,7 +235,7 @@ function generatedName(prefix: string): string {
   return `${prefix}${suffix}`
 }
 
-function checkNamespaceOpen(cluster: ClusterContext, type: ResourceType, namespace: string, name: string) {
+export function checkNamespaceOpen(cluster: ClusterContext, type: ResourceType, namespace: string, name: string) {
   const nsType = cluster.catalog.find('', 'v1', 'namespaces')!
   const ns = cluster.store.get(nsType, undefined, namespace)
   if (!ns) throw notFound({ group: '', resource: 'namespaces', name: namespace })
@@ -232,7 +243,7 @@ function checkNamespaceOpen(cluster: ClusterContext, type: ResourceType, namespa
 }
 
 /** Server-side defaults the stand-in fills in (a small part of kube-apiserver's). */
-function withDefaults(type: ResourceType, obj: KubeObject): KubeObject {
+export function withDefaults(type: ResourceType, obj: KubeObject): KubeObject {
   if (type.group === '' && type.resource === 'namespaces') {
     return {
       ...obj,
@@ -242,24 +253,11 @@ function withDefaults(type: ResourceType, obj: KubeObject): KubeObject {
     }
   }
   if (type.group === '' && type.resource === 'pods' && !obj.status) return { ...obj, status: { phase: 'Pending', qosClass: 'BestEffort' } }
-  if (type.group === 'apps' && type.resource === 'deployments') {
-    const spec = (obj.spec ?? {}) as Record<string, unknown>
-    return {
-      ...obj,
-      spec: {
-        replicas: 1,
-        revisionHistoryLimit: 10,
-        progressDeadlineSeconds: 600,
-        strategy: { type: 'RollingUpdate', rollingUpdate: { maxUnavailable: '25%', maxSurge: '25%' } },
-        ...spec,
-      },
-      status: {},
-    }
-  }
-  return obj
+  if (type.group === 'apps' && type.resource === 'deployments') return { ...obj, spec: deploymentSpecDefaults(obj.spec), status: {} }
+  return kindDefaults(type, obj)
 }
 
-function create(cluster: ClusterContext, type: ResourceType, namespace: string | undefined, body: KubeObject): KubeObject {
+function create(cluster: ClusterContext, type: ResourceType, namespace: string | undefined, body: KubeObject, manager: string): KubeObject {
   const meta = body.metadata
   if (type.namespaced) {
     if (meta.namespace !== undefined && meta.namespace !== '' && meta.namespace !== namespace) {
@@ -275,14 +273,16 @@ function create(cluster: ClusterContext, type: ResourceType, namespace: string |
   validateMetadata(type, body)
   if (namespace !== undefined) checkNamespaceOpen(cluster, type, namespace, meta.name)
   if (cluster.store.get(type, namespace, meta.name)) throw alreadyExists({ group: type.group, resource: type.resource, name: meta.name })
+  delete meta.managedFields
+  recordUpdate({ type, statusSeparate: hasStatusSubresource(cluster, type), old: undefined, next: body, manager })
   return cluster.store.insert(type, withDefaults(type, body))
 }
 
-function hasStatusSubresource(cluster: ClusterContext, type: ResourceType): boolean {
+export function hasStatusSubresource(cluster: ClusterContext, type: ResourceType): boolean {
   return !!cluster.catalog.lists(type.group, type.version, `${type.resource}/status`)
 }
 
-function update(cluster: ClusterContext, type: ResourceType, namespace: string | undefined, name: string, body: KubeObject): KubeObject {
+function update(cluster: ClusterContext, type: ResourceType, namespace: string | undefined, name: string, body: KubeObject, manager: string): KubeObject {
   if (body.metadata.name !== undefined && body.metadata.name !== name) {
     throw badRequest(`the name of the object (${String(body.metadata.name).slice(0, 253)}) does not match the name on the URL (${name})`)
   }
@@ -292,13 +292,16 @@ function update(cluster: ClusterContext, type: ResourceType, namespace: string |
   const next: KubeObject = { ...body, metadata: { ...body.metadata, name, namespace: old.metadata.namespace } }
   if (old.metadata.deletionTimestamp) next.metadata.deletionTimestamp = old.metadata.deletionTimestamp
   // With a status subresource, writes to the main resource leave status alone.
-  if (hasStatusSubresource(cluster, type)) next.status = old.status
+  const statusSeparate = hasStatusSubresource(cluster, type)
+  if (statusSeparate) next.status = old.status
+  next.metadata.managedFields = old.metadata.managedFields
+  recordUpdate({ type, statusSeparate, old, next, manager })
   validateMetadata(type, next)
   return cluster.store.replace(type, next)
 }
 
 /** RFC 7386 JSON merge patch. */
-function mergePatch(target: unknown, patchValue: unknown): unknown {
+export function mergePatch(target: unknown, patchValue: unknown): unknown {
   if (!patchValue || typeof patchValue !== 'object' || Array.isArray(patchValue)) return patchValue
   const out: Record<string, unknown> = target && typeof target === 'object' && !Array.isArray(target) ? { ...(target as Record<string, unknown>) } : {}
   for (const [k, v] of Object.entries(patchValue)) {
@@ -316,7 +319,7 @@ function patch(cluster: ClusterContext, type: ResourceType, namespace: string | 
   }
   const old = mustGet(cluster, type, namespace, name)
   const patched = mergePatch(old, parseBody(req.body, type.kind)) as KubeObject
-  return update(cluster, type, namespace, name, { ...patched, metadata: { ...patched.metadata, resourceVersion: undefined } as KubeObject['metadata'] })
+  return update(cluster, type, namespace, name, { ...patched, metadata: { ...patched.metadata, resourceVersion: undefined } as KubeObject['metadata'] }, managerOf(req))
 }
 
 function remove(cluster: ClusterContext, type: ResourceType, namespace: string | undefined, name: string): KubeResponse {

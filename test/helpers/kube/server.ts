@@ -8,6 +8,7 @@ import { standInCerts } from './certs.js'
 import { type ClusterOptions, type HostedCluster, type StandInCluster, createCluster } from './cluster.js'
 import { handleKubeRequest } from './router.js'
 import { KubeStatusError, pathNotFound, tooLarge, unauthorized } from './status.js'
+import { type ResponseStream } from './watch.js'
 
 /**
  * The HTTPS server in front of the stand-in clusters: one port, each cluster under `/c/<id>`.
@@ -43,6 +44,28 @@ function send(res: ServerResponse, code: number, contentType: string, body: stri
     'Content-Length': Buffer.byteLength(body),
   })
   res.end(head ? undefined : body)
+}
+
+/** A chunked answer that goes on until the stream ends it or the client leaves. */
+function openStream(res: ServerResponse, code: number, contentType: string, stream: ResponseStream) {
+  res.writeHead(code, { 'Content-Type': contentType, 'Cache-Control': 'no-cache, private', 'Audit-Id': randomUUID() })
+  res.flushHeaders()
+  let open = true
+  const stop = stream.start({
+    write: (chunk) => void (open && res.write(chunk)),
+    end: () => {
+      if (open) res.end()
+      open = false
+    },
+    destroy: () => {
+      open = false
+      res.destroy()
+    },
+  })
+  res.on('close', () => {
+    open = false
+    stop()
+  })
 }
 
 function sendStatus(res: ServerResponse, err: KubeStatusError, head = false) {
@@ -95,7 +118,9 @@ export async function startKubeStandIn(opts: { port?: number } = {}): Promise<Ku
       identity,
       contentType: req.headers['content-type'],
       body,
+      userAgent: req.headers['user-agent'],
     })
+    if (answer.stream) return openStream(res, answer.code, answer.contentType, answer.stream)
     send(res, answer.code, answer.contentType, answer.body, head)
   }
 

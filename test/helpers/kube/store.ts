@@ -17,6 +17,8 @@ export interface StoreChange {
   resource: ResourceType
   /** the object as stored (for DELETED: as it was, with the deletion's resourceVersion) */
   object: KubeObject
+  /** for MODIFIED: the object before the change */
+  previous?: KubeObject
 }
 export type StoreListener = (change: StoreChange) => void
 
@@ -152,10 +154,14 @@ export function createObjectStore() {
       json: JSON.stringify(body),
     }
     const t = table(type)
-    const existed = t.has(entry.key)
+    const before = t.get(entry.key)
     t.set(entry.key, entry)
     const stored = parse(type, entry)
-    if (listeners.size) tell({ type: existed ? 'MODIFIED' : 'ADDED', resource: type, object: parse(type, entry) })
+    if (listeners.size) {
+      tell(before
+        ? { type: 'MODIFIED', resource: type, object: parse(type, entry), previous: parse(type, before) }
+        : { type: 'ADDED', resource: type, object: parse(type, entry) })
+    }
     return stored
   }
 

@@ -52,6 +52,12 @@ describe('toKubeError, on answers recorded from kube-apiserver 1.26', () => {
     expect(err.causes).toEqual([{ field: '.spec.replicas', message: 'conflict with "modelplane"' }])
   })
 
+  it('409 of an apply without a message still names the conflicting fields', () => {
+    const body = { kind: 'Status', code: 409, reason: 'Conflict', details: { causes: [{ reason: 'FieldManagerConflict', message: 'conflict with "hpa"', field: '.spec.replicas' }] } }
+    const err = toKubeError(new ApiException(409, '', JSON.stringify(body), {}))
+    expect(err).toMatchObject({ code: 'CLUSTER_CONFLICT', message: 'the cluster reported a conflict on .spec.replicas' })
+  })
+
   it('422 is CLUSTER_INVALID_OBJECT with the causes', () => {
     const err = toKubeError(thrown('error-422-invalid-name'))
     expect(err.code).toBe('CLUSTER_INVALID_OBJECT')
