@@ -6,7 +6,7 @@ import type { TLSSocket } from 'node:tls'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { standInCerts } from './certs.js'
 import { type ClusterOptions, type HostedCluster, type StandInCluster, createCluster } from './cluster.js'
-import { handleKubeRequest } from './router.js'
+import { type KubeResponse, handleKubeRequest } from './router.js'
 import { KubeStatusError, pathNotFound, tooLarge, unauthorized } from './status.js'
 
 /**
@@ -43,6 +43,13 @@ function send(res: ServerResponse, code: number, contentType: string, body: stri
     'Content-Length': Buffer.byteLength(body),
   })
   res.end(head ? undefined : body)
+}
+
+/** An answer that stays open: the head now, chunks as they come (pod logs with follow). */
+function streamAnswer(res: ServerResponse, code: number, contentType: string, stream: NonNullable<KubeResponse['stream']>) {
+  res.writeHead(code, { 'Content-Type': contentType, 'Cache-Control': 'no-cache, private', 'Audit-Id': randomUUID() })
+  res.flushHeaders()
+  stream({ write: (chunk) => void res.write(chunk), end: () => void res.end(), onClose: (listener) => void res.on('close', listener) })
 }
 
 function sendStatus(res: ServerResponse, err: KubeStatusError, head = false) {
@@ -96,6 +103,7 @@ export async function startKubeStandIn(opts: { port?: number } = {}): Promise<Ku
       contentType: req.headers['content-type'],
       body,
     })
+    if (answer.stream && !head) return streamAnswer(res, answer.code, answer.contentType, answer.stream)
     send(res, answer.code, answer.contentType, answer.body, head)
   }
 
