@@ -169,6 +169,10 @@ export function createWorkloads(store: ObjectStore, catalog: Catalog, opts: Work
         }
         const owner = ownerUid(obj) && ownerName(obj)
         if (owner) enqueue(`rs:${ns}/${owner}`, () => controllers.syncReplicaSet(ns, owner))
+        // A Recreate rollout waits for the last old pod to go (the deployment controller watches pods for it).
+        const rs = owner && change.type === 'DELETED' ? store.get(replicasets, ns, owner) : undefined
+        const deploy = rs && ownerName(rs)
+        if (deploy) enqueue(`deploy:${ns}/${deploy}`, () => controllers.syncDeployment(ns, deploy))
         break
       }
       case '/nodes':
