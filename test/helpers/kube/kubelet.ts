@@ -573,7 +573,8 @@ export function createKubelet(deps: KubeletDeps) {
         terminating: false,
         gone: false,
       }
-      runs.get(keyOf(ns, run.name)) && stopRun(runs.get(keyOf(ns, run.name))!)
+      const earlier = runs.get(keyOf(ns, run.name))
+      if (earlier) stopRun(earlier)
       runs.set(keyOf(ns, run.name), run)
       store.replace(deps.pods, { ...pod, spec: { ...spec, nodeName } })
       writeStatus(run)
