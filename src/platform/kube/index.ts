@@ -32,7 +32,20 @@ export {
   TENANT_LABEL,
 } from './labels.js'
 export { dns1123Name, isDns1123Label, shortHash } from './names.js'
+export { counterValue, parseMetricsText, REQUEST_COUNTERS, requestDelta, type Sample } from './metrics-text.js'
 export { parseQuantity } from './quantity.js'
+export {
+  judgeRollout,
+  type PodProblem,
+  podProblems,
+  type RolloutDeployment,
+  type RolloutJudgement,
+  type RolloutPod,
+  type RolloutReplicaSet,
+  type RolloutState,
+  workerView,
+  type WorkerView,
+} from './rollout.js'
 export { pathWatchSource, runWatch, type WatchHandlers, type WatchLoopOptions, type WatchSource } from './watch.js'
 export {
   APPLY_ORDER,

@@ -27,7 +27,8 @@ let seq = 0
 
 beforeAll(async () => {
   standIn = await startKubeStandIn()
-  cluster = standIn.addCluster({ watchBookmarkMs: 100 })
+  // No controllers: these tests judge apply and watch on objects only they write.
+  cluster = standIn.addCluster({ watchBookmarkMs: 100, workloads: false })
   client = createKubeClient(parseKubeconfig(cluster.kubeconfig(), RULES))
 })
 

@@ -6,9 +6,13 @@ import { DEFAULT_GIT_VERSION, customResourceDefinitions, versionInfo } from './d
 import { nodeFixture } from './fixtures.js'
 import { kubeconfigYaml } from './kubeconfig.js'
 import { type ClusterContext } from './router.js'
+import { type BehaviourRule } from './kubelet.js'
+import { type ProxiedAnswer, type ProxiedRequest } from './runtime-sim.js'
+import { callPod } from './proxy.js'
 import { type KubeObject, type ObjectStore, createObjectStore } from './store.js'
 import { editAs } from './apply.js'
 import { createWatchHub } from './watch.js'
+import { type WorkloadOptions, createWorkloads } from './workloads.js'
 
 /**
  * One stand-in cluster: its objects, its credentials, what it serves, and the knobs tests turn
@@ -34,6 +38,11 @@ export interface ClusterOptions {
   watchHistory?: number
   /** How often a watch with allowWatchBookmarks gets a BOOKMARK (default 60 s). */
   watchBookmarkMs?: number
+  /**
+   * The deployment controller, scheduler and kubelets (workloads.ts) with their timing knobs; on
+   * unless `false` (then Deployments keep the status they are given and pods stay as written).
+   */
+  workloads?: WorkloadOptions | false
 }
 
 export interface RecordedRequest {
@@ -80,6 +89,19 @@ export interface StandInCluster {
   read(resource: string, namespace: string | undefined, name: string): KubeObject | undefined
   /** Watch streams open now. */
   openWatches(): number
+  /**
+   * What workloads do, matched by container image or pod labels (later rules win): ready after N
+   * ms, image pull failure, crash loop, OOM kill, unschedulable, never ready. Returns the undo.
+   */
+  behave(rule: BehaviourRule): () => void
+  /** A line in a container's log (the first container when `container` is undefined). */
+  appendLog(namespace: string, pod: string, container: string | undefined, line: string): void
+  /** `n` inference requests to the pod's server, as traffic from clients would count. */
+  sendRequests(namespace: string, pod: string, n: number, container?: string): void
+  /** Ends a container's run (default exit 137, reason Error): it restarts after the back-off, counters at zero. */
+  killContainer(namespace: string, pod: string, container?: string, exit?: { exitCode?: number; reason?: string }): void
+  /** A request from inside the cluster network straight to a pod's port (headers reach the server as sent). */
+  callPod(namespace: string, pod: string, port: number, request: Partial<ProxiedRequest> & { path: string }): ProxiedAnswer
 }
 
 /** What the server needs of a hosted cluster. */
@@ -203,7 +225,14 @@ export function createCluster(host: Host, opts: ClusterOptions = {}): HostedClus
     store.remove(namespaces, undefined, name)
   }
 
+  const workloads = opts.workloads === false ? undefined : createWorkloads(store, catalog, opts.workloads ?? {})
+  const needWorkloads = () => {
+    if (!workloads) throw new Error(`stand-in cluster ${id} runs no workloads (created with workloads: false)`)
+    return workloads
+  }
+
   const context: ClusterContext = {
+    workloads,
     catalog,
     store,
     version: JSON.stringify(versionInfo(opts.gitVersion ?? DEFAULT_GIT_VERSION)),
@@ -272,6 +301,15 @@ export function createCluster(host: Host, opts: ClusterOptions = {}): HostedClus
       return store.get(type, type.namespaced ? namespace : undefined, name)
     },
     openWatches: () => watches.open(),
+    behave: (rule) => needWorkloads().behave(rule),
+    appendLog: (ns, pod, container, line) => needWorkloads().appendLog(ns, pod, container, line),
+    sendRequests: (ns, pod, n, container) => needWorkloads().sendRequests(ns, pod, n, container),
+    killContainer: (ns, pod, container, exit) => needWorkloads().killContainer(ns, pod, container, exit),
+    callPod(ns, pod, port, request) {
+      const obj = store.get(pods, ns, pod)
+      if (!obj) throw new Error(`no pod ${ns}/${pod}`)
+      return callPod(needWorkloads(), obj, port, { method: 'GET', query: new URLSearchParams(), headers: {}, body: '', ...request })
+    },
   }
 
   for (const node of opts.nodes ?? []) api.nodes.put(typeof node === 'string' ? nodeFixture(node) : node)
@@ -293,6 +331,7 @@ export function createCluster(host: Host, opts: ClusterOptions = {}): HostedClus
       for (const timer of timers) clearTimeout(timer)
       timers.clear()
       watches.close()
+      workloads?.close()
     },
   }
 }

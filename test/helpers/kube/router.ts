@@ -3,6 +3,8 @@ import { type Catalog, type ResourceType } from './catalog.js'
 import { apiGroup, apiGroupList, apiVersions, resourceList } from './discovery.js'
 import { parseFieldSelector, parseLabelSelector } from './selectors.js'
 import { answerSelfSubjectAccessReview } from './access-review.js'
+import { podLog } from './logs.js'
+import { proxy } from './proxy.js'
 import {
   KubeStatusError,
   alreadyExists,
@@ -21,6 +23,7 @@ import { deploymentSpecDefaults, kindDefaults } from './defaults.js'
 import { answerApply, answerStatusWrite, isApplyPatch, managerOf } from './apply.js'
 import { recordUpdate } from './managed-fields.js'
 import { type ResponseStream, type WatchHub } from './watch.js'
+import { type Workloads } from './workloads.js'
 
 /**
  * Answers one request to one cluster as kube-apiserver would: authorization, then discovery or
@@ -39,6 +42,8 @@ export interface ClusterContext {
   namespaceDeleted(name: string): void
   /** Recent changes and open watch streams. */
   watches: WatchHub
+  /** Controllers, scheduler and kubelets (workloads.ts); absent when the cluster runs none. */
+  workloads?: Workloads
 }
 
 export interface KubeRequest {
@@ -151,6 +156,8 @@ function resource(cluster: ClusterContext, req: KubeRequest, group: string, vers
   if (!listed.verbs.includes(t.verb)) throw methodNotAllowed()
   const namespace = type.namespaced ? t.namespace : undefined
   if (t.subresource === 'status' && (t.verb === 'update' || t.verb === 'patch')) return answerStatusWrite(cluster, type, namespace, t.name!, t.verb, req)
+  if (t.subresource === 'log' && group === '' && t.resource === 'pods') return podLog(cluster, cluster.workloads, namespace!, t.name!, req.query)
+  if (t.subresource === 'proxy' && group === '') return proxy(cluster, cluster.workloads, t.resource, namespace!, t.name!, req)
   if (t.subresource) {
     // Reading a status subresource; its writes are answered above.
     if (t.subresource !== 'status' || t.verb !== 'get') throw pathNotFound()
@@ -170,9 +177,9 @@ function resource(cluster: ClusterContext, req: KubeRequest, group: string, vers
     case 'patch':
       return json(200, JSON.stringify(patch(cluster, type, namespace, t.name!, req)))
     case 'delete':
-      return remove(cluster, type, namespace, t.name!)
+      return remove(cluster, type, namespace, t.name!, req)
     case 'deletecollection':
-      return json(200, deleteCollection(cluster, type, namespace, req.query))
+      return json(200, deleteCollection(cluster, type, namespace, req))
     default:
       throw methodNotAllowed()
   }
@@ -322,7 +329,14 @@ function patch(cluster: ClusterContext, type: ResourceType, namespace: string | 
   return update(cluster, type, namespace, name, { ...patched, metadata: { ...patched.metadata, resourceVersion: undefined } as KubeObject['metadata'] }, managerOf(req))
 }
 
-function remove(cluster: ClusterContext, type: ResourceType, namespace: string | undefined, name: string): KubeResponse {
+/** A running pod is deleted gracefully by its kubelet; the answer is the pod, now terminating. */
+function terminating(cluster: ClusterContext, type: ResourceType, namespace: string | undefined, name: string, req: KubeRequest): KubeObject | undefined {
+  if (!cluster.workloads || type.group !== '' || type.resource !== 'pods' || namespace === undefined) return undefined
+  const grace = req.query.get('gracePeriodSeconds') ?? (/"gracePeriodSeconds"\s*:\s*(\d+)/.exec(req.body)?.[1] ?? null)
+  return cluster.workloads.deletePod(namespace, name, grace === null ? undefined : Number(grace))
+}
+
+function remove(cluster: ClusterContext, type: ResourceType, namespace: string | undefined, name: string, req: KubeRequest): KubeResponse {
   const subject = { group: type.group, resource: type.resource, name }
   const { store } = cluster
   if (type.group === '' && type.resource === 'namespaces') {
@@ -340,6 +354,8 @@ function remove(cluster: ClusterContext, type: ResourceType, namespace: string |
     cluster.namespaceDeleted(name)
     return json(200, JSON.stringify(terminating))
   }
+  const graceful = terminating(cluster, type, namespace, name, req)
+  if (graceful) return json(200, JSON.stringify(graceful))
   const gone = store.remove(type, namespace, name)
   if (!gone) throw notFound(subject)
   // Pods and services answer with the object; most other registries with a Success Status.
@@ -351,12 +367,12 @@ function remove(cluster: ClusterContext, type: ResourceType, namespace: string |
   return json(200, JSON.stringify({ kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Success', details }))
 }
 
-function deleteCollection(cluster: ClusterContext, type: ResourceType, namespace: string | undefined, query: URLSearchParams): string {
-  const page = cluster.store.list(type, { namespace, ...selection(type, query) })
+function deleteCollection(cluster: ClusterContext, type: ResourceType, namespace: string | undefined, req: KubeRequest): string {
+  const page = cluster.store.list(type, { namespace, ...selection(type, req.query) })
   const deleted: string[] = []
   for (const item of page.items) {
     const meta = (JSON.parse(item) as KubeObject).metadata
-    const gone = cluster.store.remove(type, meta.namespace, meta.name)
+    const gone = terminating(cluster, type, meta.namespace, meta.name, req) ?? cluster.store.remove(type, meta.namespace, meta.name)
     if (gone) deleted.push(item)
   }
   return listBody(type, { resourceVersion: cluster.store.revision() }, deleted)

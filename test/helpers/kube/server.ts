@@ -120,7 +120,7 @@ export async function startKubeStandIn(opts: { port?: number } = {}): Promise<Ku
       body,
       userAgent: req.headers['user-agent'],
     })
-    if (answer.stream) return openStream(res, answer.code, answer.contentType, answer.stream)
+    if (answer.stream && !head) return openStream(res, answer.code, answer.contentType, answer.stream)
     send(res, answer.code, answer.contentType, answer.body, head)
   }
 

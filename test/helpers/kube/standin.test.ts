@@ -62,6 +62,8 @@ beforeAll(async () => {
       pod('batch', 'embed-1', 'cpu-1', 'Running'),
     ],
     offers: { ingressClass: 'nginx', defaultStorageClass: { name: 'fast', provisioner: 'ebs.csi.aws.com' } },
+    // These tests are about the API server's own answers: no controller writes Deployment status between them.
+    workloads: false,
   })
 })
 

@@ -38,7 +38,8 @@ function clientFor(c: StandInCluster): KubeClient {
 
 beforeAll(async () => {
   standIn = await startKubeStandIn()
-  cluster = standIn.addCluster()
+  // No controllers: these tests judge apply on objects only they write.
+  cluster = standIn.addCluster({ workloads: false })
   client = clientFor(cluster)
 })
 
@@ -300,7 +301,7 @@ describe('watch', () => {
   })
 
   it('answers 410 Expired for a resourceVersion older than its history, and runWatch lists again', async () => {
-    const small = standIn.addCluster({ watchHistory: 3 })
+    const small = standIn.addCluster({ watchHistory: 3, workloads: false })
     const c = clientFor(small)
     try {
       const ns = unique('expiring')
