@@ -408,11 +408,11 @@ class Checker:
 
         if self.entry:
             self.check_entry(tree)
+        self.problems.sort(key=lambda p: (p['line'], p['column']))
         if len(self.problems) >= MAX_PROBLEMS:
             del self.problems[MAX_PROBLEMS:]
             self.problems.append({'line': 0, 'column': 0, 'rule': 'limit',
                                   'message': 'more problems were found than are listed (%d shown)' % MAX_PROBLEMS})
-        self.problems.sort(key=lambda p: (p['line'], p['column']))
         return self.problems
 
 

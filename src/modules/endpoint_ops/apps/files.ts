@@ -176,10 +176,11 @@ export function checkFileSet(files: readonly AppFile[]): FileSetCheck {
   }
 
   // A folder and a file of the same path cannot both exist on disk.
+  const acceptedPaths = new Set(accepted.map((file) => file.path))
   for (const file of accepted) {
     for (let cut = file.path.indexOf('/'); cut !== -1; cut = file.path.indexOf('/', cut + 1)) {
       const folder = file.path.slice(0, cut)
-      if (seen.has(folder)) problems.push(problem(folder, 'duplicate-path', `"${folder}" is both a file and the folder of ${file.path}`))
+      if (acceptedPaths.has(folder)) problems.push(problem(folder, 'duplicate-path', `"${folder}" is both a file and the folder of ${file.path}`))
     }
   }
 
