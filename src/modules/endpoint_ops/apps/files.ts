@@ -69,6 +69,9 @@ export const RUNNER_PACKAGES: readonly string[] = Object.freeze([
   'typing_extensions',
   'annotated_types',
   'typing_inspection',
+  'annotated_doc',
+  'multipart',
+  'python_multipart',
 ])
 
 // No leading dot (hidden files, `.`, `..`), nothing but letters, digits, `_`, `-` and `.`.
