@@ -44,6 +44,8 @@ interface TenantA {
   /** An open upload of a second version of A's model. */
   uploadId: string
   credentialId: string
+  /** A running endpoint of A's model on A's cluster, and its one worker. */
+  endpoint: { id: string; name: string; pod: string; apiKey: string }
 }
 let a: TenantA
 let attackers: Array<{ label: string; user: SeededUser }>
@@ -66,8 +68,10 @@ const PATH_IDS: Record<string, (path: string, ids: PathIds) => string | undefine
     if (path.startsWith('/v1/models/')) return ids.modelId
     if (path.startsWith('/v1/credentials/')) return ids.credentialId
     if (path.startsWith('/v1/clusters/')) return ids.clusterId
+    if (path.startsWith('/v1/endpoints/')) return ids.endpointId
     return undefined
   },
+  pod: (path, ids) => (path.startsWith('/v1/endpoints/{id}/workers/') ? ids.podName : undefined),
   version: (path, ids) => (path.startsWith('/v1/models/{id}/versions/') ? ids.versionId : undefined),
   upload: (path, ids) => (path.startsWith('/v1/models/{id}/versions/uploads/') ? ids.uploadId : undefined),
   '*': (path, ids) => (path.startsWith('/v1/blobs/') ? ids.blobKey : undefined),
@@ -83,6 +87,8 @@ interface PathIds {
   uploadId: string
   credentialId: string
   clusterId: string
+  endpointId: string
+  podName: string
 }
 
 /** Query filters that can point at A: each is tried on its own on every route that has it. */
@@ -117,6 +123,10 @@ const bodies = (): Record<string, unknown> => ({
   createCredential: { provider: 'openai', name: `b-cred-${randomUUID().slice(0, 8)}`, secrets: { apiKey: 'sk-b-0000000000000000' }, settings: { baseUrl: 'https://127.0.0.1:9' } },
   updateCredential: { name: 'owned-by-b' },
   createModelUpload: { files: [{ path: 'b.bin', size: 1, sha256: '0'.repeat(64) }] },
+  // A's model on A's cluster: B must find neither.
+  deployEndpoint: { name: `b-ep-${randomUUID().slice(0, 8)}`, modelId: a.modelId, clusterId: a.cluster.id, replicas: 1 },
+  updateEndpoint: { replicas: 0, env: { OWNED_BY: 'b' } },
+  scaleEndpoint: { replicas: 0 },
   completeModelUpload: { files: [{ path: 'weights.bin', parts: [{ partNumber: 1, etag: '"0123456789abcdef0123456789abcdef"' }] }] },
 })
 
@@ -248,6 +258,10 @@ function markers(): string[] {
     a.cluster.server,
     a.cluster.token,
     a.cluster.workflowId,
+    a.endpoint.id,
+    a.endpoint.name,
+    a.endpoint.pod,
+    a.endpoint.apiKey,
   ]
 }
 
@@ -278,7 +292,10 @@ async function snapshotOfA() {
       (select json_agg(m order by m.id) from (select id, status, version, default_version_id from models where tenant_id = ${tenantId}) m) as models,
       (select json_agg(v order by v.id) from (select id, status from model_versions where tenant_id = ${tenantId}) v) as model_versions,
       (select json_agg(u order by u.id) from (select id, status, updated_at from model_uploads where tenant_id = ${tenantId}) u) as model_uploads,
-      (select json_agg(c order by c.id) from (select id, name, version, deleted_at from model_credentials where tenant_id = ${tenantId}) c) as credentials`)
+      (select json_agg(c order by c.id) from (select id, name, version, deleted_at from model_credentials where tenant_id = ${tenantId}) c) as credentials,
+      (select json_agg(e order by e.id) from (
+        select id, phase, revision, version, spec, api_key_sealed, workflow_id, updated_at from endpoints where tenant_id = ${tenantId}) e) as endpoints,
+      (select count(*) from endpoint_status_history where tenant_id = ${tenantId}) as endpoint_history`)
   const blob = await app.platform.blob.stat(a.blobKey)
   const modelFile = a.modelId ? await app.platform.blob.stat(`models/${a.modelId}/${a.versionId}/config.json`) : null
   return { ...(rows[0] as Record<string, unknown>), blob: blob?.etag, modelFile: modelFile?.etag } as Record<string, unknown>
@@ -290,7 +307,10 @@ beforeAll(async () => {
   kube = await startKubeStandIn()
   bCluster = kube.addCluster({ nodes: ['cpu-small'] })
   // The stand-in listens on 127.0.0.1, which the default denied ranges leave alone.
-  app = await buildApp(testConfig(), { workflows: { hub: uniqueHub('walk'), tuning: FAST_HUB } })
+  // A's endpoint is not reconciled during the walk: every call to A's cluster must be one B caused.
+  app = await buildApp(testConfig({ ENDPOINT_RECONCILE_INTERVAL_SECONDS: '3600', ENDPOINT_ROLLOUT_POLL_SECONDS: '0.2' }), {
+    workflows: { hub: uniqueHub('walk'), tuning: FAST_HUB },
+  })
   await app.ready()
   await app.listen({ port: 0, host: '127.0.0.1' })
   base = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`
@@ -362,6 +382,18 @@ beforeAll(async () => {
   expect(credential.status, credential.text).toBe(201)
   const credentialId = (JSON.parse(credential.text.slice(credential.text.indexOf('}') + 1)) as { id: string }).id
 
+  // A's endpoint of that model on that cluster, running, with one worker.
+  const endpointName = `a-ep-${randomUUID().slice(0, 8)}`
+  const deployed = await call('POST', '/v1/endpoints', { headers: asA, body: { name: endpointName, modelId, clusterId: cluster.id, replicas: 1 } })
+  expect(deployed.status, deployed.text).toBe(202)
+  const endpointId = (JSON.parse(deployed.text.slice(deployed.text.indexOf('}') + 1)) as { endpointId: string }).endpointId
+  await waitFor(async () => {
+    const got = await app.inject({ method: 'GET', url: `/v1/endpoints/${endpointId}`, headers: asA })
+    return got.json().phase === 'running'
+  }, 30_000, "tenant A's endpoint did not reach running")
+  const workers = (await app.inject({ method: 'GET', url: `/v1/endpoints/${endpointId}/workers`, headers: asA })).json().items as Array<{ name: string }>
+  const endpointKey = (await app.inject({ method: 'GET', url: `/v1/endpoints/${endpointId}/api-key`, headers: asA })).json().apiKey as string
+
   a = {
     admin,
     member,
@@ -377,6 +409,7 @@ beforeAll(async () => {
     versionId: version.id,
     uploadId,
     credentialId,
+    endpoint: { id: endpointId, name: endpointName, pod: workers[0]!.name, apiKey: endpointKey },
   }
   // A's events reach the outbox and A's audit rows are written (both after the answers).
   await app.platform.events.drain()
@@ -414,6 +447,8 @@ describe('tenant walk', () => {
       versionId: a.versionId,
       uploadId: a.uploadId,
       credentialId: a.credentialId,
+      endpointId: a.endpoint.id,
+      podName: a.endpoint.pod,
     }
     const madeUp: PathIds = {
       userId: randomUUID(),
@@ -426,6 +461,8 @@ describe('tenant walk', () => {
       uploadId: randomUUID(),
       credentialId: randomUUID(),
       clusterId: randomUUID(),
+      endpointId: randomUUID(),
+      podName: `made-up-${randomUUID().slice(0, 8)}`,
     }
     const problems: string[] = []
     const walked: string[] = []
@@ -547,6 +584,14 @@ describe('tenant walk', () => {
       'POST /v1/models/{id}/versions/uploads/{upload}/complete',
       'DELETE /v1/models/{id}/versions/uploads/{upload}',
       'PATCH /v1/credentials/{id}',
+      'GET /v1/endpoints',
+      'GET /v1/endpoints/{id}',
+      'GET /v1/endpoints/{id}/api-key',
+      'GET /v1/endpoints/{id}/workers/{pod}/logs',
+      'GET /v1/endpoints/{id}/manifests',
+      'PATCH /v1/endpoints/{id}',
+      'POST /v1/endpoints/{id}/api-key/rotate',
+      'DELETE /v1/endpoints/{id}',
     ]
     for (const expected of mustWalk) {
       expect(walked.some((w) => w.endsWith(expected)), `${expected} was not walked`).toBe(true)
@@ -566,6 +611,9 @@ describe('tenant walk', () => {
       `/v1/clusters`,
       `/v1/clusters/${a.cluster.id}`,
       `/v1/workflows?limit=100`,
+      `/v1/endpoints`,
+      `/v1/endpoints/${a.endpoint.id}`,
+      `/v1/endpoints/${a.endpoint.id}/workers`,
     ]
     for (const url of reads) {
       const answer = await call('GET', url, { headers: asA })

@@ -208,3 +208,5 @@ export async function endpointsByIds(executor: Executor, ids: string[]): Promise
   if (!ids.length) return []
   return executor.select().from(endpoints).where(inArray(endpoints.id, ids))
 }
+
+export { uniqueViolationOf } from '../../platform/db/client.js'

@@ -70,7 +70,8 @@ export function detectEngine(c: Container): Engine {
 /** The container's configuration as its engine reads it; `env` holds resolved environment values. */
 export function runtimeConfig(c: Container, env: Record<string, string>): RuntimeConfig {
   const engine = detectEngine(c)
-  const tokens = tokensOf(c)
+  // As the kubelet does: $(NAME) in command and args becomes the variable's value; $$ escapes.
+  const tokens = tokensOf(c).map((t) => t.replace(/\$\$|\$\(([A-Za-z_][A-Za-z0-9_]*)\)/g, (whole, name?: string) => (name === undefined ? '$' : (env[name] ?? whole))))
   const port = (text: string | undefined, fallback: number) => (text && /^\d+$/.test(text) ? Number(text) : fallback)
   switch (engine) {
     case 'vllm': {
