@@ -55,6 +55,8 @@ export interface Design {
   healthPath: string
   modelProbePath: string
   metricsPath: string
+  /** the container port its metrics are served on (TEI serves them on a port of their own) */
+  metricsPort: number
   /** the runtime's counter of served requests on its metrics path */
   requestCounter: string
   /** accelerators: a rollout is done only when the old pods (holding devices) are gone */

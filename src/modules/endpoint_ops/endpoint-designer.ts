@@ -76,6 +76,8 @@ function withRestartTriggers(manifests: KubeManifest[], spec: EndpointSpec): Kub
   })
 }
 
+const counterOf = (engine: string) => (REQUEST_COUNTERS as Record<string, { metric: string; port?: number }>)[engine]
+
 /** Plans with the planner and generates with the manifest generator: one design for plan, apply and drift checks. */
 export function createEndpointDesigner(sources: DesignSources): EndpointDesigner {
   async function decide(input: DesignInput) {
@@ -142,7 +144,8 @@ export function createEndpointDesigner(sources: DesignSources): EndpointDesigner
         healthPath: runtime.healthPath,
         modelProbePath: runtime.modelProbePath,
         metricsPath: runtime.metricsPath,
-        requestCounter: (REQUEST_COUNTERS as Record<string, { metric: string }>)[runtime.engine]?.metric ?? 'http_requests_total',
+        requestCounter: counterOf(runtime.engine)?.metric ?? 'http_requests_total',
+        metricsPort: counterOf(runtime.engine)?.port ?? runtime.port,
         waitForOldPods: decision.device.resourceName !== null,
         plan: {
           runtime: decision.runtime,

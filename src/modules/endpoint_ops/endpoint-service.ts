@@ -9,6 +9,7 @@ import { assertIfMatch, etagOf } from '../../platform/http/etag.js'
 import { type PageResult, pageRequest, pageResult, parseSort } from '../../platform/http/pagination.js'
 import {
   applyManifests,
+  counterValue,
   deleteManaged,
   judgeRollout,
   type KubeClient,
@@ -16,6 +17,7 @@ import {
   listManaged,
   managedSelector,
   redactSecret,
+  requestDelta,
   toKubeError,
   workerView,
 } from '../../platform/kube/index.js'
@@ -182,6 +184,28 @@ export function createEndpointService(deps: EndpointServiceDeps) {
     ])
     const judged = judgeRollout({ deployment, replicaSets: replicaSets.items, pods: pods.items, waitForOldPods: design.waitForOldPods })
     return { state: judged.state, reason: judged.reason, message: judged.message, problems: judged.pods }
+  }
+
+  /**
+   * Requests each worker served since the last look, from its own metrics (through the pod proxy:
+   * a Service would answer for one pod only). A counter lower than before is a restarted process.
+   */
+  async function readTraffic(c: KubeClient, row: EndpointRow, design: Design, signal: AbortSignal) {
+    const before = (row.activity as { pods?: Record<string, number> }).pods ?? {}
+    const pods = await c.core.listNamespacedPod({ namespace: design.namespace, labelSelector: selectorOf(row) })
+    const counters: Record<string, number> = {}
+    let requests = 0
+    for (const pod of pods.items) {
+      const name = pod.metadata?.name
+      if (!name || pod.status?.phase !== 'Running') continue
+      const res = await c.request('GET', `/api/v1/namespaces/${design.namespace}/pods/${name}:${design.metricsPort}/proxy${design.metricsPath}`, { passStatus: true, signal, accept: 'text/plain' })
+      if (res.status !== 200) continue
+      const value = counterValue(res.body.toString('utf8'), design.requestCounter)
+      if (value === undefined) continue
+      counters[name] = value
+      requests += requestDelta(before[name], value)
+    }
+    return { counters: { pods: counters }, requests }
   }
 
   async function startRun(
@@ -640,15 +664,25 @@ export function createEndpointService(deps: EndpointServiceDeps) {
         const design = await designFor(row, spec, { withSecrets: true })
         const observed = await clusters.withClient(row.clusterId, async (c) => {
           const results = await applyManifests(c, design.manifests, { force: true, signal })
-          const repaired = results.filter((r) => r.created).map((r) => `${r.object.kind}/${r.object.metadata?.name}`)
+          // A Secret moves on its own (the weight URLs are re-signed every half-lifetime): not drift.
+          const repaired = results.filter((r) => r.created || (r.changed && r.object.kind !== 'Secret')).map((r) => `${r.object.kind}/${r.object.metadata?.name}`)
           const rollout = spec.replicas === 0 ? null : await readRollout(c, row, design)
-          return { repaired, rollout }
+          const traffic = spec.idleScaleToZeroMinutes && spec.replicas > 0 ? await readTraffic(c, row, design, signal) : null
+          return { repaired, rollout, traffic }
         })
+        let idle = false
         await transaction(db, async (tx) => {
           const locked = await crud.lockEndpoint(tx, endpointId)
           if (!locked || !RECONCILED.has(locked.phase) || locked.workflowId || locked.revision !== row.revision) return
           if (observed.repaired.length) {
             await events.publish(tx, ENDPOINT_TOPIC.driftRepaired, { endpointId, objects: observed.repaired }, { tenantId: locked.tenantId })
+          }
+          if (observed.traffic) {
+            const active = observed.traffic.requests > 0
+            const lastActivityAt = active ? new Date() : locked.lastActivityAt
+            await crud.recordEndpointState(tx, endpointId, { activity: observed.traffic.counters, lastActivityAt })
+            const idleMs = (spec.idleScaleToZeroMinutes ?? 0) * 60_000
+            idle = locked.phase === 'running' && Date.now() - lastActivityAt.getTime() >= idleMs
           }
           if (!observed.rollout) return
           const { rollout } = observed
@@ -661,12 +695,34 @@ export function createEndpointService(deps: EndpointServiceDeps) {
             await transition(tx, locked, 'degraded', rollout.reason, why, { conditions })
           }
         })
+        if (idle) await service.scaleToZeroForIdle(endpointId)
         return {}
       } catch (err) {
         const k = toKubeError(err)
         log.warn({ endpointId, err: { code: k.code, message: k.message } }, 'endpoint reconcile failed')
         throw err
       }
+    },
+
+    /** No request for idleScaleToZeroMinutes: a new revision with no replicas, remembering how many to wake with. */
+    async scaleToZeroForIdle(endpointId: string): Promise<void> {
+      const row = await transaction(db, async (tx) => {
+        const locked = await crud.lockEndpoint(tx, endpointId)
+        if (!locked || locked.phase !== 'running' || locked.workflowId) return null
+        const spec = locked.spec as unknown as EndpointSpec
+        if (!spec.idleScaleToZeroMinutes || spec.replicas === 0) return null
+        const next = { ...spec, replicas: 0, replicasBeforeIdle: spec.replicas }
+        const updated = await crud.updateEndpoint(tx, endpointId, {
+          spec: next as unknown as Record<string, unknown>,
+          revision: locked.revision + 1,
+          conditions: setConditions(locked.conditions as Condition[], { type: 'Progressing', status: 'True', reason: 'IdleScaleToZero', message: `no request for ${spec.idleScaleToZeroMinutes} min` }),
+        })
+        await events.publish(tx, ENDPOINT_TOPIC.updated, { endpointId, revision: updated.revision, fields: ['replicas'], reason: 'idle' }, { tenantId: locked.tenantId })
+        return updated
+      })
+      if (!row) return
+      await startRun(row, { id: 'system' }, 'update', `scale ${row.name} to zero: idle`)
+      log.info({ endpointId, tenantId: row.tenantId }, 'endpoint idle: scaling to zero')
     },
 
     /** For cluster_ops: endpoints on a cluster, and their teardown when the cluster is deleted with force. */

@@ -145,6 +145,47 @@ describe('scale, update, teardown', () => {
     expect((await labelled(endpointId)).filter((o) => o.kind === 'Pod')).toHaveLength(1)
   })
 
+  it('idle for its minutes: scaled to zero by the reconcile loop, counting real requests and surviving a counter reset', { timeout: 90_000 }, async () => {
+    const { endpointId } = await deploy({ name: 'idle', idleScaleToZeroMinutes: 1 })
+    const ep = await h.phase(endpointId, 'running')
+    const pod = (await labelled(endpointId)).find((o) => o.kind === 'Pod')!.name
+    const { sql } = await import('drizzle-orm')
+    const db = h.app.platform.database.db
+    const agoMinutes = async (minutes: number) =>
+      db.execute(sql`update endpoints set last_activity_at = now() - make_interval(secs => ${minutes * 60}) where id = ${endpointId}`)
+    const lastActivity = async () => new Date(((await h.endpoint(endpointId)) as { lastActivityAt: string }).lastActivityAt).getTime()
+
+    // Traffic counts: the loop sees the counter move and the endpoint is active again.
+    await waitFor(async () => Object.keys(((await h.app.services.endpoints.get({ tenantId: h.admin.tenantId } as never, endpointId)).endpoint.activity as { pods?: object }).pods ?? {}).length > 0, 15_000)
+    await agoMinutes(0.5)
+    standIn.sendRequests(ep.namespace, pod, 3)
+    await waitFor(async () => Date.now() - (await lastActivity()) < 20_000, 15_000)
+    // A restarted runtime starts its counter at zero: a lower reading is a reset, and new requests after it count.
+    standIn.killContainer(ep.namespace, pod)
+    await agoMinutes(0.5)
+    // Once it serves again: one request, a counter of 1 after 3 (without reset handling, no activity).
+    await waitFor(() => {
+      try {
+        standIn.sendRequests(ep.namespace, pod, 1)
+        return true
+      } catch {
+        return false
+      }
+    }, 15_000)
+    await waitFor(async () => Date.now() - (await lastActivity()) < 20_000, 20_000)
+    await h.phase(endpointId, 'running')
+    expect((await h.endpoint(endpointId)).phase).toBe('running')
+
+    // No request for longer than its minutes: scaled to zero, and woken back to the replicas it had.
+    await agoMinutes(2)
+    const asleep = await h.phase(endpointId, 'scaled_to_zero', 30_000)
+    expect(asleep.spec).toMatchObject({ replicas: 0, replicasBeforeIdle: 1 })
+    const woken = await h.call({ method: 'POST', url: `/v1/endpoints/${endpointId}/wake` })
+    expect(woken.statusCode, woken.body).toBe(202)
+    const awake = await h.phase(endpointId, 'running')
+    expect(awake.spec).toMatchObject({ replicas: 1 })
+  })
+
   it('an update rolls out a new revision; a failing one goes back to the last good revision and is degraded', { timeout: 90_000 }, async () => {
     const { endpointId } = await deploy({ name: 'updated' })
     const first = await h.phase(endpointId, 'running')
