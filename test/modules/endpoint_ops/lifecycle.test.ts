@@ -299,3 +299,26 @@ describe('refusals', () => {
     }
   })
 })
+
+describe('a cluster deleted with force', () => {
+  it('tears its endpoints down first; nothing of theirs is left and their records say why', { timeout: 90_000 }, async () => {
+    const other = await h.addAvailableCluster({ nodes: ['a100-8x'] })
+    const res = await h.call({ method: 'POST', url: '/v1/endpoints', payload: { name: 'on-doomed', modelId: model.modelId, clusterId: other.clusterId, replicas: 1 } })
+    expect(res.statusCode, res.body).toBe(202)
+    const { endpointId } = res.json()
+    await h.phase(endpointId, 'running')
+    const refused = await h.call({ method: 'DELETE', url: `/v1/clusters/${other.clusterId}` })
+    expect(refused.json().errorCode).toBe('CLUSTER_IN_USE')
+
+    const forced = await h.call({ method: 'DELETE', url: `/v1/clusters/${other.clusterId}?force=true` })
+    expect(forced.statusCode, forced.body).toBe(202)
+    expect((await h.finished(forced.json().workflowId, 60_000)).status).toBe('completed')
+    const gone = await h.endpoint(endpointId)
+    expect(gone.phase).toBe('deleted')
+    expect(gone.statusMessage).toMatch(/cluster/)
+    expect((await h.cluster(other.clusterId)).status).toBe('deleted')
+    // The tenant's namespace there, and everything in it, is gone with the cluster's cleanup.
+    await waitFor(() => other.standIn.read('namespaces', undefined, gone.namespace) === undefined, 10_000)
+    expect(other.standIn.read('namespaces', undefined, gone.namespace)).toBeUndefined()
+  })
+})
