@@ -29,6 +29,7 @@ import { type AuthService, createAuth } from './modules/auth/index.js'
 import { type ClusterService, createClusterOps } from './modules/cluster_ops/index.js'
 import { type CredentialService, createModelOps, type ModelService, type UploadService } from './modules/model_ops/index.js'
 import { createUserAdmin, type UserAdminService, type UserImport } from './modules/user_admin/index.js'
+import { createRuntimeModule } from './modules/endpoint_ops/runtime-module.js'
 import { createWorkflowOps, type WorkflowOpsOptions, type WorkflowService } from './modules/workflow_ops/index.js'
 import type { Platform } from './platform/platform.js'
 import { createSweeps } from './platform/sweeps/index.js'
@@ -221,6 +222,11 @@ export async function buildApp(
   // Providers are seeded before the first request, like auth's roles: credentials reference them.
   await modelOps.start()
   owned.push(async () => modelOps.stop())
+  // ---- endpoint_ops: the runtime catalog and serving settings (seeded before the first request) ----
+  const runtimeModule = createRuntimeModule(platform, { clusters: clusterOps.service })
+  await runtimeModule.start()
+  owned.push(() => runtimeModule.stop())
+  // ---- end endpoint_ops runtime block ----
   app.decorate('services', {
     auth: auth.service,
     userAdmin: userAdmin.service,
@@ -249,6 +255,7 @@ export async function buildApp(
   workflows.routes(app)
   clusterOps.routes(app)
   modelOps.routes(app)
+  runtimeModule.routes(app)
 
   app.addHook('onReady', async () => {
     await events.start()
