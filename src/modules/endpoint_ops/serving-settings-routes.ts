@@ -2,7 +2,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { FastifyInstance } from 'fastify'
 import { principalOf, requirePermission } from '../../platform/auth/principal.js'
 import { ifMatch, setEtag } from '../../platform/http/etag.js'
-import { ClusterIdParams, ServingSettingsPut, ServingSettingsView } from './serving-settings-schema.js'
+import { ClusterIdParams, ServingSettingsUpdate, ServingSettingsView } from './serving-settings-schema.js'
 import type { ServingSettingsService } from './serving-settings-service.js'
 
 const CLUSTERS = ['clusters']
@@ -30,24 +30,24 @@ export function registerServingSettingsRoutes(app: FastifyInstance, servingSetti
     },
   )
 
-  server.put(
+  server.patch(
     '/v1/clusters/:id/serving-settings',
     {
       config: requirePermission('cluster:manage'),
       schema: {
-        operationId: 'putClusterServingSettings',
+        operationId: 'updateClusterServingSettings',
         tags: CLUSTERS,
-        summary: "Replace the tenant's serving settings for the cluster; fields left out take their defaults",
+        summary: "Change the tenant's serving settings for the cluster: the fields sent replace theirs, null puts a field's default back",
         description:
           'Applies to what is deployed from now on (and to the next rollout of existing endpoints). URLs carry no credentials; ' +
           'CIDRs are checked; If-Match guards against lost updates (the defaults have an ETag too).',
         params: ClusterIdParams,
-        body: ServingSettingsPut,
+        body: ServingSettingsUpdate,
         response: { 200: ServingSettingsView },
       },
     },
     async (request, reply) => {
-      const { settings, etag } = await servingSettings.put(principalOf(request), request.params.id, request.body, ifMatch(request))
+      const { settings, etag } = await servingSettings.update(principalOf(request), request.params.id, request.body, ifMatch(request))
       setEtag(reply, etag)
       return settings
     },

@@ -77,7 +77,7 @@ export const ServingSettingsView = Type.Object(
   },
 )
 
-export const ServingSettingsPut = StrictObject(
+export const ServingSettingsUpdate = StrictObject(
   {
     registryPrefix: Type.Optional(fields.registryPrefix),
     imagePullSecrets: Type.Optional(fields.imagePullSecrets),
@@ -91,9 +91,9 @@ export const ServingSettingsPut = StrictObject(
     quota: Type.Optional(fields.quota),
   },
   {
-    title: 'ServingSettingsPut',
-    description: 'the whole settings: a field left out takes its default (`{}` puts every default back)',
-    examples: [SETTINGS_EXAMPLE, {}],
+    title: 'ServingSettingsUpdate',
+    description: 'the fields to change; a field left out keeps its value, null (or [] for a list) puts its default back',
+    examples: [SETTINGS_EXAMPLE, { registryPrefix: null, imagePullSecrets: [] }],
   },
 )
 

@@ -5,14 +5,14 @@ import { type Database, transaction } from '../../platform/db/client.js'
 import { NotFoundError } from '../../platform/errors.js'
 import { assertIfMatch, etagOf } from '../../platform/http/etag.js'
 import type { ClusterService } from '../cluster_ops/index.js'
-import { invalidServingSettings } from './runtime-errors.js'
+import { invalidServingSettings, nothingToUpdate } from './runtime-errors.js'
 import type { ServingSettingsRow } from './runtime-tables.js'
 import { servingSettingsProblems } from './runtime-validation.js'
 import * as crud from './serving-settings-crud.js'
-import type { ServingSettingsPut, ServingSettingsView } from './serving-settings-schema.js'
+import type { ServingSettingsUpdate, ServingSettingsView } from './serving-settings-schema.js'
 import { DEFAULT_SERVING_SETTINGS, type ServingSettings } from './serving-settings.js'
 
-export type ServingSettingsInput = Static<typeof ServingSettingsPut>
+export type ServingSettingsInput = Static<typeof ServingSettingsUpdate>
 export type ServingSettingsAnswer = Static<typeof ServingSettingsView>
 
 export interface ServingSettingsDeps {
@@ -56,22 +56,16 @@ function answerOf(clusterId: string, row: ServingSettingsRow | undefined): { set
   }
 }
 
-/** A PUT body as the whole settings: what is left out takes its default. */
-function settingsFromPut(input: ServingSettingsInput): ServingSettings {
-  const quota = input.quota ?? null
-  return {
-    registryPrefix: input.registryPrefix ? input.registryPrefix.replace(/\/+$/, '') : null,
-    imagePullSecrets: input.imagePullSecrets ?? [],
-    objectStoreUrl: input.objectStoreUrl ?? null,
-    ingressHostSuffix: input.ingressHostSuffix ?? null,
-    tlsSecretName: input.tlsSecretName ?? null,
-    ingressClassName: input.ingressClassName ?? null,
-    ingressNamespace: input.ingressNamespace ?? null,
-    apiServerCidrs: input.apiServerCidrs ?? [],
-    prometheusUrl: input.prometheusUrl ?? null,
-    // An empty quota object says nothing: the defaults apply, as with null.
-    quota: quota && Object.keys(quota).length > 0 ? quota : null,
+/** The settings after a change: the fields sent replace the current ones; null is the default. */
+function merged(current: ServingSettings, input: ServingSettingsInput): ServingSettings {
+  const next: ServingSettings = { ...current }
+  for (const [key, value] of Object.entries(input) as Array<[keyof ServingSettings, unknown]>) {
+    ;(next as unknown as Record<string, unknown>)[key] = value ?? DEFAULT_SERVING_SETTINGS[key]
   }
+  if (next.registryPrefix) next.registryPrefix = next.registryPrefix.replace(/\/+$/, '')
+  // An empty quota says nothing: the defaults apply, as with null.
+  if (next.quota && Object.keys(next.quota).length === 0) next.quota = null
+  return next
 }
 
 /**
@@ -104,14 +98,15 @@ export function createServingSettings(deps: ServingSettingsDeps) {
       return answerOf(clusterId, await crud.getServingSettings(db, principal.tenantId, clusterId))
     },
 
-    async put(principal: Principal, clusterId: string, input: ServingSettingsInput, ifMatch?: string[]): Promise<{ settings: ServingSettingsAnswer; etag: string }> {
+    async update(principal: Principal, clusterId: string, input: ServingSettingsInput, ifMatch?: string[]): Promise<{ settings: ServingSettingsAnswer; etag: string }> {
+      if (Object.keys(input).length === 0) throw nothingToUpdate()
       await assertCluster(principal, clusterId)
-      const settings = settingsFromPut(input)
-      const problems = servingSettingsProblems(settings)
-      if (problems.length > 0) throw invalidServingSettings(problems)
       const row = await transaction(db, async (tx) => {
         const current = await crud.lockServingSettings(tx, principal.tenantId, clusterId)
         assertIfMatch(ifMatch, current ? etagOf(current.updatedAt, current.version) : DEFAULT_ETAG)
+        const settings = merged(settingsOf(current), input)
+        const problems = servingSettingsProblems(settings)
+        if (problems.length > 0) throw invalidServingSettings(problems)
         return crud.putServingSettings(tx, principal.tenantId, clusterId, { ...settings, updatedBy: principal.id })
       })
       log.info({ clusterId, tenantId: principal.tenantId }, 'serving settings changed')
