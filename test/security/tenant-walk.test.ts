@@ -44,6 +44,8 @@ interface TenantA {
   /** An open upload of a second version of A's model. */
   uploadId: string
   credentialId: string
+  /** A runtime of A's own catalog; A's cluster also has serving settings. */
+  runtime: { id: string; name: string }
 }
 let a: TenantA
 let attackers: Array<{ label: string; user: SeededUser }>
@@ -66,6 +68,7 @@ const PATH_IDS: Record<string, (path: string, ids: PathIds) => string | undefine
     if (path.startsWith('/v1/models/')) return ids.modelId
     if (path.startsWith('/v1/credentials/')) return ids.credentialId
     if (path.startsWith('/v1/clusters/')) return ids.clusterId
+    if (path.startsWith('/v1/runtimes/')) return ids.runtimeId
     return undefined
   },
   version: (path, ids) => (path.startsWith('/v1/models/{id}/versions/') ? ids.versionId : undefined),
@@ -83,6 +86,7 @@ interface PathIds {
   uploadId: string
   credentialId: string
   clusterId: string
+  runtimeId: string
 }
 
 /** Query filters that can point at A: each is tried on its own on every route that has it. */
@@ -118,6 +122,8 @@ const bodies = (): Record<string, unknown> => ({
   updateCredential: { name: 'owned-by-b' },
   createModelUpload: { files: [{ path: 'b.bin', size: 1, sha256: '0'.repeat(64) }] },
   completeModelUpload: { files: [{ path: 'weights.bin', parts: [{ partNumber: 1, etag: '"0123456789abcdef0123456789abcdef"' }] }] },
+  updateRuntime: { tag: 'v6.6.6', image: 'evil.example.com/runtime' },
+  updateClusterServingSettings: { registryPrefix: 'evil.example.com/mirror', objectStoreUrl: 'https://evil.example.com' },
 })
 
 /** Routes not walked, and why. Every other route of the document is. */
@@ -242,6 +248,8 @@ function markers(): string[] {
     a.versionId,
     a.uploadId,
     a.credentialId,
+    a.runtime.id,
+    a.runtime.name,
     ...a.importedEmails,
     a.cluster.id,
     a.cluster.name,
@@ -278,7 +286,9 @@ async function snapshotOfA() {
       (select json_agg(m order by m.id) from (select id, status, version, default_version_id from models where tenant_id = ${tenantId}) m) as models,
       (select json_agg(v order by v.id) from (select id, status from model_versions where tenant_id = ${tenantId}) v) as model_versions,
       (select json_agg(u order by u.id) from (select id, status, updated_at from model_uploads where tenant_id = ${tenantId}) u) as model_uploads,
-      (select json_agg(c order by c.id) from (select id, name, version, deleted_at from model_credentials where tenant_id = ${tenantId}) c) as credentials`)
+      (select json_agg(c order by c.id) from (select id, name, version, deleted_at from model_credentials where tenant_id = ${tenantId}) c) as credentials,
+      (select json_agg(r order by r.id) from (select * from runtimes where tenant_id = ${tenantId}) r) as runtimes,
+      (select json_agg(s order by s.cluster_id) from (select * from cluster_serving_settings where tenant_id = ${tenantId}) s) as serving_settings`)
   const blob = await app.platform.blob.stat(a.blobKey)
   const modelFile = a.modelId ? await app.platform.blob.stat(`models/${a.modelId}/${a.versionId}/config.json`) : null
   return { ...(rows[0] as Record<string, unknown>), blob: blob?.etag, modelFile: modelFile?.etag } as Record<string, unknown>
@@ -362,6 +372,31 @@ beforeAll(async () => {
   expect(credential.status, credential.text).toBe(201)
   const credentialId = (JSON.parse(credential.text.slice(credential.text.indexOf('}') + 1)) as { id: string }).id
 
+  // A's own runtime, and serving settings for A's cluster.
+  const runtimeName = `a-runtime-${randomUUID().slice(0, 8)}`
+  const createdRuntime = await call('POST', '/v1/runtimes', {
+    headers: asA,
+    body: {
+      name: runtimeName,
+      engine: 'vllm',
+      deviceType: 'cuda',
+      image: 'registry.a.example/vllm-openai',
+      tag: 'v0.29.0',
+      argsTemplate: ['--model', '{modelPath}'],
+      port: 8000,
+      formats: ['safetensors'],
+      tasks: ['text-generation'],
+      openaiRoutes: ['/v1/chat/completions'],
+    },
+  })
+  expect(createdRuntime.status, createdRuntime.text).toBe(201)
+  const runtimeId = (JSON.parse(createdRuntime.text.slice(createdRuntime.text.indexOf('}') + 1)) as { id: string }).id
+  const settings = await call('PATCH', `/v1/clusters/${cluster.id}/serving-settings`, {
+    headers: asA,
+    body: { registryPrefix: 'registry.a.example/mirror', imagePullSecrets: ['a-pull'] },
+  })
+  expect(settings.status, settings.text).toBe(200)
+
   a = {
     admin,
     member,
@@ -377,6 +412,7 @@ beforeAll(async () => {
     versionId: version.id,
     uploadId,
     credentialId,
+    runtime: { id: runtimeId, name: runtimeName },
   }
   // A's events reach the outbox and A's audit rows are written (both after the answers).
   await app.platform.events.drain()
@@ -414,6 +450,7 @@ describe('tenant walk', () => {
       versionId: a.versionId,
       uploadId: a.uploadId,
       credentialId: a.credentialId,
+      runtimeId: a.runtime.id,
     }
     const madeUp: PathIds = {
       userId: randomUUID(),
@@ -426,6 +463,7 @@ describe('tenant walk', () => {
       uploadId: randomUUID(),
       credentialId: randomUUID(),
       clusterId: randomUUID(),
+      runtimeId: randomUUID(),
     }
     const problems: string[] = []
     const walked: string[] = []
@@ -547,6 +585,12 @@ describe('tenant walk', () => {
       'POST /v1/models/{id}/versions/uploads/{upload}/complete',
       'DELETE /v1/models/{id}/versions/uploads/{upload}',
       'PATCH /v1/credentials/{id}',
+      'GET /v1/runtimes',
+      'GET /v1/runtimes/{id}',
+      'PATCH /v1/runtimes/{id}',
+      'DELETE /v1/runtimes/{id}',
+      'GET /v1/clusters/{id}/serving-settings',
+      'PATCH /v1/clusters/{id}/serving-settings',
     ]
     for (const expected of mustWalk) {
       expect(walked.some((w) => w.endsWith(expected)), `${expected} was not walked`).toBe(true)
@@ -565,6 +609,8 @@ describe('tenant walk', () => {
       `/v1/auth/api-keys`,
       `/v1/clusters`,
       `/v1/clusters/${a.cluster.id}`,
+      `/v1/runtimes?scope=tenant`,
+      `/v1/runtimes/${a.runtime.id}`,
       `/v1/workflows?limit=100`,
     ]
     for (const url of reads) {
