@@ -220,12 +220,12 @@ export function createRuntimeCatalog(deps: RuntimeCatalogDeps) {
     /**
      * The enabled runtimes the tenant may deploy with: the shared ones and its own, by name; where
      * a tenant's runtime has the name of a shared one (a seed added by a later release), the
-     * tenant's wins. Served from memory (see RUNTIME_CACHE_TTL_MS); treat the answer as read-only.
+     * tenant's wins. Served from memory (see RUNTIME_CACHE_TTL_MS): a fresh array of frozen entries.
      */
     async forPlanning(tenantId: string): Promise<CatalogRuntime[]> {
       const now = Date.now()
       const hit = byTenant.get(tenantId)
-      if (hit && hit.until > now) return hit.value as CatalogRuntime[]
+      if (hit && hit.until > now) return [...hit.value]
       const started = generation
       const rows = await crud.enabledRuntimesFor(db, tenantId)
       const byName = new Map<string, RuntimeRow>()
@@ -239,7 +239,7 @@ export function createRuntimeCatalog(deps: RuntimeCatalogDeps) {
         byTenant.set(tenantId, { value, until: now + ttlMs })
         if (byTenant.size > RUNTIME_CACHE_TENANTS) byTenant.delete(byTenant.keys().next().value!)
       }
-      return value as CatalogRuntime[]
+      return [...value]
     },
 
     async list(principal: Principal, query: RuntimeListQuery): Promise<PageResult<RuntimeView>> {

@@ -330,7 +330,11 @@ describe('the planner view and the users hook', () => {
   it('serves from memory, and a write on one replica reaches the other at once', async () => {
     const tenant = a.admin.tenantId
     const first = await replicaTwo.forPlanning(tenant)
-    expect(await replicaTwo.forPlanning(tenant)).toBe(first)
+    // The same entries from memory, in an array of the caller's own.
+    const again = await replicaTwo.forPlanning(tenant)
+    expect(again).not.toBe(first)
+    again.forEach((entry, i) => expect(entry).toBe(first[i]))
+    expect(Object.isFrozen(first[0])).toBe(true)
     const { runtime } = await replicaOne.create(principalOf(a.admin), runtimeBody() as never)
     // The writer's own copy is dropped before it answers.
     expect((await replicaOne.forPlanning(tenant)).map((r) => r.name)).toContain(runtime.name)
