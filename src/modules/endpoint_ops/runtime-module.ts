@@ -7,7 +7,7 @@ import { registerServingSettingsRoutes } from './serving-settings-routes.js'
 import { createServingSettings } from './serving-settings-service.js'
 
 export type { RuntimeCatalog, RuntimeUser, RuntimeView } from './runtime-service.js'
-export { RUNTIME_CACHE_TTL_MS, createRuntimeCatalog } from './runtime-service.js'
+export { RUNTIME_CACHE_TTL_MS, RUNTIME_TOPIC, createRuntimeCatalog } from './runtime-service.js'
 export type { ServingSettingsService } from './serving-settings-service.js'
 export { createServingSettings } from './serving-settings-service.js'
 export { registerRuntimeRoutes } from './runtime-routes.js'
@@ -19,9 +19,9 @@ export { registerServingSettingsRoutes } from './serving-settings-routes.js'
  * `start()` subscribes to the catalog's invalidations and writes the missing seeds; call it
  * before the first request, like the model catalog's providers.
  */
-export function createRuntimeModule(platform: Pick<Platform, 'log' | 'database' | 'cache'>, deps: { clusters: Pick<ClusterService, 'get'> }) {
+export function createRuntimeModule(platform: Pick<Platform, 'log' | 'database' | 'cache' | 'events'>, deps: { clusters: Pick<ClusterService, 'get'> }) {
   const log = platform.log.child({ module: 'endpoint_ops', part: 'runtimes' })
-  const runtimes = createRuntimeCatalog({ db: platform.database.db, cache: platform.cache, log })
+  const runtimes = createRuntimeCatalog({ db: platform.database.db, cache: platform.cache, events: platform.events, log })
   const servingSettings = createServingSettings({ db: platform.database.db, clusters: deps.clusters, log })
   return {
     runtimes,

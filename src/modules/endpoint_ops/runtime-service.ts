@@ -3,6 +3,7 @@ import type { Logger } from 'pino'
 import type { Static } from 'typebox'
 import type { Principal } from '../../platform/auth/principal.js'
 import type { Cache } from '../../platform/cache/index.js'
+import type { EventBus } from '../../platform/events/index.js'
 import { type Database, type Executor, transaction, uniqueViolationOf } from '../../platform/db/client.js'
 import { assertIfMatch, etagOf } from '../../platform/http/etag.js'
 import { type PageResult, pageRequest, pageResult, parseSort } from '../../platform/http/pagination.js'
@@ -35,6 +36,12 @@ export const RUNTIME_CACHE_TTL_MS = 10_000
 /** Tenants whose catalog a replica keeps at once; the oldest copy goes first. */
 export const RUNTIME_CACHE_TENANTS = 1_000
 const INVALIDATION_CHANNEL = 'mp:endpoint_ops:runtimes'
+export const RUNTIME_TOPIC = {
+  created: 'runtime.created',
+  updated: 'runtime.updated',
+  deleted: 'runtime.deleted',
+} as const
+
 /** Who the seeds were written by. */
 export const SEED_ACTOR = 'system'
 
@@ -46,6 +53,8 @@ export type RuntimeListQuery = crud.RuntimeFilter & { sort?: string; page?: numb
 export interface RuntimeCatalogDeps {
   db: Database
   cache: Pick<Cache, 'publish' | 'subscribe'>
+  /** runtime.created/updated/deleted: a tenant's for its admins, a shared runtime's as a platform event. */
+  events: Pick<EventBus, 'publish'>
   log: Logger
   /** Seeds to write at start; the release's SEEDED_RUNTIMES unless a test says otherwise. */
   seeds?: readonly RuntimeSpec[]
@@ -138,7 +147,7 @@ interface CachedCatalog {
  * own (changed by holders of runtime:manage), and the planner's view of it (`forPlanning`).
  */
 export function createRuntimeCatalog(deps: RuntimeCatalogDeps) {
-  const { db, cache, log } = deps
+  const { db, cache, events, log } = deps
   const seeds = deps.seeds ?? SEEDED_RUNTIMES
   const ttlMs = deps.cacheTtlMs ?? RUNTIME_CACHE_TTL_MS
   const users: RuntimeUser[] = []
@@ -268,7 +277,9 @@ export function createRuntimeCatalog(deps: RuntimeCatalogDeps) {
       const tenantId = global ? null : principal.tenantId
       const row = await transaction(db, async (tx) => {
         await claimName(tx, tenantId, spec.name)
-        return crud.insertRuntime(tx, { id: randomUUID(), tenantId, ...rowOf(spec), createdBy: principal.id, updatedBy: principal.id })
+        const inserted = await crud.insertRuntime(tx, { id: randomUUID(), tenantId, ...rowOf(spec), createdBy: principal.id, updatedBy: principal.id })
+        await events.publish(tx, RUNTIME_TOPIC.created, { runtimeId: inserted.id, name: inserted.name, scope: global ? 'global' : 'tenant' }, { tenantId })
+        return inserted
       }).catch((err: unknown) => nameRace(err, spec.name))
       await invalidate(tenantId)
       log.info({ runtimeId: row.id, name: row.name, scope: global ? 'global' : 'tenant', tenantId: principal.tenantId }, 'runtime created')
@@ -288,7 +299,9 @@ export function createRuntimeCatalog(deps: RuntimeCatalogDeps) {
           if (inUse.length > 0) throw runtimeInUse(inUse, 'renamed')
           await claimName(tx, current.tenantId, input.name, current.id)
         }
-        return crud.updateRuntime(tx, id, { ...rowOf(spec), updatedBy: principal.id })
+        const updated = await crud.updateRuntime(tx, id, { ...rowOf(spec), updatedBy: principal.id })
+        await events.publish(tx, RUNTIME_TOPIC.updated, { runtimeId: id, name: updated.name, fields: Object.keys(input) }, { tenantId: current.tenantId })
+        return updated
       }).catch((err: unknown) => nameRace(err, input.name ?? ''))
       await invalidate(row.tenantId)
       log.info({ runtimeId: row.id, name: row.name, fields: Object.keys(input) }, 'runtime updated')
@@ -303,6 +316,7 @@ export function createRuntimeCatalog(deps: RuntimeCatalogDeps) {
         const inUse = await usersOf(tx, current.name, current.tenantId)
         if (inUse.length > 0) throw runtimeInUse(inUse, 'deleted')
         await crud.softDeleteRuntime(tx, id, principal.id)
+        await events.publish(tx, RUNTIME_TOPIC.deleted, { runtimeId: id, name: current.name }, { tenantId: current.tenantId })
         return current
       })
       await invalidate(row.tenantId)

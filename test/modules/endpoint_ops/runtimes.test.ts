@@ -284,6 +284,17 @@ describe('who may change what', () => {
       return actions.includes('createRuntime') && actions.includes('updateRuntime')
     }, 5_000, 'the runtime changes were not audited')
   })
+
+  it("tells the tenant's outbox of its own runtimes, and keeps shared ones to platform events", async () => {
+    const { runtime } = await create(a.admin)
+    const { runtime: shared } = await create(superuser, { global: true })
+    await app.platform.events.drain()
+    const outbox = (await call(a.admin, 'GET', '/v1/events/outbox?topic=runtime.created&limit=100')).json()
+    const ids = outbox.items.map((e: { data: { runtimeId: string } }) => e.data.runtimeId)
+    expect(ids).toContain(runtime.id)
+    expect(ids).not.toContain(shared.id)
+    expect((await call(superuser, 'DELETE', `/v1/runtimes/${shared.id}`)).statusCode).toBe(204)
+  })
 })
 
 describe('the planner view and the users hook', () => {
@@ -303,8 +314,8 @@ describe('the planner view and the users hook', () => {
   beforeAll(async () => {
     // Two catalogs on one database and cache: two replicas of the API.
     const log = pino({ level: 'silent' })
-    replicaOne = createRuntimeCatalog({ db: app.platform.database.db, cache: app.platform.cache, log, seeds: [], cacheTtlMs: 60_000 })
-    replicaTwo = createRuntimeCatalog({ db: app.platform.database.db, cache: app.platform.cache, log, seeds: [], cacheTtlMs: 60_000 })
+    replicaOne = createRuntimeCatalog({ db: app.platform.database.db, cache: app.platform.cache, events: app.platform.events, log, seeds: [], cacheTtlMs: 60_000 })
+    replicaTwo = createRuntimeCatalog({ db: app.platform.database.db, cache: app.platform.cache, events: app.platform.events, log, seeds: [], cacheTtlMs: 60_000 })
     await replicaOne.start()
     await replicaTwo.start()
   })
