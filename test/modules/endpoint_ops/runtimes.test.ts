@@ -163,6 +163,19 @@ describe("a tenant's own runtimes", () => {
     await create(b.admin, { name: runtime.name })
   })
 
+  it('lets one of two creates of the same name win and answers the other 409, never 500', async () => {
+    const name = unique('race')
+    const answers = await Promise.all(Array.from({ length: 4 }, () => call(a.admin, 'POST', '/v1/runtimes', runtimeBody({ name }))))
+    expect(answers.map((r) => r.statusCode).sort()).toEqual([201, 409, 409, 409])
+    const shared = await Promise.all([
+      call(superuser, 'POST', '/v1/runtimes', runtimeBody({ name: unique('race'), global: true, enabled: false })),
+      call(superuser, 'POST', '/v1/runtimes', runtimeBody({ name, global: true, enabled: false })),
+    ])
+    // The shared one of a name a tenant holds is refused however the two are timed.
+    expect(shared.map((r) => r.statusCode)).toEqual([201, 409])
+    expect((await call(superuser, 'DELETE', `/v1/runtimes/${shared[0]!.json().id}`)).statusCode).toBe(204)
+  })
+
   it.each([
     ['tag latest', { tag: 'latest' }, 'body.tag', /pin a version/],
     ['tag LATEST', { tag: 'LATEST' }, 'body.tag', /pin a version/],
@@ -241,7 +254,14 @@ describe('who may change what', () => {
   })
 
   it('lets a superuser add and change a shared runtime that every tenant then sees', async () => {
-    const { runtime, etag } = await create(superuser, { global: true, deviceType: 'hpu', image: 'vault.habana.ai/gaudi-docker/vllm', tag: '1.22.0' })
+    const { runtime, etag } = await create(superuser, {
+      global: true,
+      deviceType: 'hpu',
+      image: 'vault.habana.ai/gaudi-docker/vllm',
+      tag: '1.22.0',
+      // Disabled: other test files share the database, and a shared runtime is offered to all of them.
+      enabled: false,
+    })
     expect(runtime).toMatchObject({ scope: 'global', createdBy: superuser.id })
     for (const user of [a.viewer, b.admin]) {
       const seen = await call(user, 'GET', `/v1/runtimes/${runtime.id}`)
@@ -287,7 +307,8 @@ describe('who may change what', () => {
 
   it("tells the tenant's outbox of its own runtimes, and keeps shared ones to platform events", async () => {
     const { runtime } = await create(a.admin)
-    const { runtime: shared } = await create(superuser, { global: true })
+    // Disabled: other test files share the database, and a shared runtime is offered to all of them.
+    const { runtime: shared } = await create(superuser, { global: true, enabled: false })
     await app.platform.events.drain()
     const outbox = (await call(a.admin, 'GET', '/v1/events/outbox?topic=runtime.created&limit=100')).json()
     const ids = outbox.items.map((e: { data: { runtimeId: string } }) => e.data.runtimeId)
@@ -353,6 +374,32 @@ describe('the planner view and the users hook', () => {
     await waitFor(async () => (await replicaTwo.forPlanning(tenant)).some((r) => r.name === runtime.name), 5_000, 'replica two kept its stale catalog')
     await replicaOne.update(principalOf(a.admin), runtime.id, { enabled: false })
     await waitFor(async () => !(await replicaTwo.forPlanning(tenant)).some((r) => r.name === runtime.name), 5_000, 'replica two kept a disabled runtime')
+  })
+
+  it("prefers a tenant's own runtime where a later seed took the same name", async () => {
+    const { runtime: own } = await create(a.admin)
+    const release = createRuntimeCatalog({
+      db: app.platform.database.db,
+      cache: app.platform.cache,
+      events: app.platform.events,
+      log: pino({ level: 'silent' }),
+      seeds: [{ ...SEEDED_RUNTIMES[0]!, name: own.name, description: 'a seed of a later release' }],
+    })
+    expect(await release.seed()).toBe(1)
+    try {
+      await waitFor(async () => {
+        const mine = (await replicaOne.forPlanning(a.admin.tenantId)).filter((r) => r.name === own.name)
+        return mine.length === 1 && mine[0]!.id === own.id
+      }, 5_000, "the tenant's own runtime did not win")
+      const others = (await replicaOne.forPlanning(b.admin.tenantId)).filter((r) => r.name === own.name)
+      expect(others.map((r) => r.description)).toEqual(['a seed of a later release'])
+      // Seeding again writes nothing.
+      expect(await release.seed()).toBe(0)
+    } finally {
+      // Other test files share the database: the extra shared runtime goes.
+      const seeded = (await call(superuser, 'GET', `/v1/runtimes?scope=global&limit=100`)).json().items.find((r: { name: string }) => r.name === own.name)
+      expect((await call(superuser, 'DELETE', `/v1/runtimes/${seeded.id}`)).statusCode).toBe(204)
+    }
   })
 
   it('refuses to delete or rename a runtime that endpoints use (409 RUNTIME_IN_USE), and allows other changes', async () => {
