@@ -29,8 +29,6 @@ import { type AuthService, createAuth } from './modules/auth/index.js'
 import { type ClusterService, createClusterOps } from './modules/cluster_ops/index.js'
 import { type CredentialService, createModelOps, type ModelService, type UploadService } from './modules/model_ops/index.js'
 import { createEndpointOps, type EndpointService } from './modules/endpoint_ops/index.js'
-import { SEEDED_RUNTIMES } from './modules/endpoint_ops/catalog.js'
-import { DEFAULT_SERVING_SETTINGS } from './modules/endpoint_ops/serving-settings.js'
 import { createUserAdmin, type UserAdminService, type UserImport } from './modules/user_admin/index.js'
 import { createWorkflowOps, type WorkflowOpsOptions, type WorkflowService } from './modules/workflow_ops/index.js'
 import type { Platform } from './platform/platform.js'
@@ -222,18 +220,12 @@ export async function buildApp(
   const userAdmin = createUserAdmin(platform, auth, workflows.service)
   const clusterOps = createClusterOps(platform, workflows.service)
   const modelOps = createModelOps(platform, workflows.service)
-  const endpointOps = createEndpointOps(platform, {
-    workflows: workflows.service,
-    clusters: clusterOps.service,
-    models: modelOps.models,
-    sources: {
-      runtimesFor: async () => SEEDED_RUNTIMES.map((r) => ({ ...r, id: r.name })),
-      settingsFor: async () => DEFAULT_SERVING_SETTINGS,
-    },
-  })
-  // Providers are seeded before the first request, like auth's roles: credentials reference them.
+  const endpointOps = createEndpointOps(platform, { workflows: workflows.service, clusters: clusterOps.service, models: modelOps.models })
+  // Providers and runtimes are seeded before the first request, like auth's roles: rows reference them.
   await modelOps.start()
   owned.push(async () => modelOps.stop())
+  await endpointOps.start()
+  owned.push(() => endpointOps.stop())
   app.decorate('services', {
     auth: auth.service,
     userAdmin: userAdmin.service,

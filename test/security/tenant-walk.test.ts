@@ -46,6 +46,8 @@ interface TenantA {
   credentialId: string
   /** A running endpoint of A's model on A's cluster, and its one worker. */
   endpoint: { id: string; name: string; pod: string; apiKey: string }
+  /** A runtime of A's own catalog; A's cluster also has serving settings. */
+  runtime: { id: string; name: string }
 }
 let a: TenantA
 let attackers: Array<{ label: string; user: SeededUser }>
@@ -69,6 +71,7 @@ const PATH_IDS: Record<string, (path: string, ids: PathIds) => string | undefine
     if (path.startsWith('/v1/credentials/')) return ids.credentialId
     if (path.startsWith('/v1/clusters/')) return ids.clusterId
     if (path.startsWith('/v1/endpoints/')) return ids.endpointId
+    if (path.startsWith('/v1/runtimes/')) return ids.runtimeId
     return undefined
   },
   pod: (path, ids) => (path.startsWith('/v1/endpoints/{id}/workers/') ? ids.podName : undefined),
@@ -89,6 +92,7 @@ interface PathIds {
   clusterId: string
   endpointId: string
   podName: string
+  runtimeId: string
 }
 
 /** Query filters that can point at A: each is tried on its own on every route that has it. */
@@ -128,6 +132,8 @@ const bodies = (): Record<string, unknown> => ({
   updateEndpoint: { replicas: 0, env: { OWNED_BY: 'b' } },
   scaleEndpoint: { replicas: 0 },
   completeModelUpload: { files: [{ path: 'weights.bin', parts: [{ partNumber: 1, etag: '"0123456789abcdef0123456789abcdef"' }] }] },
+  updateRuntime: { tag: 'v6.6.6', image: 'evil.example.com/runtime' },
+  updateClusterServingSettings: { registryPrefix: 'evil.example.com/mirror', objectStoreUrl: 'https://evil.example.com' },
 })
 
 /** Routes not walked, and why. Every other route of the document is. */
@@ -252,6 +258,8 @@ function markers(): string[] {
     a.versionId,
     a.uploadId,
     a.credentialId,
+    a.runtime.id,
+    a.runtime.name,
     ...a.importedEmails,
     a.cluster.id,
     a.cluster.name,
@@ -295,7 +303,9 @@ async function snapshotOfA() {
       (select json_agg(c order by c.id) from (select id, name, version, deleted_at from model_credentials where tenant_id = ${tenantId}) c) as credentials,
       (select json_agg(e order by e.id) from (
         select id, phase, revision, version, spec, api_key_sealed, workflow_id, updated_at from endpoints where tenant_id = ${tenantId}) e) as endpoints,
-      (select count(*) from endpoint_status_history where tenant_id = ${tenantId}) as endpoint_history`)
+      (select count(*) from endpoint_status_history where tenant_id = ${tenantId}) as endpoint_history,
+      (select json_agg(r order by r.id) from (select * from runtimes where tenant_id = ${tenantId}) r) as runtimes,
+      (select json_agg(s order by s.cluster_id) from (select * from cluster_serving_settings where tenant_id = ${tenantId}) s) as serving_settings`)
   const blob = await app.platform.blob.stat(a.blobKey)
   const modelFile = a.modelId ? await app.platform.blob.stat(`models/${a.modelId}/${a.versionId}/config.json`) : null
   return { ...(rows[0] as Record<string, unknown>), blob: blob?.etag, modelFile: modelFile?.etag } as Record<string, unknown>
@@ -393,6 +403,30 @@ beforeAll(async () => {
   }, 30_000, "tenant A's endpoint did not reach running")
   const workers = (await app.inject({ method: 'GET', url: `/v1/endpoints/${endpointId}/workers`, headers: asA })).json().items as Array<{ name: string }>
   const endpointKey = (await app.inject({ method: 'GET', url: `/v1/endpoints/${endpointId}/api-key`, headers: asA })).json().apiKey as string
+  // A's own runtime, and serving settings for A's cluster.
+  const runtimeName = `a-runtime-${randomUUID().slice(0, 8)}`
+  const createdRuntime = await call('POST', '/v1/runtimes', {
+    headers: asA,
+    body: {
+      name: runtimeName,
+      engine: 'vllm',
+      deviceType: 'cuda',
+      image: 'registry.a.example/vllm-openai',
+      tag: 'v0.29.0',
+      argsTemplate: ['--model', '{modelPath}'],
+      port: 8000,
+      formats: ['safetensors'],
+      tasks: ['text-generation'],
+      openaiRoutes: ['/v1/chat/completions'],
+    },
+  })
+  expect(createdRuntime.status, createdRuntime.text).toBe(201)
+  const runtimeId = (JSON.parse(createdRuntime.text.slice(createdRuntime.text.indexOf('}') + 1)) as { id: string }).id
+  const settings = await call('PATCH', `/v1/clusters/${cluster.id}/serving-settings`, {
+    headers: asA,
+    body: { registryPrefix: 'registry.a.example/mirror', imagePullSecrets: ['a-pull'] },
+  })
+  expect(settings.status, settings.text).toBe(200)
 
   a = {
     admin,
@@ -410,6 +444,7 @@ beforeAll(async () => {
     uploadId,
     credentialId,
     endpoint: { id: endpointId, name: endpointName, pod: workers[0]!.name, apiKey: endpointKey },
+    runtime: { id: runtimeId, name: runtimeName },
   }
   // A's events reach the outbox and A's audit rows are written (both after the answers).
   await app.platform.events.drain()
@@ -449,6 +484,7 @@ describe('tenant walk', () => {
       credentialId: a.credentialId,
       endpointId: a.endpoint.id,
       podName: a.endpoint.pod,
+      runtimeId: a.runtime.id,
     }
     const madeUp: PathIds = {
       userId: randomUUID(),
@@ -463,6 +499,7 @@ describe('tenant walk', () => {
       clusterId: randomUUID(),
       endpointId: randomUUID(),
       podName: `made-up-${randomUUID().slice(0, 8)}`,
+      runtimeId: randomUUID(),
     }
     const problems: string[] = []
     const walked: string[] = []
@@ -592,6 +629,12 @@ describe('tenant walk', () => {
       'PATCH /v1/endpoints/{id}',
       'POST /v1/endpoints/{id}/api-key/rotate',
       'DELETE /v1/endpoints/{id}',
+      'GET /v1/runtimes',
+      'GET /v1/runtimes/{id}',
+      'PATCH /v1/runtimes/{id}',
+      'DELETE /v1/runtimes/{id}',
+      'GET /v1/clusters/{id}/serving-settings',
+      'PATCH /v1/clusters/{id}/serving-settings',
     ]
     for (const expected of mustWalk) {
       expect(walked.some((w) => w.endsWith(expected)), `${expected} was not walked`).toBe(true)
@@ -610,6 +653,8 @@ describe('tenant walk', () => {
       `/v1/auth/api-keys`,
       `/v1/clusters`,
       `/v1/clusters/${a.cluster.id}`,
+      `/v1/runtimes?scope=tenant`,
+      `/v1/runtimes/${a.runtime.id}`,
       `/v1/workflows?limit=100`,
       `/v1/endpoints`,
       `/v1/endpoints/${a.endpoint.id}`,

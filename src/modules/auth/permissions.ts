@@ -10,6 +10,8 @@ export const PERMISSIONS = [
   'tenant:manage',
   'audit:view',
   'events:view',
+  // A runtime image is code that runs on every cluster: admins only (super_admin and admin hold every permission).
+  'runtime:manage',
 ] as const
 
 export type Permission = (typeof PERMISSIONS)[number]

@@ -76,6 +76,14 @@ export async function countLiveUsingModel(executor: Executor, modelId: string, v
   return row?.n ?? 0
 }
 
+/** Live endpoints naming a runtime: of one tenant, or of every tenant for a shared runtime (null). */
+export async function countLiveUsingRuntime(executor: Executor, runtimeName: string, tenantId: string | null): Promise<number> {
+  const where = [eq(endpoints.runtime, runtimeName), LIVE]
+  if (tenantId) where.push(eq(endpoints.tenantId, tenantId))
+  const [row] = await executor.select({ n: count() }).from(endpoints).where(and(...where))
+  return row?.n ?? 0
+}
+
 export interface EndpointFilter {
   clusterId?: string
   modelId?: string

@@ -3,8 +3,10 @@ import type { Platform } from '../../platform/platform.js'
 import type { ClusterService } from '../cluster_ops/index.js'
 import type { ModelService } from '../model_ops/index.js'
 import type { WorkflowService } from '../workflow_ops/index.js'
-import { createEndpointDesigner, type DesignSources } from './endpoint-designer.js'
+import { countLiveUsingRuntime } from './endpoint-crud.js'
+import { createEndpointDesigner } from './endpoint-designer.js'
 import { createEndpointLifecycle } from './endpoint-module.js'
+import { createRuntimeModule } from './runtime-module.js'
 
 export type { EndpointService } from './endpoint-service.js'
 export { ENDPOINT_RECONCILE_SWEEP, ENDPOINT_TOPIC, ENDPOINT_WORKFLOW } from './endpoint-service.js'
@@ -15,14 +17,26 @@ export { ENDPOINT_RECONCILE_SWEEP, ENDPOINT_TOPIC, ENDPOINT_WORKFLOW } from './e
  * deploy applies and the reconcile loop keeps in place.
  */
 export function createEndpointOps(
-  platform: Pick<Platform, 'config' | 'log' | 'database' | 'vault' | 'events' | 'sweeps' | 'blob'>,
-  deps: { workflows: WorkflowService; clusters: ClusterService; models: ModelService; sources: DesignSources },
+  platform: Pick<Platform, 'config' | 'log' | 'database' | 'vault' | 'events' | 'sweeps' | 'blob' | 'cache'>,
+  deps: { workflows: WorkflowService; clusters: ClusterService; models: ModelService },
 ) {
-  const designer = createEndpointDesigner(deps.sources)
+  const catalog = createRuntimeModule(platform, { clusters: deps.clusters })
+  const designer = createEndpointDesigner({
+    runtimesFor: (tenantId) => catalog.runtimes.forPlanning(tenantId),
+    settingsFor: (tenantId, clusterId) => catalog.servingSettings.forCluster(tenantId, clusterId),
+  })
   const lifecycle = createEndpointLifecycle(platform, { ...deps, designer })
+  // A runtime that live endpoints name is neither deleted nor renamed under them.
+  catalog.runtimes.registerUser({ kind: 'endpoints', countUsing: countLiveUsingRuntime })
   return {
     service: lifecycle.service,
+    runtimes: catalog.runtimes,
+    servingSettings: catalog.servingSettings,
+    /** Seeds the runtime catalog (never over an operator's edits). */
+    start: () => catalog.start(),
+    stop: () => catalog.stop(),
     routes(app: FastifyInstance) {
+      catalog.routes(app)
       lifecycle.routes(app)
     },
   }
