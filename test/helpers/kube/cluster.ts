@@ -87,6 +87,8 @@ export interface StandInCluster {
     mutate: (obj: KubeObject) => KubeObject | void, opts?: { subresource?: 'status' }): KubeObject
   /** The stored object (a copy), or undefined; `resource` as for editAs. */
   read(resource: string, namespace: string | undefined, name: string): KubeObject | undefined
+  /** The stored objects of a kind (copies), in one namespace or all; `resource` as for editAs. */
+  list(resource: string, namespace?: string): KubeObject[]
   /** Watch streams open now. */
   openWatches(): number
   /**
@@ -299,6 +301,10 @@ export function createCluster(host: Host, opts: ClusterOptions = {}): HostedClus
     read(resource, namespace, name) {
       const type = typeNamed(catalog, resource)
       return store.get(type, type.namespaced ? namespace : undefined, name)
+    },
+    list(resource, namespace) {
+      const type = typeNamed(catalog, resource)
+      return store.all(type, type.namespaced ? namespace : undefined)
     },
     openWatches: () => watches.open(),
     behave: (rule) => needWorkloads().behave(rule),
