@@ -4,6 +4,7 @@
 // refusal or failed run stops the script with the API's own error code and message (exit 1).
 // Needs Node 20 (fetch) and nothing else. Run with --help for the settings.
 import fs from 'node:fs'
+import readline from 'node:readline'
 
 const HELP = `Usage: node scripts/walkthrough-endpoint.mjs   (settings come from the environment)
 
@@ -23,6 +24,8 @@ const HELP = `Usage: node scripts/walkthrough-endpoint.mjs   (settings come from
   REPLICAS              default 1
   CALL_URL              the endpoint's OpenAI base URL as you reach it (e.g. http://127.0.0.1:8000/v1
                         through kubectl port-forward); default: the base URL the endpoint reports
+  PAUSE                 1: wait for Enter before calling (time to start the port-forward the script
+                        prints; CALL_URL then defaults to http://127.0.0.1:8000/v1)
   PROMPT                what to ask the model (default "Say hello.")
   WAIT_TIMEOUT_SECONDS  how long each long step may take (default 1800)
   POLL_SECONDS          how often to look (default 2)
@@ -39,6 +42,7 @@ const ENDPOINT_NAME = env.ENDPOINT_NAME || 'walkthrough'
 const WAIT_MS = Number(env.WAIT_TIMEOUT_SECONDS || 1800) * 1000
 const POLL_MS = Number(env.POLL_SECONDS || 2) * 1000
 const FINISHED = new Set(['completed', 'failed', 'cancelled'])
+const PAUSE = ['1', 'true', 'yes'].includes((env.PAUSE || '').toLowerCase())
 
 class StepFailed extends Error {}
 
@@ -47,6 +51,17 @@ const fail = (message) => {
   throw new StepFailed(message)
 }
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
+
+/** Waits for a line on stdin (or its end). */
+async function pressEnter(prompt) {
+  say(prompt)
+  const rl = readline.createInterface({ input: process.stdin })
+  await new Promise((resolve) => {
+    rl.once('line', resolve)
+    rl.once('close', resolve)
+  })
+  rl.close()
+}
 
 /** The error envelope in one line: `409 INSUFFICIENT_CAPACITY: needs 4× cuda …`. */
 function describeError(status, body) {
@@ -234,21 +249,28 @@ async function callEndpoint(endpoint, model) {
   const { apiKey } = await api('GET', `/v1/endpoints/${endpoint.id}/api-key`)
   // The key is a secret: it is used, never printed. The lines below read it into $API_KEY.
   say(`5. the endpoint's API key: API_KEY=$(curl -s ${BASE_URL}/v1/endpoints/${endpoint.id}/api-key -H "authorization: Bearer $TOKEN" | jq -r .apiKey)`)
-  const base = (env.CALL_URL || endpoint.baseUrl || '').replace(/\/+$/, '')
+  let base = (env.CALL_URL || endpoint.baseUrl || '').replace(/\/+$/, '')
+  if (!base) {
+    const manifests = await api('GET', `/v1/endpoints/${endpoint.id}/manifests`)
+    const service = manifests.items.find((m) => m.kind === 'Service')
+    const target = service ? `svc/${service.metadata.name} 8000:${service.spec?.ports?.[0]?.port ?? 80}` : `deployment/<its Deployment> 8000`
+    say('   the endpoint has no public address (its cluster has no ingress host suffix); from your machine:')
+    say(`   kubectl -n ${endpoint.namespace} port-forward ${target}`)
+    if (PAUSE) base = 'http://127.0.0.1:8000/v1'
+  }
   const embeddings = (model.tasks ?? []).some((t) => ['feature-extraction', 'sentence-similarity', 'embeddings'].includes(t))
   const prompt = env.PROMPT || 'Say hello.'
   const shown = base || 'http://127.0.0.1:8000/v1'
-  if (!base) {
-    say('   the endpoint has no public address (its cluster has no ingress host suffix); reach it with')
-    say(`   kubectl -n ${endpoint.namespace} port-forward svc/<the Service in GET /v1/endpoints/${endpoint.id}/manifests> 8000:80`)
-    say('   and run this again with CALL_URL=http://127.0.0.1:8000/v1, or call it yourself:')
-  }
-  say(`   curl -s ${shown}/models -H "authorization: Bearer $API_KEY"`)
   const payload = embeddings
     ? { path: 'embeddings', body: (served) => ({ model: served, input: prompt }) }
     : { path: 'chat/completions', body: (served) => ({ model: served, messages: [{ role: 'user', content: prompt }], max_tokens: 64 }) }
+  say(`   curl -s ${shown}/models -H "authorization: Bearer $API_KEY"`)
   say(`   curl -s ${shown}/${payload.path} -H "authorization: Bearer $API_KEY" -H 'content-type: application/json' -d '${JSON.stringify(payload.body('<model id from /models>'))}'`)
-  if (!base) return
+  if (!base) {
+    say('   (not called: run with CALL_URL set, or PAUSE=1 to start the port-forward while the script waits)')
+    return
+  }
+  if (PAUSE) await pressEnter(`   press Enter to call ${base} (Ctrl-C stops here and leaves the endpoint running)`)
 
   const call = async (method, path, body) => {
     let res

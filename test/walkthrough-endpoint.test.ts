@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process'
 import fs from 'node:fs'
 import http from 'node:http'
 import type { AddressInfo } from 'node:net'
@@ -8,7 +9,8 @@ import { tempDir } from './helpers/app.js'
 import { type EndpointHarness, startEndpointHarness } from './helpers/endpoints.js'
 import { type HubStandIn, startHubStandIn, tinyModelRepo } from './helpers/hub/index.js'
 import type { StandInCluster } from './helpers/kube/index.js'
-import { type Started, startCommand } from './helpers/process.js'
+import { ROOT, type Started, startCommand } from './helpers/process.js'
+import { waitFor } from './helpers/wait.js'
 
 /**
  * The README's endpoint walk-through, run as a user runs it: scripts/walkthrough-endpoint.mjs as a
@@ -30,10 +32,12 @@ let relay: http.Server
 let relayUrl: string
 const relayed: Array<{ method: string; path: string; status: number; authorization: string | undefined }> = []
 const running: Started[] = []
+/** The endpoint the relay forwards to, by name (as a port-forward names one Service). */
+let relayTarget = ENDPOINT_NAME
 
 /** Finds the endpoint's ready pod and its runtime port through the API, then calls the pod from inside the cluster. */
 async function forward(req: http.IncomingMessage, body: string) {
-  const list = (await h.call({ method: 'GET', url: `/v1/endpoints?q=${ENDPOINT_NAME}&phase=running` })).json()
+  const list = (await h.call({ method: 'GET', url: `/v1/endpoints?q=${relayTarget}&phase=running` })).json()
   const endpoint = list.items[0]
   if (!endpoint) return { status: 503, contentType: 'text/plain', body: 'no running endpoint to forward to' }
   const workers = (await h.call({ method: 'GET', url: `/v1/endpoints/${endpoint.id}/workers` })).json().items as Array<{ name: string; ready: boolean }>
@@ -93,6 +97,7 @@ afterAll(async () => {
 
 describe('the endpoint walk-through script', () => {
   let clusterId = ''
+  let modelId = ''
 
   it('registers, imports, plans, deploys, calls and tears down, leaving nothing labelled in the cluster', async () => {
     const walk = run({
@@ -132,6 +137,7 @@ describe('the endpoint walk-through script', () => {
     const clusters = (await h.call({ method: 'GET', url: '/v1/clusters?q=walk-cluster' })).json().items
     expect(clusters).toHaveLength(1)
     clusterId = clusters[0].id
+    modelId = (await h.call({ method: 'GET', url: '/v1/models?q=acme--tiny-chat' })).json().items[0].id
     const endpoints = (await h.call({ method: 'GET', url: `/v1/endpoints?q=${ENDPOINT_NAME}&phase=deleted` })).json().items
     expect(endpoints).toHaveLength(1)
     expect(endpoints[0].phase).toBe('deleted')
@@ -142,6 +148,44 @@ describe('the endpoint walk-through script', () => {
     })
     expect(left).toEqual([])
   }, 90_000)
+
+  it('reuses a registered cluster and a catalog model; without an address it prints the port-forward, and PAUSE waits for Enter before calling', async () => {
+    expect(clusterId, 'needs the cluster of the walk-through above').not.toBe('')
+    const before = relayed.length
+    const plain = run({ TOKEN: h.admin.accessToken, CLUSTER_ID: clusterId, MODEL_ID: modelId, ENDPOINT_NAME: 'walk-plain' })
+    expect(await plain.exited, plain.output()).toBe(0)
+    const endpointId = /4\. deploying endpoint walk-plain \(([0-9a-f-]{36})\)/.exec(plain.output())?.[1]
+    expect(endpointId, plain.output()).toBeDefined()
+    expect(plain.output()).toContain(`2. using model acme--tiny-chat (${modelId}), ready`)
+    expect(plain.output()).toMatch(new RegExp(`kubectl -n modelplane-\\S+ port-forward svc/ep-walk-plain-${endpointId} 8000:80`))
+    expect(plain.output()).toContain('(not called: run with CALL_URL set')
+    expect(relayed.length).toBe(before)
+
+    // PAUSE: the script holds with the endpoint running until the user presses Enter, then calls it.
+    relayTarget = 'walk-paused'
+    const child = spawn(process.execPath, ['scripts/walkthrough-endpoint.mjs'], {
+      cwd: ROOT,
+      env: { PATH: process.env.PATH ?? '', BASE_URL: baseUrl, POLL_SECONDS: '0.2', WAIT_TIMEOUT_SECONDS: '60', TOKEN: h.admin.accessToken, CLUSTER_ID: clusterId, MODEL_ID: modelId, ENDPOINT_NAME: 'walk-paused', CALL_URL: relayUrl, PAUSE: '1' },
+      stdio: ['pipe', 'pipe', 'pipe'],
+    })
+    let out = ''
+    child.stdout.on('data', (d) => (out += d))
+    child.stderr.on('data', (d) => (out += d))
+    const exited = new Promise<number | null>((resolve) => child.on('exit', resolve))
+    try {
+      await waitFor(() => out.includes('press Enter to call'), 30_000, 'the script did not pause')
+      const paused = (await h.call({ method: 'GET', url: '/v1/endpoints?q=walk-paused' })).json().items[0]
+      expect(paused.phase).toBe('running')
+      expect(relayed.length).toBe(before)
+      child.stdin.end('\n')
+      expect(await exited, out).toBe(0)
+    } finally {
+      if (child.exitCode === null) child.kill('SIGKILL')
+    }
+    expect(relayed.slice(before).map((r) => `${r.method} ${r.path} ${r.status}`)).toEqual(['GET /v1/models 200', 'POST /v1/chat/completions 200'])
+    expect(out.indexOf('press Enter')).toBeLessThan(out.indexOf('serves acme--tiny-chat'))
+    expect((await h.call({ method: 'GET', url: '/v1/endpoints?q=walk-paused&phase=deleted' })).json().total).toBe(1)
+  }, 60_000)
 
   it('stops with the API’s error code and message when a step fails', async () => {
     expect(clusterId, 'needs the cluster of the walk-through above').not.toBe('')
