@@ -37,10 +37,19 @@ if (process.argv.includes('--help') || process.argv.includes('-h')) {
 }
 
 const env = process.env
+
+function seconds(name, fallback) {
+  const value = env[name] ? Number(env[name]) : fallback
+  if (!Number.isFinite(value) || value <= 0) {
+    process.stderr.write(`walk-through failed: ${name} must be a positive number of seconds, not ${JSON.stringify(env[name])}\n`)
+    process.exit(1)
+  }
+  return value
+}
 const BASE_URL = (env.BASE_URL || 'http://localhost:8080').replace(/\/+$/, '')
 const ENDPOINT_NAME = env.ENDPOINT_NAME || 'walkthrough'
-const WAIT_MS = Number(env.WAIT_TIMEOUT_SECONDS || 1800) * 1000
-const POLL_MS = Number(env.POLL_SECONDS || 2) * 1000
+const WAIT_MS = seconds('WAIT_TIMEOUT_SECONDS', 1800) * 1000
+const POLL_MS = seconds('POLL_SECONDS', 2) * 1000
 const FINISHED = new Set(['completed', 'failed', 'cancelled'])
 const PAUSE = ['1', 'true', 'yes'].includes((env.PAUSE || '').toLowerCase())
 
