@@ -188,6 +188,7 @@ describe('the endpoint walk-through script', () => {
   }, 60_000)
 
   it('stops with the API’s error code and message when a step fails', async () => {
+    expect(modelId, 'needs the model of the walk-through above').not.toBe('')
     expect(clusterId, 'needs the cluster of the walk-through above').not.toBe('')
     const missing = run({ TOKEN: h.admin.accessToken, CLUSTER_ID: clusterId, HUB_REPO: 'acme/no-such-model', ENDPOINT_NAME: 'walk-missing' })
     expect(await missing.exited, missing.output()).toBe(1)
@@ -196,8 +197,22 @@ describe('the endpoint walk-through script', () => {
     expect(missing.output()).toMatch(/walk-through failed: model import: workflow \S+ failed: HUB_UNAUTHORIZED: the hub refused acme\/no-such-model \(401\)/)
     expect(missing.output()).not.toContain('3. plan')
 
+    // A deploy that fails names the step and the pods' reason, and leaves the endpoint to look at.
+    const undo = standIn.behave({ image: 'sglang', imagePullError: 'manifest unknown' })
+    try {
+      const broken = run({ TOKEN: h.admin.accessToken, CLUSTER_ID: clusterId, MODEL_ID: modelId, ENDPOINT_NAME: 'walk-broken', RUNTIME: 'sglang-cuda' })
+      expect(await broken.exited, broken.output()).toBe(1)
+      expect(broken.output()).toMatch(/walk-through failed: deploy: .*(ImagePullBackOff|ErrImagePull)/)
+      const left = (await h.call({ method: 'GET', url: '/v1/endpoints?q=walk-broken' })).json().items[0]
+      expect(left.phase).toBe('failed')
+      expect(broken.output()).toContain(`the endpoint ${left.id} is left as it is`)
+      expect(broken.output()).not.toContain('5. ')
+    } finally {
+      undo()
+    }
+
     const refused = run({ EMAIL: h.admin.email, PASSWORD: 'not-the-password', TENANT: h.admin.realm, CLUSTER_ID: clusterId, HUB_REPO: REPO })
     expect(await refused.exited).toBe(1)
     expect(refused.output()).toMatch(new RegExp(`walk-through failed: log in as ${h.admin.email.replace(/[.+]/g, '\\$&')} in ${h.admin.realm}: 401 [A-Z_]+: `))
-  }, 60_000)
+  }, 90_000)
 })
