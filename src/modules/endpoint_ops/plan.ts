@@ -487,7 +487,7 @@ function autoscaler(input: PlanInput, runtime: CatalogRuntime): AutoscalerDecisi
     return { kind: 'hpa', ...asked, metric: metric.replace(/:/g, '_') }
   }
   if (caps.keda) {
-    throw autoscalingUnavailable("the cluster runs KEDA, but its serving settings name no Prometheus to read the runtime's metrics from (PUT /v1/clusters/{id}/serving-settings prometheusUrl)")
+    throw autoscalingUnavailable("the cluster runs KEDA, but its serving settings name no Prometheus to read the runtime's metrics from (PATCH /v1/clusters/{id}/serving-settings prometheusUrl)")
   }
   throw autoscalingUnavailable('autoscaling on concurrency needs KEDA or the custom metrics API on the cluster, and registration found neither')
 }
