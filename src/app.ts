@@ -29,6 +29,7 @@ import { type AuthService, createAuth } from './modules/auth/index.js'
 import { type ClusterService, createClusterOps } from './modules/cluster_ops/index.js'
 import { type CredentialService, createModelOps, type ModelService, type UploadService } from './modules/model_ops/index.js'
 import { createEndpointOps, type EndpointService } from './modules/endpoint_ops/index.js'
+import { createAppCatalog } from './modules/endpoint_ops/apps/app-module.js'
 import { SEEDED_RUNTIMES } from './modules/endpoint_ops/catalog.js'
 import { DEFAULT_SERVING_SETTINGS } from './modules/endpoint_ops/serving-settings.js'
 import { createUserAdmin, type UserAdminService, type UserImport } from './modules/user_admin/index.js'
@@ -264,6 +265,13 @@ export async function buildApp(
   clusterOps.routes(app)
   modelOps.routes(app)
   endpointOps.routes(app)
+
+  // ---- apps: templates (global ones seeded once) and the tenants' import allow-lists ----
+  const appCatalog = createAppCatalog(platform)
+  await appCatalog.start()
+  owned.push(() => appCatalog.stop())
+  appCatalog.routes(app)
+  // ---- end of apps ----
 
   app.addHook('onReady', async () => {
     await events.start()
