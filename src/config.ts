@@ -617,6 +617,8 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Readonly<Co
       identity: env.KEYCLOAK_URL ? 'keycloak' : 'embedded',
     },
   }
+  // Problems found while building the sections (addresses, the CA file, upload limits, the runner image).
+  if (problems.length > 0) throw new ConfigError(problems)
   return deepFreeze(config)
 }
 
