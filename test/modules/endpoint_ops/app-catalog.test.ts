@@ -165,7 +165,7 @@ describe('a user\'s templates', () => {
     expect((await call(dev1, 'POST', '/v1/app-templates', { name: 'x', code: HELLO, owner: 'me' })).statusCode).toBe(400)
     const many = Array.from({ length: 51 }, (_, i) => ({ path: `f${i}.txt`, content: '' }))
     expect((await call(dev1, 'POST', '/v1/app-templates', { name: 'x', files: many })).statusCode).toBe(400)
-  })
+  }, 30_000)
 
   it("keeps a user's template from other users of the tenant, shows it to the tenant's admins, and from other tenants entirely", async () => {
     const own = await createTemplate(dev1, { name: `Private ${randomUUID().slice(0, 6)}`, code: HELLO })
@@ -274,7 +274,7 @@ describe('import allow-list', () => {
     const lists = createAllowlistService({ db: app.platform.database.db })
     expect(await lists.allowListFor(admin.tenantId)).toContain('numpy.*')
     expect(await lists.allowListFor(otherAdmin.tenantId)).not.toContain('numpy.*')
-  })
+  }, 30_000)
 
   it('checks templates against the tenant\'s own list', async () => {
     const code = 'import numpy\nfrom fastapi import FastAPI\n\napp = FastAPI()\n'
@@ -294,7 +294,7 @@ describe('import allow-list', () => {
     expect(noFastapi.json().message).toMatch(/fastapi/)
     expect((await call(admin, 'PUT', '/v1/app-import-allowlist', { entries: [] })).statusCode).toBe(400)
     expect((await call(viewer, 'GET', '/v1/app-import-allowlist')).json().version).toBe(1)
-  })
+  }, 30_000)
 
   it("lets a superuser set the global list, which tenants without their own inherit and a tenant's own list overrides", async () => {
     const before = (await call(superuser, 'GET', '/v1/app-import-allowlist?scope=global')).json()
@@ -311,5 +311,5 @@ describe('import allow-list', () => {
       // Other test files share the database: leave the global list as it was found.
       await call(superuser, 'PUT', '/v1/app-import-allowlist', { entries: before.entries, scope: 'global' })
     }
-  })
+  }, 30_000)
 })
