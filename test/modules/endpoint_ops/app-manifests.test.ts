@@ -6,7 +6,9 @@ import {
   appHost,
   CODE_HASH_ANNOTATION,
   configMapKey,
+  codeHash,
   generateAppManifests,
+  staleCodeConfigMaps,
   tenantManifests,
   type AppManifestInput,
 } from '../../../src/modules/endpoint_ops/apps/app-manifests.js'
@@ -194,6 +196,16 @@ describe('app manifests: what a deploy and an update depend on', () => {
         { name: 'GREETING', value: 'hi' },
       ]),
     )
+  })
+
+  it('names the ConfigMaps of older code versions for pruning, never the current one nor another app\'s', () => {
+    const app = { id: APP_ID, name: 'hello', tenantId: TENANT }
+    const v1 = configMap(generateAppManifests(inputFor(CASES[0]!))).metadata.name as string
+    const v2Files = [{ path: 'main.py', content: HELLO.replace('world', 'there') }]
+    const v2 = configMap(generateAppManifests({ ...inputFor(CASES[0]!), files: v2Files })).metadata.name as string
+    const otherApp = configMap(generateAppManifests({ ...inputFor(CASES[0]!), app: { ...app, id: '9f8e7d6c-5b4a-4392-8170-6f5e4d3c2b1a' } })).metadata.name as string
+    expect(staleCodeConfigMaps(app, codeHash(v2Files), [v1, v2, otherApp])).toEqual([v1])
+    expect(staleCodeConfigMaps(app, codeHash([{ path: 'main.py', content: HELLO }]), [v1])).toEqual([])
   })
 
   it('gives nested files keys that cannot be another file name, and keeps top-level names', () => {

@@ -90,6 +90,17 @@ export function configMapKey(path: string): string {
   return `.d-${shortHash(path)}-${name}`.slice(0, 253)
 }
 
+/**
+ * Of the ConfigMaps found with the app's labels, those of older code versions: to delete once the
+ * rollout of `hash` is complete (not before: a pod of the old version restarting mid-rollout would
+ * find its code gone). A rollback applies its version's ConfigMap again, so none needs keeping.
+ */
+export function staleCodeConfigMaps(app: { id: string; name: string; tenantId: string }, hash: string, names: readonly string[]): string[] {
+  const current = appNames(app, hash)
+  const prefix = `${current.base}-code-`
+  return names.filter((name) => name.startsWith(prefix) && name !== current.codeConfigMap).sort()
+}
+
 function ingressNamespace(input: AppManifestInput, ingressClass: string | null, traefik: boolean): string | null {
   if (input.settings.ingressNamespace) return input.settings.ingressNamespace
   if (input.cluster.platform === 'openshift') return 'openshift-ingress'
