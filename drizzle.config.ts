@@ -4,7 +4,7 @@ import { defineConfig } from 'drizzle-kit'
 // The same SQL runs on PostgreSQL and on PGlite.
 export default defineConfig({
   dialect: 'postgresql',
-  schema: ['./src/platform/**/tables.ts', './src/modules/*/tables.ts', './src/modules/*/runtime-tables.ts'],
+  schema: ['./src/platform/**/tables.ts', './src/modules/*/tables.ts', './src/modules/*/runtime-tables.ts', './src/modules/*/app-tables.ts'],
   out: './drizzle',
   strict: true,
   verbose: true,

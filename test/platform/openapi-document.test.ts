@@ -94,7 +94,8 @@ function examples(): Array<{ schemaAt: string[]; value: unknown; where: string }
 const PLAUSIBLE_EMAIL = /^[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}$/
 
 function emailsIn(value: unknown, key = ''): string[] {
-  if (typeof value === 'string') return /email/i.test(key) || value.includes('@') ? [value] : []
+  // A string with an '@' but also spaces is text or code (a Python decorator), not an address.
+  if (typeof value === 'string') return /email/i.test(key) || (value.includes('@') && !/\s/.test(value)) ? [value] : []
   if (Array.isArray(value)) return value.flatMap((v) => emailsIn(v, key))
   if (value && typeof value === 'object') return Object.entries(value).flatMap(([k, v]) => emailsIn(v, k))
   return []

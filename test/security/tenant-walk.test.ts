@@ -48,6 +48,9 @@ interface TenantA {
   endpoint: { id: string; name: string; pod: string; apiKey: string }
   /** A runtime of A's own catalog; A's cluster also has serving settings. */
   runtime: { id: string; name: string }
+  /** A template of A's admin (its code holds a marker), and an entry only A's import allow-list has. */
+  template: { id: string; name: string; marker: string }
+  allowlistEntry: string
 }
 let a: TenantA
 let attackers: Array<{ label: string; user: SeededUser }>
@@ -72,6 +75,7 @@ const PATH_IDS: Record<string, (path: string, ids: PathIds) => string | undefine
     if (path.startsWith('/v1/clusters/')) return ids.clusterId
     if (path.startsWith('/v1/endpoints/')) return ids.endpointId
     if (path.startsWith('/v1/runtimes/')) return ids.runtimeId
+    if (path.startsWith('/v1/app-templates/')) return ids.templateId
     return undefined
   },
   pod: (path, ids) => (path.startsWith('/v1/endpoints/{id}/workers/') ? ids.podName : undefined),
@@ -93,6 +97,7 @@ interface PathIds {
   endpointId: string
   podName: string
   runtimeId: string
+  templateId: string
 }
 
 /** Query filters that can point at A: each is tried on its own on every route that has it. */
@@ -131,6 +136,7 @@ const bodies = (): Record<string, unknown> => ({
   deployEndpoint: { name: `b-ep-${randomUUID().slice(0, 8)}`, modelId: a.modelId, clusterId: a.cluster.id, replicas: 1 },
   updateEndpoint: { replicas: 0, env: { OWNED_BY: 'b' } },
   scaleEndpoint: { replicas: 0 },
+  updateAppTemplate: { name: 'owned-by-b', code: 'from fastapi import FastAPI\n\napp = FastAPI(title="b")\n' },
   completeModelUpload: { files: [{ path: 'weights.bin', parts: [{ partNumber: 1, etag: '"0123456789abcdef0123456789abcdef"' }] }] },
   updateRuntime: { tag: 'v6.6.6', image: 'evil.example.com/runtime' },
   updateClusterServingSettings: { registryPrefix: 'evil.example.com/mirror', objectStoreUrl: 'https://evil.example.com' },
@@ -270,6 +276,10 @@ function markers(): string[] {
     a.endpoint.name,
     a.endpoint.pod,
     a.endpoint.apiKey,
+    a.template.id,
+    a.template.name,
+    a.template.marker,
+    a.allowlistEntry,
   ]
 }
 
@@ -305,7 +315,9 @@ async function snapshotOfA() {
         select id, phase, revision, version, spec, api_key_sealed, workflow_id, updated_at from endpoints where tenant_id = ${tenantId}) e) as endpoints,
       (select count(*) from endpoint_status_history where tenant_id = ${tenantId}) as endpoint_history,
       (select json_agg(r order by r.id) from (select * from runtimes where tenant_id = ${tenantId}) r) as runtimes,
-      (select json_agg(s order by s.cluster_id) from (select * from cluster_serving_settings where tenant_id = ${tenantId}) s) as serving_settings`)
+      (select json_agg(s order by s.cluster_id) from (select * from cluster_serving_settings where tenant_id = ${tenantId}) s) as serving_settings,
+      (select json_agg(t order by t.id) from (select * from app_templates where tenant_id = ${tenantId}) t) as app_templates,
+      (select row_to_json(l) from app_import_allowlist l where l.tenant_id = ${tenantId}) as app_import_allowlist`)
   const blob = await app.platform.blob.stat(a.blobKey)
   const modelFile = a.modelId ? await app.platform.blob.stat(`models/${a.modelId}/${a.versionId}/config.json`) : null
   return { ...(rows[0] as Record<string, unknown>), blob: blob?.etag, modelFile: modelFile?.etag } as Record<string, unknown>
@@ -428,6 +440,22 @@ beforeAll(async () => {
   })
   expect(settings.status, settings.text).toBe(200)
 
+  // A's app template and A's own import allow-list.
+  const templateMarker = `a_marker_${randomUUID().replace(/-/g, '')}`
+  const templateName = `a-tpl-${randomUUID().slice(0, 8)}`
+  // Injected rather than fetched: the first check starts the Python checker, longer than call() waits on a busy machine.
+  const template = await app.inject({
+    method: 'POST',
+    url: '/v1/app-templates',
+    headers: asA,
+    payload: { name: templateName, code: `from fastapi import FastAPI\n\napp = FastAPI(title="${templateMarker}")\n` },
+  })
+  expect(template.statusCode, template.body).toBe(201)
+  const templateId = (template.json() as { id: string }).id
+  const allowlistEntry = `a_only_${randomUUID().replace(/-/g, '').slice(0, 12)}`
+  const allowlist = await call('PUT', '/v1/app-import-allowlist', { headers: asA, body: { entries: ['fastapi.*', 'pydantic.*', 'typing', allowlistEntry] } })
+  expect(allowlist.status, allowlist.text).toBe(200)
+
   a = {
     admin,
     member,
@@ -445,6 +473,8 @@ beforeAll(async () => {
     credentialId,
     endpoint: { id: endpointId, name: endpointName, pod: workers[0]!.name, apiKey: endpointKey },
     runtime: { id: runtimeId, name: runtimeName },
+    template: { id: templateId, name: templateName, marker: templateMarker },
+    allowlistEntry,
   }
   // A's events reach the outbox and A's audit rows are written (both after the answers).
   await app.platform.events.drain()
@@ -485,6 +515,7 @@ describe('tenant walk', () => {
       endpointId: a.endpoint.id,
       podName: a.endpoint.pod,
       runtimeId: a.runtime.id,
+      templateId: a.template.id,
     }
     const madeUp: PathIds = {
       userId: randomUUID(),
@@ -500,6 +531,7 @@ describe('tenant walk', () => {
       endpointId: randomUUID(),
       podName: `made-up-${randomUUID().slice(0, 8)}`,
       runtimeId: randomUUID(),
+      templateId: randomUUID(),
     }
     const problems: string[] = []
     const walked: string[] = []
@@ -635,6 +667,11 @@ describe('tenant walk', () => {
       'DELETE /v1/runtimes/{id}',
       'GET /v1/clusters/{id}/serving-settings',
       'PATCH /v1/clusters/{id}/serving-settings',
+      'GET /v1/app-templates',
+      'GET /v1/app-templates/{id}',
+      'PATCH /v1/app-templates/{id}',
+      'DELETE /v1/app-templates/{id}',
+      'GET /v1/app-import-allowlist',
     ]
     for (const expected of mustWalk) {
       expect(walked.some((w) => w.endsWith(expected)), `${expected} was not walked`).toBe(true)
@@ -659,6 +696,9 @@ describe('tenant walk', () => {
       `/v1/endpoints`,
       `/v1/endpoints/${a.endpoint.id}`,
       `/v1/endpoints/${a.endpoint.id}/workers`,
+      `/v1/app-templates`,
+      `/v1/app-templates/${a.template.id}`,
+      `/v1/app-import-allowlist`,
     ]
     for (const url of reads) {
       const answer = await call('GET', url, { headers: asA })

@@ -3,6 +3,7 @@ import type { Platform } from '../../platform/platform.js'
 import type { ClusterService } from '../cluster_ops/index.js'
 import type { ModelService } from '../model_ops/index.js'
 import type { WorkflowService } from '../workflow_ops/index.js'
+import { createAppCatalog } from './apps/app-module.js'
 import { countLiveUsingRuntime } from './endpoint-crud.js'
 import { createEndpointDesigner } from './endpoint-designer.js'
 import { createEndpointLifecycle } from './endpoint-module.js'
@@ -21,6 +22,8 @@ export function createEndpointOps(
   deps: { workflows: WorkflowService; clusters: ClusterService; models: ModelService },
 ) {
   const catalog = createRuntimeModule(platform, { clusters: deps.clusters })
+  // Apps: templates (global ones seeded once) and the tenants' import allow-lists.
+  const apps = createAppCatalog(platform)
   const designer = createEndpointDesigner({
     runtimesFor: (tenantId) => catalog.runtimes.forPlanning(tenantId),
     settingsFor: (tenantId, clusterId) => catalog.servingSettings.forCluster(tenantId, clusterId),
@@ -32,12 +35,21 @@ export function createEndpointOps(
     service: lifecycle.service,
     runtimes: catalog.runtimes,
     servingSettings: catalog.servingSettings,
-    /** Seeds the runtime catalog (never over an operator's edits). */
-    start: () => catalog.start(),
-    stop: () => catalog.stop(),
+    appTemplates: apps.templates,
+    appAllowList: apps.allowList,
+    /** Seeds the runtime catalog and the app templates (never over an operator's edits). */
+    async start() {
+      await catalog.start()
+      await apps.start()
+    },
+    async stop() {
+      await apps.stop()
+      await catalog.stop()
+    },
     routes(app: FastifyInstance) {
       catalog.routes(app)
       lifecycle.routes(app)
+      apps.routes(app)
     },
   }
 }
