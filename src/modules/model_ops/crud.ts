@@ -220,58 +220,63 @@ function preparedWhere(filter: ModelFilter, without?: keyof ModelFilter): SQL[] 
 }
 
 /**
- * The page and its count for one filter shape and sort, prepared under a name: built by drizzle and
- * planned by PostgreSQL once per connection, not on every request. Substring searches are not
- * prepared: a generic plan would not know how selective the term is.
+ * The page for one filter shape and sort, prepared under a name: built by drizzle and planned by
+ * PostgreSQL once per connection, not on every request. Substring searches are not prepared: a
+ * generic plan would not know how selective the term is.
  */
-function listStatements(executor: Executor, filter: ModelFilter, sort: SortRequest<ModelSortField>) {
+function pageStatement(executor: Executor, filter: ModelFilter, sort: SortRequest<ModelSortField>) {
   return prepared(executor, `models_list_${filterShape(filter)}_${sort.field}_${sort.direction}`, (name) => {
-    const where = and(...preparedWhere(filter))
     const column = SORT_COLUMNS[sort.field]
     const order = sort.direction === 'asc' ? asc(column) : desc(column)
-    const page = executor
+    return executor
       .select()
       .from(models)
-      .where(where)
+      .where(and(...preparedWhere(filter)))
       .orderBy(sort.field === 'parameterCount' ? sql`${order} nulls last` : order, asc(models.id))
       .limit(sql.placeholder('limit'))
       .offset(sql.placeholder('offset'))
       .prepare(name)
-    const total = executor.select({ n: count() }).from(models).where(where).prepare(`${name}_n`)
-    return { page, total }
   })
 }
 
+function countStatement(executor: Executor, filter: ModelFilter) {
+  return prepared(executor, `models_count_${filterShape(filter)}`, (name) =>
+    executor.select({ n: count() }).from(models).where(and(...preparedWhere(filter))).prepare(name),
+  )
+}
+
+/** One page of the tenant's models matching the filter. */
 export async function listModels(
   executor: Executor,
   tenantId: string,
   filter: ModelFilter,
   sort: SortRequest<ModelSortField>,
   page: PageRequest,
-): Promise<{ rows: ModelRow[]; total: number }> {
-  if (!filter.q) {
-    const statements = listStatements(executor, filter, sort)
-    const values = { ...filter, tenantId }
-    const [rows, [total]] = await Promise.all([
-      statements.page.execute({ ...values, limit: page.limit, offset: page.offset }),
-      statements.total.execute(values),
-    ])
-    return { rows, total: total?.n ?? 0 }
-  }
-  const where = and(...modelWhere(tenantId, filter))
+): Promise<ModelRow[]> {
+  if (!filter.q) return pageStatement(executor, filter, sort).execute({ ...filter, tenantId, limit: page.limit, offset: page.offset })
   const column = SORT_COLUMNS[sort.field]
   const order = sort.direction === 'asc' ? asc(column) : desc(column)
-  const [rows, [total]] = await Promise.all([
-    executor
-      .select()
-      .from(models)
-      .where(where)
-      .orderBy(sort.field === 'parameterCount' ? sql`${order} nulls last` : order, asc(models.id))
-      .limit(page.limit)
-      .offset(page.offset),
-    executor.select({ n: count() }).from(models).where(where),
-  ])
-  return { rows, total: total?.n ?? 0 }
+  return executor
+    .select()
+    .from(models)
+    .where(and(...modelWhere(tenantId, filter)))
+    .orderBy(sort.field === 'parameterCount' ? sql`${order} nulls last` : order, asc(models.id))
+    .limit(page.limit)
+    .offset(page.offset)
+}
+
+/** How many of the tenant's models match the filter. */
+export async function countModels(executor: Executor, tenantId: string, filter: ModelFilter): Promise<number> {
+  const [row] = filter.q
+    ? await executor.select({ n: count() }).from(models).where(and(...modelWhere(tenantId, filter)))
+    : await countStatement(executor, filter).execute({ ...filter, tenantId })
+  return row?.n ?? 0
+}
+
+/** The filters that are set, in a fixed order: two filters selecting the same models have the same key. */
+export function modelFilterKey(filter: ModelFilter): string {
+  const keys: Array<keyof ModelFilter> = ['status', 'source', 'provider', 'format', 'license', 'task', 'modality', 'tag', 'q']
+  return JSON.stringify(keys.map((k) => filter[k] ?? null))
 }
 
 export type FacetName = 'source' | 'task' | 'modality' | 'provider' | 'format' | 'license' | 'tag'

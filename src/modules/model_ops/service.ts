@@ -8,6 +8,7 @@ import { ValidationError } from '../../platform/errors.js'
 import type { EventBus } from '../../platform/events/index.js'
 import { assertIfMatch, etagOf } from '../../platform/http/etag.js'
 import { type PageResult, pageRequest, pageResult, parseSort } from '../../platform/http/pagination.js'
+import type { CatalogCounts } from './catalog-counts.js'
 import type { CredentialService } from './credentials.js'
 import * as crud from './crud.js'
 import {
@@ -92,6 +93,8 @@ export interface ModelServiceDeps {
   blob: Pick<BlobStore, 'delete'>
   events: Pick<EventBus, 'publish'>
   credentials: Pick<CredentialService, 'remoteModels'>
+  /** Totals and facets kept between requests until the tenant's models change. */
+  counts: Pick<CatalogCounts, 'get' | 'forget'>
   log: Logger
 }
 
@@ -150,7 +153,7 @@ function versionView(row: ModelVersionRow, defaultId: string | null): VersionVie
 const etag = (row: Pick<ModelRow, 'updatedAt' | 'version'>) => etagOf(row.updatedAt, row.version)
 
 export function createModelService(deps: ModelServiceDeps) {
-  const { db, blob, events, credentials, log } = deps
+  const { db, blob, events, credentials, counts, log } = deps
   const users: ModelUser[] = []
 
   async function visible(principal: Principal, id: string): Promise<ModelRow> {
@@ -266,6 +269,7 @@ export function createModelService(deps: ModelServiceDeps) {
         await events.publish(tx, MODEL_TOPIC.created, { modelId: id, name: input.name, source: input.source }, { tenantId: principal.tenantId })
         return inserted
       })
+      counts.forget(principal.tenantId)
       log.info({ modelId: id, source: input.source }, 'model created')
       return { model: modelView(row), etag: etag(row) }
     },
@@ -274,12 +278,22 @@ export function createModelService(deps: ModelServiceDeps) {
       const page = pageRequest(query)
       const sort = parseSort(query.sort, MODEL_SORT_FIELDS, { field: 'createdAt', direction: 'desc' })
       const { sort: _s, page: _p, limit: _l, ...filter } = query
-      const { rows, total } = await crud.listModels(db, principal.tenantId, filter, sort, page)
+      const tenantId = principal.tenantId
+      const [rows, total] = await Promise.all([
+        crud.listModels(db, tenantId, filter, sort, page),
+        counts.get(tenantId, `total:${crud.modelFilterKey(filter)}`, () => crud.countModels(db, tenantId, filter)),
+      ])
       return pageResult(rows.map(modelView), total, page)
     },
 
     async facets(principal: Principal, filter: crud.ModelFilter): Promise<crud.Facets> {
-      return crud.modelFacets(db, principal.tenantId, filter, FACET_LIMIT)
+      const tenantId = principal.tenantId
+      return counts.get(tenantId, `facets:${crud.modelFilterKey(filter)}`, () => crud.modelFacets(db, tenantId, filter, FACET_LIMIT))
+    },
+
+    /** Models of the tenant changed (a write through this process has committed): its counts are stale now. */
+    catalogChanged(tenantId: string): void {
+      counts.forget(tenantId)
     },
 
     async get(principal: Principal, id: string): Promise<{ model: ModelView; etag: string }> {
@@ -297,6 +311,7 @@ export function createModelService(deps: ModelServiceDeps) {
         await events.publish(tx, MODEL_TOPIC.updated, { modelId: id, name: updated.name, fields }, { tenantId: principal.tenantId })
         return updated
       })
+      counts.forget(principal.tenantId)
       return { model: modelView(row), etag: etag(row) }
     },
 
@@ -316,6 +331,7 @@ export function createModelService(deps: ModelServiceDeps) {
         await events.publish(tx, MODEL_TOPIC.deleted, { modelId: id, name: row.name }, { tenantId: principal.tenantId })
         return dropped
       })
+      counts.forget(principal.tenantId)
       await deleteBlobs(keys)
       log.info({ modelId: id, files: keys.length }, 'model deleted')
     },
@@ -331,7 +347,7 @@ export function createModelService(deps: ModelServiceDeps) {
 
     /** Makes a ready version the model's default (and a model still `importing` ready). */
     async promote(principal: Principal, id: string, versionId: string): Promise<VersionView> {
-      return transaction(db, async (tx) => {
+      const promoted = await transaction(db, async (tx) => {
         const model = await locked(tx, principal, id)
         const version = await crud.getVersion(tx, id, versionId)
         if (!version) throw versionNotFound()
@@ -347,6 +363,8 @@ export function createModelService(deps: ModelServiceDeps) {
         }
         return versionView(version, versionId)
       })
+      counts.forget(principal.tenantId)
+      return promoted
     },
 
     /** Deletes a version and its files: not the default while another version remains, never one in use. */
@@ -416,7 +434,7 @@ export function createModelService(deps: ModelServiceDeps) {
      * ledger, it becomes immutable, and the model's first sealed version becomes its default.
      */
     async sealVersion(versionId: string): Promise<ModelVersionRow> {
-      return transaction(db, async (tx) => {
+      const sealed = await transaction(db, async (tx) => {
         const version = await crud.lockVersion(tx, versionId)
         if (!version || version.status === 'deleted') throw versionNotFound()
         if (version.status === 'ready') return version
@@ -437,6 +455,8 @@ export function createModelService(deps: ModelServiceDeps) {
         }
         return sealed
       })
+      counts.forget(sealed.tenantId)
+      return sealed
     },
   }
   return service
