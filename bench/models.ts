@@ -408,8 +408,9 @@ async function main() {
         { name: 'search page, a new term each request', route: 'models', query: 'q=0123&page=1', pathOf: search('&page=1') },
         { name: 'facets, a new term each request', route: 'models/facets', query: 'q=0123', pathOf: search('') },
       ]
-      const auth = await loginHeaders(app.url, { realm: catalogRealm, email, password })
       for (const s of scenarios) {
+        // A token per scenario: one would expire before the last scenario ran.
+        const auth = await loginHeaders(app.url, { realm: catalogRealm, email, password })
         const mine = await fetch(`${app.url}/v1/${s.route}?${s.query}`, { headers: auth })
         if (mine.status !== 200) throw new Error(`${s.name}: ${mine.status} ${await mine.text()}`)
         const ours = await mine.text()
