@@ -531,7 +531,7 @@ export async function versionBytes(executor: Executor, versionId: string): Promi
 
 export type NewUpload = typeof modelUploads.$inferInsert
 
-export type UploadPatch = Partial<Pick<NewUpload, 'status' | 'statusReason' | 'workflowId'>>
+export type UploadPatch = Partial<Pick<NewUpload, 'status' | 'statusReason' | 'workflowId' | 'expiresAt'>>
 
 export async function insertUpload(
   executor: Executor,
