@@ -514,6 +514,14 @@ export async function updateVersionFile(
     .where(and(eq(modelVersionFiles.versionId, versionId), eq(modelVersionFiles.path, path)))
 }
 
+/** A file of the version moved to another path (and blob key). */
+export async function renameVersionFile(executor: Executor, versionId: string, from: string, to: { path: string; blobKey: string }): Promise<void> {
+  await executor
+    .update(modelVersionFiles)
+    .set({ path: to.path, blobKey: to.blobKey, updatedAt: sql`now()` })
+    .where(and(eq(modelVersionFiles.versionId, versionId), eq(modelVersionFiles.path, from)))
+}
+
 /** Bytes of the version's files in all, and how many of them are stored. */
 export async function versionBytes(executor: Executor, versionId: string): Promise<{ total: number; done: number; files: number }> {
   const [row] = await executor
