@@ -92,7 +92,7 @@ export interface ModelServiceDeps {
   db: Database
   blob: Pick<BlobStore, 'delete'>
   events: Pick<EventBus, 'publish'>
-  credentials: Pick<CredentialService, 'remoteModels'>
+  credentials: Pick<CredentialService, 'remoteModel'>
   /** Totals and facets kept between requests until the tenant's models change. */
   counts: Pick<CatalogCounts, 'get' | 'forget'>
   log: Logger
@@ -227,7 +227,7 @@ export function createModelService(deps: ModelServiceDeps) {
 
       if (input.source === 'cloud') {
         // The call happens before any transaction: no row is locked while a provider thinks.
-        const remote = await credentials.remoteModels(principal.tenantId, input.credentialId!)
+        const remote = await credentials.remoteModel(principal.tenantId, input.credentialId!, input.uri!)
         if (!remote) throw credentialNotFound()
         if (remote.provider.id !== input.provider) {
           throw new ValidationError(`the credential is for ${remote.provider.id}, not ${input.provider}`, [{ field: 'body.credentialId', message: `a ${remote.provider.id} credential` }])
@@ -236,7 +236,7 @@ export function createModelService(deps: ModelServiceDeps) {
           throw new ValidationError(`${remote.provider.id} is a hub: its models are imported`, [{ field: 'body.provider', message: 'not a cloud provider' }])
         }
         if (!remote.result.ok) throw credentialVerificationFailed(remote.result)
-        if (remote.result.models && !remote.result.models.includes(input.uri!)) throw modelNotFoundAtProvider(input.uri!, remote.provider.displayName)
+        if (remote.result.found === false) throw modelNotFoundAtProvider(input.uri!, remote.provider.displayName, remote.result.message)
       }
 
       const id = randomUUID()
