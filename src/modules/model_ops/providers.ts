@@ -125,11 +125,11 @@ export type Verification = { ok: true; models: string[] | null } | VerificationF
 export type RemoteModelLookup = { ok: true; found: boolean | null; message?: string } | VerificationFailure
 
 /**
- * The last data-plane API version of Azure OpenAI that reads a deployment with a resource key (the
- * GA versions only run inference; listing deployments otherwise takes the management plane and an
- * Entra ID token, which a resource key is not).
+ * Azure OpenAI's data-plane authoring API, which reads a deployment with a resource key
+ * (`GET /openai/deployments/{name}`). The GA inference versions have no such read; listing
+ * deployments otherwise takes the management plane and an Entra ID token, which a key is not.
  */
-export const AZURE_DEPLOYMENTS_API_VERSION = '2023-05-15'
+export const AZURE_DEPLOYMENTS_API_VERSION = '2022-12-01'
 
 export interface ProviderCall {
   outbound: Outbound
