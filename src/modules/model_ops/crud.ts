@@ -282,42 +282,61 @@ export function modelFilterKey(filter: ModelFilter): string {
 export type FacetName = 'source' | 'task' | 'modality' | 'provider' | 'format' | 'license' | 'tag'
 export type Facets = Record<FacetName, Array<{ value: string; count: number }>>
 
-const SCALAR_FACETS = { source: models.source, provider: models.providerId, format: models.format, license: models.license } as const
-const ARRAY_FACETS = { task: models.tasks, modality: models.modalities, tag: models.tags } as const
+const FACET_NAMES: FacetName[] = ['source', 'provider', 'format', 'license', 'task', 'modality', 'tag']
 
 /**
- * The grouped count of one facet for one filter shape, prepared under a name as the list's
- * statements are (the facet's own filter left out of its WHERE).
+ * Every facet in one statement: the models matching the filters that are not facets (tenant,
+ * status, search) are read once, each facet filter becomes a flag on the row, and each facet groups
+ * the rows whose flags but its own hold (a facet is counted over the models matching every filter
+ * but its own). The `perFacet` most common values of each, by count then value.
  */
-function facetStatement(executor: Executor, name: FacetName, filter: ModelFilter) {
-  return prepared(executor, `models_facet_${name}_${filterShape(filter, name)}`, (statementName) => {
-    const where = preparedWhere(filter, name)
-    if (name in SCALAR_FACETS) {
-      const column = SCALAR_FACETS[name as keyof typeof SCALAR_FACETS]
-      return executor
-        .select({ value: column, count: count() })
-        .from(models)
-        .where(and(...where, sql`${column} is not null`))
-        .groupBy(column)
-        .orderBy(desc(count()), asc(column))
-        .limit(sql.placeholder('perFacet'))
-        .prepare(statementName)
-    }
-    const column = ARRAY_FACETS[name as keyof typeof ARRAY_FACETS]
-    const value = sql<string>`v.value`
-    const matching = executor
-      .select({ value: sql<string>`unnest(${column})`.as('value') })
-      .from(models)
-      .where(and(...where))
-      .as('v')
-    return executor
-      .select({ value, count: count() })
-      .from(matching)
-      .groupBy(value)
-      .orderBy(desc(count()), asc(value))
-      .limit(sql.placeholder('perFacet'))
-      .prepare(statementName)
-  })
+function facetsQuery(tenant: SQL, filter: ModelFilter, value: (name: keyof ModelFilter) => SQL, perFacet: SQL): SQL {
+  // Unprepared: a facet's count is kept between requests (catalog-counts.ts), so this runs once per change.
+  const where: SQL[] = [sql`tenant_id = ${tenant}`, filter.status ? sql`status = ${value('status')}` : sql`status <> 'deleted'`]
+  if (filter.q) {
+    const like = value('q')
+    where.push(sql`(name ilike ${like} or description ilike ${like})`)
+  }
+  const flags: Record<FacetName, SQL | null> = {
+    source: filter.source ? sql`source = ${value('source')}` : null,
+    provider: filter.provider ? sql`provider_id = ${value('provider')}` : null,
+    format: filter.format ? sql`format = ${value('format')}` : null,
+    license: filter.license ? sql`license = ${value('license')}` : null,
+    task: filter.task ? sql`tasks @> array[${value('task')}]::text[]` : null,
+    modality: filter.modality ? sql`modalities @> array[${value('modality')}]::text[]` : null,
+    tag: filter.tag ? sql`tags @> array[${value('tag')}]::text[]` : null,
+  }
+  const set = FACET_NAMES.filter((name) => flags[name])
+  const columns = set.map((name) => sql`${flags[name]} as ${sql.identifier(`f_${name}`)}`)
+  // Rows that fail two facet filters count in no facet: left out of the read.
+  const failing = set.map((name) => sql`(case when ${flags[name]} then 0 else 1 end)`)
+  if (failing.length > 1) where.push(sql`${sql.join(failing, sql` + `)} <= 1`)
+  const others = (name: FacetName) => {
+    const held = set.filter((other) => other !== name).map((other) => sql.identifier(`f_${other}`))
+    return held.length > 0 ? sql.join(held, sql` and `) : sql`true`
+  }
+  const SOURCES: Record<FacetName, SQL> = {
+    source: sql`select source as value from m where source is not null and ${others('source')}`,
+    provider: sql`select provider_id from m where provider_id is not null and ${others('provider')}`,
+    format: sql`select format from m where format is not null and ${others('format')}`,
+    license: sql`select license from m where license is not null and ${others('license')}`,
+    task: sql`select unnest(tasks) from m where ${others('task')}`,
+    modality: sql`select unnest(modalities) from m where ${others('modality')}`,
+    tag: sql`select unnest(tags) from m where ${others('tag')}`,
+  }
+  const grouped = FACET_NAMES.map(
+    (name) => sql`select ${name}::text as facet, value, count(*)::int as count from (${SOURCES[name]}) as ${sql.identifier(`v_${name}`)}(value) group by value`,
+  )
+  return sql`with m as materialized (
+      select source, provider_id, format, license, tasks, modalities, tags${columns.length > 0 ? sql`, ${sql.join(columns, sql`, `)}` : sql``}
+      from models where ${sql.join(where, sql` and `)}
+    )
+    select facet, value, count from (
+      select facet, value, count, row_number() over (partition by facet order by count desc, value asc) as rank
+      from (${sql.join(grouped, sql` union all `)}) as g
+    ) as ranked
+    where rank <= ${perFacet}
+    order by facet, rank`
 }
 
 /**
@@ -325,43 +344,11 @@ function facetStatement(executor: Executor, name: FacetName, filter: ModelFilter
  * dashboard can show what choosing another value would give); the `perFacet` most common values.
  */
 export async function modelFacets(executor: Executor, tenantId: string, filter: ModelFilter, perFacet: number): Promise<Facets> {
-  if (!filter.q) {
-    const values = { ...filter, tenantId, perFacet }
-    const names = [...Object.keys(SCALAR_FACETS), ...Object.keys(ARRAY_FACETS)] as FacetName[]
-    const counted = await Promise.all(
-      names.map(async (name) => {
-        const rows = (await facetStatement(executor, name, filter).execute(values)) as Array<{ value: string | null; count: number }>
-        return [name, rows.map((r) => ({ value: r.value!, count: Number(r.count) }))] as const
-      }),
-    )
-    return Object.fromEntries(counted) as Facets
-  }
-  const scalar = Object.entries(SCALAR_FACETS).map(async ([name, column]) => {
-    const rows = await executor
-      .select({ value: column, count: count() })
-      .from(models)
-      .where(and(...modelWhere(tenantId, filter, name as FacetName), sql`${column} is not null`))
-      .groupBy(column)
-      .orderBy(desc(count()), asc(column))
-      .limit(perFacet)
-    return [name, rows.map((r) => ({ value: r.value!, count: r.count }))] as const
-  })
-  const arrays = Object.entries(ARRAY_FACETS).map(async ([name, column]) => {
-    const value = sql<string>`v.value`
-    const matching = executor
-      .select({ value: sql<string>`unnest(${column})`.as('value') })
-      .from(models)
-      .where(and(...modelWhere(tenantId, filter, name as FacetName)))
-      .as('v')
-    const rows = await executor
-      .select({ value, count: count() })
-      .from(matching)
-      .groupBy(value)
-      .orderBy(desc(count()), asc(value))
-      .limit(perFacet)
-    return [name, rows.map((r) => ({ value: r.value, count: Number(r.count) }))] as const
-  })
-  return Object.fromEntries(await Promise.all([...scalar, ...arrays])) as Facets
+  const query = facetsQuery(sql`${tenantId}`, filter, (field) => (field === 'q' ? sql`${likeLiteral(filter.q!)}` : sql`${filter[field]}`), sql`${perFacet}`)
+  const { rows } = await executor.execute<{ facet: FacetName; value: string; count: number }>(query)
+  const facets = Object.fromEntries(FACET_NAMES.map((name) => [name, [] as Array<{ value: string; count: number }>])) as Facets
+  for (const row of rows) facets[row.facet].push({ value: row.value, count: Number(row.count) })
+  return facets
 }
 
 // ---- versions ---------------------------------------------------------------------------------

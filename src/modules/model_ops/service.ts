@@ -279,11 +279,16 @@ export function createModelService(deps: ModelServiceDeps) {
       const sort = parseSort(query.sort, MODEL_SORT_FIELDS, { field: 'createdAt', direction: 'desc' })
       const { sort: _s, page: _p, limit: _l, ...filter } = query
       const tenantId = principal.tenantId
-      const [rows, total] = await Promise.all([
-        crud.listModels(db, tenantId, filter, sort, page),
-        counts.get(tenantId, `total:${crud.modelFilterKey(filter)}`, () => crud.countModels(db, tenantId, filter)),
-      ])
-      return pageResult(rows.map(modelView), total, page)
+      const total = () => counts.get(tenantId, `total:${crud.modelFilterKey(filter)}`, () => crud.countModels(db, tenantId, filter))
+      if (filter.q) {
+        // A search mostly fits on its page, and its count reads every match: a page that is not
+        // full (and not past the end) says the total itself.
+        const rows = await crud.listModels(db, tenantId, filter, sort, page)
+        const known = rows.length < page.limit && (rows.length > 0 || page.offset === 0)
+        return pageResult(rows.map(modelView), known ? page.offset + rows.length : await total(), page)
+      }
+      const [rows, counted] = await Promise.all([crud.listModels(db, tenantId, filter, sort, page), total()])
+      return pageResult(rows.map(modelView), counted, page)
     },
 
     async facets(principal: Principal, filter: crud.ModelFilter): Promise<crud.Facets> {
