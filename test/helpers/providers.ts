@@ -16,6 +16,7 @@ import { makeCa, makeServerCert } from './tls.js'
  *   /openai/v1/models          Bearer
  *   /anthropic/v1/models       x-api-key + anthropic-version: 2023-06-01, paged by after_id
  *   /azure/openai/models       api-key, ?api-version required
+ *   /azure/openai/deployments/{name}  api-key, ?api-version required; 404 DeploymentNotFound as Azure answers it
  *   /bedrock/foundation-models SigV4 (service bedrock)
  *   /hub/api/whoami-v2         Bearer (Hugging Face)
  *   /vllm/v1/models            Bearer when a key is configured
@@ -34,6 +35,8 @@ export interface ProviderStandIn {
     bedrock: { accessKeyId: string; secretAccessKey: string; region: string }
   }
   models: { openai: string[]; anthropic: string[]; azure: string[]; bedrock: string[]; vllm: string[] }
+  /** Azure OpenAI deployments by name (what a cloud model on azure_openai names), with the model each serves. */
+  azureDeployments: Map<string, { model: string; status: string }>
   /** Every request seen, as method + path. */
   calls: string[]
   close(): Promise<void>
@@ -86,12 +89,37 @@ export async function startProviderStandIn(): Promise<ProviderStandIn> {
     bedrock: ['anthropic.claude-3-haiku-20240307-v1:0', 'amazon.titan-embed-text-v2:0'],
     vllm: ['meta-llama/Llama-3.1-8B-Instruct'],
   }
+  const azureDeployments: ProviderStandIn['azureDeployments'] = new Map([
+    ['chat-prod', { model: 'gpt-4o', status: 'succeeded' }],
+    ['embed-creating', { model: 'text-embedding-3-small', status: 'running' }],
+  ])
   const calls: string[] = []
 
   const server = https.createServer({ cert: cert.certPem, key: cert.keyPem }, (req, res) => {
     const url = new URL(req.url ?? '/', 'https://stand-in')
     calls.push(`${req.method} ${url.pathname}`)
     const bearer = String(req.headers.authorization ?? '').replace(/^Bearer /, '')
+    if (/^\/azure\/openai\/deployments\/[^/]+$/.test(url.pathname)) {
+      if (!url.searchParams.get('api-version')) return json(res, 404, { error: { code: '404', message: 'Resource not found' } })
+      if (req.headers['api-key'] !== keys.azure) {
+        return json(res, 401, { error: { code: '401', message: 'Access denied due to invalid subscription key or wrong API endpoint. Make sure to provide a valid key for an active subscription and use a correct regional API endpoint for your resource.' } })
+      }
+      const name = decodeURIComponent(url.pathname.split('/').pop()!)
+      const deployment = azureDeployments.get(name)
+      if (!deployment) {
+        return json(res, 404, { error: { code: 'DeploymentNotFound', message: 'The API deployment for this resource does not exist. If you created the deployment within the last 5 minutes, please wait a moment and try again.' } })
+      }
+      return json(res, 200, {
+        scale_settings: { scale_type: 'standard' },
+        model: deployment.model,
+        owner: 'organization-owner',
+        id: name,
+        status: deployment.status,
+        created_at: 1715367049,
+        updated_at: 1715367049,
+        object: 'deployment',
+      })
+    }
     switch (url.pathname) {
       case '/openai/v1/models':
         if (bearer !== keys.openai) {
@@ -144,6 +172,7 @@ export async function startProviderStandIn(): Promise<ProviderStandIn> {
     caFile,
     keys,
     models,
+    azureDeployments,
     calls,
     async close() {
       server.closeAllConnections()

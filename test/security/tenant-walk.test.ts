@@ -651,6 +651,7 @@ describe('tenant walk', () => {
       'DELETE /v1/models/{id}/versions/{version}',
       'POST /v1/models/{id}/versions/uploads',
       'POST /v1/models/{id}/versions/uploads/{upload}/complete',
+      'POST /v1/models/{id}/versions/uploads/{upload}/parts',
       'DELETE /v1/models/{id}/versions/uploads/{upload}',
       'PATCH /v1/credentials/{id}',
       'GET /v1/endpoints',

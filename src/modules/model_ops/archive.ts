@@ -13,6 +13,7 @@ import { filePathProblem } from './paths.js'
  * fifo refuses the archive, as does an encrypted zip entry or a path met twice), and what it
  * expands to is bounded in files, in bytes, and in bytes per compressed byte — a zip bomb is
  * refused before anything is inflated when its directory says so, and while inflating otherwise.
+ * When every file sits in one folder, the folder is dropped from the paths (commonRoot).
  */
 export const ArchiveErrorCode = {
   UNSAFE: 'ARCHIVE_UNSAFE',
@@ -32,6 +33,22 @@ export const RATIO_FLOOR_BYTES = 1024 * 1024
 
 /** Stores one file of the archive; `body` must be read to its end (or the unpacking stalls). */
 export type ArchiveSink = (path: string, size: number, body: Readable) => Promise<void>
+
+/** Moves a file the sink stored under `from` to `to` (both version paths). */
+export type ArchiveRelocate = (from: string, to: string) => Promise<void>
+
+/**
+ * The folder every path sits under, when there is one: an archive made of a model's folder
+ * (`my-model/config.json`, `my-model/model.safetensors`) is unpacked without it, so its files are
+ * at the version's root where loaders and the metadata reader look for them.
+ */
+export function commonRoot(paths: string[]): string | null {
+  const first = paths[0]?.split('/')[0]
+  if (!first || paths.some((p) => !p.startsWith(`${first}/`))) return null
+  return first
+}
+
+const underRoot = (path: string, root: string) => path.slice(root.length + 1)
 
 const unsafe = (message: string) => new WorkflowStepError(ArchiveErrorCode.UNSAFE, message)
 const tooLarge = (message: string) => new WorkflowStepError(ArchiveErrorCode.TOO_LARGE, message)
@@ -89,9 +106,15 @@ export async function unpackTar(
   limits: ArchiveLimits,
   compressedBytes: () => number,
   sink: ArchiveSink,
-): Promise<{ files: number; bytes: number }> {
+  relocate: ArchiveRelocate,
+): Promise<{ files: number; bytes: number; root: string | null }> {
   const extract = tar.extract()
   const seen = new Set<string>()
+  // A tar is read as it streams, so whether every file shares one folder is known only at its end.
+  // The first file's folder is taken as the root and left out of the paths; a later file outside
+  // it puts the files stored so far back under the folder (relocate) and keeps paths as they are.
+  let root: string | null | undefined
+  const stored: string[] = []
   const spent = budget(limits, compressedBytes)
   const feeding = (gzip ? pipeline(source, createGunzip(), extract) : pipeline(source, extract)).then(
     () => null,
@@ -105,9 +128,16 @@ export async function unpackTar(
         continue
       }
       if (type !== 'file' && type !== 'contiguous-file') throw unsafe(`the archive holds a ${type ?? 'special'} entry "${name.slice(0, 200)}": only regular files are imported`)
-      const path = checkedPath(name, seen)
+      const full = checkedPath(name, seen)
+      if (root === undefined) root = commonRoot([full])
+      if (root && !full.startsWith(`${root}/`)) {
+        for (const path of stored) await relocate(path, `${root}/${path}`)
+        root = null
+      }
+      const path = root ? underRoot(full, root) : full
       spent.file(size)
       await sink(path, size, Readable.from(counted(entry, (n) => spent.bytes(n))))
+      if (root) stored.push(path)
     }
   } catch (err) {
     source.destroy()
@@ -116,11 +146,11 @@ export async function unpackTar(
   }
   const failed = await feeding
   if (failed) throw invalid(failed)
-  return { files: seen.size, bytes: spent.expanded }
+  return { files: seen.size, bytes: spent.expanded, root: root ?? null }
 }
 
 /** A zip already on local disk (its directory is at its end): the directory is judged before any entry is read. */
-export async function unpackZip(file: string, limits: ArchiveLimits, sink: ArchiveSink): Promise<{ files: number; bytes: number }> {
+export async function unpackZip(file: string, limits: ArchiveLimits, sink: ArchiveSink): Promise<{ files: number; bytes: number; root: string | null }> {
   let zip: yauzl.ZipFile
   try {
     zip = await yauzl.openPromise(file, { lazyEntries: true, autoClose: false, validateEntrySizes: true, strictFileNames: true })
@@ -148,14 +178,16 @@ export async function unpackZip(file: string, limits: ArchiveLimits, sink: Archi
       throw tooLarge(`the archive expands to ${declared} bytes from ${zip.fileSize}, more than ${limits.maxRatio} times its size (a compression bomb)`)
     }
     if (declared > limits.maxExpandedBytes) throw tooLarge(`the archive expands to ${declared} bytes, more than ${limits.maxExpandedBytes} (MODEL_IMPORT_MAX_EXPANDED_BYTES)`)
+    // The directory lists every path up front: a folder they all sit in is left out of them.
+    const root = commonRoot(entries.map((e) => e.path))
     for (const { entry, path } of entries) {
       spent.file(entry.uncompressedSize)
       const body = await zip.openReadStreamPromise(entry).catch((err: unknown) => {
         throw invalid(err)
       })
-      await sink(path, entry.uncompressedSize, Readable.from(counted(body, (n) => spent.bytes(n))))
+      await sink(root ? underRoot(path, root) : path, entry.uncompressedSize, Readable.from(counted(body, (n) => spent.bytes(n))))
     }
-    return { files: entries.length, bytes: spent.expanded }
+    return { files: entries.length, bytes: spent.expanded, root }
   } catch (err) {
     throw err instanceof WorkflowStepError ? err : invalid(err)
   } finally {

@@ -12,9 +12,11 @@ import type { Vault } from '../../platform/vault.js'
 import * as crud from './crud.js'
 import { credentialInUse, credentialNameTaken, credentialNotFound, credentialVerificationFailed, nothingToUpdate } from './errors.js'
 import {
+  findRemoteModel,
   hintOf,
   type ProviderDefinition,
   providerById,
+  type RemoteModelLookup,
   type Secrets,
   type Settings,
   URL_SETTINGS,
@@ -268,6 +270,14 @@ export function createCredentialService(deps: CredentialServiceDeps) {
       if (!row) return undefined
       const provider = providerById(row.providerId)!
       return { provider, result: await verify(provider, row.settings, open(row), signal) }
+    },
+
+    /** Whether the credential's provider has `name` (Azure: a deployment of that name) for it; undefined when the credential is not the tenant's. */
+    async remoteModel(tenantId: string, id: string, name: string, signal?: AbortSignal): Promise<{ provider: ProviderDefinition; result: RemoteModelLookup } | undefined> {
+      const row = await crud.getCredential(db, tenantId, id)
+      if (!row) return undefined
+      const provider = providerById(row.providerId)!
+      return { provider, result: await findRemoteModel(provider, row.settings, open(row), name, { outbound, hubUrl, signal }) }
     },
   }
 }

@@ -220,99 +220,123 @@ function preparedWhere(filter: ModelFilter, without?: keyof ModelFilter): SQL[] 
 }
 
 /**
- * The page and its count for one filter shape and sort, prepared under a name: built by drizzle and
- * planned by PostgreSQL once per connection, not on every request. Substring searches are not
- * prepared: a generic plan would not know how selective the term is.
+ * The page for one filter shape and sort, prepared under a name: built by drizzle and planned by
+ * PostgreSQL once per connection, not on every request. Substring searches are not prepared: a
+ * generic plan would not know how selective the term is.
  */
-function listStatements(executor: Executor, filter: ModelFilter, sort: SortRequest<ModelSortField>) {
+function pageStatement(executor: Executor, filter: ModelFilter, sort: SortRequest<ModelSortField>) {
   return prepared(executor, `models_list_${filterShape(filter)}_${sort.field}_${sort.direction}`, (name) => {
-    const where = and(...preparedWhere(filter))
     const column = SORT_COLUMNS[sort.field]
     const order = sort.direction === 'asc' ? asc(column) : desc(column)
-    const page = executor
+    return executor
       .select()
       .from(models)
-      .where(where)
+      .where(and(...preparedWhere(filter)))
       .orderBy(sort.field === 'parameterCount' ? sql`${order} nulls last` : order, asc(models.id))
       .limit(sql.placeholder('limit'))
       .offset(sql.placeholder('offset'))
       .prepare(name)
-    const total = executor.select({ n: count() }).from(models).where(where).prepare(`${name}_n`)
-    return { page, total }
   })
 }
 
+function countStatement(executor: Executor, filter: ModelFilter) {
+  return prepared(executor, `models_count_${filterShape(filter)}`, (name) =>
+    executor.select({ n: count() }).from(models).where(and(...preparedWhere(filter))).prepare(name),
+  )
+}
+
+/** One page of the tenant's models matching the filter. */
 export async function listModels(
   executor: Executor,
   tenantId: string,
   filter: ModelFilter,
   sort: SortRequest<ModelSortField>,
   page: PageRequest,
-): Promise<{ rows: ModelRow[]; total: number }> {
-  if (!filter.q) {
-    const statements = listStatements(executor, filter, sort)
-    const values = { ...filter, tenantId }
-    const [rows, [total]] = await Promise.all([
-      statements.page.execute({ ...values, limit: page.limit, offset: page.offset }),
-      statements.total.execute(values),
-    ])
-    return { rows, total: total?.n ?? 0 }
-  }
-  const where = and(...modelWhere(tenantId, filter))
+): Promise<ModelRow[]> {
+  if (!filter.q) return pageStatement(executor, filter, sort).execute({ ...filter, tenantId, limit: page.limit, offset: page.offset })
   const column = SORT_COLUMNS[sort.field]
   const order = sort.direction === 'asc' ? asc(column) : desc(column)
-  const [rows, [total]] = await Promise.all([
-    executor
-      .select()
-      .from(models)
-      .where(where)
-      .orderBy(sort.field === 'parameterCount' ? sql`${order} nulls last` : order, asc(models.id))
-      .limit(page.limit)
-      .offset(page.offset),
-    executor.select({ n: count() }).from(models).where(where),
-  ])
-  return { rows, total: total?.n ?? 0 }
+  return executor
+    .select()
+    .from(models)
+    .where(and(...modelWhere(tenantId, filter)))
+    .orderBy(sort.field === 'parameterCount' ? sql`${order} nulls last` : order, asc(models.id))
+    .limit(page.limit)
+    .offset(page.offset)
+}
+
+/** How many of the tenant's models match the filter. */
+export async function countModels(executor: Executor, tenantId: string, filter: ModelFilter): Promise<number> {
+  const [row] = filter.q
+    ? await executor.select({ n: count() }).from(models).where(and(...modelWhere(tenantId, filter)))
+    : await countStatement(executor, filter).execute({ ...filter, tenantId })
+  return row?.n ?? 0
+}
+
+/** The filters that are set, in a fixed order: two filters selecting the same models have the same key. */
+export function modelFilterKey(filter: ModelFilter): string {
+  const keys: Array<keyof ModelFilter> = ['status', 'source', 'provider', 'format', 'license', 'task', 'modality', 'tag', 'q']
+  return JSON.stringify(keys.map((k) => filter[k] ?? null))
 }
 
 export type FacetName = 'source' | 'task' | 'modality' | 'provider' | 'format' | 'license' | 'tag'
 export type Facets = Record<FacetName, Array<{ value: string; count: number }>>
 
-const SCALAR_FACETS = { source: models.source, provider: models.providerId, format: models.format, license: models.license } as const
-const ARRAY_FACETS = { task: models.tasks, modality: models.modalities, tag: models.tags } as const
+const FACET_NAMES: FacetName[] = ['source', 'provider', 'format', 'license', 'task', 'modality', 'tag']
 
 /**
- * The grouped count of one facet for one filter shape, prepared under a name as the list's
- * statements are (the facet's own filter left out of its WHERE).
+ * Every facet in one statement: the models matching the filters that are not facets (tenant,
+ * status, search) are read once, each facet filter becomes a flag on the row, and each facet groups
+ * the rows whose flags but its own hold (a facet is counted over the models matching every filter
+ * but its own). The `perFacet` most common values of each, by count then value.
  */
-function facetStatement(executor: Executor, name: FacetName, filter: ModelFilter) {
-  return prepared(executor, `models_facet_${name}_${filterShape(filter, name)}`, (statementName) => {
-    const where = preparedWhere(filter, name)
-    if (name in SCALAR_FACETS) {
-      const column = SCALAR_FACETS[name as keyof typeof SCALAR_FACETS]
-      return executor
-        .select({ value: column, count: count() })
-        .from(models)
-        .where(and(...where, sql`${column} is not null`))
-        .groupBy(column)
-        .orderBy(desc(count()), asc(column))
-        .limit(sql.placeholder('perFacet'))
-        .prepare(statementName)
-    }
-    const column = ARRAY_FACETS[name as keyof typeof ARRAY_FACETS]
-    const value = sql<string>`v.value`
-    const matching = executor
-      .select({ value: sql<string>`unnest(${column})`.as('value') })
-      .from(models)
-      .where(and(...where))
-      .as('v')
-    return executor
-      .select({ value, count: count() })
-      .from(matching)
-      .groupBy(value)
-      .orderBy(desc(count()), asc(value))
-      .limit(sql.placeholder('perFacet'))
-      .prepare(statementName)
-  })
+function facetsQuery(tenant: SQL, filter: ModelFilter, value: (name: keyof ModelFilter) => SQL, perFacet: SQL): SQL {
+  // Unprepared: a facet's count is kept between requests (catalog-counts.ts), so this runs once per change.
+  const where: SQL[] = [sql`tenant_id = ${tenant}`, filter.status ? sql`status = ${value('status')}` : sql`status <> 'deleted'`]
+  if (filter.q) {
+    const like = value('q')
+    where.push(sql`(name ilike ${like} or description ilike ${like})`)
+  }
+  const flags: Record<FacetName, SQL | null> = {
+    source: filter.source ? sql`source = ${value('source')}` : null,
+    provider: filter.provider ? sql`provider_id = ${value('provider')}` : null,
+    format: filter.format ? sql`format = ${value('format')}` : null,
+    license: filter.license ? sql`license = ${value('license')}` : null,
+    task: filter.task ? sql`tasks @> array[${value('task')}]::text[]` : null,
+    modality: filter.modality ? sql`modalities @> array[${value('modality')}]::text[]` : null,
+    tag: filter.tag ? sql`tags @> array[${value('tag')}]::text[]` : null,
+  }
+  const set = FACET_NAMES.filter((name) => flags[name])
+  const columns = set.map((name) => sql`${flags[name]} as ${sql.identifier(`f_${name}`)}`)
+  // Rows that fail two facet filters count in no facet: left out of the read.
+  const failing = set.map((name) => sql`(case when ${flags[name]} then 0 else 1 end)`)
+  if (failing.length > 1) where.push(sql`${sql.join(failing, sql` + `)} <= 1`)
+  const others = (name: FacetName) => {
+    const held = set.filter((other) => other !== name).map((other) => sql.identifier(`f_${other}`))
+    return held.length > 0 ? sql.join(held, sql` and `) : sql`true`
+  }
+  const SOURCES: Record<FacetName, SQL> = {
+    source: sql`select source as value from m where source is not null and ${others('source')}`,
+    provider: sql`select provider_id from m where provider_id is not null and ${others('provider')}`,
+    format: sql`select format from m where format is not null and ${others('format')}`,
+    license: sql`select license from m where license is not null and ${others('license')}`,
+    task: sql`select unnest(tasks) from m where ${others('task')}`,
+    modality: sql`select unnest(modalities) from m where ${others('modality')}`,
+    tag: sql`select unnest(tags) from m where ${others('tag')}`,
+  }
+  const grouped = FACET_NAMES.map(
+    (name) => sql`select ${name}::text as facet, value, count(*)::int as count from (${SOURCES[name]}) as ${sql.identifier(`v_${name}`)}(value) group by value`,
+  )
+  return sql`with m as materialized (
+      select source, provider_id, format, license, tasks, modalities, tags${columns.length > 0 ? sql`, ${sql.join(columns, sql`, `)}` : sql``}
+      from models where ${sql.join(where, sql` and `)}
+    )
+    select facet, value, count from (
+      select facet, value, count, row_number() over (partition by facet order by count desc, value asc) as rank
+      from (${sql.join(grouped, sql` union all `)}) as g
+    ) as ranked
+    where rank <= ${perFacet}
+    order by facet, rank`
 }
 
 /**
@@ -320,43 +344,11 @@ function facetStatement(executor: Executor, name: FacetName, filter: ModelFilter
  * dashboard can show what choosing another value would give); the `perFacet` most common values.
  */
 export async function modelFacets(executor: Executor, tenantId: string, filter: ModelFilter, perFacet: number): Promise<Facets> {
-  if (!filter.q) {
-    const values = { ...filter, tenantId, perFacet }
-    const names = [...Object.keys(SCALAR_FACETS), ...Object.keys(ARRAY_FACETS)] as FacetName[]
-    const counted = await Promise.all(
-      names.map(async (name) => {
-        const rows = (await facetStatement(executor, name, filter).execute(values)) as Array<{ value: string | null; count: number }>
-        return [name, rows.map((r) => ({ value: r.value!, count: Number(r.count) }))] as const
-      }),
-    )
-    return Object.fromEntries(counted) as Facets
-  }
-  const scalar = Object.entries(SCALAR_FACETS).map(async ([name, column]) => {
-    const rows = await executor
-      .select({ value: column, count: count() })
-      .from(models)
-      .where(and(...modelWhere(tenantId, filter, name as FacetName), sql`${column} is not null`))
-      .groupBy(column)
-      .orderBy(desc(count()), asc(column))
-      .limit(perFacet)
-    return [name, rows.map((r) => ({ value: r.value!, count: r.count }))] as const
-  })
-  const arrays = Object.entries(ARRAY_FACETS).map(async ([name, column]) => {
-    const value = sql<string>`v.value`
-    const matching = executor
-      .select({ value: sql<string>`unnest(${column})`.as('value') })
-      .from(models)
-      .where(and(...modelWhere(tenantId, filter, name as FacetName)))
-      .as('v')
-    const rows = await executor
-      .select({ value, count: count() })
-      .from(matching)
-      .groupBy(value)
-      .orderBy(desc(count()), asc(value))
-      .limit(perFacet)
-    return [name, rows.map((r) => ({ value: r.value, count: Number(r.count) }))] as const
-  })
-  return Object.fromEntries(await Promise.all([...scalar, ...arrays])) as Facets
+  const query = facetsQuery(sql`${tenantId}`, filter, (field) => (field === 'q' ? sql`${likeLiteral(filter.q!)}` : sql`${filter[field]}`), sql`${perFacet}`)
+  const { rows } = await executor.execute<{ facet: FacetName; value: string; count: number }>(query)
+  const facets = Object.fromEntries(FACET_NAMES.map((name) => [name, [] as Array<{ value: string; count: number }>])) as Facets
+  for (const row of rows) facets[row.facet].push({ value: row.value, count: Number(row.count) })
+  return facets
 }
 
 // ---- versions ---------------------------------------------------------------------------------
@@ -502,6 +494,14 @@ export async function updateVersionFile(
     .where(and(eq(modelVersionFiles.versionId, versionId), eq(modelVersionFiles.path, path)))
 }
 
+/** A file of the version moved to another path (and blob key). */
+export async function renameVersionFile(executor: Executor, versionId: string, from: string, to: { path: string; blobKey: string }): Promise<void> {
+  await executor
+    .update(modelVersionFiles)
+    .set({ path: to.path, blobKey: to.blobKey, updatedAt: sql`now()` })
+    .where(and(eq(modelVersionFiles.versionId, versionId), eq(modelVersionFiles.path, from)))
+}
+
 /** Bytes of the version's files in all, and how many of them are stored. */
 export async function versionBytes(executor: Executor, versionId: string): Promise<{ total: number; done: number; files: number }> {
   const [row] = await executor
@@ -519,7 +519,7 @@ export async function versionBytes(executor: Executor, versionId: string): Promi
 
 export type NewUpload = typeof modelUploads.$inferInsert
 
-export type UploadPatch = Partial<Pick<NewUpload, 'status' | 'statusReason' | 'workflowId'>>
+export type UploadPatch = Partial<Pick<NewUpload, 'status' | 'statusReason' | 'workflowId' | 'expiresAt'>>
 
 export async function insertUpload(
   executor: Executor,

@@ -66,9 +66,11 @@ export const credentialVerificationFailed = (failure: VerificationFailure) =>
     providerMessage: failure.message,
   })
 
-export const modelNotFoundAtProvider = (uri: string, provider: string) =>
-  new AppError(ModelErrorCode.MODEL_NOT_FOUND_AT_PROVIDER, 422, `${provider} lists no model "${uri}" for this credential`, {
-    fields: [{ field: 'uri', message: 'not in the provider\'s model list' }],
+/** `providerMessage`: what the provider said of it (Azure: why the deployment cannot be used), secrets cut out. */
+export const modelNotFoundAtProvider = (uri: string, provider: string, providerMessage?: string) =>
+  new AppError(ModelErrorCode.MODEL_NOT_FOUND_AT_PROVIDER, 422, `${provider} has no model "${uri}" for this credential${providerMessage ? `: ${providerMessage}` : ''}`, {
+    fields: [{ field: 'uri', message: 'not a model (or, on Azure OpenAI, a deployment) the provider has for this credential' }],
+    ...(providerMessage ? { providerMessage } : {}),
   })
 
 export const sourceNeedsImport = (source: string) =>

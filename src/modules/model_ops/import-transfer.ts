@@ -79,16 +79,21 @@ export interface TransferResult {
 type Sums = { sha256: string; gitSha1: string }
 
 /** sha256 and the git blob SHA-1 (`blob {size}\0` + content) in one pass; `copy` keeps a state to go back to. */
-function digester(size: number, from?: { sha256: Hash; gitSha1: Hash }) {
+/**
+ * The sha256 of the file (what the manifest records) and, for a file the hub checks by its git
+ * blob id (not an LFS file), that SHA-1 too; an LFS file's is never compared, so never computed
+ * (`gitSha1` is then empty).
+ */
+function digester(size: number, gitBlob: boolean, from?: { sha256: Hash; gitSha1: Hash | null }) {
   const sha256 = from ? from.sha256.copy() : createHash('sha256')
-  const gitSha1 = from ? from.gitSha1.copy() : createHash('sha1').update(`blob ${size}\0`)
+  const gitSha1 = from ? (from.gitSha1?.copy() ?? null) : gitBlob ? createHash('sha1').update(`blob ${size}\0`) : null
   return {
     update(chunk: Buffer) {
       sha256.update(chunk)
-      gitSha1.update(chunk)
+      gitSha1?.update(chunk)
     },
-    copy: () => digester(size, { sha256, gitSha1 }),
-    digest: (): Sums => ({ sha256: sha256.digest('hex'), gitSha1: gitSha1.digest('hex') }),
+    copy: () => digester(size, gitBlob, { sha256, gitSha1 }),
+    digest: (): Sums => ({ sha256: sha256.digest('hex'), gitSha1: gitSha1?.digest('hex') ?? '' }),
   }
 }
 type Digester = ReturnType<typeof digester>
@@ -182,9 +187,9 @@ export async function transferFile(given: LedgerFile, target: TransferTarget): P
   async function single(): Promise<Sums> {
     if (file.size === 0) {
       await target.blob.put(file.blobKey, Buffer.alloc(0), { size: 0 })
-      return digester(0).digest()
+      return digester(0, !file.lfs).digest()
     }
-    const { stored, hash } = await piece(0, file.size - 1, digester(file.size), (body) => target.blob.put(file.blobKey, body, { size: file.size }))
+    const { stored, hash } = await piece(0, file.size - 1, digester(file.size, !file.lfs), (body) => target.blob.put(file.blobKey, body, { size: file.size }))
     if (stored.size !== file.size) throw new WorkflowStepError(HubErrorCode.ERROR, `stored ${stored.size} bytes of ${file.size}`)
     if (!(await target.stillWanted())) await cancelled()
     return hash.digest()
@@ -220,7 +225,7 @@ export async function transferFile(given: LedgerFile, target: TransferTarget): P
       await target.record({ bytesDone: 0, multipartUploadId: file.multipartUploadId, partEtags: [] })
     }
     const uploadId = file.multipartUploadId
-    let hash = digester(file.size)
+    let hash = digester(file.size, !file.lfs)
     for (let i = etags.length; i < count; i++) {
       const start = i * partSize
       const end = Math.min(file.size, start + partSize) - 1
@@ -244,7 +249,7 @@ export async function transferFile(given: LedgerFile, target: TransferTarget): P
 
   /** Hashes the stored object by reading it once. */
   async function readBack(): Promise<Sums> {
-    const hash = digester(file.size)
+    const hash = digester(file.size, !file.lfs)
     for await (const chunk of await target.blob.get(file.blobKey)) hash.update(chunk as Buffer)
     return hash.digest()
   }

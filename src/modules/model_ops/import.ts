@@ -85,7 +85,7 @@ export interface ImportServiceDeps {
   db: Database
   blob: TransferBlob
   events: Pick<EventBus, 'publish'>
-  models: Pick<ModelService, 'startVersion' | 'sealVersion'>
+  models: Pick<ModelService, 'startVersion' | 'sealVersion' | 'catalogChanged'>
   credentials: Pick<CredentialService, 'secretsOf'>
   workflows: Pick<WorkflowService, 'start' | 'findIdempotentRun' | 'reportProgress'>
   hubUrl: string
@@ -202,6 +202,8 @@ export function createImportService(deps: ImportServiceDeps) {
           })
         await events.publish(tx, MODEL_TOPIC.created, { modelId, name: spec.name, source: spec.source }, { tenantId: principal.tenantId })
       })
+      // The caller lists the catalog next: it must count the new model (other changes by the workflow are heard on commit).
+      models.catalogChanged(principal.tenantId)
       createdModel = true
     }
     const label = `v${(await crud.countVersionsEver(db, modelId)) + 1}`
@@ -211,6 +213,7 @@ export function createImportService(deps: ImportServiceDeps) {
         await crud.updateVersion(tx, version.id, { status: 'deleted', deletedAt: new Date() })
         if (createdModel) await crud.updateModel(tx, modelId!, { status: 'deleted', deletedAt: new Date() })
       })
+      models.catalogChanged(principal.tenantId)
     }
     let started: { workflowId: string; deduplicated: boolean }
     try {

@@ -3,6 +3,7 @@ import type { FastifyInstance } from 'fastify'
 import { createOutbound } from '../../platform/net/outbound.js'
 import type { Platform } from '../../platform/platform.js'
 import type { WorkflowService } from '../workflow_ops/index.js'
+import { createCatalogCounts } from './catalog-counts.js'
 import { createCredentialService } from './credentials.js'
 import { upsertProviders } from './crud.js'
 import { createImportService } from './import.js'
@@ -47,7 +48,8 @@ export function createModelOps(
     hubUrl: settings.hubUrl,
     log,
   })
-  const models = createModelService({ db: platform.database.db, blob: platform.blob, events: platform.events, credentials, log })
+  const counts = createCatalogCounts({ database: platform.database, log })
+  const models = createModelService({ db: platform.database.db, blob: platform.blob, events: platform.events, credentials, counts, log })
   const imports = createImportService({
     db: platform.database.db,
     blob: platform.blob,
@@ -107,9 +109,12 @@ export function createModelOps(
         PROVIDERS.map(({ mainSecret: _main, ...p }) => p),
       )
       await platform.sweeps.schedule(platform.database.db, UPLOAD_ORPHAN_SWEEP, ORPHAN_SCAN_ID, { dueInMs: ORPHAN_SCAN_INTERVAL_MS })
+      // Listens for changes to models, so catalog totals and facets can be kept (catalog-counts.ts).
+      await counts.start()
     },
-    stop(): void {
+    async stop(): Promise<void> {
       outbound.close()
+      await counts.stop()
     },
     routes: (app: FastifyInstance) => {
       registerModelRoutes(app, models, credentials)

@@ -121,6 +121,15 @@ export type VerificationFailure = {
   message: string
 }
 export type Verification = { ok: true; models: string[] | null } | VerificationFailure
+/** Whether the provider has a model of that name for these credentials (`found` null: it cannot say). */
+export type RemoteModelLookup = { ok: true; found: boolean | null; message?: string } | VerificationFailure
+
+/**
+ * Azure OpenAI's data-plane authoring API, which reads a deployment with a resource key
+ * (`GET /openai/deployments/{name}`). The GA inference versions have no such read; listing
+ * deployments otherwise takes the management plane and an Entra ID token, which a key is not.
+ */
+export const AZURE_DEPLOYMENTS_API_VERSION = '2022-12-01'
 
 export interface ProviderCall {
   outbound: Outbound
@@ -167,6 +176,36 @@ function ids(body: string, list: string, key: string): string[] {
   const items = parsed[list]
   if (!Array.isArray(items)) throw new SyntaxError(`no ${list} list in the answer`)
   return items.map((item) => String((item as Record<string, unknown>)[key] ?? '')).filter(Boolean)
+}
+
+/**
+ * Whether `name` is a model these credentials can call. Azure OpenAI calls a *deployment* (the name
+ * in the inference path), so it is read itself: `GET {endpoint}/openai/deployments/{name}`, 404
+ * when there is none, `status` other than `succeeded` while it is being created or has failed.
+ * The others: the name is in the provider's model list.
+ */
+export async function findRemoteModel(provider: ProviderDefinition, settings: Settings, secrets: Secrets, name: string, call: ProviderCall): Promise<RemoteModelLookup> {
+  if (provider.id !== 'azure_openai') {
+    const listed = await verifyWithProvider(provider, settings, secrets, call)
+    if (!listed.ok) return listed
+    return { ok: true, found: listed.models ? listed.models.includes(name) : null }
+  }
+  try {
+    const url = new URL(`${trim(String(settings.endpoint))}/openai/deployments/${encodeURIComponent(name)}`)
+    url.searchParams.set('api-version', AZURE_DEPLOYMENTS_API_VERSION)
+    const res = await call.outbound.request(url, { headers: { 'api-key': secrets.apiKey! }, signal: call.signal })
+    if (res.status === 404) return { ok: true, found: false, message: providerMessage(res, secrets) }
+    if (res.status !== 200) return failed(res, secrets)
+    const deployment = JSON.parse(res.body) as { id?: unknown; status?: unknown; model?: unknown }
+    if (deployment.status !== undefined && deployment.status !== 'succeeded') {
+      return { ok: true, found: false, message: `the deployment is ${String(deployment.status).slice(0, 40)}, not succeeded` }
+    }
+    return { ok: true, found: true }
+  } catch (err) {
+    if (err instanceof OutboundError) return { ok: false, reason: err.failure, providerStatus: null, message: err.message.slice(0, MAX_MESSAGE) }
+    if (err instanceof SyntaxError) return { ok: false, reason: 'PROVIDER_ERROR', providerStatus: 200, message: 'the provider answered something other than a deployment' }
+    throw err
+  }
 }
 
 /**

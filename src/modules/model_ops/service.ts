@@ -8,6 +8,7 @@ import { ValidationError } from '../../platform/errors.js'
 import type { EventBus } from '../../platform/events/index.js'
 import { assertIfMatch, etagOf } from '../../platform/http/etag.js'
 import { type PageResult, pageRequest, pageResult, parseSort } from '../../platform/http/pagination.js'
+import type { CatalogCounts } from './catalog-counts.js'
 import type { CredentialService } from './credentials.js'
 import * as crud from './crud.js'
 import {
@@ -91,7 +92,9 @@ export interface ModelServiceDeps {
   db: Database
   blob: Pick<BlobStore, 'delete'>
   events: Pick<EventBus, 'publish'>
-  credentials: Pick<CredentialService, 'remoteModels'>
+  credentials: Pick<CredentialService, 'remoteModel'>
+  /** Totals and facets kept between requests until the tenant's models change. */
+  counts: Pick<CatalogCounts, 'get' | 'forget'>
   log: Logger
 }
 
@@ -150,7 +153,7 @@ function versionView(row: ModelVersionRow, defaultId: string | null): VersionVie
 const etag = (row: Pick<ModelRow, 'updatedAt' | 'version'>) => etagOf(row.updatedAt, row.version)
 
 export function createModelService(deps: ModelServiceDeps) {
-  const { db, blob, events, credentials, log } = deps
+  const { db, blob, events, credentials, counts, log } = deps
   const users: ModelUser[] = []
 
   async function visible(principal: Principal, id: string): Promise<ModelRow> {
@@ -224,7 +227,7 @@ export function createModelService(deps: ModelServiceDeps) {
 
       if (input.source === 'cloud') {
         // The call happens before any transaction: no row is locked while a provider thinks.
-        const remote = await credentials.remoteModels(principal.tenantId, input.credentialId!)
+        const remote = await credentials.remoteModel(principal.tenantId, input.credentialId!, input.uri!)
         if (!remote) throw credentialNotFound()
         if (remote.provider.id !== input.provider) {
           throw new ValidationError(`the credential is for ${remote.provider.id}, not ${input.provider}`, [{ field: 'body.credentialId', message: `a ${remote.provider.id} credential` }])
@@ -233,7 +236,7 @@ export function createModelService(deps: ModelServiceDeps) {
           throw new ValidationError(`${remote.provider.id} is a hub: its models are imported`, [{ field: 'body.provider', message: 'not a cloud provider' }])
         }
         if (!remote.result.ok) throw credentialVerificationFailed(remote.result)
-        if (remote.result.models && !remote.result.models.includes(input.uri!)) throw modelNotFoundAtProvider(input.uri!, remote.provider.displayName)
+        if (remote.result.found === false) throw modelNotFoundAtProvider(input.uri!, remote.provider.displayName, remote.result.message)
       }
 
       const id = randomUUID()
@@ -266,6 +269,7 @@ export function createModelService(deps: ModelServiceDeps) {
         await events.publish(tx, MODEL_TOPIC.created, { modelId: id, name: input.name, source: input.source }, { tenantId: principal.tenantId })
         return inserted
       })
+      counts.forget(principal.tenantId)
       log.info({ modelId: id, source: input.source }, 'model created')
       return { model: modelView(row), etag: etag(row) }
     },
@@ -274,12 +278,27 @@ export function createModelService(deps: ModelServiceDeps) {
       const page = pageRequest(query)
       const sort = parseSort(query.sort, MODEL_SORT_FIELDS, { field: 'createdAt', direction: 'desc' })
       const { sort: _s, page: _p, limit: _l, ...filter } = query
-      const { rows, total } = await crud.listModels(db, principal.tenantId, filter, sort, page)
-      return pageResult(rows.map(modelView), total, page)
+      const tenantId = principal.tenantId
+      const total = () => counts.get(tenantId, `total:${crud.modelFilterKey(filter)}`, () => crud.countModels(db, tenantId, filter))
+      if (filter.q) {
+        // A search mostly fits on its page, and its count reads every match: a page that is not
+        // full (and not past the end) says the total itself.
+        const rows = await crud.listModels(db, tenantId, filter, sort, page)
+        const known = rows.length < page.limit && (rows.length > 0 || page.offset === 0)
+        return pageResult(rows.map(modelView), known ? page.offset + rows.length : await total(), page)
+      }
+      const [rows, counted] = await Promise.all([crud.listModels(db, tenantId, filter, sort, page), total()])
+      return pageResult(rows.map(modelView), counted, page)
     },
 
     async facets(principal: Principal, filter: crud.ModelFilter): Promise<crud.Facets> {
-      return crud.modelFacets(db, principal.tenantId, filter, FACET_LIMIT)
+      const tenantId = principal.tenantId
+      return counts.get(tenantId, `facets:${crud.modelFilterKey(filter)}`, () => crud.modelFacets(db, tenantId, filter, FACET_LIMIT))
+    },
+
+    /** Models of the tenant changed (a write through this process has committed): its counts are stale now. */
+    catalogChanged(tenantId: string): void {
+      counts.forget(tenantId)
     },
 
     /**
@@ -316,6 +335,7 @@ export function createModelService(deps: ModelServiceDeps) {
         await events.publish(tx, MODEL_TOPIC.updated, { modelId: id, name: updated.name, fields }, { tenantId: principal.tenantId })
         return updated
       })
+      counts.forget(principal.tenantId)
       return { model: modelView(row), etag: etag(row) }
     },
 
@@ -335,6 +355,7 @@ export function createModelService(deps: ModelServiceDeps) {
         await events.publish(tx, MODEL_TOPIC.deleted, { modelId: id, name: row.name }, { tenantId: principal.tenantId })
         return dropped
       })
+      counts.forget(principal.tenantId)
       await deleteBlobs(keys)
       log.info({ modelId: id, files: keys.length }, 'model deleted')
     },
@@ -350,7 +371,7 @@ export function createModelService(deps: ModelServiceDeps) {
 
     /** Makes a ready version the model's default (and a model still `importing` ready). */
     async promote(principal: Principal, id: string, versionId: string): Promise<VersionView> {
-      return transaction(db, async (tx) => {
+      const promoted = await transaction(db, async (tx) => {
         const model = await locked(tx, principal, id)
         const version = await crud.getVersion(tx, id, versionId)
         if (!version) throw versionNotFound()
@@ -366,6 +387,8 @@ export function createModelService(deps: ModelServiceDeps) {
         }
         return versionView(version, versionId)
       })
+      counts.forget(principal.tenantId)
+      return promoted
     },
 
     /** Deletes a version and its files: not the default while another version remains, never one in use. */
@@ -435,7 +458,7 @@ export function createModelService(deps: ModelServiceDeps) {
      * ledger, it becomes immutable, and the model's first sealed version becomes its default.
      */
     async sealVersion(versionId: string): Promise<ModelVersionRow> {
-      return transaction(db, async (tx) => {
+      const sealed = await transaction(db, async (tx) => {
         const version = await crud.lockVersion(tx, versionId)
         if (!version || version.status === 'deleted') throw versionNotFound()
         if (version.status === 'ready') return version
@@ -456,6 +479,8 @@ export function createModelService(deps: ModelServiceDeps) {
         }
         return sealed
       })
+      counts.forget(sealed.tenantId)
+      return sealed
     },
   }
   return service

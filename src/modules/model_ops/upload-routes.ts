@@ -3,7 +3,7 @@ import type { FastifyInstance } from 'fastify'
 import Type from 'typebox'
 import { principalOf, requirePermission } from '../../platform/auth/principal.js'
 import { IdParams } from './schema.js'
-import { ModelUpload, UploadComplete, UploadCreate, UploadParams } from './upload-schema.js'
+import { ModelUpload, UploadComplete, UploadCreate, UploadParams, UploadPartsQuery } from './upload-schema.js'
 import type { UploadService } from './uploads.js'
 
 const TAGS = ['models']
@@ -75,6 +75,27 @@ export function registerUploadRoutes(app: FastifyInstance, uploads: UploadServic
       const upload = await uploads.complete(principalOf(request), request.params.id, request.params.upload, request.body)
       return reply.status(202).send(upload)
     },
+  )
+
+  server.post(
+    '/v1/models/:id/versions/uploads/:upload/parts',
+    {
+      config: requirePermission('model:manage'),
+      schema: {
+        operationId: 'refreshModelUploadParts',
+        tags: TAGS,
+        summary: 'Fresh presigned URLs for the parts of an open upload that the store does not hold yet',
+        description:
+          'For an upload that outlives its URLs: each part not yet in the store (every part with `all=true`) gets a new URL, valid ' +
+          'MODEL_UPLOAD_URL_EXPIRY_SECONDS from now, and the upload\'s `expiresAt` moves with them (never more than 7 days after the ' +
+          'upload was opened). The answer lists, per file, only the parts it has URLs for. 409 MODEL_UPLOAD_NOT_OPEN once completed ' +
+          'or aborted, 410 MODEL_UPLOAD_EXPIRED after `expiresAt`.',
+        params: UploadParams,
+        querystring: UploadPartsQuery,
+        response: { 200: ModelUpload },
+      },
+    },
+    async (request) => uploads.refreshParts(principalOf(request), request.params.id, request.params.upload, { all: request.query.all }),
   )
 
   server.delete(

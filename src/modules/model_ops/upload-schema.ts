@@ -13,6 +13,10 @@ const Label = Type.String({ minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9][
 
 export const UploadParams = StrictObject({ id: Uuid, upload: Uuid })
 
+export const UploadPartsQuery = StrictObject({
+  all: Type.Optional(Type.Boolean({ description: 'a URL for every part, stored or not (to send one again); by default only for the parts the store lacks' })),
+})
+
 const UPLOAD_ID = 'e7a1c3d5-6b2f-4e8a-9c1d-3f5b7a9e2c40'
 const VERSION_ID = '2c8e4a6f-1b3d-4f5e-8a7c-9d0b2e4f6a18'
 const PART_URL = `https://s3.example.com/models/models/${MODEL_EXAMPLE.id}/${VERSION_ID}/model.safetensors?partNumber=1&uploadId=…&X-Amz-Signature=…`

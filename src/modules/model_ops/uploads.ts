@@ -37,6 +37,8 @@ export const ORPHAN_SCAN_ID = '00000000-0000-4000-8000-0000000a0001'
 export const ORPHAN_SCAN_INTERVAL_MS = 3_600_000
 /** A complete that died between taking the upload and finishing it is given this long past expiry before the sweep takes over. */
 const COMPLETING_GRACE_MS = 3_600_000
+/** Fresh part URLs move an upload's expiry, but never past this long after it was opened. */
+export const MAX_UPLOAD_LIFETIME_MS = 7 * 86_400_000
 /** Open uploads one orphan scan looks at, and asks the database about at once. */
 const ORPHAN_SCAN_LIMIT = 10_000
 const ORPHAN_BATCH = 200
@@ -97,7 +99,8 @@ export class UploadVerificationError extends Error {
 export function createUploadService(deps: UploadDeps) {
   const { db, blob, events, sweeps, workflows, models, settings, log } = deps
 
-  function view(row: ModelUploadRow, files: ModelUploadFileRow[], urls?: Map<string, string[]>): UploadView {
+  /** `urls`: per file, the URL of each part by its index, where one was minted; `only`: list those parts alone. */
+  function view(row: ModelUploadRow, files: ModelUploadFileRow[], urls?: Map<string, Array<string | undefined>>, only = false): UploadView {
     return {
       id: row.id,
       modelId: row.modelId,
@@ -114,11 +117,10 @@ export function createUploadService(deps: UploadDeps) {
         size: f.size,
         sha256: f.declaredSha256,
         status: f.status as UploadView['files'][number]['status'],
-        parts: partition(f.size, row.partSize).map((size, i) => ({
-          partNumber: i + 1,
-          size,
-          ...(urls ? { url: urls.get(f.path)![i]! } : {}),
-        })),
+        parts: partition(f.size, row.partSize)
+          .map((size, i) => ({ partNumber: i + 1, size, url: urls?.get(f.path)?.[i] }))
+          .filter((part) => !only || part.url !== undefined)
+          .map(({ url, ...part }) => (url === undefined ? part : { ...part, url })),
       })),
     }
   }
@@ -339,6 +341,44 @@ export function createUploadService(deps: UploadDeps) {
       })
       log.info({ uploadId, versionId: row.versionId, workflowId: started.workflowId }, 'model upload completed in the store; verifying')
       return view(row, files)
+    },
+
+    /**
+     * Fresh presigned URLs for an open upload whose URLs expired or are about to: for every part
+     * the store does not hold yet (`all`: every part, to send one again). The URLs live the
+     * configured URL lifetime from now, and the upload's expiry moves with them (an upload still
+     * being sent is not abandoned), never past MAX_UPLOAD_LIFETIME_MS after it was opened. The
+     * answer lists, per file, only the parts it minted URLs for.
+     */
+    async refreshParts(principal: Principal, modelId: string, uploadId: string, options: { all?: boolean } = {}): Promise<UploadView> {
+      await visible(principal, modelId, uploadId)
+      const row = await transaction(db, async (tx) => {
+        const locked = await crud.lockUpload(tx, uploadId)
+        if (!locked) throw uploadNotFound()
+        if (locked.status !== 'open') throw uploadNotOpen(locked.status)
+        if (locked.expiresAt.getTime() <= Date.now()) throw uploadExpired()
+        const latest = locked.createdAt.getTime() + MAX_UPLOAD_LIFETIME_MS
+        const expiresAt = new Date(Math.max(locked.expiresAt.getTime(), Math.min(Date.now() + settings.urlExpirySeconds * 1000, latest)))
+        if (expiresAt.getTime() !== locked.expiresAt.getTime()) {
+          await sweeps.schedule(tx, UPLOAD_EXPIRY_SWEEP, uploadId, { dueInMs: expiresAt.getTime() - Date.now() })
+          return crud.updateUpload(tx, uploadId, { expiresAt })
+        }
+        return locked
+      })
+      const files = await crud.listUploadFiles(db, uploadId)
+      // A URL never outlives its upload: the sweep would drop what it carried.
+      const lifetimeSeconds = Math.max(1, Math.ceil((row.expiresAt.getTime() - Date.now()) / 1000))
+      const urls = new Map<string, Array<string | undefined>>()
+      for (const file of files) {
+        const stored = options.all ? new Set<number>() : new Set((await blob.listParts(file.blobKey, file.storeUploadId)).map((p) => p.partNumber))
+        const list: Array<string | undefined> = []
+        for (let n = 1; n <= file.partCount; n++) {
+          list.push(stored.has(n) ? undefined : await blob.presignPart(file.blobKey, file.storeUploadId, n, lifetimeSeconds))
+        }
+        urls.set(file.path, list)
+      }
+      log.info({ uploadId, modelId, all: options.all === true }, 'model upload part URLs minted again')
+      return view(row, files, urls, true)
     },
 
     /** Drops an open upload: its parts leave the store and its version fails. */

@@ -163,8 +163,26 @@ export function createUrlImportService(deps: UrlImportServiceDeps) {
     }
   }
 
+  /**
+   * Puts a file this pass stored back under another path: a tar whose first files shared a folder
+   * that a later one does not. A copy through this process (the store has no rename), then the
+   * ledger row follows, then the old object goes.
+   */
+  function relocateIn(ref: UrlImportRef): (from: string, to: string) => Promise<void> {
+    return async (from, to) => {
+      const fromKey = blobKeyOf(ref.modelId, ref.versionId, from)
+      const toKey = blobKeyOf(ref.modelId, ref.versionId, to)
+      const info = await blob.stat(fromKey)
+      await blob.put(toKey, await blob.get(fromKey), info ? { size: info.size } : {})
+      await crud.renameVersionFile(db, ref.versionId, from, { path: to, blobKey: toKey })
+      await blob.delete(fromKey)
+    }
+  }
+
   /** The ranged path: the file is one ledger row, fetched in parts with Range like a hub file. */
   async function transferRanged(runId: string, ref: UrlImportRef): Promise<{ files: number; bytes: number }> {
+    // A retried attempt after a cancel would open a new multipart upload for a version nobody wants.
+    if (!(await wanted(ref.versionId))) throw new WorkflowStepError(TransferErrorCode.CANCELLED, 'the import was cancelled')
     const row = await crud.nextUnverifiedFile(db, ref.versionId)
     const totals = await crud.versionBytes(db, ref.versionId)
     if (!row) return { files: totals.files, bytes: totals.total }
@@ -231,10 +249,10 @@ export function createUrlImportService(deps: UrlImportServiceDeps) {
       })(),
     )
     const sink = storeInto(ref)
-    let stored: { files: number; bytes: number }
+    let stored: { files: number; bytes: number; root?: string | null }
     try {
       if (ref.kind === 'tar' || ref.kind === 'tgz') {
-        stored = await unpackTar(counted, ref.kind === 'tgz', limits, () => downloaded, sink)
+        stored = await unpackTar(counted, ref.kind === 'tgz', limits, () => downloaded, sink, relocateIn(ref))
       } else if (ref.kind === 'zip') {
         await mkdir(deps.scratchDir, { recursive: true })
         const dir = await mkdtemp(join(deps.scratchDir, 'zip-'))
@@ -261,7 +279,7 @@ export function createUrlImportService(deps: UrlImportServiceDeps) {
     }
     progress.report(downloaded, true)
     await progress.settled()
-    log.info({ versionId: ref.versionId, kind: ref.kind, downloaded, files: stored.files, bytes: stored.bytes }, 'url import stored')
+    log.info({ versionId: ref.versionId, kind: ref.kind, downloaded, files: stored.files, bytes: stored.bytes, root: stored.root ?? null }, 'url import stored')
     return stored
   }
 

@@ -1,6 +1,6 @@
 import { createHash, randomBytes, randomUUID } from 'node:crypto'
 import { constants, createReadStream, createWriteStream } from 'node:fs'
-import { access, mkdir, open, readdir, readFile, rename, rm, stat as statPath } from 'node:fs/promises'
+import { access, link, mkdir, open, readdir, readFile, rename, rm, stat as statPath } from 'node:fs/promises'
 import { join } from 'node:path'
 import { Readable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
@@ -21,6 +21,12 @@ export interface FilesystemBlobStoreOptions {
   /** Base of the signed URLs, which this process serves itself (see routes.ts). */
   publicUrl: string
   signingKey: Buffer
+  /**
+   * A multipart upload of at most this many parts completes as an object made of its part files,
+   * linked into place: no byte is written again. A larger one is copied into one file (a read of
+   * such an object would hold that many files open). Default 256.
+   */
+  maxLinkedParts?: number
 }
 
 const DEFAULT_CONTENT_TYPE = 'application/octet-stream'
@@ -53,7 +59,15 @@ interface Sidecar {
   lastModified: string
   /** Name of the immutable content file, beside the sidecar. */
   file: string
+  /**
+   * An object completed from a multipart upload: its content is these files, beside the sidecar,
+   * in order (`file` is then the first of them). Absent for an object in one file.
+   */
+  parts?: Array<{ file: string; size: number }>
 }
+
+/** Every content file of an object version. */
+const contentFiles = (sidecar: Sidecar): string[] => (sidecar.parts ? sidecar.parts.map((p) => p.file) : [sidecar.file])
 
 /**
  * Where a key lives. Files are named by the SHA-256 of the key rather than by the key itself: S3
@@ -68,6 +82,7 @@ interface Place {
 
 export async function createFilesystemBlobStore(options: FilesystemBlobStoreOptions): Promise<BlobStore> {
   const { root, publicUrl, signingKey } = options
+  const maxLinkedParts = options.maxLinkedParts ?? 256
   const tempDir = join(root, 'tmp')
   await mkdir(tempDir, { recursive: true })
   await removeStaleTempFiles(tempDir)
@@ -116,7 +131,10 @@ export async function createFilesystemBlobStore(options: FilesystemBlobStoreOpti
   async function commit(place: Place, sidecar: Sidecar): Promise<void> {
     const previous = await readSidecar(place)
     await writeJsonAtomically(tempDir, place.sidecarPath, sidecar)
-    if (previous && previous.file !== sidecar.file) await removeQuietly(join(place.dir, previous.file))
+    if (previous) {
+      const kept = new Set(contentFiles(sidecar))
+      for (const file of contentFiles(previous)) if (!kept.has(file)) await removeQuietly(join(place.dir, file))
+    }
   }
 
   async function get(key: string): Promise<Readable> {
@@ -127,9 +145,10 @@ export async function createFilesystemBlobStore(options: FilesystemBlobStoreOpti
     for (let attempt = 0; attempt < 3; attempt++) {
       const sidecar = await readSidecar(place)
       if (!sidecar) break
-      const handle = await openIfPresent(join(place.dir, sidecar.file))
-      // The open handle keeps this version readable even if it is replaced while streaming.
-      if (handle) return handle.createReadStream()
+      // The open handles keep this version readable even if it is replaced while streaming.
+      const handles = await openAll(contentFiles(sidecar).map((file) => join(place.dir, file)))
+      if (handles.length === 1) return handles[0]!.createReadStream()
+      if (handles.length > 0) return Readable.from(concatenated(handles))
     }
     throw new BlobNotFoundError(key)
   }
@@ -148,7 +167,7 @@ export async function createFilesystemBlobStore(options: FilesystemBlobStoreOpti
       if (!sidecar) return
       // The sidecar goes first: from that moment the key is gone, whatever happens to the content.
       await removeQuietly(place.sidecarPath)
-      await removeQuietly(join(place.dir, sidecar.file))
+      for (const file of contentFiles(sidecar)) await removeQuietly(join(place.dir, file))
     })
   }
 
@@ -244,6 +263,13 @@ export async function createFilesystemBlobStore(options: FilesystemBlobStoreOpti
       checkCompletion(listed, held)
       const parts = listed.map((p) => held.get(p.partNumber)!)
       const dir = uploadDir(uploadId)
+      // The ETag S3 gives an assembled object, so that callers compare the same thing on both stores.
+      const etag = multipartETag(parts.map((p) => p.etag))
+      if (parts.length <= maxLinkedParts) {
+        const sidecar = await linkParts(key, record, dir, parts, etag)
+        await rm(dir, { recursive: true, force: true })
+        return toInfo(sidecar)
+      }
       const info = await put(
         key,
         Readable.from(
@@ -254,8 +280,6 @@ export async function createFilesystemBlobStore(options: FilesystemBlobStoreOpti
         { contentType: record.contentType },
       )
       await rm(dir, { recursive: true, force: true })
-      // The ETag S3 gives an assembled object, so that callers compare the same thing on both stores.
-      const etag = multipartETag(parts.map((p) => p.etag))
       const place = locate(key)
       await withKeyLock(key, async () => {
         const sidecar = await readSidecar(place)
@@ -263,6 +287,39 @@ export async function createFilesystemBlobStore(options: FilesystemBlobStoreOpti
       })
       return { ...info, etag }
     })
+  }
+
+  /**
+   * The object made of the upload's part files, hard-linked beside the sidecar (the upload keeps its
+   * own names until it is removed, so a failure here leaves it as it was, as S3 leaves an upload
+   * whose completion failed). Every part was flushed to disk when it was stored.
+   */
+  async function linkParts(key: string, record: UploadRecord, dir: string, parts: PartRecord[], etag: string): Promise<Sidecar> {
+    const place = locate(key)
+    await mkdir(place.dir, { recursive: true })
+    const version = randomUUID()
+    const linked: Array<{ file: string; size: number }> = []
+    try {
+      for (const [i, part] of parts.entries()) {
+        const file = `${place.name}.${version}.${i + 1}.bin`
+        await link(join(dir, part.file), join(place.dir, file))
+        linked.push({ file, size: part.size })
+      }
+      const sidecar: Sidecar = {
+        key,
+        size: parts.reduce((sum, p) => sum + p.size, 0),
+        contentType: record.contentType,
+        etag,
+        lastModified: new Date().toISOString(),
+        file: linked[0]!.file,
+        parts: linked,
+      }
+      await withKeyLock(key, () => commit(place, sidecar))
+      return sidecar
+    } catch (err) {
+      for (const { file } of linked) await removeQuietly(join(place.dir, file))
+      throw err
+    }
   }
 
   async function abortMultipart(key: string, uploadId: string): Promise<void> {
@@ -371,6 +428,33 @@ async function readJson<T>(path: string): Promise<T | null> {
   } catch (err) {
     if (isMissing(err)) return null
     throw err
+  }
+}
+
+/** Handles to every file, or none when one of them is gone (the version was replaced meanwhile). */
+async function openAll(paths: string[]) {
+  const handles = []
+  for (const path of paths) {
+    const handle = await openIfPresent(path)
+    if (!handle) {
+      for (const opened of handles) await opened.close()
+      return []
+    }
+    handles.push(handle)
+  }
+  return handles
+}
+
+/** The files' bytes one after the other; each handle is closed when read (or when reading stops). */
+async function* concatenated(handles: Array<Awaited<ReturnType<typeof open>>>): AsyncGenerator<Buffer> {
+  let next = 0
+  try {
+    for (; next < handles.length; next++) {
+      for await (const chunk of handles[next]!.createReadStream({ autoClose: false })) yield chunk as Buffer
+      await handles[next]!.close()
+    }
+  } finally {
+    for (; next < handles.length; next++) await handles[next]!.close().catch(() => undefined)
   }
 }
 

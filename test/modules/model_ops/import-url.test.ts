@@ -1,7 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto'
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import https from 'node:https'
-import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { gzipSync } from 'node:zlib'
@@ -13,6 +12,7 @@ import { buildApp } from '../../../src/app.js'
 import { testConfig } from '../../helpers/app.js'
 import { bearer, type SeededUser, seedUser, uniqueRealm } from '../../helpers/auth.js'
 import { tinyModelRepo } from '../../helpers/hub/index.js'
+import { type FileServer, type Route, startFileServer } from '../../helpers/file-server.js'
 import { startS3 } from '../../helpers/s3-store.js'
 import { makeCa, makeServerCert } from '../../helpers/tls.js'
 import { waitFor } from '../../helpers/wait.js'
@@ -26,81 +26,6 @@ import { FAST_HUB, uniqueHub } from '../../helpers/workflow.js'
  */
 const MiB = 1024 * 1024
 const PART_MB = 1
-
-interface Route {
-  body: Buffer
-  /** false: a 200 with the whole body to every request, no Range. */
-  ranges?: boolean
-  /** No Content-Length: the body is sent chunked. */
-  noLength?: boolean
-  redirect?: string
-  /** Cut the connection after this many body bytes, for the next `times` answers. */
-  drop?: { after: number; times: number }
-}
-
-interface FileServer {
-  base: string
-  port: number
-  routes: Map<string, Route>
-  requests: Array<{ path: string; range: string | undefined }>
-  served: Map<string, number>
-  connections: number
-  close(): Promise<void>
-}
-
-async function startFileServer(cert: { certPem: string; keyPem: string }, host: string): Promise<FileServer> {
-  const routes = new Map<string, Route>()
-  const requests: FileServer['requests'] = []
-  const served = new Map<string, number>()
-  const server = https.createServer({ cert: cert.certPem, key: cert.keyPem }, (req, res) => {
-    const path = new URL(req.url ?? '/', 'https://x').pathname
-    requests.push({ path, range: req.headers.range })
-    const route = routes.get(path)
-    if (!route) return res.writeHead(404).end('no such file')
-    if (route.redirect) return res.writeHead(302, { location: route.redirect }).end()
-    let start = 0
-    let end = route.body.length - 1
-    const range = /^bytes=(\d+)-(\d*)$/.exec(req.headers.range ?? '')
-    const ranged = route.ranges !== false && range !== null
-    if (ranged) {
-      start = Number(range[1])
-      end = range[2] ? Math.min(end, Number(range[2])) : end
-    }
-    const slice = route.body.subarray(start, end + 1)
-    const headers: Record<string, string> = { 'content-type': 'application/octet-stream' }
-    if (!route.noLength) headers['content-length'] = String(slice.length)
-    if (ranged) headers['content-range'] = `bytes ${start}-${end}/${route.body.length}`
-    res.writeHead(ranged ? 206 : 200, headers)
-    const drop = route.drop && route.drop.times > 0 && slice.length > route.drop.after ? route.drop : undefined
-    if (drop) {
-      drop.times -= 1
-      served.set(path, (served.get(path) ?? 0) + drop.after)
-      res.write(slice.subarray(0, drop.after), () => res.socket?.destroy())
-      return
-    }
-    served.set(path, (served.get(path) ?? 0) + slice.length)
-    res.end(slice)
-  })
-  const state = { connections: 0 }
-  server.on('secureConnection', () => (state.connections += 1))
-  await new Promise<void>((resolve) => server.listen(0, host, resolve))
-  const { port } = server.address() as AddressInfo
-  return {
-    base: `https://${host}:${port}`,
-    port,
-    routes,
-    requests,
-    served,
-    get connections() {
-      return state.connections
-    },
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.closeAllConnections()
-        server.close(() => resolve())
-      }),
-  }
-}
 
 const tinyFiles = () => tinyModelRepo('acme/tiny').files.map((f) => ({ path: f.path, body: typeof f.content === 'string' ? Buffer.from(f.content) : (f.content as Buffer) }))
 
@@ -138,7 +63,11 @@ function filesystemKeys(root: string, prefix: string): string[] {
   return keys
 }
 
-describe.each(['filesystem', 's3'] as const)('url import into the %s store', (store) => {
+/**
+ * The app, servers and helpers of one store's tests; `part` picks the tests registered with them
+ * (the error cases need no second store, and a test registered but skipped would hide nothing).
+ */
+function urlImportSuite(store: 'filesystem' | 's3', part: 'both stores' | 'filesystem only'): void {
   let app: FastifyInstance
   let files: FileServer
   let trap: FileServer
@@ -215,7 +144,7 @@ describe.each(['filesystem', 's3'] as const)('url import into the %s store', (st
     return { modelId, versionId, message: run.error!.message }
   }
 
-  describe('happy', () => {
+  if (part === 'both stores') describe('happy', () => {
     it('imports one safetensors file: stored whole, metadata read, sealed; the signed query string is never shown', async () => {
       const weights = tinyFiles().find((f) => f.path === 'model.safetensors')!.body
       const { url } = serve('model.safetensors', { body: weights })
@@ -264,9 +193,75 @@ describe.each(['filesystem', 's3'] as const)('url import into the %s store', (st
       for await (const chunk of await app.platform.blob.get(`models/${modelId}/${versionId}/config.json`)) stored.update(chunk as Buffer)
       expect(stored.digest('hex')).toBe(sha256(entries.find((e) => e.path === 'config.json')!.body))
     })
+
+    it('drops the one folder every file of a .tar.gz or .zip sits in: config.json lands at the root and its metadata is read', async () => {
+      const entries = tinyFiles()
+      const expected = entries.map((e) => ({ path: e.path, size: e.body.length, sha256: sha256(e.body) })).sort((a, b) => (a.path < b.path ? -1 : 1))
+      const tgz = await tarOf([{ name: 'my-model/', type: 'directory' }, ...entries.map((e) => ({ name: `my-model/${e.path}`, body: e.body }))], true)
+      const zip = await zipOf(entries.map((e) => ({ path: `my-model/${e.path}`, body: e.body })))
+      for (const [name, body] of [['foldered.tar.gz', tgz], ['foldered.zip', zip]] as const) {
+        const { modelId, versionId, workflowId } = (await startImport({ url: serve(name, { body }).url })).json()
+        const run = await finished(workflowId)
+        expect(run.status, `${name}: ${run.error?.message}`).toBe('completed')
+        expect(await modelOf(modelId), name).toMatchObject({ status: 'ready', architecture: 'LlamaForCausalLM', contextLength: expect.any(Number), license: 'apache-2.0' })
+        expect((await versionOf(modelId)).files, name).toEqual(expected)
+        expect((await keysUnder(`models/${modelId}/${versionId}`)).sort(), name).toEqual(entries.map((e) => `models/${modelId}/${versionId}/${e.path}`).sort())
+      }
+    })
+
+    it('keeps the paths of a tar whose files are not all in one folder, even when the first ones are', async () => {
+      const config = Buffer.from('{"architectures":["BertModel"],"max_position_embeddings":512}')
+      const notes = randomBytes(1500)
+      const readme = Buffer.from('# not at the root\n')
+      const body = await tarOf(
+        [
+          { name: 'weights/notes.bin', body: notes },
+          { name: 'weights/README.md', body: readme },
+          { name: 'config.json', body: config },
+        ],
+        false,
+      )
+      const { modelId, versionId, workflowId } = (await startImport({ url: serve('mixed.tar', { body }).url })).json()
+      const run = await finished(workflowId)
+      expect(run.status, run.error?.message).toBe('completed')
+      expect((await versionOf(modelId)).files).toEqual([
+        { path: 'config.json', size: config.length, sha256: sha256(config) },
+        { path: 'weights/README.md', size: readme.length, sha256: sha256(readme) },
+        { path: 'weights/notes.bin', size: notes.length, sha256: sha256(notes) },
+      ])
+      expect((await keysUnder(`models/${modelId}/${versionId}`)).sort()).toEqual(
+        ['config.json', 'weights/README.md', 'weights/notes.bin'].map((p) => `models/${modelId}/${versionId}/${p}`),
+      )
+      const moved = createHash('sha256')
+      for await (const chunk of await app.platform.blob.get(`models/${modelId}/${versionId}/weights/notes.bin`)) moved.update(chunk as Buffer)
+      expect(moved.digest('hex')).toBe(sha256(notes))
+      expect(await modelOf(modelId)).toMatchObject({ architecture: 'BertModel', contextLength: 512 })
+    })
+
+    it('leaves no object (nor open upload) under the version when cancelled mid-download; the model fails', { timeout: 60_000 }, async () => {
+      const body = randomBytes(6 * MiB)
+      const { url, path } = serve('slow.bin', { body, bytesPerSecond: 2 * MiB })
+      const { modelId, versionId, workflowId } = (await startImport({ url })).json()
+      const done = async () => (await app.platform.database.pool!.query<{ n: string }>('select coalesce(sum(bytes_done), 0) as n from model_version_files where version_id = $1', [versionId])).rows[0]!.n
+      await waitFor(async () => Number(await done()) >= MiB, 30_000, 'no part was stored')
+      const cancel = await app.inject({ method: 'POST', url: `/v1/workflows/${workflowId}/cancel`, headers: as() })
+      expect(cancel.statusCode, cancel.body).toBe(202)
+      expect((await finished(workflowId)).status).toBe('cancelled')
+      await waitFor(async () => (await keysUnder(`models/${modelId}/${versionId}`)).length === 0, 20_000, 'objects of the cancelled version remain')
+      // The part in flight when the run was cancelled ends with its upload aborted.
+      const open = async () => {
+        const found: string[] = []
+        for await (const upload of app.platform.blob.listMultipartUploads(`models/${modelId}/${versionId}/`)) found.push(upload.uploadId)
+        return found
+      }
+      await waitFor(async () => (await open()).length === 0, 20_000, 'a multipart upload of the cancelled version is still open')
+      expect(files.served.get(path)!).toBeLessThan(body.length)
+      expect(await modelOf(modelId)).toMatchObject({ status: 'failed' })
+      expect((await versionOf(modelId)).statusReason).toContain('CANCELLED')
+    })
   })
 
-  describe.runIf(store === 'filesystem')('errors', () => {
+  if (part === 'filesystem only') describe('errors', () => {
     it('resumes a cut connection with Range, fetching little more than the file', async () => {
       const body = randomBytes(3 * MiB + 777)
       const route: Route = { body, drop: { after: 300_000, times: 2 } }
@@ -346,4 +341,7 @@ describe.each(['filesystem', 's3'] as const)('url import into the %s store', (st
       await importFails(`${files.base}/nothing-here/model.safetensors`, 'URL_NOT_FOUND')
     })
   })
-})
+}
+
+describe.each(['filesystem', 's3'] as const)('url import into the %s store', (store) => urlImportSuite(store, 'both stores'))
+describe('url import errors (filesystem store)', () => urlImportSuite('filesystem', 'filesystem only'))

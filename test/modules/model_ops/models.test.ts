@@ -238,3 +238,34 @@ describe('versions', () => {
     expect((await app.inject({ method: 'DELETE', url: `/v1/models/${modelId}/versions/${v1}`, headers: as(admin) })).statusCode).toBe(404)
   })
 })
+
+describe('cloud models on Azure OpenAI', () => {
+  it('name a deployment, read at the resource: a present one is added, a missing or unfinished one is 422', async () => {
+    // A tenant of its own, so the catalog counts above stay as they are.
+    const owner = await seedUser(app, { realm: uniqueRealm('models-azure'), role: 'admin' })
+    const cred = await app.inject({
+      method: 'POST',
+      url: '/v1/credentials',
+      headers: as(owner),
+      payload: { provider: 'azure_openai', name: 'az', secrets: { apiKey: providers.keys.azure }, settings: { endpoint: `${providers.url}/azure` } },
+    })
+    expect(cred.statusCode, cred.body).toBe(201)
+    const azure = (uri: string) => post({ source: 'cloud', name: `az-${uri}`, provider: 'azure_openai', credentialId: cred.json().id, uri }, owner)
+
+    const before = providers.calls.length
+    const present = await azure('chat-prod')
+    expect(present.statusCode, present.body).toBe(201)
+    expect(present.json()).toMatchObject({ status: 'ready', provider: 'azure_openai', uri: 'chat-prod' })
+    // The deployment was read, not the resource's model list.
+    expect(providers.calls.slice(before)).toEqual(['GET /azure/openai/deployments/chat-prod'])
+
+    // gpt-4o is a model the resource lists, but no deployment has that name: it cannot be called.
+    const missing = await azure('gpt-4o')
+    expect(missing.statusCode).toBe(422)
+    expect(missing.json()).toMatchObject({ errorCode: 'MODEL_NOT_FOUND_AT_PROVIDER', details: { providerMessage: expect.stringContaining('deployment for this resource does not exist') } })
+    const unfinished = await azure('embed-creating')
+    expect(unfinished.statusCode).toBe(422)
+    expect(unfinished.json().details.providerMessage).toContain('running')
+    expect(JSON.stringify([present.json(), missing.json(), unfinished.json()])).not.toContain(providers.keys.azure)
+  })
+})

@@ -351,6 +351,70 @@ for (const store of STORES) {
       })
     })
 
+    describe('fresh part URLs', () => {
+      const refresh = (modelId: string, uploadId: string, h = main, user = admin, query = '') =>
+        h.app.inject({ method: 'POST', url: `/v1/models/${modelId}/versions/uploads/${uploadId}/parts${query}`, headers: as(user) })
+
+      it('an upload that outlives its URLs gets new ones for the parts not yet stored: the old URL is refused, the new one completes it', { timeout: 30_000 }, async () => {
+        const modelId = await newModel(brief)
+        const files = modelFiles().slice(3)
+        const bytes = files[0]!.bytes
+        const openedAt = Date.now()
+        const opened = (await open(modelId, declare(files), brief)).json() as Opened & { expiresAt: string }
+        const [first, second] = opened.files[0]!.parts
+        const put = (url: string, partNumber: number) =>
+          fetch(brief.reach(url), { method: 'PUT', body: bytes.subarray((partNumber - 1) * opened.partSize, partNumber * opened.partSize) })
+        const sent1 = await put(first!.url, 1)
+        expect(sent1.status).toBe(200)
+        await new Promise((resolve) => setTimeout(resolve, Math.max(0, openedAt + 1_800 - Date.now())))
+
+        const fresh = await refresh(modelId, opened.id, brief)
+        expect(fresh.statusCode, fresh.body).toBe(200)
+        const renewed = fresh.json() as Opened & { expiresAt: string; status: string }
+        expect(renewed.status).toBe('open')
+        // Part 1 is in the store: only part 2 has a new URL. The upload now lives as long as it.
+        expect(renewed.files[0]!.parts.map((p) => p.partNumber)).toEqual([2])
+        expect(Date.parse(renewed.expiresAt)).toBeGreaterThan(Date.parse(opened.expiresAt))
+        expect((await getUpload(modelId, opened.id, brief)).expiresAt).toBe(renewed.expiresAt)
+
+        await new Promise((resolve) => setTimeout(resolve, Math.max(0, Date.parse(opened.expiresAt) + 200 - Date.now())))
+        // (A few bytes: the refusal comes before the body is read, and a large unread body would hold the connection.)
+        const stale = await fetch(brief.reach(second!.url), { method: 'PUT', body: 'late' })
+        expect(stale.status).toBe(403)
+        expect(await stale.text()).toContain('expired')
+        const sent2 = await put(renewed.files[0]!.parts[0]!.url, 2)
+        expect(sent2.status, await sent2.clone().text()).toBe(200)
+        const parts = [
+          { partNumber: 1, etag: sent1.headers.get('etag')! },
+          { partNumber: 2, etag: sent2.headers.get('etag')! },
+        ]
+        const done = await complete(modelId, opened.id, [{ path: files[0]!.path, parts }], brief)
+        expect(done.statusCode, done.body).toBe(202)
+        expect(await settled(modelId, opened.id, brief)).toMatchObject({ status: 'completed' })
+      })
+
+      it('all=true mints every part again; only model:manage of the tenant, only while open', { timeout: 30_000 }, async () => {
+        const modelId = await newModel()
+        const files = modelFiles().slice(3)
+        const opened = (await open(modelId, declare(files))).json() as Opened
+        const all = await refresh(modelId, opened.id, main, admin, '?all=true')
+        expect(all.statusCode, all.body).toBe(200)
+        expect((all.json() as Opened).files[0]!.parts.map((p) => p.partNumber)).toEqual([1, 2])
+        expect((await refresh(modelId, opened.id, main, viewer)).statusCode).toBe(403)
+        const foreign = await refresh(modelId, opened.id, main, other)
+        expect(foreign.statusCode).toBe(404)
+        expect(foreign.json().errorCode).toBe('MODEL_UPLOAD_NOT_FOUND')
+        expect((await refresh(modelId, opened.id, main, admin, '?all=maybe')).statusCode).toBe(400)
+        const etags = await putAll(main, opened, files)
+        // Every part is stored: nothing left to mint.
+        expect((await refresh(modelId, opened.id)).json().files[0].parts).toEqual([])
+        expect((await complete(modelId, opened.id, etags)).statusCode).toBe(202)
+        const closed = await refresh(modelId, opened.id)
+        expect(closed.statusCode).toBe(409)
+        expect(closed.json().errorCode).toBe('MODEL_UPLOAD_NOT_OPEN')
+      })
+    })
+
     describe('verification', () => {
       it('a declared sha256 the bytes do not have: the version fails with MODEL_UPLOAD_HASH_MISMATCH and its objects are removed', { timeout: 60_000 }, async () => {
         const modelId = await newModel()
