@@ -236,6 +236,8 @@ interface DeployResult {
   acceptedMs: number
   /** Per endpoint, deploying → running, from the status history (database clock). */
   perEndpointMs: { p50: number; p95: number; max: number }
+  /** Per workflow step (the run record's steps), median and p95 seconds; 'queued' is from the 202 to the first step. */
+  steps: Array<{ step: string; p50: number; p95: number }>
   failed: number
   rssBeforeMb: number
   rssPeakMb: number
@@ -298,7 +300,18 @@ async function deployMany(
   )
   const ms = rows.map((r) => Number(r.ms))
   const at = (q: number) => ms[Math.min(ms.length - 1, Math.floor(q * ms.length))] ?? NaN
+  const { rows: stepRows } = await db.query<{ step: string; p50: number; p95: number }>(
+    `with runs as (select w.id, w.created_at from workflow_runs w where w.type = 'endpoint_ops.deploy' and w.created_at >= $1),
+          spans as (
+            select 0 as n, 'queued' as step, extract(epoch from (min(s.started_at) - r.created_at)) as secs from runs r join workflow_run_steps s on s.run_id = r.id group by r.id, r.created_at
+            union all
+            select s.step, s.message, extract(epoch from (s.finished_at - s.started_at)) from runs r join workflow_run_steps s on s.run_id = r.id where s.finished_at is not null)
+     select min(step) as step, percentile_cont(0.5) within group (order by secs) as p50, percentile_cont(0.95) within group (order by secs) as p95
+       from spans group by n order by n`,
+    [t0],
+  )
   return {
+    steps: stepRows.map((r) => ({ step: r.step.replace(/:.*$/, ''), p50: Number(r.p50), p95: Number(r.p95) })),
     count: specs.length,
     wallMs,
     acceptedMs,
@@ -547,6 +560,20 @@ ${table(r.results, { 'modelplane plan': 'baseline plan' })}
 
 modelplane at ${(mine.requestsPerSecond / base.requestsPerSecond).toFixed(2)}× the baseline's requests/s. Target p50 < 20 ms with ${CONNECTIONS}
 connections: p50 ${mine.p50Ms} ms (${mine.p50Ms < 20 ? 'met' : '**not met**'}; the baseline's p50 on the same machine in the same run: ${base.p50Ms} ms).
+With 32 requests always in flight, p50 is about 32 ÷ throughput: under 20 ms needs some 1,600 plans/s, several times
+what the baseline's five reads alone reach on these 2 shared cores.
+
+Where the plan's time goes (CPU profile of the app under this load, \`BENCH_ENDPOINTS_PLAN_ONLY=1
+BENCH_PROFILE_DIR=<dir>\`, taken 2026-11-30 on the same machine, load average about 14; shares of the app's busy main
+thread): the planner and the manifest generator (plan.ts, sizing.ts, manifests.ts, the designer) 8%; the rest is the
+reads and the HTTP layer: pg 18% (row parsing, chiefly the JSON facts of the 50 node rows, which the baseline parses
+too), socket writes 15% (each query and answer is its own writev), drizzle 13% (building each statement's SQL on
+every request and mapping rows), garbage collection 13%, Fastify with validation and serialization 10%, token checks
+2%, other 20%. A cheap change tried and not kept: reading the cluster and the model side by side in
+endpoint-service.ts (\`inputsFor\`, five reads in a row → three) measured 0.43× and 0.38× against 0.52× without it,
+in back-to-back plan-only runs: the app is CPU-bound at 32 connections here, so fewer round trips do not help. What
+would: prepared statements for the five reads (cluster_ops' list went from 0.41× to 0.90× that way), and not
+reading and parsing all 50 nodes' facts on every plan (they change only when a sync writes them).
 
 ### ${wave.count} endpoints deployed at once
 
@@ -565,6 +592,9 @@ ${r.deploys
       `| ${i === 0 ? d.count : `+${d.count} (batch ${i})`} | ${s(d.acceptedMs)} | ${s(d.wallMs)} | ${s(d.perEndpointMs.p50)} | ${s(d.perEndpointMs.p95)} | ${s(d.perEndpointMs.max)} | ${d.failed} | ${mb(d.rssBeforeMb)} | ${mb(d.rssPeakMb)} | ${d.cpuSeconds.toFixed(1)} |`,
   )
   .join('\n')}
+
+Where a deploy's time goes (the first ${wave.count}; each step of the run record, from its start to its finish, as the
+workflow reports it): ${wave.steps.map((x) => `${x.step} p50 ${x.p50.toFixed(1)} s, p95 ${x.p95.toFixed(1)} s`).join('; ')}.
 
 The first row is the measurement; the later batches (deployed the same way, round-robin over all
 ${DEPLOY_CLUSTERS + MORE_CLUSTERS} clusters) seed the ${TOTAL} endpoints the reconcile sweep runs over.
