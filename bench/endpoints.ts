@@ -566,8 +566,8 @@ what the baseline's five reads alone reach on these 2 shared cores.
 Where the plan's time goes (CPU profile of the app under this load, \`BENCH_ENDPOINTS_PLAN_ONLY=1
 BENCH_PROFILE_DIR=<dir>\`, taken 2026-11-30 on the same machine, load average about 14; shares of the app's busy main
 thread): the planner and the manifest generator (plan.ts, sizing.ts, manifests.ts, the designer) 8%; the rest is the
-reads and the HTTP layer: pg 18% (row parsing, chiefly the JSON facts of the 50 node rows, which the baseline parses
-too), socket writes 15% (each query and answer is its own writev), drizzle 13% (building each statement's SQL on
+reads and the HTTP layer: pg 18% (the protocol and row parsing, the JSON facts of the 50 node rows among them, which
+the baseline parses too), socket writes 15% (writev of queries and answers), drizzle 13% (building each statement's SQL on
 every request and mapping rows), garbage collection 13%, Fastify with validation and serialization 10%, token checks
 2%, other 20%. A cheap change tried and not kept: reading the cluster and the model side by side in
 endpoint-service.ts (\`inputsFor\`, five reads in a row → three) measured 0.43× and 0.38× against 0.52× without it,
@@ -594,7 +594,8 @@ ${r.deploys
   .join('\n')}
 
 Where a deploy's time goes (the first ${wave.count}; each step of the run record, from its start to its finish, as the
-workflow reports it): ${wave.steps.map((x) => `${x.step} p50 ${x.p50.toFixed(1)} s, p95 ${x.p95.toFixed(1)} s`).join('; ')}.
+workflow reports it; "queued" is from the run's creation to its first step, the engine's backlog while ${wave.count} runs start
+at once): ${wave.steps.map((x) => `${x.step} p50 ${x.p50.toFixed(1)} s, p95 ${x.p95.toFixed(1)} s`).join('; ')}.
 
 The first row is the measurement; the later batches (deployed the same way, round-robin over all
 ${DEPLOY_CLUSTERS + MORE_CLUSTERS} clusters) seed the ${TOTAL} endpoints the reconcile sweep runs over.
@@ -630,7 +631,8 @@ function sweepVerdict(sweeps: SweepResult[]): string {
   const growthSmall = Math.max(...small.map((w) => w.rssPeakMb - w.rssBeforeMb))
   return (
     `\nSweep of ${TOTAL}: slowest ${(slowest / 1000).toFixed(1)} s (target < 60 s: ${slowest < 60_000 ? 'met' : '**not met**'}). ` +
-    `Memory: the peak rose at most ${growthBig.toFixed(0)} MB over the RSS before a sweep of ${TOTAL}, ${growthSmall.toFixed(0)} MB for a sweep of ${FIRST_WAVE}.`
+    `Memory: the peak rose at most ${growthBig.toFixed(0)} MB over the RSS before a sweep of ${TOTAL}, ${growthSmall.toFixed(0)} MB for a sweep of ${FIRST_WAVE}; ` +
+    `RSS 3 s after each sweep, in order: ${sweeps.map((w) => w.rssAfterMb.toFixed(0)).join(' → ')} MB.`
   )
 }
 
