@@ -70,6 +70,9 @@ export interface LoadOptions {
   headers?: Record<string, string>
   /** Called for every request: the part after the URL's path, so that requests differ. */
   pathOf?: () => string
+  /** GET unless given; a body is sent as JSON. */
+  method?: 'GET' | 'POST'
+  body?: unknown
 }
 
 export async function load(
@@ -81,13 +84,16 @@ export async function load(
   const requests = options.pathOf
     ? [{ setupRequest: (request: autocannon.Request) => ({ ...request, path: new URL(url).pathname + options.pathOf!() }) }]
     : undefined
+  const send = options.body === undefined ? { method: options.method ?? 'GET' } : { method: options.method ?? 'POST', body: JSON.stringify(options.body) }
+  const headers = options.body === undefined ? options.headers : { 'content-type': 'application/json', ...options.headers }
   // A short warm-up so JIT and pools are hot before the measured run.
-  await autocannon({ url, connections: options.connections ?? 32, duration: 2, headers: options.headers, requests })
+  await autocannon({ url, connections: options.connections ?? 32, duration: 2, ...send, headers, requests })
   const result = await autocannon({
     url,
     connections: options.connections ?? 32,
     duration: options.durationSeconds ?? 10,
-    headers: options.headers,
+    ...send,
+    headers,
     requests,
   })
   return {
@@ -120,6 +126,8 @@ export interface Side {
   url: string
   headers?: Record<string, string>
   pathOf?: () => string
+  method?: 'GET' | 'POST'
+  body?: unknown
 }
 
 /** compare() for any number of sides: each loaded in turn, BENCH_ROUNDS times, median run each. */
@@ -127,7 +135,7 @@ export async function compareAll(sides: Side[], options: { connections?: number;
   const runs: Measurement[][] = sides.map(() => [])
   for (let round = 0; round < BENCH_ROUNDS; round++) {
     for (const [i, side] of sides.entries()) {
-      runs[i]!.push(await load(side.name, side.url, { ...options, headers: side.headers, pathOf: side.pathOf }))
+      runs[i]!.push(await load(side.name, side.url, { ...options, headers: side.headers, pathOf: side.pathOf, method: side.method, body: side.body }))
     }
   }
   // A run that got errors measured something else (an expired token, say): its numbers are void.
