@@ -81,6 +81,14 @@ const EnvSchema = Type.Object({
   ENDPOINT_ROLLOUT_TIMEOUT_MINUTES: Type.Optional(Type.Number({ minimum: 0.01, maximum: 1440 })),
   ENDPOINT_TEARDOWN_TIMEOUT_MINUTES: Type.Optional(Type.Number({ minimum: 0.01, maximum: 1440 })),
   ENDPOINT_WEIGHT_URL_TTL_HOURS: Type.Optional(Type.Number({ minimum: 0.01, maximum: 168 })),
+  // Apps (user FastAPI code served by the runner image, deploy/runner/).
+  APP_RUNNER_IMAGE: Type.Optional(Type.String({ pattern: '^[a-z0-9][a-z0-9._:/-]*[a-z0-9](:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}|@sha256:[a-f0-9]{64})$', maxLength: 512 })),
+  APP_IDLE_MINUTES: Type.Optional(Type.Number({ minimum: 0.01, maximum: 525_600 })),
+  APPS_DOMAIN: Type.Optional(Type.String({ pattern: '^([a-z0-9]([-a-z0-9]*[a-z0-9])?\\.)*[a-z0-9]([-a-z0-9]*[a-z0-9])?$', maxLength: 200 })),
+  APP_CPU_REQUEST: Type.Optional(Type.String({ pattern: '^[0-9]+(\\.[0-9]+)?m?$', maxLength: 16 })),
+  APP_CPU_LIMIT: Type.Optional(Type.String({ pattern: '^[0-9]+(\\.[0-9]+)?m?$', maxLength: 16 })),
+  APP_MEMORY_REQUEST: Type.Optional(Type.String({ pattern: '^[0-9]+(Ki|Mi|Gi)$', maxLength: 16 })),
+  APP_MEMORY_LIMIT: Type.Optional(Type.String({ pattern: '^[0-9]+(Ki|Mi|Gi)$', maxLength: 16 })),
   // Clusters (cluster_ops) and the periodic sweeps that keep them current.
   CLUSTER_SYNC_INTERVAL_SECONDS: Type.Optional(Type.Integer({ minimum: 1, maximum: 86_400 })),
   // A fraction is allowed (0.05 = 3 s), so tests and drills need not wait minutes.
@@ -267,6 +275,16 @@ export interface Config {
     teardownTimeoutMs: number
     /** Lifetime of the presigned URLs the weight download uses (S3 allows 7 days at most). */
     weightUrlTtlSeconds: number
+  }
+  apps: {
+    /** The runner image, pinned by tag or digest (never `latest`): it runs every app. */
+    runnerImage: string
+    /** An app without traffic this long is scaled to zero (not deleted). */
+    idleMinutes: number
+    /** Apps are served at `<app>.<domain>`; null: the cluster's serving settings' host suffix, else no route. */
+    domain: string | null
+    /** The runner container's requests and limits when an app names none. */
+    resources: { cpuRequest: string; cpuLimit: string; memoryRequest: string; memoryLimit: string }
   }
   models: {
     /** Hugging Face's HTTP API or a mirror of it, without a trailing slash. */
@@ -578,6 +596,17 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Readonly<Co
       teardownTimeoutMs: Math.round((env.ENDPOINT_TEARDOWN_TIMEOUT_MINUTES ?? 10) * 60_000),
       weightUrlTtlSeconds: Math.round((env.ENDPOINT_WEIGHT_URL_TTL_HOURS ?? 24) * 3600),
     },
+    apps: {
+      runnerImage: runnerImage(env.APP_RUNNER_IMAGE, problems),
+      idleMinutes: env.APP_IDLE_MINUTES ?? 1440,
+      domain: env.APPS_DOMAIN ?? null,
+      resources: {
+        cpuRequest: env.APP_CPU_REQUEST ?? '100m',
+        cpuLimit: env.APP_CPU_LIMIT ?? '1',
+        memoryRequest: env.APP_MEMORY_REQUEST ?? '128Mi',
+        memoryLimit: env.APP_MEMORY_LIMIT ?? '512Mi',
+      },
+    },
     sweepPollMs: env.SWEEP_POLL_MS ?? 1_000,
     parts: {
       database: env.DATABASE_URL ? 'postgres' : 'pglite',
@@ -596,6 +625,15 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Readonly<Co
  * into the control plane's own network (169.254.169.254 answers instance credentials on most clouds).
  */
 export const DEFAULT_DENIED_CIDRS = ['169.254.0.0/16', 'fe80::/10', 'fd00:ec2::254/128', '100.100.100.200/32'] as const
+
+/** The runner image of this release; a moving tag would change every app's code under it. */
+export const DEFAULT_APP_RUNNER_IMAGE = 'ghcr.io/modelplane/app-runner:0.1.0'
+
+function runnerImage(raw: string | undefined, problems: string[]): string {
+  if (raw === undefined) return DEFAULT_APP_RUNNER_IMAGE
+  if (/:latest$/.test(raw)) problems.push('APP_RUNNER_IMAGE: pin a version tag or a digest, not "latest"')
+  return raw
+}
 
 function deniedCidrs(variable: string, raw: string | undefined, problems: string[]): string[] {
   if (raw === undefined) return [...DEFAULT_DENIED_CIDRS]
