@@ -3,12 +3,17 @@ import type { Platform } from '../../platform/platform.js'
 import type { ClusterService } from '../cluster_ops/index.js'
 import type { ModelService } from '../model_ops/index.js'
 import type { WorkflowService } from '../workflow_ops/index.js'
+import { createAppDesigner } from './app-designer.js'
+import { registerAppRoutes } from './app-routes.js'
+import { createAppService } from './app-service.js'
+import { createAppValidator, DEFAULT_ALLOWED_IMPORTS } from './apps/validate.js'
 import { countLiveUsingRuntime } from './endpoint-crud.js'
 import { createEndpointDesigner } from './endpoint-designer.js'
 import { createEndpointLifecycle } from './endpoint-module.js'
 import { createRuntimeModule } from './runtime-module.js'
 
 export type { EndpointService } from './endpoint-service.js'
+export type { AppService } from './app-service.js'
 export { ENDPOINT_RECONCILE_SWEEP, ENDPOINT_TOPIC, ENDPOINT_WORKFLOW } from './endpoint-service.js'
 
 /**
@@ -18,26 +23,48 @@ export { ENDPOINT_RECONCILE_SWEEP, ENDPOINT_TOPIC, ENDPOINT_WORKFLOW } from './e
  */
 export function createEndpointOps(
   platform: Pick<Platform, 'config' | 'log' | 'database' | 'vault' | 'events' | 'sweeps' | 'blob' | 'cache'>,
-  deps: { workflows: WorkflowService; clusters: ClusterService; models: ModelService },
+  deps: {
+    workflows: WorkflowService
+    clusters: ClusterService
+    models: ModelService
+    /** The import allow-list of a tenant's apps; default: DEFAULT_ALLOWED_IMPORTS. */
+    allowListFor?: (tenantId: string) => Promise<readonly string[]>
+  },
 ) {
   const catalog = createRuntimeModule(platform, { clusters: deps.clusters })
   const designer = createEndpointDesigner({
     runtimesFor: (tenantId) => catalog.runtimes.forPlanning(tenantId),
     settingsFor: (tenantId, clusterId) => catalog.servingSettings.forCluster(tenantId, clusterId),
   })
-  const lifecycle = createEndpointLifecycle(platform, { ...deps, designer })
+  const appDesigner = createAppDesigner({
+    settingsFor: (tenantId, clusterId) => catalog.servingSettings.forCluster(tenantId, clusterId),
+    apps: platform.config.apps,
+  })
+  const lifecycle = createEndpointLifecycle(platform, { workflows: deps.workflows, clusters: deps.clusters, models: deps.models, designer, appDesigner })
+  // One Python checker per process, started on the first validation and closed on stop.
+  const validator = createAppValidator({ log: platform.log.child({ module: 'endpoint_ops.apps' }) })
+  const apps = createAppService({
+    endpoints: lifecycle.service,
+    validator,
+    allowListFor: deps.allowListFor ?? (async () => DEFAULT_ALLOWED_IMPORTS),
+    apps: platform.config.apps,
+  })
   // A runtime that live endpoints name is neither deleted nor renamed under them.
   catalog.runtimes.registerUser({ kind: 'endpoints', countUsing: countLiveUsingRuntime })
   return {
     service: lifecycle.service,
     runtimes: catalog.runtimes,
     servingSettings: catalog.servingSettings,
+    apps,
     /** Seeds the runtime catalog (never over an operator's edits). */
     start: () => catalog.start(),
-    stop: () => catalog.stop(),
+    async stop() {
+      await Promise.all([catalog.stop(), validator.close()])
+    },
     routes(app: FastifyInstance) {
       catalog.routes(app)
       lifecycle.routes(app)
+      registerAppRoutes(app, apps)
     },
   }
 }
