@@ -8,7 +8,7 @@ import { type AppFile, type AppValidator, appFilesFromCode, requireValidApp } fr
 import type { AppCreate, AppUpdate } from './app-schema.js'
 import type { ListedEndpointRow } from './endpoint-crud.js'
 import type { AppSpec } from './endpoint-design.js'
-import { workerNotFound } from './endpoint-errors.js'
+import { nothingToUpdate, workerNotFound } from './endpoint-errors.js'
 import type { EndpointService } from './endpoint-service.js'
 import type { EndpointRow } from './tables.js'
 
@@ -92,6 +92,7 @@ export function createAppService(deps: AppServiceDeps) {
         ...(body.env !== undefined ? { env: body.env } : {}),
         ...(body.idleMinutes !== undefined ? { idleScaleToZeroMinutes: body.idleMinutes } : {}),
       }
+      if (Object.keys(change).length === 0) throw nothingToUpdate('code or files, env, or idleMinutes')
       return endpoints.update(principal, id, change, ifMatch, undefined, 'app')
     },
 

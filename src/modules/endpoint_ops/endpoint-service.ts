@@ -1,3 +1,4 @@
+import type { V1Pod } from '@kubernetes/client-node'
 import { randomBytes, randomUUID } from 'node:crypto'
 import type { Logger } from 'pino'
 import type { Config } from '../../config.js'
@@ -199,22 +200,38 @@ export function createEndpointService(deps: EndpointServiceDeps) {
     managedSelector(row.tenantId, { key: row.kind === 'app' ? 'modelplane.io/app-id' : 'modelplane.io/endpoint-id', id: row.id })
 
   /**
-   * The last log lines of each crashed container among the problems (the run that crashed, else the
-   * current one): a crash at import says why in the runner's own words.
+   * The last log lines of every container that has crashed (the run that ended, else the current
+   * one), added to the rollout's problems: a crash at import says why in the runner's own words,
+   * whether the rollout failed on the back-off or on its progress deadline.
    */
-  async function withCrashLogs(c: KubeClient, namespace: string, problems: RolloutObservation['problems']): Promise<RolloutObservation['problems']> {
-    return Promise.all(
-      problems.map(async (p) => {
-        if (!/CrashLoopBackOff|^Error$/.test(p.reason)) return p
+  async function withCrashLogs(c: KubeClient, namespace: string, pods: V1Pod[], problems: RolloutObservation['problems']): Promise<RolloutObservation['problems']> {
+    const out = [...problems]
+    for (const pod of pods) {
+      const name = pod.metadata?.name
+      if (!name) continue
+      for (const status of pod.status?.containerStatuses ?? []) {
+        const ended = status.lastState?.terminated ?? status.state?.terminated
+        const crashed = status.restartCount > 0 || (ended !== undefined && ended.exitCode !== 0)
+        if (!crashed) continue
+        let text = ''
         for (const previous of [true, false]) {
-          const params = new URLSearchParams({ tailLines: String(CRASH_LOG_LINES), ...(previous ? { previous: 'true' } : {}), ...(p.container ? { container: p.container } : {}) })
-          const res = await c.request('GET', `/api/v1/namespaces/${encodeURIComponent(namespace)}/pods/${encodeURIComponent(p.pod)}/log?${params}`, { passStatus: true, accept: 'text/plain' })
-          const text = res.status === 200 ? res.body.toString('utf8').trim() : ''
-          if (text) return { ...p, message: `${p.message}; last log lines:\n${text}` }
+          const params = new URLSearchParams({ tailLines: String(CRASH_LOG_LINES), container: status.name, ...(previous ? { previous: 'true' } : {}) })
+          const res = await c.request('GET', `/api/v1/namespaces/${encodeURIComponent(namespace)}/pods/${encodeURIComponent(name)}/log?${params}`, { passStatus: true, accept: 'text/plain' })
+          text = res.status === 200 ? res.body.toString('utf8').trim() : ''
+          if (text) break
         }
-        return p
-      }),
-    )
+        if (!text) continue
+        const at = out.findIndex((p) => p.pod === name && (!p.container || p.container === status.name))
+        const lines = `last log lines:\n${text}`
+        if (at >= 0) out[at] = { ...out[at]!, message: `${out[at]!.message}; ${lines}` }
+        else {
+          const reason = status.state?.waiting?.reason ?? ended?.reason ?? 'Error'
+          const exit = ended ? `exited with code ${ended.exitCode}` : `restarted ${status.restartCount} time(s)`
+          out.push({ pod: name, container: status.name, reason, message: `${exit}; ${lines}`, restarts: status.restartCount })
+        }
+      }
+    }
+    return out
   }
 
   async function readRollout(c: KubeClient, row: EndpointRow, design: Pick<Design, 'namespace' | 'workload' | 'waitForOldPods'>): Promise<RolloutObservation> {
@@ -226,7 +243,7 @@ export function createEndpointService(deps: EndpointServiceDeps) {
       c.core.listNamespacedPod({ namespace, labelSelector: selector }),
     ])
     const judged = judgeRollout({ deployment, replicaSets: replicaSets.items, pods: pods.items, waitForOldPods: design.waitForOldPods })
-    const problems = judged.state === 'failed' && row.kind === 'app' ? await withCrashLogs(c, namespace, judged.pods) : judged.pods
+    const problems = judged.state === 'failed' && row.kind === 'app' ? await withCrashLogs(c, namespace, pods.items, judged.pods) : judged.pods
     return { state: judged.state, reason: judged.reason, message: judged.message, problems }
   }
 
@@ -676,7 +693,8 @@ export function createEndpointService(deps: EndpointServiceDeps) {
           { type: 'Progressing', status: 'False', reason: 'RolloutComplete', message: `revision ${revision} is rolled out` },
           { type: 'Ready', status: phase === 'running' ? 'True' : 'False', reason: phase === 'running' ? 'Available' : 'ScaledToZero', message: null },
           { type: 'Degraded', status: 'False', reason: null, message: null },
-          { type: 'ModelLoaded', status: phase === 'running' ? 'True' : 'Unknown', reason: phase === 'running' ? 'Probed' : 'ScaledToZero', message: null },
+          // An app has no model: what was probed is the runner's health route.
+          { type: row.kind === 'app' ? 'Healthy' : 'ModelLoaded', status: phase === 'running' ? 'True' : 'Unknown', reason: phase === 'running' ? 'Probed' : 'ScaledToZero', message: null },
         )
         await transition(tx, row, phase, null, null, {
           appliedRevision: revision,

@@ -89,6 +89,7 @@ describe('an app', () => {
       expect(running.files).toEqual([{ path: 'main.py', bytes: Buffer.byteLength(HELLO) }])
       expect(running.codeHash).toMatch(/^[0-9a-f]{64}$/)
       expect(running.conditions.find((c: Obj) => c.type === 'Ready')).toMatchObject({ status: 'True' })
+      expect(running.conditions.find((c: Obj) => c.type === 'Healthy')).toMatchObject({ status: 'True', reason: 'Probed' })
     } finally {
       undo()
     }
@@ -265,6 +266,9 @@ describe('limits and owners', () => {
     const onTheirs = await h.call({ method: 'POST', url: '/v1/apps', payload: { name: 'x', clusterId, code: HELLO } }, stranger)
     expect(onTheirs.statusCode).toBe(404)
 
+    const empty = await h.call({ method: 'PATCH', url: `/v1/apps/${appId}`, payload: {} }, alice)
+    expect(empty.statusCode).toBe(400)
+    expect(empty.json().message).toMatch(/code or files/)
     // The owner changes it; the admin may delete it.
     const changed = await h.call({ method: 'PATCH', url: `/v1/apps/${appId}`, payload: { env: { GREETING: 'hi' } } }, alice)
     expect(changed.statusCode, changed.body).toBe(202)
