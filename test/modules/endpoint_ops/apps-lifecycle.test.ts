@@ -229,19 +229,33 @@ describe('limits and owners', () => {
     const alice = await h.seed('developer')
     const bob = await h.seed('developer')
     const viewer = await h.seed('viewer')
-    const { appId } = await create({ name: 'alices' }, alice)
+    const key = `k-${Date.now()}`
+    const first = await h.call({ method: 'POST', url: '/v1/apps', payload: { name: 'alices', clusterId, code: HELLO }, headers: { 'idempotency-key': key } }, alice)
+    expect(first.statusCode, first.body).toBe(202)
+    const { appId } = first.json() as { appId: string }
+    // The same request again with the same key: the same app and run, nothing new.
+    const again = await h.call({ method: 'POST', url: '/v1/apps', payload: { name: 'alices', clusterId, code: HELLO }, headers: { 'idempotency-key': key } }, alice)
+    expect(again.statusCode, again.body).toBe(202)
+    expect(again.json()).toEqual(first.json())
     await phase(appId, 'running')
+    const { appId: bobsApp } = await create({ name: 'bobs' }, bob)
 
     expect((await h.call({ method: 'GET', url: `/v1/apps/${appId}` }, alice)).statusCode).toBe(200)
     const alicesList = (await h.call({ method: 'GET', url: '/v1/apps' }, alice)).json()
     expect(alicesList.items.map((a: Obj) => a.id)).toEqual([appId])
-    // The admin sees every app of the tenant (the ones of this file too).
+    // The admin sees every app of the tenant.
     const adminList = (await h.call({ method: 'GET', url: '/v1/apps?limit=100' })).json()
-    expect(adminList.items.map((a: Obj) => a.id)).toContain(appId)
-    expect(adminList.total).toBeGreaterThan(1)
+    expect(adminList.items.map((a: Obj) => a.id)).toEqual(expect.arrayContaining([appId, bobsApp]))
     expect((await h.call({ method: 'GET', url: `/v1/apps/${appId}` })).statusCode).toBe(200)
+    // Filters: by name, phase and cluster.
+    const byName = (await h.call({ method: 'GET', url: '/v1/apps?q=alices' })).json()
+    expect(byName.items.map((a: Obj) => a.id)).toEqual([appId])
+    expect((await h.call({ method: 'GET', url: `/v1/apps?q=alices&phase=failed` })).json().total).toBe(0)
+    expect((await h.call({ method: 'GET', url: `/v1/apps?q=alices&clusterId=${clusterId}` })).json().total).toBe(1)
+    expect((await h.call({ method: 'GET', url: `/v1/apps?q=alices&clusterId=${h.admin.tenantId}` })).json().total).toBe(0)
+    expect((await h.call({ method: 'GET', url: '/v1/apps?phase=sleeping' })).statusCode).toBe(400)
 
-    expect((await h.call({ method: 'GET', url: '/v1/apps' }, bob)).json().total).toBe(0)
+    expect((await h.call({ method: 'GET', url: '/v1/apps' }, bob)).json().items.map((a: Obj) => a.id)).toEqual([bobsApp])
     for (const [method, url, payload] of [
       ['GET', `/v1/apps/${appId}`, undefined],
       ['GET', `/v1/apps/${appId}/logs`, undefined],
@@ -274,7 +288,6 @@ describe('limits and owners', () => {
     expect(changed.statusCode, changed.body).toBe(202)
     expect((await h.finished(changed.json().workflowId, 60_000)).status).toBe('completed')
     expect((await getApp(appId)).env).toEqual({ GREETING: 'hi' })
-    const removed = await h.call({ method: 'DELETE', url: `/v1/apps/${appId}` })
-    expect(removed.statusCode).toBe(202)
+    for (const id of [appId, bobsApp]) expect((await h.call({ method: 'DELETE', url: `/v1/apps/${id}` })).statusCode).toBe(202)
   })
 })
