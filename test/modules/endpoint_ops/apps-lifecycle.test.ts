@@ -88,6 +88,8 @@ describe('an app', () => {
       namespace = running.namespace
       expect(running.files).toEqual([{ path: 'main.py', bytes: Buffer.byteLength(HELLO) }])
       expect(running.codeHash).toMatch(/^[0-9a-f]{64}$/)
+      // APP_IDLE_MINUTES (default 1440) unless the app sets its own.
+      expect(running.idleMinutes).toBe(1440)
       expect(running.conditions.find((c: Obj) => c.type === 'Ready')).toMatchObject({ status: 'True' })
       expect(running.conditions.find((c: Obj) => c.type === 'Healthy')).toMatchObject({ status: 'True', reason: 'Probed' })
     } finally {
