@@ -100,6 +100,8 @@ export type EndpointChange =
 /** Admins (and above) see every app of their tenant; everyone else only their own. */
 const ADMIN_RANK = rankOf({ role: 'admin', isSuperuser: false })
 export const seesAllApps = (principal: Pick<Principal, 'role' | 'isSuperuser'>) => rankOf(principal) >= ADMIN_RANK
+/** Whose an app is: the user behind the principal (an API key acts for its user). */
+export const appOwnerOf = (principal: Pick<Principal, 'id' | 'userId'>) => principal.userId ?? principal.id
 
 /** Log lines of a crashed container shown in a failed status, at most. */
 const CRASH_LOG_LINES = 20
@@ -113,7 +115,7 @@ export function createEndpointService(deps: EndpointServiceDeps) {
   async function visible(principal: Principal, id: string, kind: EndpointKind = 'model'): Promise<EndpointRow> {
     const row = await crud.getEndpoint(db, principal.tenantId, kind, id)
     if (!row) throw endpointNotFound(kind === 'app' ? 'app' : 'endpoint')
-    if (kind === 'app' && row.createdBy !== principal.id && !seesAllApps(principal)) throw endpointNotFound('app')
+    if (kind === 'app' && row.createdBy !== appOwnerOf(principal) && !seesAllApps(principal)) throw endpointNotFound('app')
     return row
   }
 
@@ -375,7 +377,7 @@ export function createEndpointService(deps: EndpointServiceDeps) {
         spec: spec as unknown as Record<string, unknown>,
         revision: 1,
         phase: 'deploying',
-        createdBy: principal.id,
+        createdBy: appOwnerOf(principal),
       }
       const design = await designFor(draft as EndpointRow, spec, { withSecrets: false })
       let row: EndpointRow
@@ -421,7 +423,7 @@ export function createEndpointService(deps: EndpointServiceDeps) {
       const sort = parseSort<crud.EndpointSortField>(query.sort, ['name', 'createdAt', 'phase'], { field: 'createdAt', direction: 'desc' })
       const { sort: _s, page: _p, limit: _l, ...filter } = query
       // A user without admin rank lists only their own apps.
-      if (kind === 'app' && !seesAllApps(principal)) filter.createdBy = principal.id
+      if (kind === 'app' && !seesAllApps(principal)) filter.createdBy = appOwnerOf(principal)
       const { rows, total } = await crud.listEndpoints(db, principal.tenantId, kind, filter, sort, page)
       return pageResult(rows, total, page)
     },

@@ -258,6 +258,12 @@ describe('limits and owners', () => {
     expect((await h.call({ method: 'GET', url: '/v1/apps?phase=sleeping' })).statusCode).toBe(400)
 
     expect((await h.call({ method: 'GET', url: '/v1/apps' }, bob)).json().items.map((a: Obj) => a.id)).toEqual([bobsApp])
+    // An API key acts for its user: Alice's key sees Alice's app, and only hers.
+    const made = await h.call({ method: 'POST', url: '/v1/auth/api-keys', payload: { name: 'script', scopes: ['endpoint:view'] } }, alice)
+    expect(made.statusCode, made.body).toBe(201)
+    const viaKey = await h.app.inject({ method: 'GET', url: '/v1/apps', headers: { 'x-api-key': made.json().key } })
+    expect(viaKey.statusCode, viaKey.body).toBe(200)
+    expect(viaKey.json().items.map((a: Obj) => a.id)).toEqual([appId])
     for (const [method, url, payload] of [
       ['GET', `/v1/apps/${appId}`, undefined],
       ['GET', `/v1/apps/${appId}/logs`, undefined],
