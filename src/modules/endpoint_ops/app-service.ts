@@ -67,6 +67,7 @@ export function createAppService(deps: AppServiceDeps) {
         clusterId: body.clusterId,
         files: code.files,
         entry: code.entry,
+        codeHash: codeHash(code.files),
         ...(body.env ? { env: body.env } : {}),
         replicas: 1,
         idleScaleToZeroMinutes: body.idleMinutes ?? deps.apps.idleMinutes,
@@ -88,7 +89,7 @@ export function createAppService(deps: AppServiceDeps) {
       await endpoints.get(principal, id, 'app')
       const code = await validated(principal, body)
       const change: Partial<AppSpec> = {
-        ...(code ? { files: code.files, entry: code.entry } : {}),
+        ...(code ? { files: code.files, entry: code.entry, codeHash: codeHash(code.files) } : {}),
         ...(body.env !== undefined ? { env: body.env } : {}),
         ...(body.idleMinutes !== undefined ? { idleScaleToZeroMinutes: body.idleMinutes } : {}),
       }
@@ -123,10 +124,11 @@ export function appView(row: ListedEndpointRow | EndpointRow) {
     id: row.id,
     name: row.name,
     clusterId: row.clusterId,
-    files: (spec.files ?? []).map((f) => ({ path: f.path, bytes: Buffer.byteLength(f.content) })),
+    // A page carries paths and sizes only (endpoint-crud's APP_LISTED); one app carries the files.
+    files: (spec.files ?? []).map((f: AppFile | { path: string; bytes: number }) => ({ path: f.path, bytes: 'content' in f ? Buffer.byteLength(f.content) : f.bytes })),
     entry: spec.entry,
     env: spec.env ?? {},
-    codeHash: spec.files?.length ? codeHash(spec.files) : null,
+    codeHash: spec.codeHash ?? (spec.files?.every((f) => 'content' in f) ? codeHash(spec.files) : null),
     replicas: spec.replicas,
     idleMinutes: spec.idleScaleToZeroMinutes ?? null,
     revision: row.revision,

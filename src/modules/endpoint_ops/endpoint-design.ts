@@ -35,6 +35,8 @@ export interface AppSpec {
   files: AppFile[]
   /** the Python file the runner imports */
   entry: string
+  /** sha256 of the files (apps/app-manifests codeHash), kept so a page of apps need not read them */
+  codeHash?: string
   env?: Record<string, string>
   /** 1, or 0 while scaled to zero */
   replicas: number

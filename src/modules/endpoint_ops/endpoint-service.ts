@@ -95,7 +95,7 @@ export interface RolloutObservation {
 /** What a PATCH may change: a model endpoint's serving fields, or an app's code and environment. */
 export type EndpointChange =
   | Partial<Pick<EndpointSpec, 'replicas' | 'autoscale' | 'env' | 'args' | 'runtime' | 'resources' | 'idleScaleToZeroMinutes' | 'versionId'>>
-  | Partial<Pick<AppSpec, 'files' | 'entry' | 'env' | 'replicas' | 'idleScaleToZeroMinutes'>>
+  | Partial<Pick<AppSpec, 'files' | 'entry' | 'codeHash' | 'env' | 'replicas' | 'idleScaleToZeroMinutes'>>
 
 /** Admins (and above) see every app of their tenant; everyone else only their own. */
 const ADMIN_RANK = rankOf({ role: 'admin', isSuperuser: false })

@@ -245,6 +245,11 @@ describe('limits and owners', () => {
     expect((await h.call({ method: 'GET', url: `/v1/apps/${appId}` }, alice)).statusCode).toBe(200)
     const alicesList = (await h.call({ method: 'GET', url: '/v1/apps' }, alice)).json()
     expect(alicesList.items.map((a: Obj) => a.id)).toEqual([appId])
+    // A page shows the same files and code hash as the app itself.
+    const one = await getApp(appId)
+    expect(alicesList.items[0].files).toEqual([{ path: 'main.py', bytes: Buffer.byteLength(HELLO) }])
+    expect(alicesList.items[0].codeHash).toBe(one.codeHash)
+    expect(one.codeHash).toMatch(/^[0-9a-f]{64}$/)
     // The admin sees every app of the tenant.
     const adminList = (await h.call({ method: 'GET', url: '/v1/apps?limit=100' })).json()
     expect(adminList.items.map((a: Obj) => a.id)).toEqual(expect.arrayContaining([appId, bobsApp]))
