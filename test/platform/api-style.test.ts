@@ -96,6 +96,7 @@ const IDEMPOTENT_BY_NATURE: Record<string, string> = {
   cancelWorkflow: 'a second cancel of the same run finds it finished and starts nothing',
   completeModelUpload: 'a second complete of the same upload finds it no longer open (409) and starts nothing',
   wakeEndpoint: 'a second wake finds the endpoint waking (409 ENDPOINT_BUSY) or awake (200) and starts nothing',
+  wakeApp: 'a second wake finds the app waking (409 ENDPOINT_BUSY) or awake (200) and starts nothing',
 }
 
 /** Not resources of this API: the sidecar's callbacks and Keycloak's own paths keep their protocols' shapes. */

@@ -46,6 +46,8 @@ interface TenantA {
   credentialId: string
   /** A running endpoint of A's model on A's cluster, and its one worker. */
   endpoint: { id: string; name: string; pod: string; apiKey: string }
+  /** A running app of A's on A's cluster. */
+  app: { id: string; name: string }
   /** A runtime of A's own catalog; A's cluster also has serving settings. */
   runtime: { id: string; name: string }
   /** A template of A's admin (its code holds a marker), and an entry only A's import allow-list has. */
@@ -74,6 +76,7 @@ const PATH_IDS: Record<string, (path: string, ids: PathIds) => string | undefine
     if (path.startsWith('/v1/credentials/')) return ids.credentialId
     if (path.startsWith('/v1/clusters/')) return ids.clusterId
     if (path.startsWith('/v1/endpoints/')) return ids.endpointId
+    if (path.startsWith('/v1/apps/')) return ids.appId
     if (path.startsWith('/v1/runtimes/')) return ids.runtimeId
     if (path.startsWith('/v1/app-templates/')) return ids.templateId
     return undefined
@@ -95,6 +98,7 @@ interface PathIds {
   credentialId: string
   clusterId: string
   endpointId: string
+  appId: string
   podName: string
   runtimeId: string
   templateId: string
@@ -137,6 +141,9 @@ const bodies = (): Record<string, unknown> => ({
   updateEndpoint: { replicas: 0, env: { OWNED_BY: 'b' } },
   scaleEndpoint: { replicas: 0 },
   updateAppTemplate: { name: 'owned-by-b', code: 'from fastapi import FastAPI\n\napp = FastAPI(title="b")\n' },
+  // On A's cluster: B must find no such cluster. An update of A's app: B must find no such app.
+  createApp: { name: `b-app-${randomUUID().slice(0, 8)}`, clusterId: a.cluster.id, code: 'from fastapi import FastAPI\napp = FastAPI()\n' },
+  updateApp: { code: 'from fastapi import FastAPI\napp = FastAPI(title="b")\n', env: { OWNED_BY: 'b' } },
   completeModelUpload: { files: [{ path: 'weights.bin', parts: [{ partNumber: 1, etag: '"0123456789abcdef0123456789abcdef"' }] }] },
   updateRuntime: { tag: 'v6.6.6', image: 'evil.example.com/runtime' },
   updateClusterServingSettings: { registryPrefix: 'evil.example.com/mirror', objectStoreUrl: 'https://evil.example.com' },
@@ -280,6 +287,8 @@ function markers(): string[] {
     a.template.name,
     a.template.marker,
     a.allowlistEntry,
+    a.app.id,
+    a.app.name,
   ]
 }
 
@@ -312,7 +321,7 @@ async function snapshotOfA() {
       (select json_agg(u order by u.id) from (select id, status, updated_at from model_uploads where tenant_id = ${tenantId}) u) as model_uploads,
       (select json_agg(c order by c.id) from (select id, name, version, deleted_at from model_credentials where tenant_id = ${tenantId}) c) as credentials,
       (select json_agg(e order by e.id) from (
-        select id, phase, revision, version, spec, api_key_sealed, workflow_id, updated_at from endpoints where tenant_id = ${tenantId}) e) as endpoints,
+        select id, phase, revision, version, spec, api_key_sealed, workflow_id, updated_at, last_activity_at from endpoints where tenant_id = ${tenantId}) e) as endpoints,
       (select count(*) from endpoint_status_history where tenant_id = ${tenantId}) as endpoint_history,
       (select json_agg(r order by r.id) from (select * from runtimes where tenant_id = ${tenantId}) r) as runtimes,
       (select json_agg(s order by s.cluster_id) from (select * from cluster_serving_settings where tenant_id = ${tenantId}) s) as serving_settings,
@@ -415,6 +424,15 @@ beforeAll(async () => {
   }, 30_000, "tenant A's endpoint did not reach running")
   const workers = (await app.inject({ method: 'GET', url: `/v1/endpoints/${endpointId}/workers`, headers: asA })).json().items as Array<{ name: string }>
   const endpointKey = (await app.inject({ method: 'GET', url: `/v1/endpoints/${endpointId}/api-key`, headers: asA })).json().apiKey as string
+  // A's app on that cluster, running.
+  const appName = `a-app-${randomUUID().slice(0, 8)}`
+  const created = await call('POST', '/v1/apps', { headers: asA, body: { name: appName, clusterId: cluster.id, code: 'from fastapi import FastAPI\napp = FastAPI()\n' } })
+  expect(created.status, created.text).toBe(202)
+  const appId = (JSON.parse(created.text.slice(created.text.indexOf('}') + 1)) as { appId: string }).appId
+  await waitFor(async () => {
+    const got = await app.inject({ method: 'GET', url: `/v1/apps/${appId}`, headers: asA })
+    return got.json().phase === 'running'
+  }, 60_000, "tenant A's app did not reach running")
   // A's own runtime, and serving settings for A's cluster.
   const runtimeName = `a-runtime-${randomUUID().slice(0, 8)}`
   const createdRuntime = await call('POST', '/v1/runtimes', {
@@ -472,6 +490,7 @@ beforeAll(async () => {
     uploadId,
     credentialId,
     endpoint: { id: endpointId, name: endpointName, pod: workers[0]!.name, apiKey: endpointKey },
+    app: { id: appId, name: appName },
     runtime: { id: runtimeId, name: runtimeName },
     template: { id: templateId, name: templateName, marker: templateMarker },
     allowlistEntry,
@@ -513,6 +532,7 @@ describe('tenant walk', () => {
       uploadId: a.uploadId,
       credentialId: a.credentialId,
       endpointId: a.endpoint.id,
+      appId: a.app.id,
       podName: a.endpoint.pod,
       runtimeId: a.runtime.id,
       templateId: a.template.id,
@@ -529,6 +549,7 @@ describe('tenant walk', () => {
       credentialId: randomUUID(),
       clusterId: randomUUID(),
       endpointId: randomUUID(),
+      appId: randomUUID(),
       podName: `made-up-${randomUUID().slice(0, 8)}`,
       runtimeId: randomUUID(),
       templateId: randomUUID(),
@@ -662,6 +683,13 @@ describe('tenant walk', () => {
       'PATCH /v1/endpoints/{id}',
       'POST /v1/endpoints/{id}/api-key/rotate',
       'DELETE /v1/endpoints/{id}',
+      'GET /v1/apps',
+      'GET /v1/apps/{id}',
+      'GET /v1/apps/{id}/logs',
+      'PATCH /v1/apps/{id}',
+      'POST /v1/apps/{id}/activity',
+      'POST /v1/apps/{id}/wake',
+      'DELETE /v1/apps/{id}',
       'GET /v1/runtimes',
       'GET /v1/runtimes/{id}',
       'PATCH /v1/runtimes/{id}',
@@ -700,6 +728,8 @@ describe('tenant walk', () => {
       `/v1/app-templates`,
       `/v1/app-templates/${a.template.id}`,
       `/v1/app-import-allowlist`,
+      `/v1/apps`,
+      `/v1/apps/${a.app.id}`,
     ]
     for (const url of reads) {
       const answer = await call('GET', url, { headers: asA })

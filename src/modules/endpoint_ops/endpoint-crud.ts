@@ -130,6 +130,15 @@ const LISTED = {
 
 export type ListedEndpointRow = Pick<EndpointRow, keyof typeof LISTED>
 
+/**
+ * An app's spec in a page: its files as paths and sizes, not their text (up to 500 KB an app), so
+ * a page of apps is not a page of source code.
+ */
+const APP_LISTED = {
+  ...LISTED,
+  spec: sql<Record<string, unknown>>`(${endpoints.spec} - 'files') || jsonb_build_object('files', coalesce((select jsonb_agg(jsonb_build_object('path', f->>'path', 'bytes', octet_length(f->>'content'))) from jsonb_array_elements(${endpoints.spec}->'files') f), '[]'::jsonb))`,
+}
+
 const prepared = preparedStatements()
 
 function listShape(kind: string, f: EndpointFilter, sort: SortRequest<EndpointSortField>): string {
@@ -150,7 +159,7 @@ function listStatements(executor: Executor, kind: string, filter: EndpointFilter
     if (filter.createdBy) where.push(eq(endpoints.createdBy, sql.placeholder('createdBy')))
     const column = SORT_COLUMNS[sort.field]
     const page = executor
-      .select(LISTED)
+      .select(kind === 'app' ? APP_LISTED : LISTED)
       .from(endpoints)
       .where(and(...where))
       .orderBy(sort.direction === 'asc' ? asc(column) : desc(column), asc(endpoints.id))

@@ -1,6 +1,10 @@
 import type { KubeManifest } from '../../platform/kube/index.js'
 import type { ClusterNodeRow, ClusterRow } from '../cluster_ops/tables.js'
 import type { ModelRow, ModelVersionRow } from '../model_ops/tables.js'
+import type { AppFile } from './apps/files.js'
+
+/** What an endpoint row serves: a model on a runtime, or a user's code on the app runner. */
+export type EndpointKind = 'model' | 'app'
 
 /** What a user asks for when deploying (and, field by field, when changing) an endpoint. */
 export interface EndpointSpec {
@@ -24,6 +28,34 @@ export interface EndpointSpec {
   apiKeyGeneration?: number
 }
 
+/** The spec of an endpoint of kind `app`: the user's validated files run by the runner image. */
+export interface AppSpec {
+  name: string
+  clusterId: string
+  files: AppFile[]
+  /** the Python file the runner imports */
+  entry: string
+  /** sha256 of the files (apps/app-manifests codeHash), kept so a page of apps need not read them */
+  codeHash?: string
+  env?: Record<string, string>
+  /** 1, or 0 while scaled to zero */
+  replicas: number
+  /** without a request for this long the app is scaled to zero (APP_IDLE_MINUTES unless the app sets its own) */
+  idleScaleToZeroMinutes?: number
+  replicasBeforeIdle?: number
+}
+
+export interface AppDesignInput {
+  endpoint: { id: string; tenantId: string; name: string; revision: number }
+  spec: AppSpec
+  cluster: ClusterRow
+}
+
+/** Generates an app's manifests and says where to look at it. */
+export interface AppDesigner {
+  design(input: AppDesignInput): Promise<Design>
+}
+
 export interface WeightFile {
   path: string
   size: number
@@ -45,8 +77,9 @@ export interface DesignInput {
 
 /** The desired state of one endpoint revision on its cluster, and where to look at it. */
 export interface Design {
-  runtime: string
-  deviceType: string
+  /** null for an app (it runs on the runner image, not a catalog runtime) */
+  runtime: string | null
+  deviceType: string | null
   namespace: string
   /** the Deployment */
   workload: string

@@ -3,7 +3,7 @@ import type { Platform } from '../../platform/platform.js'
 import type { ClusterService } from '../cluster_ops/index.js'
 import type { ModelService } from '../model_ops/index.js'
 import type { WorkflowService } from '../workflow_ops/index.js'
-import type { EndpointDesigner } from './endpoint-design.js'
+import type { AppDesigner, EndpointDesigner } from './endpoint-design.js'
 import { registerEndpointRoutes } from './endpoint-routes.js'
 import { createEndpointService, ENDPOINT_RECONCILE_SWEEP } from './endpoint-service.js'
 import { registerEndpointWorkflows } from './endpoint-workflows.js'
@@ -15,7 +15,7 @@ import { registerEndpointWorkflows } from './endpoint-workflows.js'
  */
 export function createEndpointLifecycle(
   platform: Pick<Platform, 'config' | 'log' | 'database' | 'vault' | 'events' | 'sweeps' | 'blob'>,
-  deps: { workflows: WorkflowService; clusters: ClusterService; models: ModelService; designer: EndpointDesigner },
+  deps: { workflows: WorkflowService; clusters: ClusterService; models: ModelService; designer: EndpointDesigner; appDesigner?: AppDesigner },
 ) {
   const log = platform.log.child({ module: 'endpoint_ops' })
   const settings = platform.config.endpoints
@@ -29,6 +29,7 @@ export function createEndpointLifecycle(
     clusters: deps.clusters,
     models: deps.models,
     designer: deps.designer,
+    ...(deps.appDesigner ? { appDesigner: deps.appDesigner } : {}),
     log,
     settings,
   })

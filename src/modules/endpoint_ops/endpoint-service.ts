@@ -1,3 +1,4 @@
+import type { V1Pod } from '@kubernetes/client-node'
 import { randomBytes, randomUUID } from 'node:crypto'
 import type { Logger } from 'pino'
 import type { Config } from '../../config.js'
@@ -27,7 +28,8 @@ import type { ClusterService } from '../cluster_ops/index.js'
 import type { ModelService } from '../model_ops/index.js'
 import { WorkflowStepError, type WorkflowService } from '../workflow_ops/index.js'
 import * as crud from './endpoint-crud.js'
-import type { Design, DesignInput, EndpointDesigner, EndpointSpec } from './endpoint-design.js'
+import { rankOf } from '../auth/rank.js'
+import type { AppDesigner, AppSpec, Design, DesignInput, EndpointDesigner, EndpointKind, EndpointSpec } from './endpoint-design.js'
 import { endpointBusy, endpointDeleted, endpointNameTaken, endpointNotFound, nothingToUpdate, workerNotFound } from './endpoint-errors.js'
 import type { EndpointRow } from './tables.js'
 
@@ -76,6 +78,8 @@ export interface EndpointServiceDeps {
   clusters: ClusterService
   models: ModelService
   designer: EndpointDesigner
+  /** designs endpoints of kind `app`; without it they cannot be deployed */
+  appDesigner?: AppDesigner
   log: Logger
   settings: Config['endpoints']
 }
@@ -88,14 +92,30 @@ export interface RolloutObservation {
   problems: Array<{ pod: string; container?: string; reason: string; message: string; restarts?: number }>
 }
 
+/** What a PATCH may change: a model endpoint's serving fields, or an app's code and environment. */
+export type EndpointChange =
+  | Partial<Pick<EndpointSpec, 'replicas' | 'autoscale' | 'env' | 'args' | 'runtime' | 'resources' | 'idleScaleToZeroMinutes' | 'versionId'>>
+  | Partial<Pick<AppSpec, 'files' | 'entry' | 'codeHash' | 'env' | 'replicas' | 'idleScaleToZeroMinutes'>>
+
+/** Admins (and above) see every app of their tenant; everyone else only their own. */
+const ADMIN_RANK = rankOf({ role: 'admin', isSuperuser: false })
+export const seesAllApps = (principal: Pick<Principal, 'role' | 'isSuperuser'>) => rankOf(principal) >= ADMIN_RANK
+/** Whose an app is: the user behind the principal (an API key acts for its user). */
+export const appOwnerOf = (principal: Pick<Principal, 'id' | 'userId'>) => principal.userId ?? principal.id
+
+/** Log lines of a crashed container shown in a failed status, at most. */
+const CRASH_LOG_LINES = 20
+
 const apiKeyContext = (id: string) => `endpoint:${id}:api-key`
 
 export function createEndpointService(deps: EndpointServiceDeps) {
   const { db, vault, events, sweeps, workflows, blobs, clusters, models, designer, settings, log } = deps
 
-  async function visible(principal: Principal, id: string): Promise<EndpointRow> {
-    const row = await crud.getEndpoint(db, principal.tenantId, 'model', id)
-    if (!row) throw endpointNotFound()
+  /** The row when the principal may see it: their tenant's, and for apps their own unless admin. */
+  async function visible(principal: Principal, id: string, kind: EndpointKind = 'model'): Promise<EndpointRow> {
+    const row = await crud.getEndpoint(db, principal.tenantId, kind, id)
+    if (!row) throw endpointNotFound(kind === 'app' ? 'app' : 'endpoint')
+    if (kind === 'app' && row.createdBy !== appOwnerOf(principal) && !seesAllApps(principal)) throw endpointNotFound('app')
     return row
   }
 
@@ -168,11 +188,53 @@ export function createEndpointService(deps: EndpointServiceDeps) {
   }
 
   /** The design of a spec on the cluster as it is now: runtime, placement, manifests. */
-  async function designFor(row: EndpointRow, spec: EndpointSpec, opts: { withSecrets: boolean }): Promise<Design> {
-    return designer.design(await inputsFor(row, spec, opts))
+  async function designFor(row: EndpointRow, spec: EndpointSpec | AppSpec, opts: { withSecrets: boolean }): Promise<Design> {
+    if (row.kind === 'app') {
+      if (!deps.appDesigner) throw new Error('apps are not enabled: no app designer')
+      // An app is the user's code on the runner: no model, no weights, no key.
+      const { cluster } = await clusters.servingTarget(row.tenantId, row.clusterId)
+      return deps.appDesigner.design({ endpoint: { id: row.id, tenantId: row.tenantId, name: row.name, revision: row.revision }, spec: spec as AppSpec, cluster })
+    }
+    return designer.design(await inputsFor(row, spec as EndpointSpec, opts))
   }
 
-  const selectorOf = (row: Pick<EndpointRow, 'id' | 'tenantId'>) => managedSelector(row.tenantId, { key: 'modelplane.io/endpoint-id', id: row.id })
+  const selectorOf = (row: Pick<EndpointRow, 'id' | 'tenantId' | 'kind'>) =>
+    managedSelector(row.tenantId, { key: row.kind === 'app' ? 'modelplane.io/app-id' : 'modelplane.io/endpoint-id', id: row.id })
+
+  /**
+   * The last log lines of every container that has crashed (the run that ended, else the current
+   * one), added to the rollout's problems: a crash at import says why in the runner's own words,
+   * whether the rollout failed on the back-off or on its progress deadline.
+   */
+  async function withCrashLogs(c: KubeClient, namespace: string, pods: V1Pod[], problems: RolloutObservation['problems']): Promise<RolloutObservation['problems']> {
+    const out = [...problems]
+    for (const pod of pods) {
+      const name = pod.metadata?.name
+      if (!name) continue
+      for (const status of pod.status?.containerStatuses ?? []) {
+        const ended = status.lastState?.terminated ?? status.state?.terminated
+        const crashed = status.restartCount > 0 || (ended !== undefined && ended.exitCode !== 0)
+        if (!crashed) continue
+        let text = ''
+        for (const previous of [true, false]) {
+          const params = new URLSearchParams({ tailLines: String(CRASH_LOG_LINES), container: status.name, ...(previous ? { previous: 'true' } : {}) })
+          const res = await c.request('GET', `/api/v1/namespaces/${encodeURIComponent(namespace)}/pods/${encodeURIComponent(name)}/log?${params}`, { passStatus: true, accept: 'text/plain' })
+          text = res.status === 200 ? res.body.toString('utf8').trim() : ''
+          if (text) break
+        }
+        if (!text) continue
+        const at = out.findIndex((p) => p.pod === name && (!p.container || p.container === status.name))
+        const lines = `last log lines:\n${text}`
+        if (at >= 0) out[at] = { ...out[at]!, message: `${out[at]!.message}; ${lines}` }
+        else {
+          const reason = status.state?.waiting?.reason ?? ended?.reason ?? 'Error'
+          const exit = ended ? `exited with code ${ended.exitCode}` : `restarted ${status.restartCount} time(s)`
+          out.push({ pod: name, container: status.name, reason, message: `${exit}; ${lines}`, restarts: status.restartCount })
+        }
+      }
+    }
+    return out
+  }
 
   async function readRollout(c: KubeClient, row: EndpointRow, design: Pick<Design, 'namespace' | 'workload' | 'waitForOldPods'>): Promise<RolloutObservation> {
     const { namespace, workload } = design
@@ -183,7 +245,8 @@ export function createEndpointService(deps: EndpointServiceDeps) {
       c.core.listNamespacedPod({ namespace, labelSelector: selector }),
     ])
     const judged = judgeRollout({ deployment, replicaSets: replicaSets.items, pods: pods.items, waitForOldPods: design.waitForOldPods })
-    return { state: judged.state, reason: judged.reason, message: judged.message, problems: judged.pods }
+    const problems = judged.state === 'failed' && row.kind === 'app' ? await withCrashLogs(c, namespace, pods.items, judged.pods) : judged.pods
+    return { state: judged.state, reason: judged.reason, message: judged.message, problems }
   }
 
   /**
@@ -293,24 +356,80 @@ export function createEndpointService(deps: EndpointServiceDeps) {
       return { endpointId: id, workflowId }
     },
 
-    async get(principal: Principal, id: string): Promise<{ endpoint: EndpointRow; etag: string }> {
-      const row = await visible(principal, id)
+    /**
+     * An app: the user's validated code as an endpoint of kind `app`, deployed by the same workflow.
+     * The cluster is checked (and the manifests generated) now, so a bad target is refused at once.
+     */
+    async createApp(principal: Principal, spec: AppSpec, idempotencyKey?: string): Promise<{ endpointId: string; workflowId: string }> {
+      const fingerprintOf = { op: 'deploy-app', spec }
+      if (idempotencyKey) {
+        const first = await workflows.findIdempotentRun(principal.tenantId, idempotencyKey, ENDPOINT_WORKFLOW.deploy, fingerprintOf)
+        if (first) return { endpointId: first.resource.id, workflowId: first.workflowId }
+      }
+      if (await crud.findLiveEndpointByName(db, principal.tenantId, 'app', spec.name)) throw endpointNameTaken(spec.name, 'app')
+      const id = randomUUID()
+      const draft = {
+        id,
+        tenantId: principal.tenantId,
+        kind: 'app',
+        name: spec.name,
+        clusterId: spec.clusterId,
+        spec: spec as unknown as Record<string, unknown>,
+        revision: 1,
+        phase: 'deploying',
+        createdBy: appOwnerOf(principal),
+      }
+      const design = await designFor(draft as EndpointRow, spec, { withSecrets: false })
+      let row: EndpointRow
+      try {
+        row = await transaction(db, async (tx) => {
+          const inserted = await crud.insertEndpoint(tx, {
+            ...draft,
+            namespace: design.namespace,
+            plan: design.plan,
+            conditions: setConditions([], { type: 'Progressing', status: 'True', reason: 'Deploying', message: 'the deploy has started' }),
+          })
+          await crud.insertEndpointHistory(tx, { endpointId: id, tenantId: principal.tenantId, fromPhase: null, toPhase: 'deploying', reason: null, message: null })
+          return inserted
+        })
+      } catch (err) {
+        if (crud.uniqueViolationOf(err) === 'endpoints_tenant_kind_name_live_idx') throw endpointNameTaken(spec.name, 'app')
+        throw err
+      }
+      const workflowId = await startRun(row, principal, 'deploy', `deploy app ${spec.name}`, idempotencyKey ? { key: idempotencyKey, fingerprintOf } : undefined)
+      log.info({ endpointId: id, tenantId: principal.tenantId, workflowId }, 'app deploy started')
+      return { endpointId: id, workflowId }
+    },
+
+    /** Activity said by the user (beside real traffic): the idle clock starts again now. */
+    async touch(principal: Principal, id: string, kind: EndpointKind = 'app'): Promise<{ lastActivityAt: Date }> {
+      const row = await visible(principal, id, kind)
+      if (row.phase === 'deleted') throw endpointDeleted()
+      const updated = await crud.recordEndpointState(db, row.id, { lastActivityAt: new Date() })
+      return { lastActivityAt: updated.lastActivityAt }
+    },
+
+    async get(principal: Principal, id: string, kind: EndpointKind = 'model'): Promise<{ endpoint: EndpointRow; etag: string }> {
+      const row = await visible(principal, id, kind)
       return { endpoint: row, etag: etag(row) }
     },
 
     async list(
       principal: Principal,
       query: crud.EndpointFilter & { sort?: string; page?: number; limit?: number },
+      kind: EndpointKind = 'model',
     ): Promise<PageResult<crud.ListedEndpointRow>> {
       const page = pageRequest(query)
       const sort = parseSort<crud.EndpointSortField>(query.sort, ['name', 'createdAt', 'phase'], { field: 'createdAt', direction: 'desc' })
       const { sort: _s, page: _p, limit: _l, ...filter } = query
-      const { rows, total } = await crud.listEndpoints(db, principal.tenantId, 'model', filter, sort, page)
+      // A user without admin rank lists only their own apps.
+      if (kind === 'app' && !seesAllApps(principal)) filter.createdBy = appOwnerOf(principal)
+      const { rows, total } = await crud.listEndpoints(db, principal.tenantId, kind, filter, sort, page)
       return pageResult(rows, total, page)
     },
 
-    async history(principal: Principal, id: string, query: { page?: number; limit?: number }) {
-      const row = await visible(principal, id)
+    async history(principal: Principal, id: string, query: { page?: number; limit?: number }, kind: EndpointKind = 'model') {
+      const row = await visible(principal, id, kind)
       const page = pageRequest(query)
       const { rows, total } = await crud.listEndpointHistory(db, row.id, page)
       return pageResult(rows, total, page)
@@ -320,23 +439,24 @@ export function createEndpointService(deps: EndpointServiceDeps) {
     async update(
       principal: Principal,
       id: string,
-      change: Partial<Pick<EndpointSpec, 'replicas' | 'autoscale' | 'env' | 'args' | 'runtime' | 'resources' | 'idleScaleToZeroMinutes' | 'versionId'>>,
+      change: EndpointChange,
       ifMatch?: string[],
       idempotencyKey?: string,
+      kind: EndpointKind = 'model',
     ): Promise<{ endpoint: EndpointRow; etag: string; workflowId: string }> {
       const fingerprintOf = { op: 'update', endpointId: id, change }
       if (idempotencyKey) {
         const first = await workflows.findIdempotentRun(principal.tenantId, idempotencyKey, ENDPOINT_WORKFLOW.deploy, fingerprintOf)
         if (first) {
-          const row = await visible(principal, id)
+          const row = await visible(principal, id, kind)
           return { endpoint: row, etag: etag(row), workflowId: first.workflowId }
         }
       }
       if (Object.keys(change).length === 0) throw nothingToUpdate('replicas, autoscale, env, args, runtime, resources, idleScaleToZeroMinutes or versionId')
-      const current = await visible(principal, id)
+      const current = await visible(principal, id, kind)
       assertIfMatch(ifMatch, etag(current))
       assertIdle(current, 'changed')
-      const spec = { ...(current.spec as unknown as EndpointSpec), ...change }
+      const spec = { ...(current.spec as unknown as EndpointSpec), ...change } as EndpointSpec
       // Refused now when the new spec cannot be placed: the running revision is untouched.
       const design = await designFor(current, spec, { withSecrets: false })
       const row = await transaction(db, async (tx) => {
@@ -350,7 +470,7 @@ export function createEndpointService(deps: EndpointServiceDeps) {
           runtime: design.runtime,
           deviceType: design.deviceType,
           plan: design.plan,
-          versionId: spec.versionId ?? locked.versionId,
+          versionId: kind === 'app' ? null : (spec.versionId ?? locked.versionId),
           conditions: setConditions(locked.conditions as Condition[], { type: 'Progressing', status: 'True', reason: 'Updating', message: `rolling out revision ${locked.revision + 1}` }),
         })
         await events.publish(tx, ENDPOINT_TOPIC.updated, { endpointId: id, revision: updated.revision, fields: Object.keys(change) }, { tenantId: locked.tenantId })
@@ -372,17 +492,17 @@ export function createEndpointService(deps: EndpointServiceDeps) {
     },
 
     /** Back from zero: the replicas it had before it was scaled down (at least one). */
-    async wake(principal: Principal, id: string) {
-      const row = await visible(principal, id)
+    async wake(principal: Principal, id: string, kind: EndpointKind = 'model') {
+      const row = await visible(principal, id, kind)
       const spec = row.spec as unknown as EndpointSpec & { replicasBeforeIdle?: number }
       if (row.phase !== 'scaled_to_zero' && spec.replicas > 0) return { endpoint: row, etag: etag(row), workflowId: null }
-      const result = await service.update(principal, id, { replicas: Math.max(1, spec.replicasBeforeIdle ?? spec.autoscale?.min ?? 1) })
+      const result = await service.update(principal, id, { replicas: Math.max(1, spec.replicasBeforeIdle ?? spec.autoscale?.min ?? 1) }, undefined, undefined, kind)
       await crud.recordEndpointState(db, id, { lastActivityAt: new Date(), activity: {} })
       return result
     },
 
-    async remove(principal: Principal, id: string): Promise<{ endpointId: string; workflowId: string }> {
-      const row = await visible(principal, id)
+    async remove(principal: Principal, id: string, kind: EndpointKind = 'model'): Promise<{ endpointId: string; workflowId: string }> {
+      const row = await visible(principal, id, kind)
       if (row.phase === 'deleted') throw endpointDeleted()
       if (row.phase === 'deleting') throw endpointBusy(row.phase, 'deleted again', row.workflowId)
       return service.tearDown(row, principal.id)
@@ -438,8 +558,8 @@ export function createEndpointService(deps: EndpointServiceDeps) {
       return { apiKey, workflowId }
     },
 
-    async workers(principal: Principal, id: string) {
-      const row = await visible(principal, id)
+    async workers(principal: Principal, id: string, kind: EndpointKind = 'model') {
+      const row = await visible(principal, id, kind)
       if (!row.namespace || row.phase === 'deleted') return []
       return clusters.withClient(row.clusterId, async (c) => {
         const pods = await c.core.listNamespacedPod({ namespace: row.namespace!, labelSelector: selectorOf(row) })
@@ -448,8 +568,15 @@ export function createEndpointService(deps: EndpointServiceDeps) {
     },
 
     /** The worker's log as a stream of bytes; the pod must be one of this endpoint's. */
-    async logs(principal: Principal, id: string, pod: string, query: { follow?: boolean; tailLines?: number; container?: string }, signal: AbortSignal) {
-      const row = await visible(principal, id)
+    async logs(
+      principal: Principal,
+      id: string,
+      pod: string,
+      query: { follow?: boolean; tailLines?: number; container?: string },
+      signal: AbortSignal,
+      kind: EndpointKind = 'model',
+    ) {
+      const row = await visible(principal, id, kind)
       if (!row.namespace || row.phase === 'deleted') throw workerNotFound()
       await clusters.withClient(row.clusterId, async (client) => {
         const pods = await client.core.listNamespacedPod({ namespace: row.namespace!, labelSelector: selectorOf(row) })
@@ -568,7 +695,8 @@ export function createEndpointService(deps: EndpointServiceDeps) {
           { type: 'Progressing', status: 'False', reason: 'RolloutComplete', message: `revision ${revision} is rolled out` },
           { type: 'Ready', status: phase === 'running' ? 'True' : 'False', reason: phase === 'running' ? 'Available' : 'ScaledToZero', message: null },
           { type: 'Degraded', status: 'False', reason: null, message: null },
-          { type: 'ModelLoaded', status: phase === 'running' ? 'True' : 'Unknown', reason: phase === 'running' ? 'Probed' : 'ScaledToZero', message: null },
+          // An app has no model: what was probed is the runner's health route.
+          { type: row.kind === 'app' ? 'Healthy' : 'ModelLoaded', status: phase === 'running' ? 'True' : 'Unknown', reason: phase === 'running' ? 'Probed' : 'ScaledToZero', message: null },
         )
         await transition(tx, row, phase, null, null, {
           appliedRevision: revision,
