@@ -93,11 +93,12 @@ const FETCH_SCRIPT = [
   `done < ${WEIGHTS_MOUNT}/files.txt`,
 ].join('\n')
 
-function quantityGiB(value: number): string {
+export function quantityGiB(value: number): string {
   return Number.isInteger(value) ? `${value}Gi` : `${Math.ceil(value * 1024)}Mi`
 }
 
-function apiServerCidrs(input: ManifestInput): string[] {
+/** The API server's addresses a NetworkPolicy lets in (probes and metrics through its proxy). */
+export function apiServerCidrs(input: { settings: Pick<ServingSettings, 'apiServerCidrs'>; cluster: { server?: string | null } }): string[] {
   const cidrs = new Set(input.settings.apiServerCidrs)
   if (input.cluster.server) {
     try {
@@ -120,11 +121,37 @@ function ingressNamespace(input: ManifestInput, ingressClass: string | null): st
   return null
 }
 
+/**
+ * The tenant's namespace, quota and default deny. Model endpoints and apps share the namespace and
+ * both apply these, so both take them from here: applying either never changes what the other applied.
+ */
+export function tenantManifests(tenantId: string, settings: Pick<ServingSettings, 'quota'>): KubeManifest[] {
+  const ns = endpointNames({ id: tenantId, name: 'tenant', tenantId }).namespace
+  const tenantLabels = managedLabels({ name: 'modelplane-tenant', instance: ns, tenantId })
+  const quota = settings.quota ?? {}
+  const devices = { ...DEFAULT_QUOTA.devices, ...(quota.devices ?? {}) }
+  const hard: Record<string, string> = {
+    pods: String(quota.pods ?? DEFAULT_QUOTA.pods),
+    'requests.cpu': String(quota.cpu ?? DEFAULT_QUOTA.cpu),
+    'requests.memory': quantityGiB(quota.memoryGiB ?? DEFAULT_QUOTA.memoryGiB),
+  }
+  for (const [resource, count] of Object.entries(devices)) hard[`requests.${resource}`] = String(count)
+  return [
+    { apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns, labels: { ...tenantLabels, 'pod-security.kubernetes.io/enforce': 'baseline' } } },
+    { apiVersion: 'v1', kind: 'ResourceQuota', metadata: { name: 'modelplane-quota', namespace: ns, labels: tenantLabels }, spec: { hard } },
+    {
+      apiVersion: 'networking.k8s.io/v1',
+      kind: 'NetworkPolicy',
+      metadata: { name: 'modelplane-default-deny', namespace: ns, labels: tenantLabels },
+      spec: { podSelector: {}, policyTypes: ['Ingress'] },
+    },
+  ]
+}
+
 export function generateManifests(input: ManifestInput): KubeManifest[] {
   const { endpoint, plan, runtime, settings } = input
   const names = endpointNames(endpoint)
   const ns = names.namespace
-  const tenantLabels = managedLabels({ name: 'modelplane-tenant', instance: ns, tenantId: endpoint.tenantId })
   const labels = {
     ...managedLabels({
       name: endpoint.name,
@@ -145,28 +172,7 @@ export function generateManifests(input: ManifestInput): KubeManifest[] {
     if (!SAFE_PATH.test(file.path) || file.path.split('/').includes('..')) throw new Error(`a weight file's path cannot be written safely: ${file.path.slice(0, 80)}`)
   }
 
-  const quota = settings.quota ?? {}
-  const devices = { ...DEFAULT_QUOTA.devices, ...(quota.devices ?? {}) }
-  const hard: Record<string, string> = {
-    pods: String(quota.pods ?? DEFAULT_QUOTA.pods),
-    'requests.cpu': String(quota.cpu ?? DEFAULT_QUOTA.cpu),
-    'requests.memory': quantityGiB(quota.memoryGiB ?? DEFAULT_QUOTA.memoryGiB),
-  }
-  for (const [resource, count] of Object.entries(devices)) hard[`requests.${resource}`] = String(count)
-
-  const manifests: KubeManifest[] = []
-  manifests.push({
-    apiVersion: 'v1',
-    kind: 'Namespace',
-    metadata: { name: ns, labels: { ...tenantLabels, 'pod-security.kubernetes.io/enforce': 'baseline' } },
-  })
-  manifests.push({ apiVersion: 'v1', kind: 'ResourceQuota', metadata: { name: 'modelplane-quota', namespace: ns, labels: tenantLabels }, spec: { hard } })
-  manifests.push({
-    apiVersion: 'networking.k8s.io/v1',
-    kind: 'NetworkPolicy',
-    metadata: { name: 'modelplane-default-deny', namespace: ns, labels: tenantLabels },
-    spec: { podSelector: {}, policyTypes: ['Ingress'] },
-  })
+  const manifests: KubeManifest[] = [...tenantManifests(endpoint.tenantId, settings)]
 
   const from: Array<Record<string, unknown>> = []
   const controllerNs = ingressNamespace(input, ingressClass)

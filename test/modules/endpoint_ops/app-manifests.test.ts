@@ -9,11 +9,10 @@ import {
   codeHash,
   generateAppManifests,
   staleCodeConfigMaps,
-  tenantManifests,
   type AppManifestInput,
 } from '../../../src/modules/endpoint_ops/apps/app-manifests.js'
 import type { KubeManifest } from '../../../src/modules/endpoint_ops/manifest-types.js'
-import { generateManifests } from '../../../src/modules/endpoint_ops/manifests.js'
+import { generateManifests, tenantManifests } from '../../../src/modules/endpoint_ops/manifests.js'
 import { plan } from '../../../src/modules/endpoint_ops/plan.js'
 import { DEFAULT_SERVING_SETTINGS, type ServingSettings } from '../../../src/modules/endpoint_ops/serving-settings.js'
 import { cluster, MODELS, node, request, runtimes } from './fixtures.js'

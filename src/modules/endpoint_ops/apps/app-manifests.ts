@@ -1,8 +1,8 @@
 import { createHash } from 'node:crypto'
 import { dns1123Name, managedLabels, shortHash } from '../../../platform/kube/index.js'
 import type { KubeManifest } from '../manifest-types.js'
-import { canonical, endpointNames } from '../manifests.js'
-import { DEFAULT_QUOTA, imageFor, type ServingSettings } from '../serving-settings.js'
+import { apiServerCidrs, canonical, endpointNames, tenantManifests } from '../manifests.js'
+import { imageFor, type ServingSettings } from '../serving-settings.js'
 import { entryModule, type AppFile } from './files.js'
 
 /**
@@ -109,52 +109,6 @@ function ingressNamespace(input: AppManifestInput, ingressClass: string | null, 
   if (/nginx/.test(ingressClass)) return 'ingress-nginx'
   if (/traefik/.test(ingressClass)) return 'traefik'
   return null
-}
-
-function apiServerCidrs(input: AppManifestInput): string[] {
-  const cidrs = new Set(input.settings.apiServerCidrs)
-  if (input.cluster.server) {
-    try {
-      const host = new URL(input.cluster.server).hostname.replace(/^\[|\]$/g, '')
-      if (/^\d{1,3}(\.\d{1,3}){3}$/.test(host)) cidrs.add(`${host}/32`)
-      else if (host.includes(':')) cidrs.add(`${host}/128`)
-    } catch {
-      // A server URL that does not parse names no address.
-    }
-  }
-  return [...cidrs].sort()
-}
-
-function quantityGiB(value: number): string {
-  return Number.isInteger(value) ? `${value}Gi` : `${Math.ceil(value * 1024)}Mi`
-}
-
-/**
- * The tenant's namespace, quota and default deny: the same objects, byte for byte, as the model
- * endpoints' generator writes into the same namespace (a test holds the two together), so that
- * applying either never changes what the other applied.
- */
-export function tenantManifests(tenantId: string, settings: ServingSettings): KubeManifest[] {
-  const ns = endpointNames({ id: tenantId, name: 'tenant', tenantId }).namespace
-  const tenantLabels = managedLabels({ name: 'modelplane-tenant', instance: ns, tenantId })
-  const quota = settings.quota ?? {}
-  const devices = { ...DEFAULT_QUOTA.devices, ...(quota.devices ?? {}) }
-  const hard: Record<string, string> = {
-    pods: String(quota.pods ?? DEFAULT_QUOTA.pods),
-    'requests.cpu': String(quota.cpu ?? DEFAULT_QUOTA.cpu),
-    'requests.memory': quantityGiB(quota.memoryGiB ?? DEFAULT_QUOTA.memoryGiB),
-  }
-  for (const [resource, count] of Object.entries(devices)) hard[`requests.${resource}`] = String(count)
-  return [
-    { apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns, labels: { ...tenantLabels, 'pod-security.kubernetes.io/enforce': 'baseline' } } },
-    { apiVersion: 'v1', kind: 'ResourceQuota', metadata: { name: 'modelplane-quota', namespace: ns, labels: tenantLabels }, spec: { hard } },
-    {
-      apiVersion: 'networking.k8s.io/v1',
-      kind: 'NetworkPolicy',
-      metadata: { name: 'modelplane-default-deny', namespace: ns, labels: tenantLabels },
-      spec: { podSelector: {}, policyTypes: ['Ingress'] },
-    },
-  ].map(canonical)
 }
 
 /** The host an app is served at, or null when neither APPS_DOMAIN nor the settings name a domain. */
