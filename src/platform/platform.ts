@@ -2,6 +2,7 @@ import type { Logger } from 'pino'
 import type { Config } from '../config.js'
 import type { BlobStore } from './blob/index.js'
 import type { Cache } from './cache/index.js'
+import type { ChangeFeed } from './db/changes.js'
 import type { DatabaseHandle } from './db/client.js'
 import type { EventBus } from './events/index.js'
 import type { Metrics } from './http/metrics.js'
@@ -24,4 +25,6 @@ export interface Platform {
   metrics: Metrics
   /** Periodic work over many resources, shared between replicas by leases (clusters, endpoints, apps). */
   sweeps: Sweeps
+  /** What changed in the database, heard by every replica: answers computed from rows are kept until their rows change. */
+  changes: ChangeFeed
 }

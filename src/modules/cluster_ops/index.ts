@@ -16,7 +16,7 @@ export type { ClusterCapabilities } from './inspect.js'
  * cluster users (`service.registerUser`) so a cluster in use is not deleted under them.
  */
 export function createClusterOps(
-  platform: Pick<Platform, 'config' | 'log' | 'database' | 'vault' | 'events' | 'sweeps'>,
+  platform: Pick<Platform, 'config' | 'log' | 'database' | 'vault' | 'events' | 'sweeps' | 'changes'>,
   workflows: WorkflowService,
 ) {
   const log = platform.log.child({ module: 'cluster_ops' })
@@ -29,6 +29,7 @@ export function createClusterOps(
     workflows,
     log,
     settings,
+    changes: platform.changes,
   })
   registerClusterWorkflows(workflows, service)
   platform.sweeps.define({

@@ -2,6 +2,7 @@ import { createHash, randomUUID } from 'node:crypto'
 import type { Logger } from 'pino'
 import type { Config } from '../../config.js'
 import type { Principal } from '../../platform/auth/principal.js'
+import { type ChangeFeed, changeScope } from '../../platform/db/changes.js'
 import { type Database, type Executor, transaction } from '../../platform/db/client.js'
 import type { EventBus } from '../../platform/events/index.js'
 import { assertIfMatch, etagOf } from '../../platform/http/etag.js'
@@ -106,6 +107,8 @@ export interface ClusterServiceDeps {
   workflows: Pick<WorkflowService, 'start' | 'findIdempotentRun'>
   log: Logger
   settings: Config['clusters']
+  /** Told when a caller waits for a sync, so that nothing kept from the cluster's old rows is served after it. */
+  changes?: Pick<ChangeFeed, 'changed'>
 }
 
 type Condition = { type: string; status: 'True' | 'False' | 'Unknown'; reason: string | null; message: string | null; lastTransitionTime: string }
@@ -565,6 +568,8 @@ export function createClusterService(deps: ClusterServiceDeps) {
       const row = await visible(principal, id)
       if (!SYNCED.has(row.status)) throw clusterBusy(row.status, 'refreshed')
       await sweeps.runNow(CLUSTER_SYNC_SWEEP, row.id, { waitMs: settings.requestTimeoutMs * 3 })
+      // What was kept from the cluster's old rows (plans) goes now, before the database's notification arrives.
+      deps.changes?.changed(changeScope.cluster(row.id))
       const fresh = await visible(principal, id)
       return { cluster: clusterView(fresh), etag: etag(fresh) }
     },

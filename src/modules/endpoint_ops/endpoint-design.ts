@@ -2,6 +2,7 @@ import type { KubeManifest } from '../../platform/kube/index.js'
 import type { ClusterNodeRow, ClusterRow } from '../cluster_ops/tables.js'
 import type { ModelRow, ModelVersionRow } from '../model_ops/tables.js'
 import type { AppFile } from './apps/files.js'
+import type { PlanDecision } from './plan.js'
 
 /** What an endpoint row serves: a model on a runtime, or a user's code on the app runner. */
 export type EndpointKind = 'model' | 'app'
@@ -103,5 +104,5 @@ export interface Design {
 export interface EndpointDesigner {
   design(input: DesignInput): Promise<Design>
   /** The decision and the manifests a deploy would apply, Secret values redacted: for POST /v1/endpoints/plan. */
-  planOnly(input: DesignInput): Promise<{ decision: Record<string, unknown>; manifests: KubeManifest[] }>
+  planOnly(input: DesignInput): Promise<{ decision: PlanDecision; manifests: KubeManifest[] }>
 }

@@ -166,7 +166,7 @@ export function createEndpointDesigner(sources: DesignSources): EndpointDesigner
     },
     async planOnly(input: DesignInput) {
       const { decision, manifests } = await decide(input)
-      return { decision: decision as unknown as Record<string, unknown>, manifests: redactSecrets(manifests) }
+      return { decision, manifests: redactSecrets(manifests) }
     },
   }
 }

@@ -14,7 +14,7 @@ import { registerEndpointWorkflows } from './endpoint-workflows.js'
  * model in use is not deleted under it, and a forced cluster deletion tears its endpoints down.
  */
 export function createEndpointLifecycle(
-  platform: Pick<Platform, 'config' | 'log' | 'database' | 'vault' | 'events' | 'sweeps' | 'blob'>,
+  platform: Pick<Platform, 'config' | 'log' | 'database' | 'vault' | 'events' | 'sweeps' | 'blob' | 'changes'>,
   deps: { workflows: WorkflowService; clusters: ClusterService; models: ModelService; designer: EndpointDesigner; appDesigner?: AppDesigner },
 ) {
   const log = platform.log.child({ module: 'endpoint_ops' })
@@ -32,6 +32,7 @@ export function createEndpointLifecycle(
     ...(deps.appDesigner ? { appDesigner: deps.appDesigner } : {}),
     log,
     settings,
+    changes: platform.changes,
   })
   registerEndpointWorkflows(deps.workflows, service, settings)
   platform.sweeps.define({

@@ -5,6 +5,7 @@ import type { Config } from '../../config.js'
 import type { Principal } from '../../platform/auth/principal.js'
 import type { BlobStore } from '../../platform/blob/index.js'
 import { type Database, type Executor, transaction } from '../../platform/db/client.js'
+import { type ChangeFeed, changeScope, createKept } from '../../platform/db/changes.js'
 import type { EventBus } from '../../platform/events/index.js'
 import { assertIfMatch, etagOf } from '../../platform/http/etag.js'
 import { type PageResult, pageRequest, pageResult, parseSort } from '../../platform/http/pagination.js'
@@ -28,6 +29,8 @@ import type { ClusterService } from '../cluster_ops/index.js'
 import type { ModelService } from '../model_ops/index.js'
 import { WorkflowStepError, type WorkflowService } from '../workflow_ops/index.js'
 import * as crud from './endpoint-crud.js'
+import { canonical } from './manifests.js'
+import type { PlanDecision } from './plan.js'
 import { rankOf } from '../auth/rank.js'
 import type { AppDesigner, AppSpec, Design, DesignInput, EndpointDesigner, EndpointKind, EndpointSpec } from './endpoint-design.js'
 import { endpointBusy, endpointDeleted, endpointNameTaken, endpointNotFound, nothingToUpdate, workerNotFound } from './endpoint-errors.js'
@@ -82,7 +85,15 @@ export interface EndpointServiceDeps {
   appDesigner?: AppDesigner
   log: Logger
   settings: Config['endpoints']
+  /** Plans are kept until a row they were computed from changes (without it, every plan is computed). */
+  changes?: ChangeFeed
 }
+
+/** What POST /v1/endpoints/plan answers: the decision and the manifests a deploy would apply, Secrets redacted. */
+export type PlanAnswer = PlanDecision & { manifests: KubeManifest[] }
+
+/** Plans kept per process: one per tenant and request, the least recently asked dropped first. */
+const KEPT_PLANS = 2_000
 
 /** What one observation of a rollout found, as a workflow step answers it (JSON). */
 export interface RolloutObservation {
@@ -110,6 +121,7 @@ const apiKeyContext = (id: string) => `endpoint:${id}:api-key`
 
 export function createEndpointService(deps: EndpointServiceDeps) {
   const { db, vault, events, sweeps, workflows, blobs, clusters, models, designer, settings, log } = deps
+  const plans = deps.changes ? createKept<PlanAnswer>(deps.changes, { max: KEPT_PLANS }) : undefined
 
   /** The row when the principal may see it: their tenant's, and for apps their own unless admin. */
   async function visible(principal: Principal, id: string, kind: EndpointKind = 'model'): Promise<EndpointRow> {
@@ -299,10 +311,19 @@ export function createEndpointService(deps: EndpointServiceDeps) {
 
   const service = {
     /** What a deploy of this spec would do, decided now and changing nothing. */
-    async plan(principal: Principal, spec: EndpointSpec) {
-      const draft = { id: '00000000-0000-4000-8000-000000000000', tenantId: principal.tenantId, name: spec.name, revision: 1, clusterId: spec.clusterId, apiKeySealed: null }
-      const { decision, manifests } = await designer.planOnly(await inputsFor(draft, spec, { withSecrets: false }))
-      return { ...decision, manifests }
+    async plan(principal: Principal, spec: EndpointSpec): Promise<PlanAnswer> {
+      const compute = async () => {
+        const draft = { id: '00000000-0000-4000-8000-000000000000', tenantId: principal.tenantId, name: spec.name, revision: 1, clusterId: spec.clusterId, apiKeySealed: null }
+        const input = await inputsFor(draft, spec, { withSecrets: false })
+        const { decision, manifests } = await designer.planOnly(input)
+        // A plan is a pure function of these rows (the weight URLs are placeholders): it holds until one
+        // changes. The answer is shared by every caller of the same question, and nobody changes it.
+        const scopes = [changeScope.cluster(spec.clusterId), changeScope.model(spec.modelId), changeScope.runtimes(principal.tenantId), changeScope.runtimes(null)]
+        if (input.version) scopes.push(changeScope.version(input.version.id))
+        return { value: { ...decision, manifests }, scopes }
+      }
+      if (!plans) return (await compute()).value
+      return plans.get(`${principal.tenantId}\u0000${JSON.stringify(canonical(spec))}`, compute)
     },
 
     async create(principal: Principal, spec: EndpointSpec, idempotencyKey?: string): Promise<{ endpointId: string; workflowId: string }> {

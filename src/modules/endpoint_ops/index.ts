@@ -23,7 +23,7 @@ export { ENDPOINT_RECONCILE_SWEEP, ENDPOINT_TOPIC, ENDPOINT_WORKFLOW } from './e
  * deploy applies and the reconcile loop keeps in place.
  */
 export function createEndpointOps(
-  platform: Pick<Platform, 'config' | 'log' | 'database' | 'vault' | 'events' | 'sweeps' | 'blob' | 'cache'>,
+  platform: Pick<Platform, 'config' | 'log' | 'database' | 'vault' | 'events' | 'sweeps' | 'blob' | 'cache' | 'changes'>,
   deps: { workflows: WorkflowService; clusters: ClusterService; models: ModelService },
 ) {
   const catalog = createRuntimeModule(platform, { clusters: deps.clusters })

@@ -65,7 +65,9 @@ export interface PlanCluster {
 
 export type CatalogRuntime = RuntimeSpec & { id: string }
 
-export interface AutoscalerDecision {
+// A type rather than an interface: the plan's answer is checked against the route's schema, whose
+// `autoscaler` is an open record.
+export type AutoscalerDecision = {
   kind: 'keda' | 'hpa'
   min: number
   max: number

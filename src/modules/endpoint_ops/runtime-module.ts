@@ -19,10 +19,10 @@ export { registerServingSettingsRoutes } from './serving-settings-routes.js'
  * `start()` subscribes to the catalog's invalidations and writes the missing seeds; call it
  * before the first request, like the model catalog's providers.
  */
-export function createRuntimeModule(platform: Pick<Platform, 'log' | 'database' | 'cache' | 'events'>, deps: { clusters: Pick<ClusterService, 'get'> }) {
+export function createRuntimeModule(platform: Pick<Platform, 'log' | 'database' | 'cache' | 'events' | 'changes'>, deps: { clusters: Pick<ClusterService, 'get'> }) {
   const log = platform.log.child({ module: 'endpoint_ops', part: 'runtimes' })
-  const runtimes = createRuntimeCatalog({ db: platform.database.db, cache: platform.cache, events: platform.events, log })
-  const servingSettings = createServingSettings({ db: platform.database.db, clusters: deps.clusters, log })
+  const runtimes = createRuntimeCatalog({ db: platform.database.db, cache: platform.cache, events: platform.events, log, changes: platform.changes })
+  const servingSettings = createServingSettings({ db: platform.database.db, clusters: deps.clusters, log, changes: platform.changes })
   return {
     runtimes,
     servingSettings,

@@ -3,6 +3,7 @@ import type { Logger } from 'pino'
 import type { Static } from 'typebox'
 import type { Principal } from '../../platform/auth/principal.js'
 import type { Cache } from '../../platform/cache/index.js'
+import { type ChangeFeed, changeScope } from '../../platform/db/changes.js'
 import type { EventBus } from '../../platform/events/index.js'
 import { type Database, type Executor, transaction, uniqueViolationOf } from '../../platform/db/client.js'
 import { assertIfMatch, etagOf } from '../../platform/http/etag.js'
@@ -59,6 +60,8 @@ export interface RuntimeCatalogDeps {
   /** Seeds to write at start; the release's SEEDED_RUNTIMES unless a test says otherwise. */
   seeds?: readonly RuntimeSpec[]
   cacheTtlMs?: number
+  /** When given, what is kept in memory is also dropped as soon as a runtime's row changes (heard from the database). */
+  changes?: Pick<ChangeFeed, 'mark' | 'unchangedSince' | 'changed'>
 }
 
 export function specOf(row: RuntimeRow): RuntimeSpec {
@@ -140,7 +143,11 @@ function specFromCreate(input: RuntimeCreateInput): RuntimeSpec {
 interface CachedCatalog {
   value: readonly CatalogRuntime[]
   until: number
+  /** The change feed's mark before the rows were read; undefined without a listening feed (then the TTL alone). */
+  mark: number | undefined
 }
+
+const runtimeScopes = (tenantId: string) => [changeScope.runtimes(tenantId), changeScope.runtimes(null)]
 
 /**
  * The runtime catalog: shared runtimes (seeded at start, changed by superusers) and each tenant's
@@ -165,6 +172,8 @@ export function createRuntimeCatalog(deps: RuntimeCatalogDeps) {
   async function invalidate(tenantId: string | null): Promise<void> {
     const message = tenantId === null ? 'global' : `tenant:${tenantId}`
     dropLocal(message)
+    // What was kept from the old rows (plans) goes too, before the database's notification arrives.
+    deps.changes?.changed(changeScope.runtimes(tenantId))
     await cache.publish(INVALIDATION_CHANNEL, message).catch((err: Error) =>
       log.warn({ error: err.message }, 'publishing a runtime catalog invalidation failed; other replicas catch up within the TTL'),
     )
@@ -234,8 +243,10 @@ export function createRuntimeCatalog(deps: RuntimeCatalogDeps) {
     async forPlanning(tenantId: string): Promise<CatalogRuntime[]> {
       const now = Date.now()
       const hit = byTenant.get(tenantId)
-      if (hit && hit.until > now) return [...hit.value]
+      const current = (h: CachedCatalog) => h.until > now && (h.mark === undefined || deps.changes!.unchangedSince(h.mark, runtimeScopes(tenantId)))
+      if (hit && current(hit)) return [...hit.value]
       const started = generation
+      const mark = deps.changes?.mark()
       const rows = await crud.enabledRuntimesFor(db, tenantId)
       const byName = new Map<string, RuntimeRow>()
       for (const row of rows) {
@@ -245,7 +256,7 @@ export function createRuntimeCatalog(deps: RuntimeCatalogDeps) {
       const value = Object.freeze([...byName.values()].map((row): CatalogRuntime => Object.freeze({ id: row.id, ...specOf(row) })))
       if (started === generation) {
         byTenant.delete(tenantId)
-        byTenant.set(tenantId, { value, until: now + ttlMs })
+        byTenant.set(tenantId, { value, until: now + ttlMs, mark })
         if (byTenant.size > RUNTIME_CACHE_TENANTS) byTenant.delete(byTenant.keys().next().value!)
       }
       return [...value]

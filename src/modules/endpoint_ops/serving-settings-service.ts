@@ -1,6 +1,7 @@
 import type { Logger } from 'pino'
 import type { Static } from 'typebox'
 import type { Principal } from '../../platform/auth/principal.js'
+import { type ChangeFeed, changeScope } from '../../platform/db/changes.js'
 import { type Database, transaction } from '../../platform/db/client.js'
 import { NotFoundError } from '../../platform/errors.js'
 import { assertIfMatch, etagOf } from '../../platform/http/etag.js'
@@ -20,6 +21,8 @@ export interface ServingSettingsDeps {
   /** Whether the cluster is the caller's: another tenant's (or a deleted one) is not found. */
   clusters: Pick<ClusterService, 'get'>
   log: Logger
+  /** Told of every change at once, so that nothing kept from the old settings is served after it. */
+  changes?: Pick<ChangeFeed, 'changed'>
 }
 
 /** The ETag of settings never written: any later write has another. */
@@ -109,6 +112,8 @@ export function createServingSettings(deps: ServingSettingsDeps) {
         if (problems.length > 0) throw invalidServingSettings(problems)
         return crud.putServingSettings(tx, principal.tenantId, clusterId, { ...settings, updatedBy: principal.id })
       })
+      // What was kept from the old settings (plans) goes now, before the database's notification arrives.
+      deps.changes?.changed(changeScope.cluster(clusterId))
       log.info({ clusterId, tenantId: principal.tenantId }, 'serving settings changed')
       return answerOf(clusterId, row)
     },

@@ -62,7 +62,8 @@ function resourceOf(url: string, params: unknown): { kind: string | null; id: st
 /**
  * Every route is either public or declares a permission; a route that does neither stops the
  * app at start-up. Guarded routes authenticate in their onRequest phase, after rate limiting,
- * and every mutating request by a principal is audited once it has been answered.
+ * and every mutating request by a principal (but a POST marked readOnly) is audited once it has
+ * been answered.
  */
 export function registerAuthGuard(app: FastifyInstance, options: AuthGuardOptions): void {
   const publicPrefixes = options.publicPrefixes ?? []
@@ -104,7 +105,7 @@ export function registerAuthGuard(app: FastifyInstance, options: AuthGuardOption
 
   app.addHook('onResponse', (request, reply, done) => {
     const principal = request.principal
-    if (principal && MUTATING.has(request.method)) {
+    if (principal && MUTATING.has(request.method) && request.routeOptions.config.readOnly !== true) {
       const url = request.routeOptions.url ?? ''
       const { kind, id: fromPath } = resourceOf(url, request.params)
       // A create names its new resource only after the fact: the handler leaves its id here.

@@ -91,6 +91,11 @@ declare module 'fastify' {
      * undefined when the request carries none, null when it has answered the request itself.
      */
     queryCredential?: QueryCredential
+    /**
+     * A POST that changes nothing (a plan, a dry run): not written to the audit log, which records
+     * who changed what. Every other POST, PUT, PATCH and DELETE by a principal is.
+     */
+    readOnly?: boolean
   }
 }
 
