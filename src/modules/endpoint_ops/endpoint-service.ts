@@ -94,6 +94,11 @@ export type PlanAnswer = PlanDecision & { manifests: KubeManifest[] }
 
 /** Plans kept per process: one per tenant and request, the least recently asked dropped first. */
 const KEPT_PLANS = 2_000
+/** Clusters (with their node rows) and models (with their files) kept per process for planning. */
+const KEPT_SOURCES = 200
+
+type ServingTarget = Awaited<ReturnType<ClusterService['servingTarget']>>
+type ServingSource = Awaited<ReturnType<ModelService['servingSource']>>
 
 /** What one observation of a rollout found, as a workflow step answers it (JSON). */
 export interface RolloutObservation {
@@ -122,6 +127,24 @@ const apiKeyContext = (id: string) => `endpoint:${id}:api-key`
 export function createEndpointService(deps: EndpointServiceDeps) {
   const { db, vault, events, sweeps, workflows, blobs, clusters, models, designer, settings, log } = deps
   const plans = deps.changes ? createKept<PlanAnswer>(deps.changes, { max: KEPT_PLANS }) : undefined
+  // What a plan reads, kept the same way: a new question about a known cluster and model reads nothing.
+  const targets = deps.changes ? createKept<ServingTarget>(deps.changes, { max: KEPT_SOURCES }) : undefined
+  const sources = deps.changes ? createKept<ServingSource>(deps.changes, { max: KEPT_SOURCES }) : undefined
+
+  function servingTarget(tenantId: string, clusterId: string): Promise<ServingTarget> {
+    const read = () => clusters.servingTarget(tenantId, clusterId)
+    if (!targets) return read()
+    return targets.get(`${tenantId}\u0000${clusterId}`, async () => ({ value: await read(), scopes: [changeScope.cluster(clusterId)] }))
+  }
+
+  function servingSource(tenantId: string, modelId: string, versionId: string | undefined): Promise<ServingSource> {
+    const read = () => models.servingSource(tenantId, modelId, versionId)
+    if (!sources) return read()
+    return sources.get(`${tenantId}\u0000${modelId}\u0000${versionId ?? ''}`, async () => {
+      const value = await read()
+      return { value, scopes: [changeScope.model(modelId), ...(value.version ? [changeScope.version(value.version.id)] : [])] }
+    })
+  }
 
   /** The row when the principal may see it: their tenant's, and for apps their own unless admin. */
   async function visible(principal: Principal, id: string, kind: EndpointKind = 'model'): Promise<EndpointRow> {
@@ -173,8 +196,8 @@ export function createEndpointService(deps: EndpointServiceDeps) {
 
   /** What the designer needs for a spec on the cluster as it is now; URLs and the key only for applying. */
   async function inputsFor(row: Pick<EndpointRow, 'id' | 'tenantId' | 'name' | 'revision' | 'clusterId' | 'apiKeySealed'>, spec: EndpointSpec, opts: { withSecrets: boolean }): Promise<DesignInput> {
-    const { cluster, nodes } = await clusters.servingTarget(row.tenantId, row.clusterId)
-    const source = await models.servingSource(row.tenantId, spec.modelId, spec.versionId)
+    const { cluster, nodes } = await servingTarget(row.tenantId, row.clusterId)
+    const source = await servingSource(row.tenantId, spec.modelId, spec.versionId)
     // Signed at the start of the current half-lifetime: the URLs (and so the Secret holding them) stay
     // the same between applies, and a pod that starts from them has at least half the lifetime left.
     const half = settings.weightUrlTtlSeconds * 500

@@ -1,7 +1,7 @@
 import type { Logger } from 'pino'
 import type { Static } from 'typebox'
 import type { Principal } from '../../platform/auth/principal.js'
-import { type ChangeFeed, changeScope } from '../../platform/db/changes.js'
+import { type ChangeFeed, changeScope, createKept } from '../../platform/db/changes.js'
 import { type Database, transaction } from '../../platform/db/client.js'
 import { NotFoundError } from '../../platform/errors.js'
 import { assertIfMatch, etagOf } from '../../platform/http/etag.js'
@@ -21,8 +21,11 @@ export interface ServingSettingsDeps {
   /** Whether the cluster is the caller's: another tenant's (or a deleted one) is not found. */
   clusters: Pick<ClusterService, 'get'>
   log: Logger
-  /** Told of every change at once, so that nothing kept from the old settings is served after it. */
-  changes?: Pick<ChangeFeed, 'changed'>
+  /**
+   * The planner's reads are kept until the row changes (heard from the database), and every change
+   * through this process is told at once, so that nothing kept from the old settings is served after it.
+   */
+  changes?: ChangeFeed
 }
 
 /** The ETag of settings never written: any later write has another. */
@@ -76,8 +79,12 @@ function merged(current: ServingSettings, input: ServingSettingsInput): ServingS
  * object store's address as the cluster sees it, ingress, quota), read by the planner through
  * `forCluster`.
  */
+/** Clusters whose settings the planner's reads keep in memory. */
+const KEPT_SETTINGS = 1_000
+
 export function createServingSettings(deps: ServingSettingsDeps) {
   const { db, clusters, log } = deps
+  const kept = deps.changes ? createKept<ServingSettings>(deps.changes, { max: KEPT_SETTINGS }) : undefined
 
   async function assertCluster(principal: Principal, clusterId: string): Promise<void> {
     let status: string
@@ -93,7 +100,9 @@ export function createServingSettings(deps: ServingSettingsDeps) {
   return {
     /** The tenant's settings for the cluster; DEFAULT_SERVING_SETTINGS where it set none. One primary-key read. */
     async forCluster(tenantId: string, clusterId: string): Promise<ServingSettings> {
-      return settingsOf(await crud.getServingSettings(db, tenantId, clusterId))
+      const read = async () => settingsOf(await crud.getServingSettings(db, tenantId, clusterId))
+      if (!kept) return read()
+      return kept.get(`${tenantId}\u0000${clusterId}`, async () => ({ value: await read(), scopes: [changeScope.cluster(clusterId)] }))
     },
 
     async get(principal: Principal, clusterId: string): Promise<{ settings: ServingSettingsAnswer; etag: string }> {
