@@ -1,4 +1,4 @@
-import { and, asc, count, desc, eq, ne, notInArray, type SQL, sql } from 'drizzle-orm'
+import { and, asc, count, desc, eq, ne, type SQL, sql } from 'drizzle-orm'
 import type { Executor } from '../../platform/db/client.js'
 import { preparedStatements } from '../../platform/db/prepared.js'
 import type { PageRequest, SortRequest } from '../../platform/http/pagination.js'
@@ -213,32 +213,53 @@ export async function listStatusHistory(
   return { rows, total: total?.n ?? 0 }
 }
 
-export type NewClusterNode = typeof clusterNodes.$inferInsert
+/** What a sync learnt of one node, as it is written (the cluster and tenant are the same for all). */
+export interface NodeWrite {
+  name: string
+  roles: string[]
+  schedulable: boolean
+  ready: boolean
+  deviceType: string
+  facts: unknown
+  used: unknown
+}
 
-/** The cluster's nodes become exactly `nodes`: upserted by name, the ones no longer there removed. */
-export async function replaceClusterNodes(executor: Executor, clusterId: string, nodes: NewClusterNode[]): Promise<void> {
-  for (let i = 0; i < nodes.length; i += 200) {
-    const chunk = nodes.slice(i, i + 200)
-    await executor
-      .insert(clusterNodes)
-      .values(chunk)
-      .onConflictDoUpdate({
-        target: [clusterNodes.clusterId, clusterNodes.name],
-        set: {
-          roles: sql`excluded.roles`,
-          schedulable: sql`excluded.schedulable`,
-          ready: sql`excluded.ready`,
-          deviceType: sql`excluded.device_type`,
-          facts: sql`excluded.facts`,
-          used: sql`excluded.used`,
-          updatedAt: sql`now()`,
-        },
-      })
+/** Nodes per statement: bounds the JSON text one statement carries for a very large cluster. */
+const NODES_PER_STATEMENT = 1_000
+
+/**
+ * The cluster's nodes become exactly `nodes`: upserted by name, the ones no longer there removed.
+ *
+ * The nodes travel as one JSON parameter unpacked by `jsonb_to_recordset`, not as nine bound
+ * parameters a node: a sync then holds one string instead of drizzle's parameter arrays and the
+ * per-value SQL chunks it builds for every row.
+ */
+export async function replaceClusterNodes(executor: Executor, cluster: { id: string; tenantId: string }, nodes: readonly NodeWrite[]): Promise<void> {
+  for (let i = 0; i < nodes.length; i += NODES_PER_STATEMENT) {
+    const json = JSON.stringify(
+      nodes.slice(i, i + NODES_PER_STATEMENT).map((n) => ({
+        name: n.name,
+        roles: n.roles,
+        schedulable: n.schedulable,
+        ready: n.ready,
+        device_type: n.deviceType,
+        facts: n.facts,
+        used: n.used,
+      })),
+    )
+    await executor.execute(sql`
+      insert into cluster_nodes (cluster_id, tenant_id, name, roles, schedulable, ready, device_type, facts, used)
+      select ${cluster.id}::uuid, ${cluster.tenantId}::uuid, n.name, n.roles, n.schedulable, n.ready, n.device_type, n.facts, n.used
+      from jsonb_to_recordset(${json}::jsonb)
+        as n(name text, roles text[], schedulable boolean, ready boolean, device_type text, facts jsonb, used jsonb)
+      on conflict (cluster_id, name) do update set
+        roles = excluded.roles, schedulable = excluded.schedulable, ready = excluded.ready,
+        device_type = excluded.device_type, facts = excluded.facts, used = excluded.used, updated_at = now()`)
   }
-  const names = nodes.map((n) => n.name)
+  const names = JSON.stringify(nodes.map((n) => n.name))
   await executor
     .delete(clusterNodes)
-    .where(names.length > 0 ? and(eq(clusterNodes.clusterId, clusterId), notInArray(clusterNodes.name, names)) : eq(clusterNodes.clusterId, clusterId))
+    .where(and(eq(clusterNodes.clusterId, cluster.id), sql`${clusterNodes.name} not in (select jsonb_array_elements_text(${names}::jsonb))`))
 }
 
 export async function deleteClusterNodes(executor: Executor, clusterId: string): Promise<void> {

@@ -268,23 +268,21 @@ export function createClusterService(deps: ClusterServiceDeps) {
     return updated
   }
 
-  function nodeRows(row: ClusterRow, nodes: NodeReading[]): crud.NewClusterNode[] {
-    return nodes.map(({ facts, used }) => ({
-      clusterId: row.id,
-      tenantId: row.tenantId,
-      name: facts.name,
-      roles: facts.roles,
-      schedulable: facts.schedulable,
-      ready: facts.ready,
-      deviceType: facts.deviceType,
-      facts: facts as unknown as Record<string, unknown>,
-      used: used as unknown as Record<string, unknown>,
-    }))
-  }
-
   /** Writes what a read of the nodes found: nodes, summary, conditions. */
   async function recordNodes(tx: Executor, row: ClusterRow, reading: Awaited<ReturnType<typeof readNodes>>, startedAt: number): Promise<crud.ClusterPatch> {
-    await crud.replaceClusterNodes(tx, row.id, nodeRows(row, reading.nodes))
+    await crud.replaceClusterNodes(
+      tx,
+      row,
+      reading.nodes.map(({ facts, used }) => ({
+        name: facts.name,
+        roles: facts.roles,
+        schedulable: facts.schedulable,
+        ready: facts.ready,
+        deviceType: facts.deviceType,
+        facts,
+        used,
+      })),
+    )
     const now = new Date()
     let conditions = withCondition(row.conditions as Condition[], { type: 'Reachable', status: 'True', reason: null, message: null }, now)
     const schedulable = reading.summary.nodes.schedulable
