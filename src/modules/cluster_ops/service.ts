@@ -34,7 +34,7 @@ import {
   kubeconfigInvalid,
   nothingToUpdate,
 } from './errors.js'
-import { detectPlatform, missingAccess, type NodeReading, readNodes, readVersion } from './inspect.js'
+import { detectPlatform, missingAccess, readNodes, readVersion } from './inspect.js'
 import type { Static } from 'typebox'
 import { type Cluster, type ClusterHistoryEntry, type ClusterNode, CLUSTER_SORT_FIELDS, type ClusterStatus, KUBECONFIG_MAX_BYTES } from './schema.js'
 import type { ClusterNodeRow, ClusterRow, ClusterStatusHistoryRow } from './tables.js'
