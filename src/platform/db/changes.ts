@@ -5,7 +5,8 @@ import { listen, type Listener } from './listen.js'
 
 /**
  * The NOTIFY channel the `modelplane_notify_change` triggers (migration `changes_notify`) send
- * scopes on: `cluster:<id>`, `model:<id>`, `version:<id>`, `runtimes:<tenant id>|global`, `clusters:<tenant id>`.
+ * scopes on: `cluster:<id>`, `model:<id>`, `version:<id>`, `runtimes:<tenant id>|global`,
+ * `clusters:<tenant id>`, `models:<tenant id>`.
  */
 export const CHANGES_CHANNEL = 'modelplane_changes'
 
@@ -24,6 +25,8 @@ export const changeScope = {
    * changed (status, platform, device types, labels, name). Syncs that change none of them are silent.
    */
   clusters: (tenantId: string) => `clusters:${tenantId}`,
+  /** What a tenant's model catalog counts (totals, facets): a model added or removed, or a column the catalog filters or searches on written. */
+  models: (tenantId: string) => `models:${tenantId}`,
 }
 
 /** How many changed scopes are remembered before the oldest are forgotten (and with them everything kept). */
