@@ -524,6 +524,15 @@ The capped app (NODE_OPTIONS=--max-old-space-size=192) tells garbage from memory
 well past what is live before a major collection when nothing limits it, so an uncapped peak may be mostly garbage not
 yet collected. Sweeps that finish as fast with the old space capped, without running out of heap, hold less than the cap.
 
+What a sync allocated, and what changed: the previous run peaked 225 MB over idle at concurrency 32 (57 MB at 8, 42 MB
+capped), so most of it was garbage made faster than V8 collected it, in proportion to the syncs in flight. Each sync read
+its two lists through client-node's typed \`CoreV1Api\`, whose deserializer walks every object of a page into model
+classes (a second copy of each node and pod, timestamps parsed into Dates) before the sync read a few fields of it; and
+it wrote its nodes through drizzle's insert builder (9 bound values a node, a SQL chunk and a parameter entry per value,
+the JSON columns stringified one by one). Now the lists are read as plain JSON (\`getJson\`, inspect.ts) and folded into
+the node facts page by page, and the nodes go to PostgreSQL as one JSON parameter unpacked by \`jsonb_to_recordset\`
+(crud.ts, \`replaceClusterNodes\`, one statement per 1,000 nodes) with the removal of vanished nodes by name beside it.
+
 Idle RSS before the first sweep: ${r.idleRss.map((x) => `${mb(x.rssMb)} MB at concurrency ${x.label}`).join(', ')}.
 ${verdicts.join('\n')}
 
@@ -536,11 +545,15 @@ median run by requests/s. Load generator and servers share the same ${cores()} c
 answer the same JSON, key order aside (checked before loading them).
 - **modelplane**: the app process of the last (uncapped concurrency-32) sweeps, called with an embedded-issuer bearer token
   (signature, revocation, \`cluster:view\`), TypeBox validation, the Cluster serializer, metrics and security headers.
-  It reads the page's rows (the columns the view shows: no sealed kubeconfig) and a full \`count(*)\` of the filter
-  side by side, as named prepared statements (one pair per filter shape, built by drizzle and planned once per connection).
-- **same-work baseline**: bare Fastify + pg running those two statements (same columns, created_at desc, id) on every
-  request as unnamed statements, mapped to the same JSON fields; no auth, no validation. modelplane against it is the cost
-  of its layers, less what the prepared statements save.
+  The page is written with \`JSON.stringify\` (not the schema's serializer). It reads the page's rows (the columns the view
+  shows: no sealed kubeconfig) as plain SQL, a named prepared statement
+  per filter shape and sort, its rows mapped without the query builder. It **keeps the filter's total** per process
+  until a cluster of the tenant is added, removed or changes a filtered column (the change feed's \`clusters:<tenant>\`
+  scope, migration 0022): in this load nothing changes, so it counts each filter once and then skips the \`count(*)\`.
+- **same-work baseline**: bare Fastify + pg running the page and a full \`count(*)\` of the filter side by side (same
+  columns, created_at desc, id) on every request as unnamed statements, mapped to the same JSON fields; no auth, no
+  validation. It does the count on every request, which modelplane skips: modelplane against it is the cost of its
+  layers, less what the kept totals and the prepared statement save.
 - **naive baseline**: the same with \`select *\` for the page, sealed kubeconfigs included (what modelplane's list
   read before this benchmark: see below).
 
@@ -551,13 +564,21 @@ Target ≥ 1.0× the baseline: ${ratios.join('; ')}.
 Where the time went (CPU profile of the app under this load, \`BENCH_PROFILE_DIR\`): before this benchmark the list
 read every column with drizzle's \`select()\`, the sealed kubeconfig included (about half of each row's bytes here,
 more with real client certificates), and drizzle built, and PostgreSQL planned, both statements on every request; it
-measured 0.41× (default page) and 0.62× (\`deviceType=cuda\`) of the naive baseline on a busy machine. Now it reads the
-view's columns through a prepared statement per filter shape (crud.ts, \`listStatements\`). What is left over the
-same-work baseline: row parsing in pg (\`_parseRowAsArray\`, the three JSON columns of 20 rows: shared with the
-baselines), drizzle's row mapping (\`is\`, timestamp mapping), writing the ~30 KB answer, GC, token verification,
-query validation and the schema serializer. The \`deviceType\` page costs PostgreSQL more on every side: the count of
-the filter is a scan of the tenant's rows (the GIN index on device_types does not hold the tenant), and the page walks
-the newest rows until 20 match.
+measured 0.41× (default page) and 0.62× (\`deviceType=cuda\`) of the naive baseline on a busy machine. Reading the view's
+columns through prepared statements brought it to 0.90× and 0.94× of the same-work baseline; the profile of that
+version showed row parsing in pg (the three JSON columns of 20 rows, shared with the baselines), drizzle's row mapping,
+writing the ~30 KB answer, GC, token verification, query validation and the serializer on the app's side, and on
+PostgreSQL's side the count: for \`deviceType\` it is a scan of all the tenant's rows (the GIN index on device_types
+does not hold the tenant), where the page stops after 20 matches. Since then the total is kept until the tenant's
+clusters change (\`src/platform/db/kept-counts.ts\` on the change feed; a sync that finds the same device types sends
+nothing), the page is one named plain-SQL statement mapped by hand (crud.ts, \`listClusterPage\`), and the device
+filter is \`$n = any(device_types)\`. Skipping the count alone left modelplane at 0.78× and 0.88× of the same-work
+baseline in a run on this machine (loaded), so the cost was in the app, not PostgreSQL: the route's response serializer
+(fast-json-stringify) chooses the branch of every nullable nested object (\`summary\`, \`capabilities\`, each a union
+with null) by validating the value with ajv against the whole nested schema, per item, before writing it. The page is
+now written with \`JSON.stringify\` as the baselines' is (routes.ts; the schema still documents it, and each item is
+built field by field from the listed columns, so nothing unlisted can reach it). The JSON columns are still parsed by pg
+(on every side) and written again; passing them through as text would need a writer of our own for the route.
 `
   if (CLUSTERS === 500) writeSection('clusters', text)
   process.stdout.write(`${text}\n`)

@@ -1,6 +1,6 @@
-import { and, asc, count, desc, eq, ne, notInArray, type SQL, sql } from 'drizzle-orm'
+import { and, asc, count, desc, eq, ne, type SQL, sql } from 'drizzle-orm'
 import type { Executor } from '../../platform/db/client.js'
-import { preparedStatements } from '../../platform/db/prepared.js'
+import { type Raw, type Row, statement } from '../../platform/db/raw.js'
 import type { PageRequest, SortRequest } from '../../platform/http/pagination.js'
 import { type ClusterNodeRow, type ClusterRow, type ClusterStatusHistoryRow, clusterNodes, clusters, clusterStatusHistory } from './tables.js'
 
@@ -83,105 +83,137 @@ export interface ClusterFilter {
 
 export type ClusterSortField = 'name' | 'createdAt' | 'status' | 'lastSyncAt'
 
-const SORT_COLUMNS = {
-  name: clusters.name,
-  createdAt: clusters.createdAt,
-  status: clusters.status,
-  lastSyncAt: clusters.lastSyncAt,
-} as const
-
 /**
  * The columns a listed cluster shows, and no others: a page never carries the sealed kubeconfigs
  * (kilobytes of ciphertext a row, read, parsed and dropped) nor what only the sync reads.
  */
-const LISTED = {
-  id: clusters.id,
-  name: clusters.name,
-  labels: clusters.labels,
-  status: clusters.status,
-  statusReason: clusters.statusReason,
-  statusMessage: clusters.statusMessage,
-  statusSince: clusters.statusSince,
-  server: clusters.server,
-  platform: clusters.platform,
-  distribution: clusters.distribution,
-  kubernetesVersion: clusters.kubernetesVersion,
-  capabilities: clusters.capabilities,
-  permissions: clusters.permissions,
-  summary: clusters.summary,
-  conditions: clusters.conditions,
-  lastSyncAt: clusters.lastSyncAt,
-  lastSyncDurationMs: clusters.lastSyncDurationMs,
-  lastSyncError: clusters.lastSyncError,
-  registrationWorkflowId: clusters.registrationWorkflowId,
-  createdBy: clusters.createdBy,
-  createdAt: clusters.createdAt,
-  updatedAt: clusters.updatedAt,
+const LISTED_COLUMNS = `id, name, labels, status, status_reason, status_message, status_since, server, platform, distribution,
+  kubernetes_version, capabilities, permissions, summary, conditions, last_sync_at, last_sync_duration_ms, last_sync_error,
+  registration_workflow_id, created_by, created_at, updated_at`
+
+export type ListedClusterRow = Pick<
+  ClusterRow,
+  | 'id'
+  | 'name'
+  | 'labels'
+  | 'status'
+  | 'statusReason'
+  | 'statusMessage'
+  | 'statusSince'
+  | 'server'
+  | 'platform'
+  | 'distribution'
+  | 'kubernetesVersion'
+  | 'capabilities'
+  | 'permissions'
+  | 'summary'
+  | 'conditions'
+  | 'lastSyncAt'
+  | 'lastSyncDurationMs'
+  | 'lastSyncError'
+  | 'registrationWorkflowId'
+  | 'createdBy'
+  | 'createdAt'
+  | 'updatedAt'
+>
+
+/** One listed row as both drivers give it (timestamps as Date, jsonb parsed). */
+function listedRow(r: Row): ListedClusterRow {
+  return {
+    id: r.id as string,
+    name: r.name as string,
+    labels: r.labels as Record<string, string>,
+    status: r.status as string,
+    statusReason: r.status_reason as string | null,
+    statusMessage: r.status_message as string | null,
+    statusSince: r.status_since as Date,
+    server: r.server as string,
+    platform: r.platform as string | null,
+    distribution: r.distribution as string | null,
+    kubernetesVersion: r.kubernetes_version as string | null,
+    capabilities: r.capabilities as Record<string, unknown> | null,
+    permissions: r.permissions as { missing: string[] } | null,
+    summary: r.summary as Record<string, unknown> | null,
+    conditions: r.conditions as Array<Record<string, unknown>>,
+    lastSyncAt: r.last_sync_at as Date | null,
+    lastSyncDurationMs: r.last_sync_duration_ms as number | null,
+    lastSyncError: r.last_sync_error as string | null,
+    registrationWorkflowId: r.registration_workflow_id as string | null,
+    createdBy: r.created_by as string,
+    createdAt: r.created_at as Date,
+    updatedAt: r.updated_at as Date,
+  }
 }
 
-export type ListedClusterRow = Pick<ClusterRow, keyof typeof LISTED>
-
-/** Which optional clauses a list has: one prepared statement per shape, never per value. */
-function listShape(filter: ClusterFilter, sort: SortRequest<ClusterSortField>): string {
-  const clauses = [filter.status ? 's' : 'n', filter.platform ? 'p' : '', filter.deviceType ? 'd' : '', filter.label ? 'l' : '', filter.q ? 'q' : '']
-  return `${clauses.join('')}_${sort.field}_${sort.direction}`
+const SORT_COLUMNS: Record<ClusterSortField, string> = {
+  name: 'name',
+  createdAt: 'created_at',
+  status: 'status',
+  lastSyncAt: 'last_sync_at',
 }
-
-const prepared = preparedStatements()
 
 /**
- * The page and its count for one filter shape, with placeholders for every value, prepared under
- * a name: built by drizzle and planned by PostgreSQL once per connection, not on every request.
+ * The filter's where clause with a numbered parameter for every value present, and the values in
+ * that order; the clause's text depends only on which filters are present (its shape), never on
+ * their values, so one prepared statement serves every value.
  */
-function listStatements(executor: Executor, filter: ClusterFilter, sort: SortRequest<ClusterSortField>) {
-  return prepared(executor, `clusters_list_${listShape(filter, sort)}`, (name) => {
-    const where: SQL[] = [eq(clusters.tenantId, sql.placeholder('tenantId'))]
-    // Deleted clusters are records, shown only when asked for by status.
-    where.push(filter.status ? eq(clusters.status, sql.placeholder('status')) : ne(clusters.status, 'deleted'))
-    if (filter.platform) where.push(eq(clusters.platform, sql.placeholder('platform')))
-    if (filter.deviceType) where.push(sql`${clusters.deviceTypes} @> array[${sql.placeholder('deviceType')}]::text[]`)
-    if (filter.label) where.push(sql`${clusters.labels} @> ${sql.placeholder('label')}::jsonb`)
-    if (filter.q) where.push(sql`${clusters.name} ilike ${sql.placeholder('q')}`)
-    const column = SORT_COLUMNS[sort.field]
-    const order = sort.direction === 'asc' ? asc(column) : desc(column)
-    const page = executor
-      .select(LISTED)
-      .from(clusters)
-      .where(and(...where))
-      .orderBy(sort.field === 'lastSyncAt' ? sql`${order} nulls last` : order, asc(clusters.id))
-      .limit(sql.placeholder('limit'))
-      .offset(sql.placeholder('offset'))
-      .prepare(name)
-    const total = executor
-      .select({ n: count() })
-      .from(clusters)
-      .where(and(...where))
-      .prepare(`${name}_n`)
-    return { page, total }
-  })
+function listFilter(tenantId: string, filter: ClusterFilter): { shape: string; where: string; values: unknown[] } {
+  const values: unknown[] = [tenantId]
+  const where = ['tenant_id = $1::uuid']
+  let shape = ''
+  // Deleted clusters are records, shown only when asked for by status.
+  if (filter.status) {
+    where.push(`status = $${values.push(filter.status)}::text`)
+    shape += 's'
+  } else where.push("status <> 'deleted'")
+  if (filter.platform) {
+    where.push(`platform = $${values.push(filter.platform)}::text`)
+    shape += 'p'
+  }
+  if (filter.deviceType) {
+    where.push(`$${values.push(filter.deviceType)}::text = any(device_types)`)
+    shape += 'd'
+  }
+  if (filter.label) {
+    where.push(`labels @> $${values.push(JSON.stringify({ [filter.label.key]: filter.label.value }))}::jsonb`)
+    shape += 'l'
+  }
+  if (filter.q) {
+    where.push(`name ilike $${values.push(`%${filter.q.replace(/[\\%_]/g, (c) => `\\${c}`)}%`)}::text`)
+    shape += 'q'
+  }
+  return { shape: shape || 'n', where: where.join(' and '), values }
 }
 
-export async function listClusters(
-  executor: Executor,
+/**
+ * A page of the tenant's clusters as plain SQL (platform/db/raw.ts): a named statement per filter
+ * shape and sort, planned once per pooled connection, its rows mapped here without the query
+ * builder's per-row mapping.
+ */
+export async function listClusterPage(
+  raw: Raw,
   tenantId: string,
   filter: ClusterFilter,
   sort: SortRequest<ClusterSortField>,
   page: PageRequest,
-): Promise<{ rows: ListedClusterRow[]; total: number }> {
-  const statements = listStatements(executor, filter, sort)
-  const values = {
-    tenantId,
-    status: filter.status,
-    platform: filter.platform,
-    deviceType: filter.deviceType,
-    label: filter.label ? JSON.stringify({ [filter.label.key]: filter.label.value }) : undefined,
-    q: filter.q ? `%${filter.q.replace(/[\\%_]/g, (c) => `\\${c}`)}%` : undefined,
-  }
-  const [rows, [total]] = await Promise.all([
-    statements.page.execute({ ...values, limit: page.limit, offset: page.offset }),
-    statements.total.execute(values),
-  ])
-  return { rows, total: total?.n ?? 0 }
+): Promise<ListedClusterRow[]> {
+  const { shape, where, values } = listFilter(tenantId, filter)
+  const nulls = sort.field === 'lastSyncAt' ? ' nulls last' : ''
+  const page_ = statement(
+    `clusters_page_${shape}_${sort.field}_${sort.direction}`,
+    `select ${LISTED_COLUMNS} from clusters where ${where}
+     order by ${SORT_COLUMNS[sort.field]} ${sort.direction}${nulls}, id asc
+     limit $${values.length + 1}::int offset $${values.length + 2}::int`,
+  )
+  const rows = await raw.query(page_, [...values, page.limit, page.offset])
+  return rows.map(listedRow)
+}
+
+/** How many of the tenant's clusters match the filter (the list's total). */
+export async function countClusters(raw: Raw, tenantId: string, filter: ClusterFilter): Promise<number> {
+  const { shape, where, values } = listFilter(tenantId, filter)
+  const [row] = await raw.query<{ n: number }>(statement(`clusters_count_${shape}`, `select count(*)::int as n from clusters where ${where}`), values)
+  return row?.n ?? 0
 }
 
 export async function insertStatusHistory(
@@ -213,32 +245,53 @@ export async function listStatusHistory(
   return { rows, total: total?.n ?? 0 }
 }
 
-export type NewClusterNode = typeof clusterNodes.$inferInsert
+/** What a sync learnt of one node, as it is written (the cluster and tenant are the same for all). */
+export interface NodeWrite {
+  name: string
+  roles: string[]
+  schedulable: boolean
+  ready: boolean
+  deviceType: string
+  facts: unknown
+  used: unknown
+}
 
-/** The cluster's nodes become exactly `nodes`: upserted by name, the ones no longer there removed. */
-export async function replaceClusterNodes(executor: Executor, clusterId: string, nodes: NewClusterNode[]): Promise<void> {
-  for (let i = 0; i < nodes.length; i += 200) {
-    const chunk = nodes.slice(i, i + 200)
-    await executor
-      .insert(clusterNodes)
-      .values(chunk)
-      .onConflictDoUpdate({
-        target: [clusterNodes.clusterId, clusterNodes.name],
-        set: {
-          roles: sql`excluded.roles`,
-          schedulable: sql`excluded.schedulable`,
-          ready: sql`excluded.ready`,
-          deviceType: sql`excluded.device_type`,
-          facts: sql`excluded.facts`,
-          used: sql`excluded.used`,
-          updatedAt: sql`now()`,
-        },
-      })
+/** Nodes per statement: bounds the JSON text one statement carries for a very large cluster. */
+const NODES_PER_STATEMENT = 1_000
+
+/**
+ * The cluster's nodes become exactly `nodes`: upserted by name, the ones no longer there removed.
+ *
+ * The nodes travel as one JSON parameter unpacked by `jsonb_to_recordset`, not as nine bound
+ * parameters a node: a sync then holds one string instead of drizzle's parameter arrays and the
+ * per-value SQL chunks it builds for every row.
+ */
+export async function replaceClusterNodes(executor: Executor, cluster: { id: string; tenantId: string }, nodes: readonly NodeWrite[]): Promise<void> {
+  for (let i = 0; i < nodes.length; i += NODES_PER_STATEMENT) {
+    const json = JSON.stringify(
+      nodes.slice(i, i + NODES_PER_STATEMENT).map((n) => ({
+        name: n.name,
+        roles: n.roles,
+        schedulable: n.schedulable,
+        ready: n.ready,
+        device_type: n.deviceType,
+        facts: n.facts,
+        used: n.used,
+      })),
+    )
+    await executor.execute(sql`
+      insert into cluster_nodes (cluster_id, tenant_id, name, roles, schedulable, ready, device_type, facts, used)
+      select ${cluster.id}::uuid, ${cluster.tenantId}::uuid, n.name, n.roles, n.schedulable, n.ready, n.device_type, n.facts, n.used
+      from jsonb_to_recordset(${json}::jsonb)
+        as n(name text, roles text[], schedulable boolean, ready boolean, device_type text, facts jsonb, used jsonb)
+      on conflict (cluster_id, name) do update set
+        roles = excluded.roles, schedulable = excluded.schedulable, ready = excluded.ready,
+        device_type = excluded.device_type, facts = excluded.facts, used = excluded.used, updated_at = now()`)
   }
-  const names = nodes.map((n) => n.name)
+  const names = JSON.stringify(nodes.map((n) => n.name))
   await executor
     .delete(clusterNodes)
-    .where(names.length > 0 ? and(eq(clusterNodes.clusterId, clusterId), notInArray(clusterNodes.name, names)) : eq(clusterNodes.clusterId, clusterId))
+    .where(and(eq(clusterNodes.clusterId, cluster.id), sql`${clusterNodes.name} not in (select jsonb_array_elements_text(${names}::jsonb))`))
 }
 
 export async function deleteClusterNodes(executor: Executor, clusterId: string): Promise<void> {

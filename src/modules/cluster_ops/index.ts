@@ -1,4 +1,6 @@
 import type { FastifyInstance } from 'fastify'
+import { createKeptCounts } from '../../platform/db/kept-counts.js'
+import { rawExecutor } from '../../platform/db/raw.js'
 import type { Platform } from '../../platform/platform.js'
 import type { WorkflowService } from '../workflow_ops/index.js'
 import { registerClusterRoutes } from './routes.js'
@@ -30,6 +32,8 @@ export function createClusterOps(
     log,
     settings,
     changes: platform.changes,
+    raw: rawExecutor(platform.database),
+    counts: createKeptCounts(platform.changes),
   })
   registerClusterWorkflows(workflows, service)
   platform.sweeps.define({

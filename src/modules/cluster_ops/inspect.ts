@@ -196,33 +196,49 @@ const POD_PAGE = 500
 /** Pods that hold resources: the scheduler counts every pod not yet Succeeded or Failed. */
 const LIVE_PODS = 'status.phase!=Succeeded,status.phase!=Failed'
 
+/** One page of a list as the API server sends it (plain JSON, not the client's typed models). */
+interface ListPage<T> {
+  items?: T[]
+  metadata?: { continue?: string }
+}
+
+function listPath(base: string, query: Record<string, string | undefined>): string {
+  const params = new URLSearchParams()
+  for (const [key, value] of Object.entries(query)) if (value) params.set(key, value)
+  return `${base}?${params.toString()}`
+}
+
 /**
  * Every node with what its pods request, and the cluster's summary. Pods are read a page at a time
  * and folded into per-node sums, so memory follows the node count, never the pod count.
+ *
+ * The lists are read as plain JSON (`getJson`), not through the typed CoreV1Api: its deserializer
+ * copies every object of a page into model classes (dates parsed, every field walked) before we read
+ * the few fields we need, which doubled what a sync allocated. Each page is dropped as soon as it is
+ * folded into the node facts and the per-node sums.
  */
 export async function readNodes(client: KubeClient, signal?: AbortSignal): Promise<{ nodes: NodeReading[]; summary: ClusterSummary }> {
   const facts: NodeFacts[] = []
   let token: string | undefined
   do {
     signal?.throwIfAborted()
-    const page = await client.core.listNode({ limit: NODE_PAGE, ...(token ? { _continue: token } : {}) })
-    for (const node of page.items as V1Node[]) facts.push(describeNode(node))
-    token = page.metadata?._continue || undefined
+    const page = await client.getJson<ListPage<V1Node>>(listPath('/api/v1/nodes', { limit: String(NODE_PAGE), continue: token }), signal)
+    for (const node of page.items ?? []) facts.push(describeNode(node))
+    token = page.metadata?.continue || undefined
   } while (token)
 
   const used = new Map<string, Resources>()
   do {
     signal?.throwIfAborted()
-    const page = await client.core.listPodForAllNamespaces({
-      fieldSelector: LIVE_PODS,
-      limit: POD_PAGE,
-      ...(token ? { _continue: token } : {}),
-    })
-    for (const [node, sum] of usedByNode(page.items as V1Pod[])) {
+    const page = await client.getJson<ListPage<V1Pod>>(
+      listPath('/api/v1/pods', { fieldSelector: LIVE_PODS, limit: String(POD_PAGE), continue: token }),
+      signal,
+    )
+    for (const [node, sum] of usedByNode(page.items ?? [])) {
       const before = used.get(node)
       used.set(node, before ? addResources(before, sum) : sum)
     }
-    token = page.metadata?._continue || undefined
+    token = page.metadata?.continue || undefined
   } while (token)
 
   const nodes = facts.map((f) => ({ facts: f, used: used.get(f.name) ?? emptyResources() }))

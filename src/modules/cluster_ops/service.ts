@@ -3,6 +3,8 @@ import type { Logger } from 'pino'
 import type { Config } from '../../config.js'
 import type { Principal } from '../../platform/auth/principal.js'
 import { type ChangeFeed, changeScope } from '../../platform/db/changes.js'
+import type { KeptCounts } from '../../platform/db/kept-counts.js'
+import type { Raw } from '../../platform/db/raw.js'
 import { type Database, type Executor, transaction } from '../../platform/db/client.js'
 import type { EventBus } from '../../platform/events/index.js'
 import { assertIfMatch, etagOf } from '../../platform/http/etag.js'
@@ -34,7 +36,7 @@ import {
   kubeconfigInvalid,
   nothingToUpdate,
 } from './errors.js'
-import { detectPlatform, missingAccess, type NodeReading, readNodes, readVersion } from './inspect.js'
+import { detectPlatform, missingAccess, readNodes, readVersion } from './inspect.js'
 import type { Static } from 'typebox'
 import { type Cluster, type ClusterHistoryEntry, type ClusterNode, CLUSTER_SORT_FIELDS, type ClusterStatus, KUBECONFIG_MAX_BYTES } from './schema.js'
 import type { ClusterNodeRow, ClusterRow, ClusterStatusHistoryRow } from './tables.js'
@@ -109,6 +111,10 @@ export interface ClusterServiceDeps {
   settings: Config['clusters']
   /** Told when a caller waits for a sync, so that nothing kept from the cluster's old rows is served after it. */
   changes?: Pick<ChangeFeed, 'changed'>
+  /** Plain SQL for the list page and its count. */
+  raw: Raw
+  /** The list's totals, kept per tenant until its clusters change; without it every page counts. */
+  counts?: KeptCounts
 }
 
 type Condition = { type: string; status: 'True' | 'False' | 'Unknown'; reason: string | null; message: string | null; lastTransitionTime: string }
@@ -187,8 +193,10 @@ function isKubeFailure(err: unknown): boolean {
 }
 
 export function createClusterService(deps: ClusterServiceDeps) {
-  const { db, vault, events, sweeps, workflows, settings } = deps
+  const { db, vault, events, sweeps, workflows, settings, raw, counts } = deps
   const log = deps.log
+  /** After a commit that added, removed or refiltered a cluster: the tenant's list totals are counted again, on this replica at once. */
+  const listChanged = (tenantId: string) => counts?.forget(changeScope.clusters(tenantId))
   const users: ClusterUser[] = []
 
   function parse(input: { kubeconfig: string; context?: string; allowInsecureTls?: boolean; allowHttp?: boolean }): KubeTarget {
@@ -268,23 +276,21 @@ export function createClusterService(deps: ClusterServiceDeps) {
     return updated
   }
 
-  function nodeRows(row: ClusterRow, nodes: NodeReading[]): crud.NewClusterNode[] {
-    return nodes.map(({ facts, used }) => ({
-      clusterId: row.id,
-      tenantId: row.tenantId,
-      name: facts.name,
-      roles: facts.roles,
-      schedulable: facts.schedulable,
-      ready: facts.ready,
-      deviceType: facts.deviceType,
-      facts: facts as unknown as Record<string, unknown>,
-      used: used as unknown as Record<string, unknown>,
-    }))
-  }
-
   /** Writes what a read of the nodes found: nodes, summary, conditions. */
   async function recordNodes(tx: Executor, row: ClusterRow, reading: Awaited<ReturnType<typeof readNodes>>, startedAt: number): Promise<crud.ClusterPatch> {
-    await crud.replaceClusterNodes(tx, row.id, nodeRows(row, reading.nodes))
+    await crud.replaceClusterNodes(
+      tx,
+      row,
+      reading.nodes.map(({ facts, used }) => ({
+        name: facts.name,
+        roles: facts.roles,
+        schedulable: facts.schedulable,
+        ready: facts.ready,
+        deviceType: facts.deviceType,
+        facts,
+        used,
+      })),
+    )
     const now = new Date()
     let conditions = withCondition(row.conditions as Condition[], { type: 'Reachable', status: 'True', reason: null, message: null }, now)
     const schedulable = reading.summary.nodes.schedulable
@@ -368,6 +374,7 @@ export function createClusterService(deps: ClusterServiceDeps) {
         if (index === 'clusters_tenant_name_live_idx') throw clusterNameTaken(input.name)
         throw err
       }
+      listChanged(principal.tenantId)
 
       let started: { workflowId: string; deduplicated: boolean }
       try {
@@ -382,11 +389,13 @@ export function createClusterService(deps: ClusterServiceDeps) {
         })
       } catch (err) {
         await crud.deleteClusterRow(db, id)
+        listChanged(principal.tenantId)
         throw err
       }
       if (started.deduplicated) {
         // The same key raced us and won: its cluster is the answer, ours never existed.
         await crud.deleteClusterRow(db, id)
+        listChanged(principal.tenantId)
         const first = await workflows.findIdempotentRun(principal.tenantId, idempotencyKey!, CLUSTER_WORKFLOW.register, fingerprintOf)
         return { clusterId: first!.resource.id, workflowId: started.workflowId }
       }
@@ -408,13 +417,14 @@ export function createClusterService(deps: ClusterServiceDeps) {
         const at = query.label.indexOf('=')
         label = { key: query.label.slice(0, at), value: query.label.slice(at + 1) }
       }
-      const { rows, total } = await crud.listClusters(
-        db,
-        principal.tenantId,
-        { status: query.status, platform: query.platform, deviceType: query.deviceType, label, q: query.q },
-        sort,
-        page,
-      )
+      const tenantId = principal.tenantId
+      const filter: crud.ClusterFilter = { status: query.status, platform: query.platform, deviceType: query.deviceType, label, q: query.q }
+      const count = () => crud.countClusters(raw, tenantId, filter)
+      // The total is kept until a cluster of the tenant changes in a way a filter sees (changeScope.clusters).
+      const [rows, total] = await Promise.all([
+        crud.listClusterPage(raw, tenantId, filter, sort, page),
+        counts ? counts.get(changeScope.clusters(tenantId), JSON.stringify(filter), count) : count(),
+      ])
       return pageResult(rows.map(clusterView), total, page)
     },
 
@@ -478,6 +488,7 @@ export function createClusterService(deps: ClusterServiceDeps) {
         if (crud.uniqueViolationOf(err) === 'clusters_tenant_name_live_idx') throw clusterNameTaken(input.name ?? '')
         throw err
       }
+      listChanged(principal.tenantId)
       if (!target) return { cluster: clusterView(updated), etag: etag(updated) }
       const started = await workflows.start({
         type: CLUSTER_WORKFLOW.rotate,
@@ -512,6 +523,7 @@ export function createClusterService(deps: ClusterServiceDeps) {
         await sweeps.unschedule(tx, CLUSTER_SYNC_SWEEP, row.id)
         return row
       })
+      listChanged(principal.tenantId)
       try {
         const started = await workflows.start({
           type: CLUSTER_WORKFLOW.remove,
@@ -531,6 +543,7 @@ export function createClusterService(deps: ClusterServiceDeps) {
             if (SYNCED.has(before.status)) await sweeps.schedule(tx, CLUSTER_SYNC_SWEEP, id)
           }
         })
+        listChanged(principal.tenantId)
         throw err
       }
     },

@@ -291,7 +291,7 @@ const FACET_NAMES: FacetName[] = ['source', 'provider', 'format', 'license', 'ta
  * but its own). The `perFacet` most common values of each, by count then value.
  */
 function facetsQuery(tenant: SQL, filter: ModelFilter, value: (name: keyof ModelFilter) => SQL, perFacet: SQL): SQL {
-  // Unprepared: a facet's count is kept between requests (catalog-counts.ts), so this runs once per change.
+  // Unprepared: a facet's count is kept between requests (platform/db/kept-counts.ts), so this runs once per change.
   const where: SQL[] = [sql`tenant_id = ${tenant}`, filter.status ? sql`status = ${value('status')}` : sql`status <> 'deleted'`]
   if (filter.q) {
     const like = value('q')

@@ -1,9 +1,9 @@
 import { join } from 'node:path'
 import type { FastifyInstance } from 'fastify'
 import { createOutbound } from '../../platform/net/outbound.js'
+import { createKeptCounts } from '../../platform/db/kept-counts.js'
 import type { Platform } from '../../platform/platform.js'
 import type { WorkflowService } from '../workflow_ops/index.js'
-import { createCatalogCounts } from './catalog-counts.js'
 import { createCredentialService } from './credentials.js'
 import { upsertProviders } from './crud.js'
 import { createImportService } from './import.js'
@@ -34,7 +34,7 @@ export { ORPHAN_SCAN_ID, UPLOAD_EXPIRY_SWEEP, UPLOAD_ORPHAN_SWEEP, UPLOAD_TOPIC,
  * declare themselves as model users (`models.registerUser`) so a model in use is not deleted.
  */
 export function createModelOps(
-  platform: Pick<Platform, 'config' | 'log' | 'database' | 'vault' | 'events' | 'blob' | 'sweeps'>,
+  platform: Pick<Platform, 'config' | 'log' | 'database' | 'vault' | 'events' | 'blob' | 'sweeps' | 'changes'>,
   workflows: WorkflowService,
 ) {
   const log = platform.log.child({ module: 'model_ops' })
@@ -48,7 +48,8 @@ export function createModelOps(
     hubUrl: settings.hubUrl,
     log,
   })
-  const counts = createCatalogCounts({ database: platform.database, log })
+  // Totals and facets kept until the tenant's models change, as the change feed hears it.
+  const counts = createKeptCounts(platform.changes)
   const models = createModelService({ db: platform.database.db, blob: platform.blob, events: platform.events, credentials, counts, log })
   const imports = createImportService({
     db: platform.database.db,
@@ -109,12 +110,9 @@ export function createModelOps(
         PROVIDERS.map(({ mainSecret: _main, ...p }) => p),
       )
       await platform.sweeps.schedule(platform.database.db, UPLOAD_ORPHAN_SWEEP, ORPHAN_SCAN_ID, { dueInMs: ORPHAN_SCAN_INTERVAL_MS })
-      // Listens for changes to models, so catalog totals and facets can be kept (catalog-counts.ts).
-      await counts.start()
     },
     async stop(): Promise<void> {
       outbound.close()
-      await counts.stop()
     },
     routes: (app: FastifyInstance) => {
       registerModelRoutes(app, models, credentials)

@@ -3,12 +3,13 @@ import type { Static } from 'typebox'
 import type { Logger } from 'pino'
 import type { Principal } from '../../platform/auth/principal.js'
 import type { BlobStore } from '../../platform/blob/index.js'
+import { changeScope } from '../../platform/db/changes.js'
 import { type Database, type Executor, transaction } from '../../platform/db/client.js'
+import type { KeptCounts } from '../../platform/db/kept-counts.js'
 import { ValidationError } from '../../platform/errors.js'
 import type { EventBus } from '../../platform/events/index.js'
 import { assertIfMatch, etagOf } from '../../platform/http/etag.js'
 import { type PageResult, pageRequest, pageResult, parseSort } from '../../platform/http/pagination.js'
-import type { CatalogCounts } from './catalog-counts.js'
 import type { CredentialService } from './credentials.js'
 import * as crud from './crud.js'
 import {
@@ -93,8 +94,8 @@ export interface ModelServiceDeps {
   blob: Pick<BlobStore, 'delete'>
   events: Pick<EventBus, 'publish'>
   credentials: Pick<CredentialService, 'remoteModel'>
-  /** Totals and facets kept between requests until the tenant's models change. */
-  counts: Pick<CatalogCounts, 'get' | 'forget'>
+  /** Totals and facets kept between requests until the tenant's models change (scope `models:<tenant id>`). */
+  counts: KeptCounts
   log: Logger
 }
 
@@ -269,7 +270,7 @@ export function createModelService(deps: ModelServiceDeps) {
         await events.publish(tx, MODEL_TOPIC.created, { modelId: id, name: input.name, source: input.source }, { tenantId: principal.tenantId })
         return inserted
       })
-      counts.forget(principal.tenantId)
+      counts.forget(changeScope.models(principal.tenantId))
       log.info({ modelId: id, source: input.source }, 'model created')
       return { model: modelView(row), etag: etag(row) }
     },
@@ -279,7 +280,7 @@ export function createModelService(deps: ModelServiceDeps) {
       const sort = parseSort(query.sort, MODEL_SORT_FIELDS, { field: 'createdAt', direction: 'desc' })
       const { sort: _s, page: _p, limit: _l, ...filter } = query
       const tenantId = principal.tenantId
-      const total = () => counts.get(tenantId, `total:${crud.modelFilterKey(filter)}`, () => crud.countModels(db, tenantId, filter))
+      const total = () => counts.get(changeScope.models(tenantId), `total:${crud.modelFilterKey(filter)}`, () => crud.countModels(db, tenantId, filter))
       if (filter.q) {
         // A search mostly fits on its page, and its count reads every match: a page that is not
         // full (and not past the end) says the total itself.
@@ -293,12 +294,12 @@ export function createModelService(deps: ModelServiceDeps) {
 
     async facets(principal: Principal, filter: crud.ModelFilter): Promise<crud.Facets> {
       const tenantId = principal.tenantId
-      return counts.get(tenantId, `facets:${crud.modelFilterKey(filter)}`, () => crud.modelFacets(db, tenantId, filter, FACET_LIMIT))
+      return counts.get(changeScope.models(tenantId), `facets:${crud.modelFilterKey(filter)}`, () => crud.modelFacets(db, tenantId, filter, FACET_LIMIT))
     },
 
     /** Models of the tenant changed (a write through this process has committed): its counts are stale now. */
     catalogChanged(tenantId: string): void {
-      counts.forget(tenantId)
+      counts.forget(changeScope.models(tenantId))
     },
 
     /**
@@ -335,7 +336,7 @@ export function createModelService(deps: ModelServiceDeps) {
         await events.publish(tx, MODEL_TOPIC.updated, { modelId: id, name: updated.name, fields }, { tenantId: principal.tenantId })
         return updated
       })
-      counts.forget(principal.tenantId)
+      counts.forget(changeScope.models(principal.tenantId))
       return { model: modelView(row), etag: etag(row) }
     },
 
@@ -355,7 +356,7 @@ export function createModelService(deps: ModelServiceDeps) {
         await events.publish(tx, MODEL_TOPIC.deleted, { modelId: id, name: row.name }, { tenantId: principal.tenantId })
         return dropped
       })
-      counts.forget(principal.tenantId)
+      counts.forget(changeScope.models(principal.tenantId))
       await deleteBlobs(keys)
       log.info({ modelId: id, files: keys.length }, 'model deleted')
     },
@@ -387,7 +388,7 @@ export function createModelService(deps: ModelServiceDeps) {
         }
         return versionView(version, versionId)
       })
-      counts.forget(principal.tenantId)
+      counts.forget(changeScope.models(principal.tenantId))
       return promoted
     },
 
@@ -479,7 +480,7 @@ export function createModelService(deps: ModelServiceDeps) {
         }
         return sealed
       })
-      counts.forget(sealed.tenantId)
+      counts.forget(changeScope.models(sealed.tenantId))
       return sealed
     },
   }

@@ -5,7 +5,8 @@ import { listen, type Listener } from './listen.js'
 
 /**
  * The NOTIFY channel the `modelplane_notify_change` triggers (migration `changes_notify`) send
- * scopes on: `cluster:<id>`, `model:<id>`, `version:<id>`, `runtimes:<tenant id>|global`.
+ * scopes on: `cluster:<id>`, `model:<id>`, `version:<id>`, `runtimes:<tenant id>|global`,
+ * `clusters:<tenant id>`, `models:<tenant id>`.
  */
 export const CHANGES_CHANNEL = 'modelplane_changes'
 
@@ -19,6 +20,13 @@ export const changeScope = {
   version: (versionId: string) => `version:${versionId}`,
   /** A tenant's own runtimes, or (null) the shared ones. */
   runtimes: (tenantId: string | null) => `runtimes:${tenantId ?? 'global'}`,
+  /**
+   * What a tenant's cluster list counts: a cluster added or removed, or a column a list filters on
+   * changed (status, platform, device types, labels, name). Syncs that change none of them are silent.
+   */
+  clusters: (tenantId: string) => `clusters:${tenantId}`,
+  /** What a tenant's model catalog counts (totals, facets): a model added or removed, or a column the catalog filters or searches on written. */
+  models: (tenantId: string) => `models:${tenantId}`,
 }
 
 /** How many changed scopes are remembered before the oldest are forgotten (and with them everything kept). */

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { type SeededUser, seedUser, uniqueRealm } from '../../helpers/auth.js'
 import { type ClusterHarness, startClusterHarness } from '../../helpers/clusters.js'
+import { waitFor } from '../../helpers/wait.js'
 
 /** The tenant's clusters as a list (filters, sort, pages, a summary each), and who may change them. */
 
@@ -125,5 +126,75 @@ describe('permissions', () => {
     expect((await h.call({ method: 'GET', url: '/v1/clusters' }, stranger)).json().total).toBe(0)
     expect((await h.call({ method: 'GET', url: `/v1/clusters/${id}` }, stranger)).statusCode).toBe(404)
     expect((await h.call({ method: 'DELETE', url: `/v1/clusters/${id}` }, stranger)).statusCode).toBe(404)
+  })
+})
+
+describe('totals kept between pages', () => {
+  const total = async (query: string) => (await h.call({ method: 'GET', url: `/v1/clusters?${query}` })).json().total as number
+
+  /** A write no trigger sees (triggers off for the transaction): what only a kept total would miss. */
+  async function setDeviceTypesUnannounced(id: string, change: 'array_append' | 'array_remove') {
+    const client = await h.app.platform.database.pool!.connect()
+    try {
+      await client.query('begin')
+      await client.query("set local session_replication_role = 'replica'")
+      await client.query(`update clusters set device_types = ${change}(device_types, 'cuda') where id = $1`, [id])
+      await client.query('commit')
+    } catch (err) {
+      await client.query('rollback')
+      throw err
+    } finally {
+      client.release()
+    }
+  }
+
+  it('are kept between requests, through syncs that change no filtered column, until a change is announced', async () => {
+    expect(await total('deviceType=cuda')).toBe(1)
+    await setDeviceTypesUnannounced(ids['beta-amd']!, 'array_append')
+    try {
+      // The page is read fresh; the total is the kept one.
+      expect(await names('deviceType=cuda&sort=name')).toEqual(['alpha-gpu', 'beta-amd'])
+      expect(await total('deviceType=cuda')).toBe(1)
+      // A sync that finds what it found before announces nothing.
+      expect((await h.call({ method: 'POST', url: `/v1/clusters/${ids['alpha-gpu']}/refresh` })).statusCode).toBe(200)
+      expect(await total('deviceType=cuda')).toBe(1)
+      // A write through this replica's API forgets at once, even one no trigger announces (the same name again).
+      const renamed = await h.call({ method: 'PATCH', url: `/v1/clusters/${ids['delta-ocp']}`, payload: { name: 'delta-ocp' } })
+      expect(renamed.statusCode).toBe(200)
+      expect(await total('deviceType=cuda')).toBe(2)
+    } finally {
+      await setDeviceTypesUnannounced(ids['beta-amd']!, 'array_remove')
+    }
+    const again = await h.call({ method: 'PATCH', url: `/v1/clusters/${ids['delta-ocp']}`, payload: { name: 'delta-ocp' } })
+    expect(again.statusCode).toBe(200)
+    expect(await total('deviceType=cuda')).toBe(1)
+  })
+
+  it('follow a change committed elsewhere (another replica, a migration) once the database announces it', async () => {
+    expect(await total('deviceType=cuda')).toBe(1)
+    expect(await total('deviceType=cuda')).toBe(1)
+    const pool = h.app.platform.database.pool!
+    await pool.query("update clusters set device_types = array_append(device_types, 'cuda') where id = $1", [ids['beta-amd']])
+    try {
+      await waitFor(async () => (await total('deviceType=cuda')) === 2)
+      expect(await names('deviceType=cuda&sort=name')).toEqual(['alpha-gpu', 'beta-amd'])
+    } finally {
+      await pool.query("update clusters set device_types = array_remove(device_types, 'cuda') where id = $1", [ids['beta-amd']])
+    }
+    await waitFor(async () => (await total('deviceType=cuda')) === 1)
+  })
+
+  it('follow a change made through this replica at once', async () => {
+    expect(await total('label=region%3Deu')).toBe(2)
+    const id = ids['gamma-cpu']!
+    const patch = (labels: Record<string, string>) => h.call({ method: 'PATCH', url: `/v1/clusters/${id}`, payload: { labels } })
+    expect((await patch({ region: 'us', tier: 'cpu' })).statusCode).toBe(200)
+    try {
+      expect(await total('label=region%3Deu')).toBe(1)
+      expect(await total('label=region%3Dus')).toBe(3)
+    } finally {
+      expect((await patch({ region: 'eu', tier: 'cpu' })).statusCode).toBe(200)
+    }
+    expect(await total('label=region%3Deu')).toBe(2)
   })
 })

@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { CLUSTER_SYNC_SWEEP } from '../../../src/modules/cluster_ops/index.js'
 import { createClusterService } from '../../../src/modules/cluster_ops/service.js'
 import type { Principal } from '../../../src/platform/auth/principal.js'
+import { rawExecutor } from '../../../src/platform/db/raw.js'
 import { buildTestApp, tempDir } from '../../helpers/app.js'
 import { bearer, uniqueRealm } from '../../helpers/auth.js'
 import { TEST_DATABASE_URL } from '../../helpers/env.js'
@@ -120,6 +121,7 @@ beforeAll(async () => {
       workflows: { start: async () => ({ workflowId: randomUUID(), deduplicated: false }), findIdempotentRun: async () => undefined },
       log: pino({ level: 'silent' }),
       settings: platform.config.clusters,
+      raw: rawExecutor(platform.database),
     })
     const pending = Array.from({ length: CLUSTERS }, (_, i) => i)
     await Promise.all(

@@ -9,7 +9,7 @@ import { waitFor } from '../../helpers/wait.js'
 
 /**
  * The catalog's totals and facet counts are kept per process until a model of the tenant changes
- * (src/modules/model_ops/catalog-counts.ts). Whoever changes a model — this replica, another one,
+ * (src/platform/db/kept-counts.ts, scope models:<tenant id>). Whoever changes a model — this replica, another one,
  * or SQL from outside — the next list or facets that can see the change report it.
  */
 let replicaA: FastifyInstance
