@@ -208,6 +208,32 @@ describe('a valid upload', () => {
     expect(cluster.summary.nodes.total).toBe(1)
   })
 
+  it('JSON text with several contexts: the one asked for is registered, and only its server is called', async () => {
+    const chosen = h.kube.addCluster({ nodes: ['a100-8x'] })
+    const decoy = h.kube.addCluster({ nodes: ['cpu-small'] })
+    const doc = parse(decoy.kubeconfig({ context: 'decoy' })) as Doc
+    const wanted = parse(chosen.kubeconfig({ context: 'gpu-prod' })) as Doc
+    doc.clusters.push(...wanted.clusters)
+    doc.users.push(...wanted.users)
+    doc.contexts.push(...wanted.contexts)
+    expect(doc['current-context']).toBe('decoy')
+    const { clusterId } = await h.registerAvailable({ name: 'json-context', kubeconfig: JSON.stringify(doc), context: 'gpu-prod' })
+    const cluster = await h.cluster(clusterId)
+    expect(cluster).toMatchObject({ status: 'available', server: chosen.server })
+    expect(cluster.summary.byDeviceType.cuda.devices).toBe(8)
+    expect(chosen.requests.length).toBeGreaterThan(0)
+    expect(decoy.requests).toHaveLength(0)
+  })
+
+  it('skipping TLS verification when the request allows it: registered without a CA', async () => {
+    const other = h.kube.addCluster({ nodes: ['cpu-small'] })
+    const doc = parse(other.kubeconfig({ ca: 'none' })) as Doc
+    doc.clusters[0]!.cluster['insecure-skip-tls-verify'] = true
+    const { clusterId } = await h.registerAvailable({ name: 'insecure-allowed', kubeconfig: stringify(doc), allowInsecureTls: true })
+    expect(await h.cluster(clusterId)).toMatchObject({ status: 'available', server: other.server })
+    expect((await h.row(clusterId))?.allowInsecureTls).toBe(true)
+  })
+
   it('a client certificate instead of a token is accepted and works', async () => {
     const other = h.kube.addCluster({ nodes: ['cpu-small'] })
     const { clusterId } = await h.registerAvailable({ name: 'by-cert', kubeconfig: other.kubeconfig({ cert: true }) })
