@@ -43,6 +43,11 @@ describe('cancelling a registration', () => {
     expect(early.statusCode).toBe(409)
     expect(early.json()).toMatchObject({ errorCode: 'CLUSTER_BUSY', message: expect.stringContaining(workflowId) })
 
+    // Nor given a new kubeconfig while the first one is being verified.
+    const rotate = await h.call({ method: 'PATCH', url: `/v1/clusters/${clusterId}`, payload: { kubeconfig: standIn.kubeconfig({ cert: true }) } })
+    expect(rotate.statusCode).toBe(409)
+    expect(rotate.json()).toMatchObject({ errorCode: 'CLUSTER_BUSY', details: { status: 'registering' } })
+
     const cancel = await h.call({ method: 'POST', url: `/v1/workflows/${workflowId}/cancel` })
     expect(cancel.statusCode, cancel.body).toBe(202)
     expect(cancel.json()).toMatchObject({ workflowId, status: 'cancelled', compensation: 'running' })
