@@ -738,11 +738,12 @@ export function createClusterService(deps: ClusterServiceDeps) {
      * A registration that failed or was cancelled: the row stays as a record of why (`failed`),
      * holding neither the kubeconfig nor nodes, and nothing counts it as usable.
      */
-    async failRegistration(clusterId: string, error: string): Promise<void> {
+    async failRegistration(clusterId: string, error: string): Promise<{ clusterId: string; status: string }> {
       const failure = failureOf(error)
-      await transaction(db, async (tx) => {
+      const status = await transaction(db, async (tx) => {
         const row = await crud.lockCluster(tx, clusterId)
-        if (!row || row.status !== 'registering') return
+        // Too late: the last step finished first (a cancel that crossed it); the cluster is complete and stays as it is.
+        if (!row || row.status !== 'registering') return row?.status ?? 'gone'
         await crud.deleteClusterNodes(tx, clusterId)
         await transition(tx, row, 'failed', failure.code, failure.message, {
           kubeconfigSealed: null,
@@ -752,8 +753,10 @@ export function createClusterService(deps: ClusterServiceDeps) {
           nodeCount: 0,
         })
         await events.publish(tx, CLUSTER_TOPIC.registrationFailed, { clusterId, name: row.name, reason: failure.code, message: failure.message }, { tenantId: row.tenantId })
+        return 'failed'
       })
-      log.info({ clusterId, code: failure.code }, 'cluster registration failed')
+      if (status === 'failed') log.info({ clusterId, code: failure.code }, 'cluster registration failed')
+      return { clusterId, status }
     },
 
     // ---- kubeconfig rotation activities ------------------------------------------------------------

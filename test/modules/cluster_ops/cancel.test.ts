@@ -117,3 +117,19 @@ describe('cancelling a registration', () => {
     expect(await h.cluster(again.clusterId)).toMatchObject({ name: 'cancelled', status: 'available' })
   }, 60_000)
 })
+
+describe('a cancel that crosses the last step', () => {
+  it('leaves a registration that already completed as it is, and the compensation says so', async () => {
+    // What the compensation does when the run's last step (activation) committed just before the cancel.
+    const standIn = h.kube.addCluster({ nodes: ['cpu-small'] })
+    const { clusterId } = await h.registerAvailable({ name: 'crossed', kubeconfig: standIn.kubeconfig() })
+    const answer = await h.app.services.clusters.failRegistration(clusterId, 'CANCELLED: the registration was cancelled')
+    expect(answer).toEqual({ clusterId, status: 'available' })
+    expect(await h.cluster(clusterId)).toMatchObject({ status: 'available', statusReason: null, summary: { nodes: { total: 1 } } })
+    expect((await h.row(clusterId))?.kubeconfigSealed).not.toBeNull()
+    await h.app.platform.events.drain()
+    const failed = (await h.call({ method: 'GET', url: '/v1/events/outbox?topic=cluster.registration_failed&limit=100' })).json()
+    expect(failed.items.map((e: { data: { clusterId: string } }) => e.data.clusterId)).not.toContain(clusterId)
+    expect((await h.call({ method: 'POST', url: `/v1/clusters/${clusterId}/refresh` })).json().status).toBe('available')
+  })
+})
