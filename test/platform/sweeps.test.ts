@@ -95,6 +95,40 @@ describe('sweeps shared by replicas', () => {
     await Promise.all([a.sweeps.stop(), b.sweeps.stop()])
   })
 
+  it('never runs more resources at once than its concurrency, and still runs them all', async () => {
+    const name = `test.bounded.${randomUUID().slice(0, 8)}`
+    const started: string[] = []
+    const waiting: Array<() => void> = []
+    let inFlight = 0
+    let most = 0
+    const { database, sweeps } = await replica({
+      name,
+      intervalMs: 3_600_000,
+      concurrency: 3,
+      async run(id) {
+        started.push(id)
+        most = Math.max(most, ++inFlight)
+        // Held until the test lets it go: slow clusters, each holding a slot.
+        await new Promise<void>((resolve) => waiting.push(resolve))
+        inFlight--
+      },
+    })
+    const ids = Array.from({ length: 10 }, () => randomUUID())
+    for (const id of ids) await sweeps.schedule(database.db, name, id)
+    sweeps.start()
+    // Let the runs finish one at a time; each freed slot goes to the next due resource, never more.
+    for (let finished = 0; finished < ids.length; finished++) {
+      await waitFor(() => waiting.length > 0 && started.length >= Math.min(ids.length, finished + 3), 10_000, `run ${finished + 1} did not start`)
+      expect(inFlight).toBeLessThanOrEqual(3)
+      waiting.shift()!()
+    }
+    await waitFor(() => inFlight === 0)
+    await sweeps.stop()
+    expect(new Set(started)).toEqual(new Set(ids))
+    expect(started).toHaveLength(ids.length)
+    expect(most).toBe(3)
+  })
+
   it('runs a resource at once when asked, and retries a failed run before the interval', async () => {
     const name = `test.now.${randomUUID().slice(0, 8)}`
     let calls = 0

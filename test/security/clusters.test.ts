@@ -179,8 +179,11 @@ describe("security: another tenant hears nothing of A's cluster", () => {
         ['GET', `/v1/clusters/${id}/nodes`],
         ['GET', `/v1/clusters/${id}/history`],
         ['PATCH', `/v1/clusters/${id}`, { name: 'taken-by-b' }],
+        // A kubeconfig of B's own that parses: the cluster is still not found, nothing starts.
+        ['PATCH', `/v1/clusters/${id}`, { kubeconfig: kube.addCluster().kubeconfig() }],
         ['POST', `/v1/clusters/${id}/refresh`],
         ['DELETE', `/v1/clusters/${id}`],
+        ['DELETE', `/v1/clusters/${id}?force=true`],
       ] as const) {
         const answer = await call(adminB, method, url, payload)
         expect(answer.statusCode, `${method} ${url}: ${answer.body}`).toBe(404)

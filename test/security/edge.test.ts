@@ -197,6 +197,27 @@ describe('time and size limits', () => {
     expect((await app.inject('/healthz')).statusCode).toBe(200)
   })
 
+  it('answers a multipart upload trickled slower than REQUEST_TIMEOUT_SECONDS with 408 in the envelope, and registers nothing', async () => {
+    const boundary = 'edge-boundary-7f3a'
+    const start =
+      `--${boundary}\r\nContent-Disposition: form-data; name="name"\r\n\r\nslow-upload\r\n` +
+      `--${boundary}\r\nContent-Disposition: form-data; name="kubeconfig"; filename="config.yaml"\r\nContent-Type: application/yaml\r\n\r\n`
+    const response = await rawExchange({
+      head:
+        'POST /v1/clusters HTTP/1.1\r\nHost: localhost\r\n' +
+        `Authorization: Bearer ${admin.accessToken}\r\nContent-Type: multipart/form-data; boundary=${boundary}\r\n` +
+        `Content-Length: ${start.length + 10_000}\r\n\r\n${start}`,
+      chunk: '#',
+      everyMs: 150,
+      times: 100,
+    })
+    expect(response.status).toBe(408)
+    expect(response.body).toEqual({ errorCode: 'REQUEST_TIMEOUT', message: expect.any(String), details: { fields: [] }, requestId: expect.any(String) })
+    const clusters = await app.inject({ url: '/v1/clusters?q=slow-upload', headers: { authorization: `Bearer ${admin.accessToken}` } })
+    expect(clusters.json().total).toBe(0)
+    expect((await app.inject('/healthz')).statusCode).toBe(200)
+  })
+
   it('answers headers trickled slower than HEADERS_TIMEOUT_SECONDS with 408 REQUEST_TIMEOUT in the envelope', async () => {
     const response = await rawExchange({
       head: 'GET /healthz HTTP/1.1\r\nHost: localhost\r\n',

@@ -313,6 +313,20 @@ export function createClusterService(deps: ClusterServiceDeps) {
     }
   }
 
+  /** The end of a delete: the record stays (soft delete) without its kubeconfig or nodes. */
+  async function markDeleted(tx: Executor, row: ClusterRow, note: string | null): Promise<void> {
+    await crud.deleteClusterNodes(tx, row.id)
+    await transition(tx, row, 'deleted', note ? 'CLEANUP_INCOMPLETE' : null, note, {
+      kubeconfigSealed: null,
+      pendingKubeconfigSealed: null,
+      deletedAt: new Date(),
+      deviceTypes: [],
+      nodeCount: 0,
+    })
+    await sweeps.unschedule(tx, CLUSTER_SYNC_SWEEP, row.id)
+    await events.publish(tx, CLUSTER_TOPIC.deleted, { clusterId: row.id, name: row.name, note }, { tenantId: row.tenantId })
+  }
+
   const service = {
     /** Modules that run workloads on clusters declare themselves here while the app is built. */
     registerUser(user: ClusterUser): void {
@@ -518,6 +532,13 @@ export function createClusterService(deps: ClusterServiceDeps) {
             if (count > 0) inUse.push({ kind: user.kind, count })
           }
           if (inUse.length > 0) throw clusterInUse(inUse)
+        }
+        if (row.status === 'failed') {
+          // A failed registration created nothing in the cluster and kept no kubeconfig: it is deleted
+          // now. Passing through `deleting` would make it live again in the unique indexes, where a
+          // later registration of the same server or name may already be.
+          await markDeleted(tx, row, null)
+          return row
         }
         await transition(tx, row, 'deleting', null, null)
         await sweeps.unschedule(tx, CLUSTER_SYNC_SWEEP, row.id)
@@ -730,11 +751,12 @@ export function createClusterService(deps: ClusterServiceDeps) {
      * A registration that failed or was cancelled: the row stays as a record of why (`failed`),
      * holding neither the kubeconfig nor nodes, and nothing counts it as usable.
      */
-    async failRegistration(clusterId: string, error: string): Promise<void> {
+    async failRegistration(clusterId: string, error: string): Promise<{ clusterId: string; status: string }> {
       const failure = failureOf(error)
-      await transaction(db, async (tx) => {
+      const status = await transaction(db, async (tx) => {
         const row = await crud.lockCluster(tx, clusterId)
-        if (!row || row.status !== 'registering') return
+        // Too late: the last step finished first (a cancel that crossed it); the cluster is complete and stays as it is.
+        if (!row || row.status !== 'registering') return row?.status ?? 'gone'
         await crud.deleteClusterNodes(tx, clusterId)
         await transition(tx, row, 'failed', failure.code, failure.message, {
           kubeconfigSealed: null,
@@ -744,8 +766,10 @@ export function createClusterService(deps: ClusterServiceDeps) {
           nodeCount: 0,
         })
         await events.publish(tx, CLUSTER_TOPIC.registrationFailed, { clusterId, name: row.name, reason: failure.code, message: failure.message }, { tenantId: row.tenantId })
+        return 'failed'
       })
-      log.info({ clusterId, code: failure.code }, 'cluster registration failed')
+      if (status === 'failed') log.info({ clusterId, code: failure.code }, 'cluster registration failed')
+      return { clusterId, status }
     },
 
     // ---- kubeconfig rotation activities ------------------------------------------------------------
@@ -812,16 +836,7 @@ export function createClusterService(deps: ClusterServiceDeps) {
       await transaction(db, async (tx) => {
         const row = await crud.lockCluster(tx, clusterId)
         if (!row || row.status !== 'deleting') return
-        await crud.deleteClusterNodes(tx, clusterId)
-        await transition(tx, row, 'deleted', note ? 'CLEANUP_INCOMPLETE' : null, note, {
-          kubeconfigSealed: null,
-          pendingKubeconfigSealed: null,
-          deletedAt: new Date(),
-          deviceTypes: [],
-          nodeCount: 0,
-        })
-        await sweeps.unschedule(tx, CLUSTER_SYNC_SWEEP, clusterId)
-        await events.publish(tx, CLUSTER_TOPIC.deleted, { clusterId, name: row.name, note }, { tenantId: row.tenantId })
+        await markDeleted(tx, row, note)
       })
       log.info({ clusterId }, 'cluster deleted')
     },

@@ -55,11 +55,9 @@ export function registerClusterWorkflows(workflows: Pick<WorkflowService, 'regis
         throw err
       }
     },
-    // A cancelled registration leaves a failed record, never a half-registered cluster.
-    compensation: async (_ctx, run) => {
-      await service.failRegistration((run.input as ClusterRef).clusterId, 'CANCELLED: the registration was cancelled')
-      return { clusterId: (run.input as ClusterRef).clusterId, status: 'failed' }
-    },
+    // A cancelled registration leaves a failed record, never a half-registered cluster; the result
+    // says what the cluster is now (one whose last step finished before the cancel stays available).
+    compensation: (_ctx, run) => service.failRegistration((run.input as ClusterRef).clusterId, 'CANCELLED: the registration was cancelled'),
     activities: [
       {
         name: ACTIVITY.verify,

@@ -16,6 +16,8 @@ declare module 'fastify' {
 
 /** Bodies that are text (JSON, CSV, …): a NUL byte in them is never valid and PostgreSQL text cannot store it. */
 const TEXT_BODY = /^\s*(text\/|application\/([\w.-]+\+)?json\b)/i
+/** Bodies that @fastify/multipart parses straight from the request, not from what preParsing hands on. */
+const MULTIPART_BODY = /^\s*multipart\//i
 
 export const nulRefused = (where: string) =>
   new ValidationError(`the ${where} may not contain the NUL character`, [{ field: where, message: 'contains NUL' }])
@@ -31,6 +33,12 @@ interface BodyChecks {
   /** At least `bytes` must arrive in every window of `windowMs`. */
   minimumRate?: { bytes: number; windowMs: number }
   refuseNul: boolean
+  /**
+   * Another reader takes the body from the request itself (multipart: busboy reads `request.raw`):
+   * the guard only watches. Its own output is dropped as it comes, so that it never holds the
+   * request stream back from that reader, and a breach fails the request stream for it.
+   */
+  watchOnly?: boolean
 }
 
 /**
@@ -50,7 +58,9 @@ function guardBody(source: Readable, checks: BodyChecks): Readable {
     },
   })
   const fail = (err: AppError) => {
-    if (!guarded.destroyed) guarded.destroy(err)
+    if (guarded.destroyed) return
+    guarded.destroy(err)
+    if (checks.watchOnly) source.emit('error', err)
   }
   if (checks.deadlineMs !== undefined) {
     timers.push(setTimeout(() => fail(new RequestTimeoutError()), checks.deadlineMs))
@@ -80,6 +90,7 @@ function guardBody(source: Readable, checks: BodyChecks): Readable {
   // A client that aborts fails the body for whoever reads it (the upload store keeps nothing then).
   source.once('error', (err) => guarded.destroy(err))
   source.pipe(guarded)
+  if (checks.watchOnly) guarded.resume()
   return guarded
 }
 
@@ -104,6 +115,7 @@ export function registerBodyGuards(app: FastifyInstance, limits: Config['http'])
         // Time spent on this request before its body is read (authentication) counts too.
         deadlineMs: Math.max(0, limits.requestTimeoutMs - reply.elapsedTime),
         refuseNul: typeof contentType === 'string' && TEXT_BODY.test(contentType),
+        watchOnly: typeof contentType === 'string' && MULTIPART_BODY.test(contentType),
       }),
     )
   })

@@ -13,7 +13,8 @@ let h: ClusterHarness
 let standIn: StandInCluster
 
 beforeAll(async () => {
-  h = await startClusterHarness()
+  // A body deadline far beyond the tests' own: an upload held back until the deadline would time the test out.
+  h = await startClusterHarness({ env: { REQUEST_TIMEOUT_SECONDS: '600' } })
   standIn = h.kube.addCluster({ nodes: ['cpu-small'] })
 })
 afterAll(async () => {
@@ -168,6 +169,29 @@ describe('refused kubeconfigs: 400 KUBECONFIG_INVALID naming the field, nothing 
     expect(otherFile.statusCode).toBe(400)
     await expectNothingStored()
   })
+
+  it('a multipart upload that is too large or malformed is a 4xx in the error envelope, never a 500', async () => {
+    const huge = `# ${'x'.repeat(KUBECONFIG_MAX_BYTES)}\n${standIn.kubeconfig()}`
+    const cases: Array<[string, FormData, number, string]> = [
+      ['a kubeconfig file over the size limit', multipartBody({ name: 'multipart-huge' }, huge), 413, 'too large'],
+      ['labels that are not JSON', multipartBody({ name: 'multipart-labels', labels: '{team: ml' }, standIn.kubeconfig()), 400, 'labels'],
+      ['a flag that is not true or false', multipartBody({ name: 'multipart-flag', allowHttp: 'yes' }, standIn.kubeconfig()), 400, 'allowHttp'],
+      ['no kubeconfig at all', multipartBody({ name: 'multipart-empty' }), 400, 'kubeconfig'],
+    ]
+    const twice = multipartBody({ name: 'multipart-twice' }, standIn.kubeconfig())
+    twice.append('name', 'again')
+    cases.push(['a field sent twice', twice, 400, 'name'])
+    for (const [what, form, status, field] of cases) {
+      const res = await h.call({ method: 'POST', url: '/v1/clusters', payload: form })
+      expect(res.statusCode, `${what}: ${res.body.slice(0, 300)}`).toBe(status)
+      const body = res.json()
+      expect(body.errorCode, what).toMatch(status === 413 ? /^PAYLOAD_TOO_LARGE$/ : /^(VALIDATION_ERROR|KUBECONFIG_INVALID)$/)
+      expect(body.requestId, what).toBeTruthy()
+      expect(`${body.message} ${JSON.stringify(body.details ?? {})}`, what).toContain(field)
+      expect(res.body).not.toContain(standIn.adminToken)
+    }
+    await expectNothingStored()
+  })
 })
 
 describe('schema errors: 400 before the kubeconfig is looked at', () => {
@@ -206,6 +230,44 @@ describe('a valid upload', () => {
     const cluster = await h.cluster(clusterId)
     expect(cluster).toMatchObject({ name: 'uploaded', labels: { team: 'ml' }, status: 'available', server: standIn.server })
     expect(cluster.summary.nodes.total).toBe(1)
+  })
+
+  it('JSON text with several contexts: the one asked for is registered, and only its server is called', async () => {
+    const chosen = h.kube.addCluster({ nodes: ['a100-8x'] })
+    const decoy = h.kube.addCluster({ nodes: ['cpu-small'] })
+    const doc = parse(decoy.kubeconfig({ context: 'decoy' })) as Doc
+    const wanted = parse(chosen.kubeconfig({ context: 'gpu-prod' })) as Doc
+    doc.clusters.push(...wanted.clusters)
+    doc.users.push(...wanted.users)
+    doc.contexts.push(...wanted.contexts)
+    expect(doc['current-context']).toBe('decoy')
+    const { clusterId } = await h.registerAvailable({ name: 'json-context', kubeconfig: JSON.stringify(doc), context: 'gpu-prod' })
+    const cluster = await h.cluster(clusterId)
+    expect(cluster).toMatchObject({ status: 'available', server: chosen.server })
+    expect(cluster.summary.byDeviceType.cuda.devices).toBe(8)
+    expect(chosen.requests.length).toBeGreaterThan(0)
+    expect(decoy.requests).toHaveLength(0)
+  })
+
+  it('skipping TLS verification when the request allows it: registered without a CA', async () => {
+    const other = h.kube.addCluster({ nodes: ['cpu-small'] })
+    const doc = parse(other.kubeconfig({ ca: 'none' })) as Doc
+    doc.clusters[0]!.cluster['insecure-skip-tls-verify'] = true
+    const { clusterId } = await h.registerAvailable({ name: 'insecure-allowed', kubeconfig: stringify(doc), allowInsecureTls: true })
+    expect(await h.cluster(clusterId)).toMatchObject({ status: 'available', server: other.server })
+    expect((await h.row(clusterId))?.allowInsecureTls).toBe(true)
+  })
+
+  it('a multipart kubeconfig file just under the size limit is read whole and registered', async () => {
+    const other = h.kube.addCluster({ nodes: ['cpu-small'] })
+    // Comments pad it to most of the limit: far more than the request stream buffers at once.
+    const padded = `${other.kubeconfig()}\n${'# padding line of a long kubeconfig\n'.repeat(Math.floor((KUBECONFIG_MAX_BYTES - 8_192) / 36))}`
+    expect(Buffer.byteLength(padded)).toBeGreaterThan(KUBECONFIG_MAX_BYTES - 10_000)
+    expect(Buffer.byteLength(padded)).toBeLessThanOrEqual(KUBECONFIG_MAX_BYTES)
+    const res = await h.call({ method: 'POST', url: '/v1/clusters', payload: multipartBody({ name: 'padded' }, padded) })
+    expect(res.statusCode, res.body).toBe(202)
+    expect((await h.finished(res.json().workflowId)).status).toBe('completed')
+    expect(await h.cluster(res.json().clusterId)).toMatchObject({ name: 'padded', status: 'available', server: other.server })
   })
 
   it('a client certificate instead of a token is accepted and works', async () => {

@@ -1,4 +1,6 @@
+import type { V1Node } from '@kubernetes/client-node'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { describeNode } from '../../../src/modules/cluster_ops/hardware.js'
 import { type ClusterHarness, startClusterHarness } from '../../helpers/clusters.js'
 import { nodeFixture } from '../../helpers/kube/index.js'
 
@@ -131,6 +133,37 @@ describe('registering a cluster', () => {
   })
 })
 
+describe('distribution hints from the nodes', () => {
+  /** The plain VM fixture as a node of one platform: its labels and provider id. */
+  const nodeOf = (name: string, labels: Record<string, string>, providerID?: string) => {
+    const node = nodeFixture('cpu-small')
+    node.metadata.name = name
+    node.metadata.labels = { ...(node.metadata.labels as Record<string, string>), 'kubernetes.io/hostname': name, ...labels }
+    node.spec = { ...(node.spec as object), ...(providerID ? { providerID } : {}) }
+    return node
+  }
+  const AZURE_VMSS = 'azure:///subscriptions/3f2b8c1e-0000-4000-8000-000000000000/resourceGroups/mc_ml_gpu-aks_westeurope/providers/Microsoft.Compute/virtualMachineScaleSets/aks-gpupool-31415926-vmss/virtualMachines/0'
+
+  // AKS's version string is upstream's: only its nodes say AKS. EKS and GKE nodes say so too.
+  it.each([
+    ['aks', 'v1.29.2', 'aks', nodeOf('aks-gpupool-31415926-vmss000000', { 'kubernetes.azure.com/cluster': 'MC_ml_gpu-aks_westeurope', 'kubernetes.azure.com/agentpool': 'gpupool', 'kubernetes.azure.com/role': 'agent' }, AZURE_VMSS)],
+    ['eks', 'v1.29.4', 'eks', nodeOf('ip-10-0-3-17.ec2.internal', { 'eks.amazonaws.com/nodegroup': 'gpu', 'eks.amazonaws.com/capacityType': 'ON_DEMAND' }, 'aws:///eu-west-1a/i-0a1b2c3d4e5f60718')],
+    ['gke', 'v1.29.1', 'gke', nodeOf('gke-ml-default-pool-8c2f5a1e-x9qz', { 'cloud.google.com/gke-nodepool': 'default-pool', 'cloud.google.com/gke-os-distribution': 'cos' }, 'gce://ml-project/europe-west4-a/gke-ml-default-pool-8c2f5a1e-x9qz')],
+    ['kind', 'v1.30.0', 'kind', nodeOf('kind-control-plane', {}, 'kind://docker/kind/kind-control-plane')],
+    ['minikube', 'v1.30.0', 'minikube', nodeOf('minikube', { 'minikube.k8s.io/name': 'minikube', 'minikube.k8s.io/primary': 'true' })],
+    ['rke2', 'v1.28.10+rke2r1', 'rke2', nodeOf('rke2-server-0', {})],
+    // k3s on Azure VMs: the version string names the distribution, whatever cloud the VMs are in.
+    ['k3s on azure', 'v1.30.6+k3s1', 'k3s', nodeOf('k3s-agent-0', { 'node.kubernetes.io/instance-type': 'k3s' }, 'azure:///subscriptions/x/resourceGroups/lab/providers/Microsoft.Compute/virtualMachines/k3s-agent-0')],
+    ['kubeadm', 'v1.30.2', null, nodeOf('worker-0', { 'node-role.kubernetes.io/worker': '' })],
+  ])('%s (version %s) → %s', async (label, gitVersion, distribution, node) => {
+    const cluster = h.kube.addCluster({ gitVersion, nodes: [node] })
+    const { clusterId } = await h.registerAvailable({ name: `hint-${label.replace(/ /g, '-')}`, kubeconfig: cluster.kubeconfig() })
+    expect(await h.cluster(clusterId)).toMatchObject({ platform: 'kubernetes', distribution, kubernetesVersion: gitVersion })
+    const listed = (await h.call({ method: 'GET', url: `/v1/clusters?q=hint-${label.replace(/ /g, '-')}` })).json()
+    expect(listed.items.map((c: { distribution: string | null }) => c.distribution)).toEqual([distribution])
+  })
+})
+
 describe('every node fixture, seen through GET /v1/clusters/{id}/nodes', () => {
   let clusterId: string
   const byName = new Map<string, Node>()
@@ -161,6 +194,30 @@ describe('every node fixture, seen through GET /v1/clusters/{id}/nodes', () => {
   it('8×A100: cuda, 8 devices with product and memory, from GPU Feature Discovery', () => {
     expect(byName.get('gpu-a100-0')).toMatchObject({ deviceType: 'cuda', schedulable: true, ready: true })
     expect(device('gpu-a100-0')).toMatchObject({ type: 'cuda', vendor: 'nvidia', count: 8, slices: 8, product: 'NVIDIA-A100-SXM4-80GB', memoryMiB: 81920, detectionMethod: 'gpu-feature-discovery' })
+  })
+
+  it('each node as the API shows it keeps every fact read from the node, nothing lost on the way out', () => {
+    for (const name of ['a100-8x', 'mi300x', 'gaudi2', 'sapphire-rapids', 'cpu-small', 'cordoned', 'not-ready', 'a100-mig', 't4-time-sliced', 'l4-nfd-vendor']) {
+      const facts = describeNode(nodeFixture(name) as V1Node)
+      // The client reads condition times as Dates: they come back in ISO form with milliseconds.
+      const conditions = facts.conditions.map((c) => ({ ...c, ...(c.lastTransitionTime ? { lastTransitionTime: new Date(c.lastTransitionTime).toISOString() } : {}) }))
+      expect(byName.get(facts.name), name).toEqual({ ...JSON.parse(JSON.stringify(facts)), conditions, used: expect.any(Object), updatedAt: expect.any(String) })
+    }
+    // What the issue lists for a node, on the A100 server.
+    expect(byName.get('gpu-a100-0')).toMatchObject({
+      roles: expect.any(Array),
+      taints: [{ key: 'nvidia.com/gpu', effect: 'NoSchedule' }],
+      conditions: expect.arrayContaining([expect.objectContaining({ type: 'Ready', status: 'True' })]),
+      pressure: { memory: false, disk: false, pid: false },
+      versions: { kubelet: expect.stringMatching(/^v1\./), kernel: expect.stringMatching(/\S/), os: 'linux', osImage: expect.stringMatching(/\S/), containerRuntime: expect.stringMatching(/^containerd:/) },
+      arch: 'amd64',
+      internalIp: '10.0.0.10',
+      labels: expect.objectContaining({ 'nvidia.com/gpu.product': 'NVIDIA-A100-SXM4-80GB' }),
+      capacity: { extended: expect.objectContaining({ 'nvidia.com/gpu': 8 }) },
+      allocatable: { extended: expect.objectContaining({ 'nvidia.com/gpu': 8 }) },
+      used: { extended: { 'nvidia.com/gpu': 3 } },
+    })
+    expect(device('gpu-a100-0')).toMatchObject({ driverVersion: '535.161.08', cudaVersion: '12.2', sharing: 'none' })
   })
 
   it('MI300X: rocm; Gaudi 2: hpu', () => {
