@@ -52,6 +52,9 @@ export type CheckOutcome =
   | { kind: 'too-complex' }
   | { kind: 'timeout' }
 
+/** An outcome and the time the thread spent on the file: waiting in the queue is not counted. */
+export type CheckResult = CheckOutcome & { checkedMs: number }
+
 export interface CheckerOptions {
   /** How long starting pyodide may take (about 2 s on an idle core). */
   startTimeoutMs?: number
@@ -69,7 +72,8 @@ export interface CheckerOptions {
 export interface PythonChecker {
   /** Top-level module names of the standard library of the checker's Python. */
   stdlib(): Promise<ReadonlySet<string>>
-  check(file: CheckerFile, timeoutMs: number): Promise<CheckOutcome>
+  /** Queued behind the files before it; `timeoutMs` runs from when the thread takes the file. */
+  check(file: CheckerFile, timeoutMs: number): Promise<CheckResult>
   /** Starts the thread now instead of on first use. */
   warm(): Promise<void>
   close(): Promise<void>
@@ -189,8 +193,14 @@ export function createPythonChecker(options: CheckerOptions = {}): PythonChecker
     }
   }
 
-  async function run(file: CheckerFile, timeoutMs: number): Promise<CheckOutcome> {
+  async function run(file: CheckerFile, timeoutMs: number): Promise<CheckResult> {
     const current = await thread()
+    const startedAt = performance.now()
+    const outcome = await judge(current, file, timeoutMs)
+    return { ...outcome, checkedMs: performance.now() - startedAt }
+  }
+
+  async function judge(current: Thread, file: CheckerFile, timeoutMs: number): Promise<CheckOutcome> {
     const id = nextId++
     const reply = await new Promise<CheckerReply | 'exited' | 'stuck'>((resolve) => {
       let grace: NodeJS.Timeout | undefined
