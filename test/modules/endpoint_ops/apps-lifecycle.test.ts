@@ -22,6 +22,7 @@ const APP_LABEL = 'modelplane.io/app-id'
 const RUNNER = DEFAULT_APP_RUNNER_IMAGE.split(':')[0]!
 const HELLO = 'from fastapi import FastAPI\n\napp = FastAPI()\n\n\n@app.get("/")\ndef root():\n    return {"hello": "world"}\n'
 const HELLO_2 = HELLO.replace('"world"', '"again"')
+const HELLO_3 = HELLO.replace('"world"', '"once more"')
 
 beforeAll(async () => {
   h = await startEndpointHarness()
@@ -76,7 +77,8 @@ describe('an app', () => {
   it('is deploying until its pod is ready, then running; its logs are the runner’s', { timeout: 90_000 }, async () => {
     const undo = standIn.behave({ image: RUNNER, readyAfterMs: 3_000 })
     try {
-      ;({ appId } = await create({ name: 'hello' }))
+      let workflowId: string
+      ;({ appId, workflowId } = await create({ name: 'hello' }))
       // A pod that has started but is not ready yet: still deploying.
       await waitFor(async () => {
         const app = await getApp(appId)
@@ -92,6 +94,13 @@ describe('an app', () => {
       expect(running.idleMinutes).toBe(1440)
       expect(running.conditions.find((c: Obj) => c.type === 'Ready')).toMatchObject({ status: 'True' })
       expect(running.conditions.find((c: Obj) => c.type === 'Healthy')).toMatchObject({ status: 'True', reason: 'Probed' })
+      // The run's steps speak of the app, not of an endpoint, a runtime or a model.
+      const run = await h.finished(workflowId, 30_000)
+      const said = (run as unknown as { steps: Array<{ message: string | null }> }).steps.map((s) => s.message ?? '')
+      expect(said.join('\n')).toMatch(/the app's code/)
+      expect(said.join('\n')).toMatch(/the app's pods/)
+      expect(said.join('\n')).toMatch(/the app's runner for \/health/)
+      expect(said.join('\n')).not.toMatch(/endpoint|runtime|model/i)
     } finally {
       undo()
     }
@@ -128,6 +137,48 @@ describe('an app', () => {
     expect(configMaps.map((c) => c.metadata.name).sort()).toEqual([configMap, oldConfigMap].sort())
     // Every pod now runs the new template.
     await waitFor(() => labelled(standIn, namespace, appId).filter((o) => o.kind === 'pods').every((p) => p.metadata.annotations?.[CODE_HASH_ANNOTATION] === after.codeHash), 20_000)
+
+    // A third version: its ConfigMap and the one that served before it stay, the oldest is deleted.
+    const third = await h.call({ method: 'PATCH', url: `/v1/apps/${appId}`, payload: { code: HELLO_3 } })
+    expect(third.statusCode, third.body).toBe(202)
+    expect((await h.finished(third.json().workflowId, 60_000)).status).toBe('completed')
+    const latest = await phase(appId, 'running')
+    const now = labelled(standIn, namespace, appId)
+    const latestConfigMap = now.find((o) => o.kind === 'deployments')!.spec.template.spec.volumes.find((v: Obj) => v.name === 'code').configMap.name as string
+    expect(latestConfigMap).toContain(latest.codeHash.slice(0, 10))
+    expect(now.filter((o) => o.kind === 'configmaps').map((c) => c.metadata.name).sort()).toEqual([latestConfigMap, configMap].sort())
+  })
+
+  it('a code update that crashes: failed with the runner’s log lines while the last good code serves; a good update brings it back', { timeout: 150_000 }, async () => {
+    const before = await getApp(appId)
+    const servingPods = labelled(standIn, namespace, appId).filter((o) => o.kind === 'pods').map((p) => p.metadata.name as string)
+    const undo = standIn.behave({
+      labels: { [APP_LABEL]: appId },
+      crash: { lines: ['Traceback (most recent call last):', '  File "/app/code/main.py", line 4, in <module>', 'KeyError: \'SETTING\''] },
+    })
+    try {
+      const broken = await h.call({ method: 'PATCH', url: `/v1/apps/${appId}`, payload: { code: `${HELLO}x = {}["SETTING"]\n` } })
+      expect(broken.statusCode, broken.body).toBe(202)
+      expect((await h.finished(broken.json().workflowId, 90_000)).status).toBe('failed')
+      const failed = await phase(appId, 'failed')
+      expect(failed.statusReason).toBe('APP_CRASHED')
+      expect(failed.statusMessage).toContain("KeyError: 'SETTING'")
+      expect(failed.statusMessage).toMatch(new RegExp(`revision ${before.revision} keeps serving`))
+      expect(failed.failedStep).toBe('rollout')
+      // The last good code is what the Deployment runs again, on the pods that served before.
+      const deployment = labelled(standIn, namespace, appId).find((o) => o.kind === 'deployments')!
+      expect(deployment.spec.template.metadata.annotations[CODE_HASH_ANNOTATION]).toBe(before.codeHash)
+      expect(labelled(standIn, namespace, appId).filter((o) => o.kind === 'pods' && servingPods.includes(o.metadata.name)).length).toBeGreaterThan(0)
+    } finally {
+      undo()
+    }
+    const fixed = await h.call({ method: 'PATCH', url: `/v1/apps/${appId}`, payload: { code: HELLO } })
+    expect(fixed.statusCode, fixed.body).toBe(202)
+    expect((await h.finished(fixed.json().workflowId, 90_000)).status).toBe('completed')
+    const back = await phase(appId, 'running')
+    expect(back.revision).toBe(before.revision + 2)
+    expect(back.appliedRevision).toBe(back.revision)
+    expect(back.statusReason).toBeNull()
   })
 
   it('idle for its minutes: scaled to zero, not deleted; traffic and POST …/activity keep it awake; wake brings it back', { timeout: 120_000 }, async () => {
@@ -189,6 +240,7 @@ describe('code that crashes at import', () => {
     expect(failed.statusMessage).toMatch(/CrashLoopBackOff|Error/)
     expect(failed.statusMessage).toContain('ZeroDivisionError: division by zero')
     expect(failed.failedStep).toBe('rollout')
+    expect(failed.statusReason).toBe('APP_CRASHED')
 
     const refused = await h.call({ method: 'DELETE', url: `/v1/clusters/${other.clusterId}` })
     expect(refused.statusCode).toBe(409)
@@ -197,6 +249,21 @@ describe('code that crashes at import', () => {
     expect(forced.statusCode, forced.body).toBe(202)
     expect((await h.finished(forced.json().workflowId, 60_000)).status).toBe('completed')
     expect((await getApp(appId)).phase).toBe('deleted')
+  })
+})
+
+describe('an app that runs but never answers /health', () => {
+  it('fails with APP_NOT_HEALTHY once its pods have not become ready in time', { timeout: 120_000 }, async () => {
+    const other = await h.addAvailableCluster({ nodes: ['cpu-small'] })
+    other.standIn.behave({ image: RUNNER, neverReady: true })
+    const { appId, workflowId } = await create({ name: 'silent' }, undefined, other.clusterId)
+    expect((await h.finished(workflowId, 90_000)).status).toBe('failed')
+    const failed = await phase(appId, 'failed')
+    expect(failed.statusReason).toBe('APP_NOT_HEALTHY')
+    expect(failed.statusMessage).toMatch(/never answered \/health/)
+    expect(failed.conditions.find((c: Obj) => c.type === 'Ready')).toMatchObject({ status: 'False', reason: 'APP_NOT_HEALTHY' })
+    const forced = await h.call({ method: 'DELETE', url: `/v1/clusters/${other.clusterId}?force=true` })
+    expect(forced.statusCode, forced.body).toBe(202)
   })
 })
 
