@@ -294,6 +294,69 @@ describe('limits and owners', () => {
     expect((await h.call({ method: 'GET', url: '/v1/apps?q=limits' })).json().total).toBe(0)
   })
 
+  it('imports what the tenant’s allow-list says: an admin adds a module and apps importing it pass; a developer cannot; other tenants are not affected', { timeout: 90_000 }, async () => {
+    const CSV_APP = 'import csv\nfrom fastapi import FastAPI\n\napp = FastAPI()\n\n\n@app.get("/")\ndef root():\n    return {"dialects": csv.list_dialects()}\n'
+    const developer = await h.seed('developer')
+    const refused = await h.call({ method: 'POST', url: '/v1/apps', payload: { name: 'csv-app', clusterId, code: CSV_APP } }, developer)
+    expect([refused.statusCode, refused.json().errorCode]).toEqual([400, 'CODE_INVALID'])
+    expect(refused.json().details.problems).toEqual([expect.objectContaining({ rule: 'import', line: 1, column: 8, message: expect.stringContaining('csv') })])
+
+    // A developer may deploy code but not decide what the tenant's code may import.
+    const current = await h.call({ method: 'GET', url: '/v1/app-import-allowlist' }, developer)
+    const entries = [...(current.json().entries as string[]), 'csv']
+    const byDeveloper = await h.call({ method: 'PUT', url: '/v1/app-import-allowlist', payload: { entries } }, developer)
+    expect([byDeveloper.statusCode, byDeveloper.json().errorCode]).toEqual([403, 'APP_ALLOWLIST_ADMIN_REQUIRED'])
+    const byAdmin = await h.call({ method: 'PUT', url: '/v1/app-import-allowlist', payload: { entries }, headers: { 'if-match': current.headers.etag as string } })
+    expect(byAdmin.statusCode, byAdmin.body).toBe(200)
+
+    const passed = await h.call({ method: 'POST', url: '/v1/apps', payload: { name: 'csv-app', clusterId, code: CSV_APP } }, developer)
+    expect(passed.statusCode, passed.body).toBe(202)
+    await phase(passed.json().appId, 'running')
+
+    // Another tenant's list is its own: the same code is still refused there.
+    const { seedUser, uniqueRealm } = await import('../../helpers/auth.js')
+    const stranger = await seedUser(h.app, { realm: uniqueRealm('csv'), role: 'admin' })
+    const elsewhere = await h.call({ method: 'POST', url: '/v1/apps', payload: { name: 'csv-app', clusterId, code: CSV_APP } }, stranger)
+    expect([elsewhere.statusCode, elsewhere.json().errorCode]).toEqual([400, 'CODE_INVALID'])
+    expect((await h.call({ method: 'GET', url: '/v1/app-import-allowlist' }, stranger)).json().entries).not.toContain('csv')
+    expect((await h.call({ method: 'DELETE', url: `/v1/apps/${passed.json().appId}` })).statusCode).toBe(202)
+  })
+
+  it('lists apps a page at a time, sorted and filtered, with the total of the filter', { timeout: 90_000 }, async () => {
+    const owner = await h.seed('developer')
+    const names = ['page-c', 'page-a', 'page-d', 'page-b', 'page-e']
+    const ids = new Map<string, string>()
+    for (const name of names) ids.set(name, (await create({ name }, owner)).appId)
+    const list = async (query: string) => {
+      const res = await h.call({ method: 'GET', url: `/v1/apps?${query}` }, owner)
+      expect(res.statusCode, res.body).toBe(200)
+      return res.json() as { items: Obj[]; total: number; page: number; limit: number }
+    }
+    const first = await list('q=page-&sort=name:asc&limit=2&page=1')
+    expect(first).toMatchObject({ total: 5, page: 1, limit: 2 })
+    expect(first.items.map((a) => a.name)).toEqual(['page-a', 'page-b'])
+    expect((await list('q=page-&sort=name:asc&limit=2&page=2')).items.map((a) => a.name)).toEqual(['page-c', 'page-d'])
+    expect((await list('q=page-&sort=name:asc&limit=2&page=3')).items.map((a) => a.name)).toEqual(['page-e'])
+    expect((await list('q=page-&sort=name:asc&limit=2&page=4')).items).toEqual([])
+    expect((await list('q=page-&sort=name:desc&limit=1')).items.map((a) => a.name)).toEqual(['page-e'])
+    // Filters: a name fragment (any case), a phase, a cluster.
+    expect((await list('q=PAGE-B')).items.map((a) => a.id)).toEqual([ids.get('page-b')])
+    await phase(ids.get('page-a')!, 'running')
+    expect((await h.call({ method: 'DELETE', url: `/v1/apps/${ids.get('page-a')}` }, owner)).statusCode).toBe(202)
+    await phase(ids.get('page-a')!, 'deleted')
+    expect((await list('q=page-&phase=deleted')).items.map((a) => a.name)).toEqual(['page-a'])
+    // A deleted app is listed only when asked for by its phase.
+    expect((await list(`q=page-&clusterId=${clusterId}`)).total).toBe(4)
+    expect((await list(`q=page-&clusterId=${h.admin.tenantId}`)).total).toBe(0)
+    // Wrong paging and sorting are 400s naming the parameter, not a 500 nor a silent default.
+    for (const query of ['limit=0', 'limit=101', 'page=0', 'sort=secret:asc', 'sort=name:sideways']) {
+      const res = await h.call({ method: 'GET', url: `/v1/apps?${query}` }, owner)
+      expect(res.statusCode, query).toBe(400)
+      expect(res.json().details.fields[0].field, query).toMatch(/^querystring\./)
+    }
+    for (const id of ids.values()) await h.call({ method: 'DELETE', url: `/v1/apps/${id}` }, owner)
+  })
+
   it('a developer sees and changes only their own apps, an admin all of the tenant’s, another tenant none', { timeout: 90_000 }, async () => {
     const alice = await h.seed('developer')
     const bob = await h.seed('developer')
