@@ -75,7 +75,8 @@ describe('an app', () => {
   let namespace: string
 
   it('is deploying until its pod is ready, then running; its logs are the runner’s', { timeout: 90_000 }, async () => {
-    const undo = standIn.behave({ image: RUNNER, readyAfterMs: 3_000 })
+    // Ready well within the Deployment's progress deadline (300 s, 3 s on the stand-in's clock), yet long enough to be seen not ready.
+    const undo = standIn.behave({ image: RUNNER, readyAfterMs: 1_500 })
     try {
       let workflowId: string
       ;({ appId, workflowId } = await create({ name: 'hello' }))
