@@ -840,7 +840,9 @@ export function createEndpointService(deps: EndpointServiceDeps) {
         // An app's new code that does not come up is the user's to fix: `failed`, with why (a crash's
         // log lines), while the last good code keeps serving; the next good update brings it back.
         const phase: EndpointPhase = row.kind === 'app' ? 'failed' : 'degraded'
-        await transition(tx, row, phase, code, `revision ${revision} failed at ${step}; revision ${row.appliedRevision ?? '?'} keeps serving: ${why}`, {
+        // After a first deploy that failed, nothing good was ever applied: nothing keeps serving.
+        const serving = row.appliedRevision === null ? 'no earlier revision ever ran' : `revision ${row.appliedRevision} keeps serving`
+        await transition(tx, row, phase, code, `revision ${revision} failed at ${step}; ${serving}: ${why}`, {
           failedStep: step,
           conditions,
           workflowId: null,

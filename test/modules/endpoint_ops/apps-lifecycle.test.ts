@@ -243,6 +243,16 @@ describe('code that crashes at import', () => {
     expect(failed.failedStep).toBe('rollout')
     expect(failed.statusReason).toBe('APP_CRASHED')
 
+    // Another try that crashes too: still failed, and the status does not claim that an earlier version serves.
+    const retried = await h.call({ method: 'PATCH', url: `/v1/apps/${appId}`, payload: { code: 'from fastapi import FastAPI\n\napp = FastAPI()\nx = 2 / 0\n' } })
+    expect(retried.statusCode, retried.body).toBe(202)
+    expect((await h.finished(retried.json().workflowId, 60_000)).status).toBe('failed')
+    const again = await phase(appId, 'failed')
+    expect(again.revision).toBe(2)
+    expect(again.statusReason).toBe('APP_CRASHED')
+    expect(again.statusMessage).toContain('no earlier revision ever ran')
+    expect(again.statusMessage).toContain('ZeroDivisionError: division by zero')
+
     const refused = await h.call({ method: 'DELETE', url: `/v1/clusters/${other.clusterId}` })
     expect(refused.statusCode).toBe(409)
     expect(refused.json().errorCode).toBe('CLUSTER_IN_USE')
