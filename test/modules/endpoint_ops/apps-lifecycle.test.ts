@@ -97,7 +97,7 @@ describe('an app', () => {
       expect(running.conditions.find((c: Obj) => c.type === 'Healthy')).toMatchObject({ status: 'True', reason: 'Probed' })
       // The run's steps speak of the app, not of an endpoint, a runtime or a model.
       const run = await h.finished(workflowId, 30_000)
-      const said = (run as unknown as { steps: Array<{ message: string | null }> }).steps.map((s) => s.message ?? '')
+      const said = run.steps.map((s) => s.message ?? '')
       expect(said.join('\n')).toMatch(/the app's code/)
       expect(said.join('\n')).toMatch(/the app's pods/)
       expect(said.join('\n')).toMatch(/the app's runner for \/health/)
