@@ -358,6 +358,20 @@ describe('a checker thread that fails is replaced', () => {
     }
   }, 120_000)
 
+  it('tells a caller that waited too long behind another app to come back, and still serves the next one', async () => {
+    const hurried = createAppValidator({ checker: { maxQueueWaitMs: 50 } })
+    try {
+      await hurried.warm()
+      // Several tenths of a second of the thread's time, against a wait of 50 ms.
+      const slow = hurried.validate(appFilesFromCode(app(`x = ${'1 + '.repeat(24_000)}1\n`)), DEFAULT_ALLOWED_IMPORTS)
+      await expect(hurried.validate(appFilesFromCode(app('')), DEFAULT_ALLOWED_IMPORTS)).rejects.toMatchObject({ code: 'APP_VALIDATOR_BUSY', status: 503 })
+      expect((await slow).ok).toBe(true)
+      expect(await hurried.validate(appFilesFromCode(app('')), DEFAULT_ALLOWED_IMPORTS)).toMatchObject({ ok: true })
+    } finally {
+      await hurried.close()
+    }
+  }, 120_000)
+
   it('tells the caller to come back when too many files wait', async () => {
     const busy = createAppValidator({ checker: { maxQueued: 1 } })
     try {
