@@ -28,7 +28,7 @@ import { registerAuthGuard } from './platform/auth/guard.js'
 import { type AuthService, createAuth } from './modules/auth/index.js'
 import { type ClusterService, createClusterOps } from './modules/cluster_ops/index.js'
 import { type CredentialService, createModelOps, type ModelService, type UploadService } from './modules/model_ops/index.js'
-import { createEndpointOps, type EndpointService } from './modules/endpoint_ops/index.js'
+import { createEndpointOps, type AppValidator, type EndpointService } from './modules/endpoint_ops/index.js'
 import { createUserAdmin, type UserAdminService, type UserImport } from './modules/user_admin/index.js'
 import { createWorkflowOps, type WorkflowOpsOptions, type WorkflowService } from './modules/workflow_ops/index.js'
 import type { Platform } from './platform/platform.js'
@@ -44,6 +44,8 @@ export interface AppOverrides {
   blob?: BlobStore
   /** The embedded workflow hub's name and tuning, stream heartbeats (tests isolate their hubs, and with them their sweeps). */
   workflows?: WorkflowOpsOptions
+  /** The apps' code validator (its Python checker); one handed in is not closed with the app. */
+  appValidator?: AppValidator
 }
 
 /** The modules' services, for routes and tests; each module's routes get theirs directly. */
@@ -225,7 +227,11 @@ export async function buildApp(
   const userAdmin = createUserAdmin(platform, auth, workflows.service)
   const clusterOps = createClusterOps(platform, workflows.service)
   const modelOps = createModelOps(platform, workflows.service)
-  const endpointOps = createEndpointOps(platform, { workflows: workflows.service, clusters: clusterOps.service, models: modelOps.models })
+  const endpointOps = createEndpointOps(
+    platform,
+    { workflows: workflows.service, clusters: clusterOps.service, models: modelOps.models },
+    { ...(overrides.appValidator ? { validator: overrides.appValidator } : {}) },
+  )
   // Providers and runtimes are seeded before the first request, like auth's roles: rows reference them.
   await modelOps.start()
   owned.push(async () => modelOps.stop())

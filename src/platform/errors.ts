@@ -68,10 +68,13 @@ export class ForbiddenError extends AppError {
   }
 }
 
-/** A dependency the request needs cannot be reached now: the caller should retry, not change anything. */
+/**
+ * A dependency the request needs cannot be reached now: the caller should retry, not change
+ * anything. `retryAfterSeconds` (in `details`) becomes the answer's `Retry-After` header.
+ */
 export class UnavailableError extends AppError {
-  constructor(code: string, message: string) {
-    super(code, 503, message)
+  constructor(code: string, message: string, retryAfterSeconds?: number) {
+    super(code, 503, message, retryAfterSeconds === undefined ? {} : { retryAfterSeconds })
   }
 }
 

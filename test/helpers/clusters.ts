@@ -42,6 +42,8 @@ export interface ClusterHarness {
   /** The clusters row as stored, for what the API never shows (the sealed kubeconfig column). */
   row(id: string): Promise<ClusterRow | undefined>
   seed(role: string): Promise<SeededUser>
+  /** A second replica: another app on the same config, database and workflow hub (closed with the harness). */
+  replica(): Promise<FastifyInstance>
   close(): Promise<void>
 }
 
@@ -62,11 +64,13 @@ export async function startClusterHarness(options: HarnessOptions = {}): Promise
     ...(options.databaseUrl ? { DATABASE_URL: options.databaseUrl, MIGRATE_ON_START: 'true' } : {}),
     ...options.env,
   })
+  const hub = uniqueHub('clusters')
   const app = await buildApp(config, {
     ...(options.logger ? { logger: options.logger } : {}),
-    workflows: { hub: uniqueHub('clusters'), tuning: FAST_HUB },
+    workflows: { hub, tuning: FAST_HUB },
   })
   await app.ready()
+  const replicas: FastifyInstance[] = []
   const realm = uniqueRealm('cl')
   const admin = await seedUser(app, { realm, role: 'admin' })
 
@@ -113,7 +117,14 @@ export async function startClusterHarness(options: HarnessOptions = {}): Promise
       return row
     },
     seed: (role) => seedUser(app, { realm, role }),
+    async replica() {
+      const other = await buildApp(config, { ...(options.logger ? { logger: options.logger } : {}), workflows: { hub, tuning: FAST_HUB } })
+      await other.ready()
+      replicas.push(other)
+      return other
+    },
     async close() {
+      for (const other of replicas) await other.close()
       await app.close()
       await kube.close()
     },

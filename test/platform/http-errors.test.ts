@@ -2,7 +2,7 @@ import type { FastifyInstance } from 'fastify'
 import Type from 'typebox'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { buildApp } from '../../src/app.js'
-import { ConflictError } from '../../src/platform/errors.js'
+import { ConflictError, UnavailableError } from '../../src/platform/errors.js'
 import { StrictObject, StringEnum } from '../../src/platform/http/schemas.js'
 import { testConfig } from '../helpers/app.js'
 
@@ -37,6 +37,12 @@ beforeAll(async () => {
   })
   app.get('/test/conflict', { config: open, schema: { ...doc, operationId: 'conflict' } }, async () => {
     throw new ConflictError('DUPLICATE_NAME', 'a thing with that name exists', { name: 'a' })
+  })
+  app.get('/test/busy', { config: open, schema: { ...doc, operationId: 'busy' } }, async () => {
+    throw new UnavailableError('THING_BUSY', 'the thing is busy', 12)
+  })
+  app.get('/test/down', { config: open, schema: { ...doc, operationId: 'down' } }, async () => {
+    throw new UnavailableError('THING_DOWN', 'the thing is down')
   })
   await app.ready()
 })
@@ -153,6 +159,16 @@ describe('error envelope', () => {
     const res = await app.inject('/test/conflict')
     expect(res.statusCode).toBe(409)
     expect(res.json()).toMatchObject({ errorCode: 'DUPLICATE_NAME', details: { fields: [], name: 'a' } })
+    expect(res.headers['retry-after']).toBeUndefined()
+  })
+
+  it('tells when to come back on every 503: the wait the error names, else a default', async () => {
+    const busy = await app.inject('/test/busy')
+    expect([busy.statusCode, busy.headers['retry-after']]).toEqual([503, '12'])
+    expect(busy.json()).toMatchObject({ errorCode: 'THING_BUSY', details: { fields: [], retryAfterSeconds: 12 } })
+    const down = await app.inject('/test/down')
+    expect([down.statusCode, down.headers['retry-after']]).toEqual([503, '5'])
+    expect(down.json()).toMatchObject({ errorCode: 'THING_DOWN', details: { fields: [] } })
   })
 })
 

@@ -71,7 +71,7 @@ export function registerAppRoutes(app: FastifyInstance, service: AppService): vo
         operationId: 'updateApp',
         tags: TAGS,
         summary: 'Change the code, environment or idle minutes: a new revision rolled out by a workflow',
-        description: 'New code is a new code hash, hence a new ConfigMap and a rollout. If-Match guards against lost updates; a rollout that fails goes back to the previous revision.',
+        description: 'New code is a new code hash, hence a new ConfigMap and a rollout. If-Match guards against lost updates; new code that does not come up is rolled back (the previous code keeps serving) and the app is `failed` with the reason (`APP_CRASHED` with the runner\'s last log lines, `APP_NOT_HEALTHY`); the next good update brings it back to `running`. Older code versions\' ConfigMaps are deleted once a rollout completes, the previous one kept.',
         params: AppIdParams,
         body: AppUpdate,
         response: { 202: AppAccepted },

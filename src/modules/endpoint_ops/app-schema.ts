@@ -37,7 +37,8 @@ const EnvName = Type.String({ pattern: '^[A-Za-z_][A-Za-z0-9_]{0,127}$' })
 const Env = Type.Record(EnvName, Type.String({ maxLength: 4_096, pattern: NO_NUL }), {
   maxProperties: 64,
   additionalProperties: false,
-  description: "environment of the app's process (names the runner sets itself, such as PORT or APP_MODULE, are refused)",
+  description:
+    "environment of the app's process (names the runner sets itself, such as PORT or APP_MODULE, are refused); shown as given in the app's GET and stored in plain text: not for secrets",
 })
 const IdleMinutes = Type.Integer({ minimum: 1, maximum: 43_200, description: 'scaled to zero after this long without a request (default: APP_IDLE_MINUTES, 1440)' })
 

@@ -29,6 +29,7 @@ import type { ClusterService } from '../cluster_ops/index.js'
 import type { ModelService } from '../model_ops/index.js'
 import { WorkflowStepError, type WorkflowService } from '../workflow_ops/index.js'
 import * as crud from './endpoint-crud.js'
+import { staleCodeConfigMaps } from './apps/app-manifests.js'
 import { canonical } from './manifests.js'
 import type { PlanDecision } from './plan.js'
 import { rankOf } from '../auth/rank.js'
@@ -52,6 +53,9 @@ export const ENDPOINT_TOPIC = {
 export type EndpointPhase = 'deploying' | 'running' | 'degraded' | 'failed' | 'scaled_to_zero' | 'deleting' | 'deleted'
 /** Phases the reconcile loop looks after. */
 const RECONCILED: ReadonlySet<string> = new Set(['running', 'degraded', 'scaled_to_zero'])
+/** An app whose update failed is `failed` while its last good code serves: that code is looked after too. */
+const reconciled = (row: Pick<EndpointRow, 'phase' | 'kind' | 'appliedRevision'>) =>
+  RECONCILED.has(row.phase) || (row.kind === 'app' && row.phase === 'failed' && row.appliedRevision !== null)
 const MAX_MESSAGE = 2_000
 const clip = (s: string) => s.slice(0, MAX_MESSAGE)
 
@@ -118,6 +122,22 @@ const ADMIN_RANK = rankOf({ role: 'admin', isSuperuser: false })
 export const seesAllApps = (principal: Pick<Principal, 'role' | 'isSuperuser'>) => rankOf(principal) >= ADMIN_RANK
 /** Whose an app is: the user behind the principal (an API key acts for its user). */
 export const appOwnerOf = (principal: Pick<Principal, 'id' | 'userId'>) => principal.userId ?? principal.id
+
+/** Pod reasons that mean the app's process died (at import, or later). */
+const CRASHED = new Set(['CrashLoopBackOff', 'OOMKilled', 'Error', 'RunContainerError'])
+
+/**
+ * What a user reads first about an app that did not come up: its process crashed (the log lines
+ * follow), or it ran but never answered /health (pods running, never ready, nothing else wrong),
+ * else the deploy's own code (an unschedulable pod, an image that cannot be pulled, the cluster).
+ */
+export function appFailure(step: string, error: string, problems: RolloutObservation['problems'], code: string): { code: string; error: string } {
+  if (problems.some((p) => CRASHED.has(p.reason))) return { code: 'APP_CRASHED', error: `APP_CRASHED: the app's process exited: ${error}` }
+  if ((step === 'rollout' || step === 'probe') && problems.length === 0 && code !== 'APP_NOT_HEALTHY') {
+    return { code: 'APP_NOT_HEALTHY', error: `APP_NOT_HEALTHY: the app's pods run but never answered /health with 200: ${error}` }
+  }
+  return { code, error }
+}
 
 /** Log lines of a crashed container shown in a failed status, at most. */
 const CRASH_LOG_LINES = 20
@@ -318,7 +338,7 @@ export function createEndpointService(deps: EndpointServiceDeps) {
       tenantId: row.tenantId,
       resource: { kind: ENDPOINT_RESOURCE, id: row.id },
       startedBy: principal.id,
-      input: { endpointId: row.id, revision: row.revision, mode },
+      input: { endpointId: row.id, revision: row.revision, mode, kind: row.kind },
       inputSummary: summary,
       ...(idempotency ? { idempotencyKey: idempotency.key, fingerprintOf: idempotency.fingerprintOf } : {}),
     })
@@ -567,8 +587,8 @@ export function createEndpointService(deps: EndpointServiceDeps) {
         tenantId: row.tenantId,
         resource: { kind: ENDPOINT_RESOURCE, id: row.id },
         startedBy,
-        input: { endpointId: row.id },
-        inputSummary: `delete ${row.name}`,
+        input: { endpointId: row.id, kind: row.kind },
+        inputSummary: `delete ${row.kind === 'app' ? 'app ' : ''}${row.name}`,
       })
       await crud.recordEndpointState(db, row.id, { workflowId: started.workflowId })
       return { endpointId: row.id, workflowId: started.workflowId }
@@ -724,8 +744,37 @@ export function createEndpointService(deps: EndpointServiceDeps) {
           const health = await c.request('GET', `${base}${design.healthPath}`, { passStatus: true })
           if (health.status === 200) return { loaded: true, message: `the runtime is healthy and requires its API key` }
         }
+        if (row.kind === 'app') throw new WorkflowStepError('APP_NOT_HEALTHY', `the app's runner answered ${res.status} on ${design.healthPath}`)
         throw new WorkflowStepError('MODEL_NOT_LOADED', `the runtime answered ${res.status} on ${design.modelProbePath}`)
       })
+    },
+
+    /**
+     * Once an app's revision has rolled out: deletes the ConfigMaps of code versions other than
+     * this revision's and the one that served before it (so going back to it finds its files).
+     * Best effort: a ConfigMap left over is a few KB, and the teardown deletes every version.
+     */
+    async pruneAppCode(endpointId: string, revision: number): Promise<{ deleted: string[] }> {
+      const row = await service.current(endpointId, revision)
+      if (!row || row.kind !== 'app' || !row.namespace) return { deleted: [] }
+      const keep = [(row.spec as unknown as AppSpec).codeHash, (row.appliedSpec as unknown as AppSpec | null)?.codeHash].filter((h): h is string => !!h)
+      if (keep.length === 0) return { deleted: [] }
+      const namespace = row.namespace
+      try {
+        return await clusters.withClient(row.clusterId, async (c) => {
+          const found = await c.core.listNamespacedConfigMap({ namespace, labelSelector: selectorOf(row) })
+          const stale = staleCodeConfigMaps(row, keep, found.items.map((cm) => cm.metadata?.name ?? ''))
+          for (const name of stale) await c.core.deleteNamespacedConfigMap({ name, namespace }).catch((err) => {
+            if (toKubeError(err).httpStatus !== 404) throw err
+          })
+          if (stale.length) log.info({ endpointId, deleted: stale }, 'old code versions of the app deleted')
+          return { deleted: stale }
+        })
+      } catch (err) {
+        const k = toKubeError(err)
+        log.warn({ endpointId, err: { code: k.code, message: k.message } }, 'deleting old code versions of the app failed')
+        return { deleted: [] }
+      }
     },
 
     async markRunning(endpointId: string, revision: number): Promise<{ phase: string }> {
@@ -763,8 +812,9 @@ export function createEndpointService(deps: EndpointServiceDeps) {
       await transaction(db, async (tx) => {
         const row = await crud.lockEndpoint(tx, endpointId)
         if (!row || row.revision !== revision || row.phase === 'deleting' || row.phase === 'deleted') return
-        const why = problems.length ? `${error}; ${problems.map((p) => `${p.pod}: ${p.reason}: ${p.message}`).join('; ')}` : error
-        const code = /^([A-Z_]+):/.exec(error)?.[1] ?? 'DEPLOY_FAILED'
+        const judged = { code: /^([A-Z_]+):/.exec(error)?.[1] ?? 'DEPLOY_FAILED', error }
+        const { code, error: said } = row.kind === 'app' ? appFailure(step, error, problems, judged.code) : judged
+        const why = problems.length ? `${said}; ${problems.map((p) => `${p.pod}: ${p.reason}: ${p.message}`).join('; ')}` : said
         const conditions = setConditions(
           row.conditions as Condition[],
           { type: 'Progressing', status: 'False', reason: code, message: clip(why) },
@@ -779,14 +829,20 @@ export function createEndpointService(deps: EndpointServiceDeps) {
       await transaction(db, async (tx) => {
         const row = await crud.lockEndpoint(tx, endpointId)
         if (!row || row.revision !== revision || row.phase === 'deleting' || row.phase === 'deleted') return
-        const why = problems.length ? `${error}; ${problems.map((p) => `${p.pod}: ${p.reason}: ${p.message}`).join('; ')}` : error
-        const code = /^([A-Z_]+):/.exec(error)?.[1] ?? 'ROLLOUT_FAILED'
+        const judged = { code: /^([A-Z_]+):/.exec(error)?.[1] ?? 'ROLLOUT_FAILED', error }
+        const { code, error: said } = row.kind === 'app' ? appFailure(step, error, problems, judged.code) : judged
+        const why = problems.length ? `${said}; ${problems.map((p) => `${p.pod}: ${p.reason}: ${p.message}`).join('; ')}` : said
         const conditions = setConditions(
           row.conditions as Condition[],
           { type: 'Progressing', status: 'False', reason: code, message: clip(`revision ${revision} failed and was rolled back: ${why}`) },
           { type: 'Degraded', status: 'True', reason: code, message: clip(why) },
         )
-        await transition(tx, row, 'degraded', code, `revision ${revision} failed at ${step}; revision ${row.appliedRevision ?? '?'} keeps serving: ${why}`, {
+        // An app's new code that does not come up is the user's to fix: `failed`, with why (a crash's
+        // log lines), while the last good code keeps serving; the next good update brings it back.
+        const phase: EndpointPhase = row.kind === 'app' ? 'failed' : 'degraded'
+        // After a first deploy that failed, nothing good was ever applied: nothing keeps serving.
+        const serving = row.appliedRevision === null ? 'no earlier revision ever ran' : `revision ${row.appliedRevision} keeps serving`
+        await transition(tx, row, phase, code, `revision ${revision} failed at ${step}; ${serving}: ${why}`, {
           failedStep: step,
           conditions,
           workflowId: null,
@@ -830,7 +886,7 @@ export function createEndpointService(deps: EndpointServiceDeps) {
      */
     async reconcile(endpointId: string, signal: AbortSignal): Promise<{ nextInMs?: number }> {
       const row = await crud.getEndpointById(db, endpointId)
-      if (!row || !RECONCILED.has(row.phase) || row.workflowId || !row.appliedSpec) return {}
+      if (!row || !reconciled(row) || row.workflowId || !row.appliedSpec) return {}
       try {
         const spec = row.appliedSpec as unknown as EndpointSpec
         const design = await designFor(row, spec, { withSecrets: true })
@@ -845,7 +901,7 @@ export function createEndpointService(deps: EndpointServiceDeps) {
         let idle = false
         await transaction(db, async (tx) => {
           const locked = await crud.lockEndpoint(tx, endpointId)
-          if (!locked || !RECONCILED.has(locked.phase) || locked.workflowId || locked.revision !== row.revision) return
+          if (!locked || !reconciled(locked) || locked.workflowId || locked.revision !== row.revision) return
           if (observed.repaired.length) {
             await events.publish(tx, ENDPOINT_TOPIC.driftRepaired, { endpointId, objects: observed.repaired }, { tenantId: locked.tenantId })
           }

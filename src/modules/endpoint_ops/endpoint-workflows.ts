@@ -40,8 +40,12 @@ export interface EndpointTimings {
   teardownTimeoutMs: number
 }
 
-type DeployInput = { endpointId: string; revision: number; mode: 'deploy' | 'update' }
-type Ref = { endpointId: string }
+/** `kind` names what the user deployed in progress messages; runs started before it was passed speak of an endpoint. */
+type DeployInput = { endpointId: string; revision: number; mode: 'deploy' | 'update'; kind?: 'model' | 'app' }
+type Ref = { endpointId: string; kind?: 'model' | 'app' }
+
+/** What the progress messages call the thing being deployed or deleted. */
+const thing = (input: { kind?: string }) => (input.kind === 'app' ? 'app' : 'endpoint')
 
 class StepFailed extends Error {
   constructor(
@@ -121,7 +125,7 @@ export function registerEndpointWorkflows(
       {
         name: ACTIVITY.apply,
         activity: async (ctx: WorkflowActivityContext, input: DeployInput) => {
-          await progress(ctx, 2, 4, `planning and applying revision ${input.revision}`)
+          await progress(ctx, 2, 4, input.kind === 'app' ? `applying the app's code and objects, revision ${input.revision}` : `planning and applying revision ${input.revision}`)
           return service.apply(input.endpointId, input.revision)
         },
       },
@@ -130,18 +134,25 @@ export function registerEndpointWorkflows(
         activity: async (ctx: WorkflowActivityContext, input: DeployInput) => {
           if (!(await service.current(input.endpointId, input.revision))) return { superseded: true }
           const seen = await service.observe(input.endpointId)
-          await progress(ctx, 3, 4, `waiting for the rollout: ${seen.message}`)
+          await progress(ctx, 3, 4, `${input.kind === 'app' ? "waiting for the app's pods" : 'waiting for the rollout'}: ${seen.message}`)
           return seen
         },
       },
       {
         name: ACTIVITY.probe,
         activity: async (ctx: WorkflowActivityContext, input: DeployInput) => {
-          await progress(ctx, 4, 4, 'asking the runtime for its model')
+          await progress(ctx, 4, 4, input.kind === 'app' ? "asking the app's runner for /health" : 'asking the runtime for its model')
           return service.probe(input.endpointId)
         },
       },
-      { name: ACTIVITY.running, activity: (_ctx: WorkflowActivityContext, input: DeployInput) => service.markRunning(input.endpointId, input.revision) },
+      {
+        name: ACTIVITY.running,
+        activity: async (_ctx: WorkflowActivityContext, input: DeployInput) => {
+          // Before the record moves on: the code that served until now is still the applied one.
+          if (input.kind === 'app') await service.pruneAppCode(input.endpointId, input.revision)
+          return service.markRunning(input.endpointId, input.revision)
+        },
+      },
       {
         name: ACTIVITY.failed,
         activity: (_ctx: WorkflowActivityContext, r: DeployInput & { step: string; error: string; problems: RolloutObservation['problems'] }) =>
@@ -172,14 +183,14 @@ export function registerEndpointWorkflows(
           if (left === 0) break
           const now = ctx.getCurrentUtcDateTime().getTime()
           if (now >= deadline) {
-            note = `${left} object(s) of the endpoint were still in the cluster after ${Math.round(timings.teardownTimeoutMs / 1000)} s`
+            note = `${left} object(s) of the ${thing(input)} were still in the cluster after ${Math.round(timings.teardownTimeoutMs / 1000)} s`
             break
           }
           yield ctx.createTimer(new Date(now + timings.rolloutPollMs))
         }
       } catch (err) {
         // A cluster that is gone must not keep an endpoint alive: what may remain is said.
-        note = `objects of the endpoint may remain in the cluster: ${messageOf(err).slice(0, 500)}`
+        note = `objects of the ${thing(input)} may remain in the cluster: ${messageOf(err).slice(0, 500)}`
       }
       yield* callActivityWithRetry(ctx, ACTIVITY.finishDelete, { ...input, note }, LOCAL)
       return { endpointId: input.endpointId, status: 'deleted', note }
@@ -188,7 +199,7 @@ export function registerEndpointWorkflows(
       {
         name: ACTIVITY.deleteObjects,
         activity: async (ctx: WorkflowActivityContext, input: Ref) => {
-          await progress(ctx, 1, 2, 'deleting the endpoint’s objects')
+          await progress(ctx, 1, 2, `deleting the ${thing(input)}’s objects`)
           return service.deleteObjects(input.endpointId)
         },
       },

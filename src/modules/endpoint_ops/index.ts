@@ -7,7 +7,7 @@ import { createAppDesigner } from './app-designer.js'
 import { registerAppRoutes } from './app-routes.js'
 import { createAppService } from './app-service.js'
 import { createAppCatalog } from './apps/app-module.js'
-import { createAppValidator } from './apps/validate.js'
+import { type AppValidator, createAppValidator } from './apps/validate.js'
 import { countLiveUsingRuntime } from './endpoint-crud.js'
 import { createEndpointDesigner } from './endpoint-designer.js'
 import { createEndpointLifecycle } from './endpoint-module.js'
@@ -15,6 +15,7 @@ import { createRuntimeModule } from './runtime-module.js'
 
 export type { EndpointService } from './endpoint-service.js'
 export type { AppService } from './app-service.js'
+export type { AppValidator } from './apps/validate.js'
 export { ENDPOINT_RECONCILE_SWEEP, ENDPOINT_TOPIC, ENDPOINT_WORKFLOW } from './endpoint-service.js'
 
 /**
@@ -25,6 +26,7 @@ export { ENDPOINT_RECONCILE_SWEEP, ENDPOINT_TOPIC, ENDPOINT_WORKFLOW } from './e
 export function createEndpointOps(
   platform: Pick<Platform, 'config' | 'log' | 'database' | 'vault' | 'events' | 'sweeps' | 'blob' | 'cache' | 'changes'>,
   deps: { workflows: WorkflowService; clusters: ClusterService; models: ModelService },
+  options: { validator?: AppValidator } = {},
 ) {
   const catalog = createRuntimeModule(platform, { clusters: deps.clusters })
   const designer = createEndpointDesigner({
@@ -38,7 +40,8 @@ export function createEndpointOps(
   const lifecycle = createEndpointLifecycle(platform, { workflows: deps.workflows, clusters: deps.clusters, models: deps.models, designer, appDesigner })
   // One Python checker per process, started on the first validation and closed on stop; apps and
   // templates share it. Templates (global ones seeded once) and the tenants' import allow-lists:
-  const validator = createAppValidator({ log: platform.log.child({ module: 'endpoint_ops.apps' }) })
+  const ownValidator = options.validator === undefined
+  const validator = options.validator ?? createAppValidator({ log: platform.log.child({ module: 'endpoint_ops.apps' }) })
   const appCatalog = createAppCatalog(platform, { validator })
   const apps = createAppService({
     endpoints: lifecycle.service,
@@ -62,7 +65,7 @@ export function createEndpointOps(
     },
     async stop() {
       await appCatalog.stop()
-      await Promise.all([catalog.stop(), validator.close()])
+      await Promise.all([catalog.stop(), ownValidator ? validator.close() : undefined])
     },
     routes(app: FastifyInstance) {
       catalog.routes(app)

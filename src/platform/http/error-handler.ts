@@ -100,6 +100,21 @@ function bearerChallenge(request: FastifyRequest): string {
   return error ? `Bearer realm="modelplane", error="${error}"` : 'Bearer realm="modelplane"'
 }
 
+/** A 503 that names no wait of its own asks the caller to come back after this. */
+export const DEFAULT_RETRY_AFTER_SECONDS = 5
+
+/**
+ * `Retry-After` (RFC 9110) for an answer that says "not now": a 503 always carries one (the
+ * error's `details.retryAfterSeconds`, else a default), a 429 when the error names its wait.
+ */
+function retryAfterOf(status: number, body: Envelope): number | undefined {
+  const named = body.details.retryAfterSeconds
+  const seconds = typeof named === 'number' && Number.isFinite(named) && named > 0 ? Math.ceil(named) : undefined
+  if (status === 503) return seconds ?? DEFAULT_RETRY_AFTER_SECONDS
+  if (status === 429) return seconds
+  return undefined
+}
+
 export function registerErrorHandling(app: FastifyInstance): void {
   app.setErrorHandler((error: unknown, request: FastifyRequest, reply: FastifyReply) => {
     const { status, body } = toEnvelope(error, request.id)
@@ -108,6 +123,8 @@ export function registerErrorHandling(app: FastifyInstance): void {
     // The rest of a body that came too slowly is not waited for: the connection goes with the answer.
     if (status === 408) reply.header('connection', 'close')
     if (status === 401) reply.header('www-authenticate', bearerChallenge(request))
+    const retryAfter = retryAfterOf(status, body)
+    if (retryAfter !== undefined && !reply.hasHeader('retry-after')) reply.header('retry-after', String(retryAfter))
     return reply.status(status).send(body)
   })
 

@@ -197,14 +197,19 @@ describe('app manifests: what a deploy and an update depend on', () => {
     )
   })
 
-  it('names the ConfigMaps of older code versions for pruning, never the current one nor another app\'s', () => {
+  it('names the ConfigMaps of older code versions for pruning, never the current one, the one kept with it, nor another app\'s', () => {
     const app = { id: APP_ID, name: 'hello', tenantId: TENANT }
     const v1 = configMap(generateAppManifests(inputFor(CASES[0]!))).metadata.name as string
     const v2Files = [{ path: 'main.py', content: HELLO.replace('world', 'there') }]
     const v2 = configMap(generateAppManifests({ ...inputFor(CASES[0]!), files: v2Files })).metadata.name as string
     const otherApp = configMap(generateAppManifests({ ...inputFor(CASES[0]!), app: { ...app, id: '9f8e7d6c-5b4a-4392-8170-6f5e4d3c2b1a' } })).metadata.name as string
-    expect(staleCodeConfigMaps(app, codeHash(v2Files), [v1, v2, otherApp])).toEqual([v1])
-    expect(staleCodeConfigMaps(app, codeHash([{ path: 'main.py', content: HELLO }]), [v1])).toEqual([])
+    const v3Files = [{ path: 'main.py', content: HELLO.replace('world', 'again') }]
+    const v3 = configMap(generateAppManifests({ ...inputFor(CASES[0]!), files: v3Files })).metadata.name as string
+    const v1Hash = codeHash([{ path: 'main.py', content: HELLO }])
+    expect(staleCodeConfigMaps(app, [codeHash(v2Files)], [v1, v2, otherApp])).toEqual([v1])
+    expect(staleCodeConfigMaps(app, [v1Hash], [v1])).toEqual([])
+    // The version that served before stays beside the current one.
+    expect(staleCodeConfigMaps(app, [codeHash(v3Files), codeHash(v2Files)], [v1, v2, v3, otherApp])).toEqual([v1])
   })
 
   it('gives nested files keys that cannot be another file name, and keeps top-level names', () => {

@@ -22,6 +22,7 @@ const APP_LABEL = 'modelplane.io/app-id'
 const RUNNER = DEFAULT_APP_RUNNER_IMAGE.split(':')[0]!
 const HELLO = 'from fastapi import FastAPI\n\napp = FastAPI()\n\n\n@app.get("/")\ndef root():\n    return {"hello": "world"}\n'
 const HELLO_2 = HELLO.replace('"world"', '"again"')
+const HELLO_3 = HELLO.replace('"world"', '"once more"')
 
 beforeAll(async () => {
   h = await startEndpointHarness()
@@ -74,9 +75,11 @@ describe('an app', () => {
   let namespace: string
 
   it('is deploying until its pod is ready, then running; its logs are the runner’s', { timeout: 90_000 }, async () => {
-    const undo = standIn.behave({ image: RUNNER, readyAfterMs: 3_000 })
+    // Ready well within the Deployment's progress deadline (300 s, 3 s on the stand-in's clock), yet long enough to be seen not ready.
+    const undo = standIn.behave({ image: RUNNER, readyAfterMs: 1_500 })
     try {
-      ;({ appId } = await create({ name: 'hello' }))
+      let workflowId: string
+      ;({ appId, workflowId } = await create({ name: 'hello' }))
       // A pod that has started but is not ready yet: still deploying.
       await waitFor(async () => {
         const app = await getApp(appId)
@@ -92,6 +95,13 @@ describe('an app', () => {
       expect(running.idleMinutes).toBe(1440)
       expect(running.conditions.find((c: Obj) => c.type === 'Ready')).toMatchObject({ status: 'True' })
       expect(running.conditions.find((c: Obj) => c.type === 'Healthy')).toMatchObject({ status: 'True', reason: 'Probed' })
+      // The run's steps speak of the app, not of an endpoint, a runtime or a model.
+      const run = await h.finished(workflowId, 30_000)
+      const said = run.steps.map((s) => s.message ?? '')
+      expect(said.join('\n')).toMatch(/the app's code/)
+      expect(said.join('\n')).toMatch(/the app's pods/)
+      expect(said.join('\n')).toMatch(/the app's runner for \/health/)
+      expect(said.join('\n')).not.toMatch(/endpoint|runtime|model/i)
     } finally {
       undo()
     }
@@ -128,6 +138,48 @@ describe('an app', () => {
     expect(configMaps.map((c) => c.metadata.name).sort()).toEqual([configMap, oldConfigMap].sort())
     // Every pod now runs the new template.
     await waitFor(() => labelled(standIn, namespace, appId).filter((o) => o.kind === 'pods').every((p) => p.metadata.annotations?.[CODE_HASH_ANNOTATION] === after.codeHash), 20_000)
+
+    // A third version: its ConfigMap and the one that served before it stay, the oldest is deleted.
+    const third = await h.call({ method: 'PATCH', url: `/v1/apps/${appId}`, payload: { code: HELLO_3 } })
+    expect(third.statusCode, third.body).toBe(202)
+    expect((await h.finished(third.json().workflowId, 60_000)).status).toBe('completed')
+    const latest = await phase(appId, 'running')
+    const now = labelled(standIn, namespace, appId)
+    const latestConfigMap = now.find((o) => o.kind === 'deployments')!.spec.template.spec.volumes.find((v: Obj) => v.name === 'code').configMap.name as string
+    expect(latestConfigMap).toContain(latest.codeHash.slice(0, 10))
+    expect(now.filter((o) => o.kind === 'configmaps').map((c) => c.metadata.name).sort()).toEqual([latestConfigMap, configMap].sort())
+  })
+
+  it('a code update that crashes: failed with the runner’s log lines while the last good code serves; a good update brings it back', { timeout: 150_000 }, async () => {
+    const before = await getApp(appId)
+    const servingPods = labelled(standIn, namespace, appId).filter((o) => o.kind === 'pods').map((p) => p.metadata.name as string)
+    const undo = standIn.behave({
+      labels: { [APP_LABEL]: appId },
+      crash: { lines: ['Traceback (most recent call last):', '  File "/app/code/main.py", line 4, in <module>', 'KeyError: \'SETTING\''] },
+    })
+    try {
+      const broken = await h.call({ method: 'PATCH', url: `/v1/apps/${appId}`, payload: { code: `${HELLO}x = {}["SETTING"]\n` } })
+      expect(broken.statusCode, broken.body).toBe(202)
+      expect((await h.finished(broken.json().workflowId, 90_000)).status).toBe('failed')
+      const failed = await phase(appId, 'failed')
+      expect(failed.statusReason).toBe('APP_CRASHED')
+      expect(failed.statusMessage).toContain("KeyError: 'SETTING'")
+      expect(failed.statusMessage).toMatch(new RegExp(`revision ${before.revision} keeps serving`))
+      expect(failed.failedStep).toBe('rollout')
+      // The last good code is what the Deployment runs again, on the pods that served before.
+      const deployment = labelled(standIn, namespace, appId).find((o) => o.kind === 'deployments')!
+      expect(deployment.spec.template.metadata.annotations[CODE_HASH_ANNOTATION]).toBe(before.codeHash)
+      expect(labelled(standIn, namespace, appId).filter((o) => o.kind === 'pods' && servingPods.includes(o.metadata.name)).length).toBeGreaterThan(0)
+    } finally {
+      undo()
+    }
+    const fixed = await h.call({ method: 'PATCH', url: `/v1/apps/${appId}`, payload: { code: HELLO } })
+    expect(fixed.statusCode, fixed.body).toBe(202)
+    expect((await h.finished(fixed.json().workflowId, 90_000)).status).toBe('completed')
+    const back = await phase(appId, 'running')
+    expect(back.revision).toBe(before.revision + 2)
+    expect(back.appliedRevision).toBe(back.revision)
+    expect(back.statusReason).toBeNull()
   })
 
   it('idle for its minutes: scaled to zero, not deleted; traffic and POST …/activity keep it awake; wake brings it back', { timeout: 120_000 }, async () => {
@@ -189,6 +241,17 @@ describe('code that crashes at import', () => {
     expect(failed.statusMessage).toMatch(/CrashLoopBackOff|Error/)
     expect(failed.statusMessage).toContain('ZeroDivisionError: division by zero')
     expect(failed.failedStep).toBe('rollout')
+    expect(failed.statusReason).toBe('APP_CRASHED')
+
+    // Another try that crashes too: still failed, and the status does not claim that an earlier version serves.
+    const retried = await h.call({ method: 'PATCH', url: `/v1/apps/${appId}`, payload: { code: 'from fastapi import FastAPI\n\napp = FastAPI()\nx = 2 / 0\n' } })
+    expect(retried.statusCode, retried.body).toBe(202)
+    expect((await h.finished(retried.json().workflowId, 60_000)).status).toBe('failed')
+    const again = await phase(appId, 'failed')
+    expect(again.revision).toBe(2)
+    expect(again.statusReason).toBe('APP_CRASHED')
+    expect(again.statusMessage).toContain('no earlier revision ever ran')
+    expect(again.statusMessage).toContain('ZeroDivisionError: division by zero')
 
     const refused = await h.call({ method: 'DELETE', url: `/v1/clusters/${other.clusterId}` })
     expect(refused.statusCode).toBe(409)
@@ -197,6 +260,21 @@ describe('code that crashes at import', () => {
     expect(forced.statusCode, forced.body).toBe(202)
     expect((await h.finished(forced.json().workflowId, 60_000)).status).toBe('completed')
     expect((await getApp(appId)).phase).toBe('deleted')
+  })
+})
+
+describe('an app that runs but never answers /health', () => {
+  it('fails with APP_NOT_HEALTHY once its pods have not become ready in time', { timeout: 120_000 }, async () => {
+    const other = await h.addAvailableCluster({ nodes: ['cpu-small'] })
+    other.standIn.behave({ image: RUNNER, neverReady: true })
+    const { appId, workflowId } = await create({ name: 'silent' }, undefined, other.clusterId)
+    expect((await h.finished(workflowId, 90_000)).status).toBe('failed')
+    const failed = await phase(appId, 'failed')
+    expect(failed.statusReason).toBe('APP_NOT_HEALTHY')
+    expect(failed.statusMessage).toMatch(/never answered \/health/)
+    expect(failed.conditions.find((c: Obj) => c.type === 'Ready')).toMatchObject({ status: 'False', reason: 'APP_NOT_HEALTHY' })
+    const forced = await h.call({ method: 'DELETE', url: `/v1/clusters/${other.clusterId}?force=true` })
+    expect(forced.statusCode, forced.body).toBe(202)
   })
 })
 
@@ -225,6 +303,69 @@ describe('limits and owners', () => {
     expect(invalid.json().details.problems.length).toBeGreaterThanOrEqual(3)
     expect(invalid.json().details.problems[0]).toMatchObject({ file: 'main.py', line: expect.any(Number), column: expect.any(Number), rule: expect.any(String) })
     expect((await h.call({ method: 'GET', url: '/v1/apps?q=limits' })).json().total).toBe(0)
+  })
+
+  it('imports what the tenant’s allow-list says: an admin adds a module and apps importing it pass; a developer cannot; other tenants are not affected', { timeout: 90_000 }, async () => {
+    const CSV_APP = 'import csv\nfrom fastapi import FastAPI\n\napp = FastAPI()\n\n\n@app.get("/")\ndef root():\n    return {"dialects": csv.list_dialects()}\n'
+    const developer = await h.seed('developer')
+    const refused = await h.call({ method: 'POST', url: '/v1/apps', payload: { name: 'csv-app', clusterId, code: CSV_APP } }, developer)
+    expect([refused.statusCode, refused.json().errorCode]).toEqual([400, 'CODE_INVALID'])
+    expect(refused.json().details.problems).toEqual([expect.objectContaining({ rule: 'import', line: 1, column: 8, message: expect.stringContaining('csv') })])
+
+    // A developer may deploy code but not decide what the tenant's code may import.
+    const current = await h.call({ method: 'GET', url: '/v1/app-import-allowlist' }, developer)
+    const entries = [...(current.json().entries as string[]), 'csv']
+    const byDeveloper = await h.call({ method: 'PUT', url: '/v1/app-import-allowlist', payload: { entries } }, developer)
+    expect([byDeveloper.statusCode, byDeveloper.json().errorCode]).toEqual([403, 'APP_ALLOWLIST_ADMIN_REQUIRED'])
+    const byAdmin = await h.call({ method: 'PUT', url: '/v1/app-import-allowlist', payload: { entries }, headers: { 'if-match': current.headers.etag as string } })
+    expect(byAdmin.statusCode, byAdmin.body).toBe(200)
+
+    const passed = await h.call({ method: 'POST', url: '/v1/apps', payload: { name: 'csv-app', clusterId, code: CSV_APP } }, developer)
+    expect(passed.statusCode, passed.body).toBe(202)
+    await phase(passed.json().appId, 'running')
+
+    // Another tenant's list is its own: the same code is still refused there.
+    const { seedUser, uniqueRealm } = await import('../../helpers/auth.js')
+    const stranger = await seedUser(h.app, { realm: uniqueRealm('csv'), role: 'admin' })
+    const elsewhere = await h.call({ method: 'POST', url: '/v1/apps', payload: { name: 'csv-app', clusterId, code: CSV_APP } }, stranger)
+    expect([elsewhere.statusCode, elsewhere.json().errorCode]).toEqual([400, 'CODE_INVALID'])
+    expect((await h.call({ method: 'GET', url: '/v1/app-import-allowlist' }, stranger)).json().entries).not.toContain('csv')
+    expect((await h.call({ method: 'DELETE', url: `/v1/apps/${passed.json().appId}` })).statusCode).toBe(202)
+  })
+
+  it('lists apps a page at a time, sorted and filtered, with the total of the filter', { timeout: 90_000 }, async () => {
+    const owner = await h.seed('developer')
+    const names = ['page-c', 'page-a', 'page-d', 'page-b', 'page-e']
+    const ids = new Map<string, string>()
+    for (const name of names) ids.set(name, (await create({ name }, owner)).appId)
+    const list = async (query: string) => {
+      const res = await h.call({ method: 'GET', url: `/v1/apps?${query}` }, owner)
+      expect(res.statusCode, res.body).toBe(200)
+      return res.json() as { items: Obj[]; total: number; page: number; limit: number }
+    }
+    const first = await list('q=page-&sort=name:asc&limit=2&page=1')
+    expect(first).toMatchObject({ total: 5, page: 1, limit: 2 })
+    expect(first.items.map((a) => a.name)).toEqual(['page-a', 'page-b'])
+    expect((await list('q=page-&sort=name:asc&limit=2&page=2')).items.map((a) => a.name)).toEqual(['page-c', 'page-d'])
+    expect((await list('q=page-&sort=name:asc&limit=2&page=3')).items.map((a) => a.name)).toEqual(['page-e'])
+    expect((await list('q=page-&sort=name:asc&limit=2&page=4')).items).toEqual([])
+    expect((await list('q=page-&sort=name:desc&limit=1')).items.map((a) => a.name)).toEqual(['page-e'])
+    // Filters: a name fragment (any case), a phase, a cluster.
+    expect((await list('q=PAGE-B')).items.map((a) => a.id)).toEqual([ids.get('page-b')])
+    await phase(ids.get('page-a')!, 'running')
+    expect((await h.call({ method: 'DELETE', url: `/v1/apps/${ids.get('page-a')}` }, owner)).statusCode).toBe(202)
+    await phase(ids.get('page-a')!, 'deleted')
+    expect((await list('q=page-&phase=deleted')).items.map((a) => a.name)).toEqual(['page-a'])
+    // A deleted app is listed only when asked for by its phase.
+    expect((await list(`q=page-&clusterId=${clusterId}`)).total).toBe(4)
+    expect((await list(`q=page-&clusterId=${h.admin.tenantId}`)).total).toBe(0)
+    // Wrong paging and sorting are 400s naming the parameter, not a 500 nor a silent default.
+    for (const query of ['limit=0', 'limit=101', 'page=0', 'sort=secret:asc', 'sort=name:sideways']) {
+      const res = await h.call({ method: 'GET', url: `/v1/apps?${query}` }, owner)
+      expect(res.statusCode, query).toBe(400)
+      expect(res.json().details.fields[0].field, query).toMatch(/^querystring\./)
+    }
+    for (const id of ids.values()) await h.call({ method: 'DELETE', url: `/v1/apps/${id}` }, owner)
   })
 
   it('a developer sees and changes only their own apps, an admin all of the tenant’s, another tenant none', { timeout: 90_000 }, async () => {

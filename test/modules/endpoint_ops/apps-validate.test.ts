@@ -338,6 +338,40 @@ describe('a checker thread that fails is replaced', () => {
     }
   }, 120_000)
 
+  it('does not count time spent waiting behind another app against an app: queued valid code passes', async () => {
+    // An app's files get 150 ms of the thread in all; the app ahead holds the thread longer than that.
+    const strict = createAppValidator({ totalTimeoutMs: 150, fileTimeoutMs: 150 })
+    try {
+      await strict.warm()
+      const slow = strict.validate(appFilesFromCode(app(`x = ${'1 + '.repeat(24_000)}1\n`)), DEFAULT_ALLOWED_IMPORTS)
+      const files: AppFile[] = [
+        { path: 'main.py', content: app('from helpers import greet\nfrom texts import WORD\n') },
+        { path: 'helpers.py', content: 'def greet(name: str) -> str:\n    return "hello " + name\n' },
+        { path: 'texts.py', content: 'WORD = "world"\n' },
+      ]
+      const queued = strict.validate(files, DEFAULT_ALLOWED_IMPORTS)
+      // The app ahead ran out of its own time: the thread was busy with it past the queued app's whole allowance.
+      expect(brief(problemsOf(await slow))).toEqual(['main.py:0:0 timeout'])
+      expect(await queued).toMatchObject({ ok: true, entry: 'main.py' })
+    } finally {
+      await strict.close()
+    }
+  }, 120_000)
+
+  it('tells a caller that waited too long behind another app to come back, and still serves the next one', async () => {
+    const hurried = createAppValidator({ checker: { maxQueueWaitMs: 50 } })
+    try {
+      await hurried.warm()
+      // Several tenths of a second of the thread's time, against a wait of 50 ms.
+      const slow = hurried.validate(appFilesFromCode(app(`x = ${'1 + '.repeat(24_000)}1\n`)), DEFAULT_ALLOWED_IMPORTS)
+      await expect(hurried.validate(appFilesFromCode(app('')), DEFAULT_ALLOWED_IMPORTS)).rejects.toMatchObject({ code: 'APP_VALIDATOR_BUSY', status: 503 })
+      expect((await slow).ok).toBe(true)
+      expect(await hurried.validate(appFilesFromCode(app('')), DEFAULT_ALLOWED_IMPORTS)).toMatchObject({ ok: true })
+    } finally {
+      await hurried.close()
+    }
+  }, 120_000)
+
   it('tells the caller to come back when too many files wait', async () => {
     const busy = createAppValidator({ checker: { maxQueued: 1 } })
     try {
@@ -346,6 +380,7 @@ describe('a checker thread that fails is replaced', () => {
       await expect(busy.validate(appFilesFromCode(app('')), DEFAULT_ALLOWED_IMPORTS)).rejects.toMatchObject({
         code: 'APP_VALIDATOR_BUSY',
         status: 503,
+        details: { retryAfterSeconds: 5 },
       })
       expect((await first).ok).toBe(true)
     } finally {

@@ -91,14 +91,15 @@ export function configMapKey(path: string): string {
 }
 
 /**
- * Of the ConfigMaps found with the app's labels, those of older code versions: to delete once the
- * rollout of `hash` is complete (not before: a pod of the old version restarting mid-rollout would
- * find its code gone). A rollback applies its version's ConfigMap again, so none needs keeping.
+ * Of the ConfigMaps found with the app's labels, those of code versions to delete once the rollout
+ * of `keep[0]` is complete (not before: a pod of the old version restarting mid-rollout would find
+ * its code gone). The other hashes of `keep` stay too: the version that served before this one, so
+ * that going back to it finds its files in place.
  */
-export function staleCodeConfigMaps(app: { id: string; name: string; tenantId: string }, hash: string, names: readonly string[]): string[] {
-  const current = appNames(app, hash)
-  const prefix = `${current.base}-code-`
-  return names.filter((name) => name.startsWith(prefix) && name !== current.codeConfigMap).sort()
+export function staleCodeConfigMaps(app: { id: string; name: string; tenantId: string }, keep: readonly string[], names: readonly string[]): string[] {
+  const kept = new Set(keep.map((hash) => appNames(app, hash).codeConfigMap))
+  const prefix = `${appNames(app, '').base}-code-`
+  return names.filter((name) => name.startsWith(prefix) && !kept.has(name)).sort()
 }
 
 function ingressNamespace(input: AppManifestInput, ingressClass: string | null, traefik: boolean): string | null {

@@ -13,7 +13,8 @@ import { Worker } from 'node:worker_threads'
  *   dies all the same (pyodide calls that a fatal error), the file is reported as too complex and
  *   a fresh thread serves the next one;
  * - the WebAssembly memory only grows: past a cap the thread is replaced after its answer;
- * - requests queue one after another, and past a queue limit the caller is told to come back.
+ * - requests queue one after another; past a queue limit, or after waiting too long, the caller
+ *   is told to come back.
  */
 
 /** What the checker is asked about one file (the Python side reads these names). */
@@ -52,6 +53,9 @@ export type CheckOutcome =
   | { kind: 'too-complex' }
   | { kind: 'timeout' }
 
+/** An outcome and the time the thread spent on the file: waiting in the queue is not counted. */
+export type CheckResult = CheckOutcome & { checkedMs: number }
+
 export interface CheckerOptions {
   /** How long starting pyodide may take (about 2 s on an idle core). */
   startTimeoutMs?: number
@@ -61,6 +65,8 @@ export interface CheckerOptions {
   maxHeapBytes?: number
   /** Files waiting for the thread past which `check` refuses at once. */
   maxQueued?: number
+  /** How long a file may wait for the thread before the caller is told to come back instead. */
+  maxQueueWaitMs?: number
   /** The thread's JavaScript heap (the parser's own memory is WebAssembly memory, capped above). */
   maxOldGenerationSizeMb?: number
   stackSizeMb?: number
@@ -69,7 +75,8 @@ export interface CheckerOptions {
 export interface PythonChecker {
   /** Top-level module names of the standard library of the checker's Python. */
   stdlib(): Promise<ReadonlySet<string>>
-  check(file: CheckerFile, timeoutMs: number): Promise<CheckOutcome>
+  /** Queued behind the files before it; `timeoutMs` runs from when the thread takes the file. */
+  check(file: CheckerFile, timeoutMs: number): Promise<CheckResult>
   /** Starts the thread now instead of on first use. */
   warm(): Promise<void>
   close(): Promise<void>
@@ -113,6 +120,7 @@ export function createPythonChecker(options: CheckerOptions = {}): PythonChecker
   const interruptGraceMs = options.interruptGraceMs ?? 2_000
   const maxHeapBytes = options.maxHeapBytes ?? 768 * 1024 * 1024
   const maxQueued = options.maxQueued ?? 200
+  const maxQueueWaitMs = options.maxQueueWaitMs ?? 20_000
   const limits = { stackSizeMb: options.stackSizeMb ?? 64, maxOldGenerationSizeMb: options.maxOldGenerationSizeMb ?? 256 }
 
   let starting: Promise<Thread> | undefined
@@ -189,8 +197,14 @@ export function createPythonChecker(options: CheckerOptions = {}): PythonChecker
     }
   }
 
-  async function run(file: CheckerFile, timeoutMs: number): Promise<CheckOutcome> {
+  async function run(file: CheckerFile, timeoutMs: number): Promise<CheckResult> {
     const current = await thread()
+    const startedAt = performance.now()
+    const outcome = await judge(current, file, timeoutMs)
+    return { ...outcome, checkedMs: performance.now() - startedAt }
+  }
+
+  async function judge(current: Thread, file: CheckerFile, timeoutMs: number): Promise<CheckOutcome> {
     const id = nextId++
     const reply = await new Promise<CheckerReply | 'exited' | 'stuck'>((resolve) => {
       let grace: NodeJS.Timeout | undefined
@@ -241,9 +255,23 @@ export function createPythonChecker(options: CheckerOptions = {}): PythonChecker
     check(file, timeoutMs) {
       if (queued >= maxQueued) return Promise.reject(new CheckerBusyError())
       queued++
-      const result = tail.then(() => run(file, timeoutMs))
+      // A request is not held open for long behind others: past the wait it is told to come back,
+      // and its file is skipped when its turn comes.
+      let gaveUp = false
+      let timer: NodeJS.Timeout | undefined
+      const waited = new Promise<never>((_resolve, reject) => {
+        timer = setTimeout(() => {
+          gaveUp = true
+          reject(new CheckerBusyError())
+        }, maxQueueWaitMs)
+      })
+      const result = tail.then(() => {
+        clearTimeout(timer)
+        if (gaveUp) throw new CheckerBusyError()
+        return run(file, timeoutMs)
+      })
       tail = result.catch(() => undefined).finally(() => queued--)
-      return result
+      return Promise.race([result, waited])
     },
 
     async warm() {

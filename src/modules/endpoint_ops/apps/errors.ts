@@ -26,8 +26,11 @@ export class CodeInvalidError extends AppError {
   }
 }
 
+/** How long a caller told the checker is busy waits before asking again (the Retry-After header). */
+export const VALIDATOR_RETRY_AFTER_SECONDS = 5
+
 export const validatorBusy = () =>
-  new UnavailableError(AppCodeErrorCode.VALIDATOR_BUSY, 'too many apps are being checked right now; try again in a few seconds')
+  new UnavailableError(AppCodeErrorCode.VALIDATOR_BUSY, 'too many apps are being checked right now; try again in a few seconds', VALIDATOR_RETRY_AFTER_SECONDS)
 
 export const validatorUnavailable = () =>
-  new UnavailableError(AppCodeErrorCode.VALIDATOR_UNAVAILABLE, 'the Python checker could not be started; try again later')
+  new UnavailableError(AppCodeErrorCode.VALIDATOR_UNAVAILABLE, 'the Python checker could not be started; try again later', 30)
