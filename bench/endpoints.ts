@@ -603,10 +603,9 @@ ${r.deploys
     (d, i) =>
       `| ${i === 0 ? d.count : `+${d.count} (batch ${i})`} | ${s(d.acceptedMs)} | ${s(d.wallMs)} | ${s(d.perEndpointMs.p50)} | ${s(d.perEndpointMs.p95)} | ${s(d.perEndpointMs.max)} | ${d.failed} | ${mb(d.rssBeforeMb)} | ${mb(d.rssPeakMb)} | ${d.cpuSeconds.toFixed(1)} |`,
   )
-  .join('\n')}
-${r.deploys
-  .flatMap((d, i) => d.failures.map((f) => `- ${i === 0 ? 'first wave' : `batch ${i}`}: ${f.n} failed with ${f.status_reason}: ${f.status_message}`))
-  .join('\n')}
+  .join('\n')}${r.deploys
+  .flatMap((d, i) => d.failures.map((f) => `\n- ${i === 0 ? 'first wave' : `batch ${i}`}: ${f.n} failed with ${f.status_reason}: ${f.status_message}`))
+  .join('')}
 
 Where a deploy's time goes (the first ${wave.count}; each step of the run record, from its start to its finish, as the
 workflow reports it; "queued" is from the run's creation to its first step, the engine's backlog while ${wave.count} runs start
