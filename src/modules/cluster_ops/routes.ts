@@ -2,7 +2,7 @@ import multipart from '@fastify/multipart'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { principalOf, requirePermission } from '../../platform/auth/principal.js'
-import { ValidationError } from '../../platform/errors.js'
+import { AppError, ValidationError } from '../../platform/errors.js'
 import { ifMatch, setEtag } from '../../platform/http/etag.js'
 import { IdempotencyHeaders } from '../workflow_ops/schema.js'
 import {
@@ -64,7 +64,16 @@ export function registerClusterRoutes(app: FastifyInstance, service: ClusterServ
           part.file.resume()
           throw new ValidationError(`unexpected file field ${part.fieldname}`, [{ field: part.fieldname, message: 'only kubeconfig may be a file' }])
         }
-        ;(part as unknown as { value: string }).value = (await part.toBuffer()).toString('utf8')
+        let bytes: Buffer
+        try {
+          bytes = await part.toBuffer()
+        } catch (error) {
+          if ((error as { code?: string }).code !== 'FST_REQ_FILE_TOO_LARGE') throw error
+          throw new AppError('PAYLOAD_TOO_LARGE', 413, `the kubeconfig file is larger than ${KUBECONFIG_MAX_BYTES} bytes`, {
+            fields: [{ field: 'kubeconfig', message: `at most ${KUBECONFIG_MAX_BYTES} bytes` }],
+          })
+        }
+        ;(part as unknown as { value: string }).value = bytes.toString('utf8')
       },
     })
     scope.addHook('preValidation', async (request: FastifyRequest) => {

@@ -173,7 +173,7 @@ describe('refused kubeconfigs: 400 KUBECONFIG_INVALID naming the field, nothing 
   it('a multipart upload that is too large or malformed is a 4xx in the error envelope, never a 500', async () => {
     const huge = `# ${'x'.repeat(KUBECONFIG_MAX_BYTES)}\n${standIn.kubeconfig()}`
     const cases: Array<[string, FormData, number, string]> = [
-      ['a kubeconfig file over the size limit', multipartBody({ name: 'multipart-huge' }, huge), 413, 'too large'],
+      ['a kubeconfig file over the size limit', multipartBody({ name: 'multipart-huge' }, huge), 413, 'kubeconfig file is larger than'],
       ['labels that are not JSON', multipartBody({ name: 'multipart-labels', labels: '{team: ml' }, standIn.kubeconfig()), 400, 'labels'],
       ['a flag that is not true or false', multipartBody({ name: 'multipart-flag', allowHttp: 'yes' }, standIn.kubeconfig()), 400, 'allowHttp'],
       ['no kubeconfig at all', multipartBody({ name: 'multipart-empty' }), 400, 'kubeconfig'],
