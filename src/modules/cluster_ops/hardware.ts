@@ -68,8 +68,11 @@ function bounded(text: unknown, max: number): string {
   return text.length > max ? text.slice(0, max) : text
 }
 
-const timestamp = (value: unknown): string | undefined =>
-  value instanceof Date ? (Number.isNaN(value.getTime()) ? undefined : value.toISOString()) : typeof value === 'string' ? bounded(value, 64) : undefined
+/** A time as the API shows every time (ISO 8601 with milliseconds, UTC), whether the client gave a Date or the raw text; anything else is dropped. */
+function timestamp(value: unknown): string | undefined {
+  const at = value instanceof Date ? value : typeof value === 'string' && value.length <= 64 ? new Date(value) : undefined
+  return at && !Number.isNaN(at.getTime()) ? at.toISOString() : undefined
+}
 
 export function describeNode(node: V1Node): NodeFacts {
   const problems: Problems = []
@@ -96,13 +99,16 @@ export function describeNode(node: V1Node): NodeFacts {
     detectionMethod: nfdCpu ? 'nfd' : 'node-info',
   }
 
-  const conditions: NodeFacts['conditions'] = (node.status?.conditions ?? []).slice(0, MAX_CONDITIONS).map((c) => ({
-    type: bounded(c.type, 63),
-    status: bounded(c.status, 16),
-    ...(c.reason ? { reason: bounded(c.reason, 128) } : {}),
-    ...(c.message ? { message: bounded(c.message, 512) } : {}),
-    ...(c.lastTransitionTime ? { lastTransitionTime: timestamp(c.lastTransitionTime) } : {}),
-  }))
+  const conditions: NodeFacts['conditions'] = (node.status?.conditions ?? []).slice(0, MAX_CONDITIONS).map((c) => {
+    const lastTransitionTime = timestamp(c.lastTransitionTime)
+    return {
+      type: bounded(c.type, 63),
+      status: bounded(c.status, 16),
+      ...(c.reason ? { reason: bounded(c.reason, 128) } : {}),
+      ...(c.message ? { message: bounded(c.message, 512) } : {}),
+      ...(lastTransitionTime ? { lastTransitionTime } : {}),
+    }
+  })
   const isTrue = (type: string) => conditions.some((c) => c.type === type && c.status === 'True')
   const ready = isTrue('Ready')
 

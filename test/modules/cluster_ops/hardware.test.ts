@@ -66,12 +66,24 @@ describe('describeNode: what each kind of node holds', () => {
     expect(facts.capacity).toEqual({ cpuMillis: 4000, memoryBytes: 16393232 * KiB, pods: 110, ephemeralBytes: 47227284 * KiB, extended: { 'hugepages-1Gi': 0, 'hugepages-2Mi': 0 } })
   })
 
+  it('condition times read as the API shows every time; one that is not a time is left out', () => {
+    const node = fixture('cpu-small')
+    const ready = node.status!.conditions!.find((c) => c.type === 'Ready')!
+    const asText = (value: string) => ({ ...node, status: { ...node.status, conditions: [{ ...ready, lastTransitionTime: value as unknown as Date }] } }) as V1Node
+    expect(describeNode(asText('2026-11-30T10:26:50+01:00')).conditions[0]!.lastTransitionTime).toBe('2026-11-30T09:26:50.000Z')
+    for (const junk of ['yesterday', '2026-13-45T99:00:00Z', 'x'.repeat(100)]) {
+      const [condition] = describeNode(asText(junk)).conditions
+      expect(condition, junk.slice(0, 20)).toMatchObject({ type: 'Ready', status: ready.status })
+      expect(condition, junk.slice(0, 20)).not.toHaveProperty('lastTransitionTime')
+    }
+  })
+
   it('a GPU node carrying its own GPU taint is schedulable: GPU pods tolerate it', () => {
     const facts = describeNode(fixture('a100-8x'))
     expect(facts.taints).toEqual([{ key: 'nvidia.com/gpu', value: 'true', effect: 'NoSchedule' }])
     expect(facts).toMatchObject({ schedulable: true, unschedulableReasons: [], ready: true, instanceType: 'p4d.24xlarge', internalIp: '10.0.0.10' })
     expect(facts.conditions).toEqual([
-      { type: 'Ready', status: 'True', reason: 'KubeletReady', message: 'kubelet is posting ready status', lastTransitionTime: '2026-11-30T10:26:50Z' },
+      { type: 'Ready', status: 'True', reason: 'KubeletReady', message: 'kubelet is posting ready status', lastTransitionTime: '2026-11-30T10:26:50.000Z' },
     ])
     expect(facts.allocatable.extended['nvidia.com/gpu']).toBe(8)
     expect(facts.allocatable.memoryBytes).toBe(1056763 * 1024 * 1024)

@@ -199,7 +199,7 @@ describe('every node fixture, seen through GET /v1/clusters/{id}/nodes', () => {
   it('each node as the API shows it keeps every fact read from the node, nothing lost on the way out', () => {
     for (const name of ['a100-8x', 'mi300x', 'gaudi2', 'sapphire-rapids', 'cpu-small', 'cordoned', 'not-ready', 'a100-mig', 't4-time-sliced', 'l4-nfd-vendor']) {
       const facts = describeNode(nodeFixture(name) as V1Node)
-      // The client reads condition times as Dates: they come back in ISO form with milliseconds.
+      // Condition times come back as every time the API shows: ISO form with milliseconds.
       const conditions = facts.conditions.map((c) => ({ ...c, ...(c.lastTransitionTime ? { lastTransitionTime: new Date(c.lastTransitionTime).toISOString() } : {}) }))
       expect(byName.get(facts.name), name).toEqual({ ...JSON.parse(JSON.stringify(facts)), conditions, used: expect.any(Object), updatedAt: expect.any(String) })
     }
